@@ -1,0 +1,122 @@
+"""Monitors: Keras callbacks that measure something about the model at epoch ends.
+
+A monitor runs every ``every`` epochs (and always after the last epoch), returns a flat
+dict of numbers from :meth:`Monitor.measure`, and the trainer's event logger writes them to
+``metrics.jsonl`` as one event of the monitor's ``kind`` (lists, e.g. top-k eigenvalues,
+included) and to TensorBoard as ``<kind>/<name>`` scalars. Scalar values are also put into
+the epoch ``logs`` under the same ``<kind>/<name>`` keys, so Keras' own CSVLogger or
+TensorBoard callbacks see them too.
+
+Monitors are registered by name so the experiment YAML can list them::
+
+    monitors:
+      - memorization: {}
+      - sharpness: {every: 5, k: 1, trace: true, samples: 2048}
+
+A new monitor subclasses :class:`Monitor`, sets ``kind`` and decorates itself with
+``@register_monitor("name")``; its constructor takes the YAML options as keyword arguments.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable
+
+import keras
+import numpy as np
+
+_REGISTRY: dict[str, type["Monitor"]] = {}
+
+
+def register_monitor(name: str) -> Callable[[type["Monitor"]], type["Monitor"]]:
+    """Class decorator that makes a monitor available under ``name`` in YAML."""
+
+    def deco(cls: type[Monitor]) -> type[Monitor]:
+        _REGISTRY[name] = cls
+        return cls
+
+    return deco
+
+
+def monitor_class(name: str) -> type["Monitor"]:
+    # Import the modules that define monitors so that they register themselves.
+    from tfminima import memorization  # noqa: F401
+
+    try:
+        from tfminima import landscape_monitors  # noqa: F401
+    except ImportError:  # the landscape instruments are optional at import time
+        pass
+    if name not in _REGISTRY:
+        raise KeyError(f"unknown monitor {name!r}; known: {sorted(_REGISTRY)}")
+    return _REGISTRY[name]
+
+
+@dataclasses.dataclass
+class MonitorContext:
+    """What the trainer hands a monitor before training starts.
+
+    ``train_x``/``train_y`` are the training inputs and the labels SGD trains on (noisy labels
+    where label noise is on); ``clean_y`` the true labels and ``noise_mask`` the boolean mask of
+    the indices whose label was replaced. ``val_x``/``val_y`` the validation split. Inputs are
+    already normalised. ``strategy`` is the run's tf.distribute strategy, ``loss_fn`` maps
+    ``(labels, logits) -> per-example loss``. ``lr_at``/``batch_size_at`` give the scheduled
+    values for an epoch, so monitors can relate what they measure to η/S.
+    """
+
+    train_x: np.ndarray
+    train_y: np.ndarray
+    clean_y: np.ndarray
+    noise_mask: np.ndarray
+    val_x: np.ndarray
+    val_y: np.ndarray
+    num_classes: int
+    strategy: Any
+    loss_fn: Callable
+    seed: int
+    epochs: int
+    lr_at: Callable[[int], float]
+    batch_size_at: Callable[[int], int]
+    momentum: float = 0.0
+    run_dir: Any = None
+    eval_batch_size: int = 1024
+
+
+class Monitor(keras.callbacks.Callback):
+    """Base class: measure every ``every`` epochs and after the last one."""
+
+    kind = "monitor"
+
+    def __init__(self, every: int = 1):
+        super().__init__()
+        if every < 1:
+            raise ValueError(f"every must be >= 1, got {every}")
+        self.every = int(every)
+        self.context: MonitorContext | None = None
+        self.last: dict[str, float] = {}
+
+    def setup(self, context: MonitorContext) -> None:
+        """Called once by the trainer, after the model is built, before training."""
+        self.context = context
+
+    def should_measure(self, epoch: int) -> bool:
+        last_epoch = self.context.epochs - 1 if self.context else None
+        return (epoch + 1) % self.every == 0 or epoch == last_epoch
+
+    def measure(self, epoch: int) -> dict[str, float]:
+        raise NotImplementedError
+
+    def on_epoch_end(self, epoch, logs=None):
+        if not self.should_measure(epoch):
+            self.last = {}
+            return
+        self.last = {k: _to_number(v) for k, v in self.measure(epoch).items()}
+        if logs is not None:  # scalars only: Keras' TensorBoard/CSVLogger expect numbers
+            logs.update(
+                {f"{self.kind}/{k}": v for k, v in self.last.items() if not isinstance(v, list)}
+            )
+
+
+def _to_number(v: Any):
+    if isinstance(v, (list, tuple, np.ndarray)):
+        return [float(x) for x in np.asarray(v).ravel()]
+    return float(v)
