@@ -1,0 +1,133 @@
+"""Raw datasets as numpy arrays: offline generators (MNIST-1D, sklearn digits) and TFDS.
+
+TFDS sources return ``RawData`` (their own train and test splits; validation is carved out of the
+training split later). Offline sources return one pool that ``load`` splits three ways. Images stay
+uint8 here; normalisation happens in ``tfminima.data.load``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import os
+from pathlib import Path
+
+import numpy as np
+
+
+class DataNotPrepared(RuntimeError):
+    """A TFDS dataset is not on disk; the message names the data_dir and the command to fix it."""
+
+
+@dataclasses.dataclass
+class RawData:
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    num_classes: int
+
+
+TFDS_NAMES = {"mnist": "mnist", "fashion_mnist": "fashion_mnist", "cifar10": "cifar10", "cifar100": "cifar100"}
+
+
+def cache_dir() -> Path:
+    """Where generated offline data is cached (TFMINIMA_CACHE, else ~/.cache/tfminima)."""
+    root = os.environ.get("TFMINIMA_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "tfminima")
+    path = Path(root)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def mnist1d(total: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """MNIST-1D (Greydanus 2020) generated locally by the ``mnist1d`` package; cached by (total, seed).
+
+    The package reseeds Python's and NumPy's global generators and imports matplotlib, so we save
+    and restore both global states around the call.
+    """
+    key = hashlib.sha1(f"mnist1d-v1-{total}-{seed}".encode()).hexdigest()[:12]
+    path = cache_dir() / f"mnist1d-{key}.npz"
+    if path.exists():
+        with np.load(path) as z:
+            x, y = z["x"], z["y"]
+    else:
+        import random
+
+        from mnist1d.data import get_dataset_args, make_dataset
+
+        py_state, np_state = random.getstate(), np.random.get_state()
+        try:
+            args = get_dataset_args()
+            args.num_samples = int(total)
+            args.train_split = 1.0 - 1e-9  # we split ourselves
+            args.seed = int(seed)
+            data = make_dataset(args)
+        finally:
+            random.setstate(py_state)
+            np.random.set_state(np_state)
+        x = np.concatenate([data["x"], data["x_test"]]).astype(np.float32)
+        y = np.concatenate([data["y"], data["y_test"]]).astype(np.int64)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.npz")
+        np.savez(tmp, x=x, y=y)
+        os.replace(tmp, path)
+    return x, y
+
+
+def offline_pool(name: str, total: int, seed: int) -> tuple[np.ndarray, np.ndarray, int]:
+    """One pool of examples for the offline datasets (split later into train/val/test)."""
+    if name == "mnist1d":
+        x, y = mnist1d(total, seed)
+        return x, y, 10
+    if name == "digits":
+        from sklearn.datasets import load_digits
+
+        d = load_digits()
+        x = d.images.astype(np.float32)[..., None]  # 8x8x1 images, values 0..16
+        return x, d.target.astype(np.int64), 10
+    raise KeyError(name)
+
+
+def tfds_data(name: str, data_dir: str | None) -> RawData:
+    """Train and test splits of a prepared TFDS dataset, as uint8 images and int labels.
+
+    Never downloads: ``builder.as_dataset`` fails at once when the data is missing, whereas
+    ``tfds.load`` would retry a download for minutes on a machine with no network.
+    """
+    import tensorflow_datasets as tfds
+
+    builder = tfds.builder(TFDS_NAMES[name], data_dir=data_dir)
+    try:
+        train = builder.as_dataset(split="train", as_supervised=True)
+        test = builder.as_dataset(split="test", as_supervised=True)
+    except (AssertionError, FileNotFoundError) as err:
+        where = data_dir or str(Path(builder.data_dir).parents[1])
+        raise DataNotPrepared(
+            f"dataset {name!r} is not prepared in {where} ({err.__class__.__name__}). "
+            f"Prepare it once on a machine with network access:\n"
+            f"    tfminima data prepare {name}" + (f" --data-dir {data_dir}" if data_dir else "")
+        ) from None
+    x_tr, y_tr = _to_numpy(train)
+    x_te, y_te = _to_numpy(test)
+    num_classes = 100 if name == "cifar100" else 10
+    return RawData(x_tr, y_tr, x_te, y_te, num_classes)
+
+
+def _to_numpy(ds) -> tuple[np.ndarray, np.ndarray]:
+    import tensorflow_datasets as tfds
+
+    xs, ys = [], []
+    for x, y in tfds.as_numpy(ds.batch(10000)):
+        xs.append(x)
+        ys.append(y)
+    return np.concatenate(xs), np.concatenate(ys).astype(np.int64)
+
+
+def prepare(name: str, data_dir: str | None = None) -> str:
+    """Download and prepare a TFDS dataset (needs network); returns where it went."""
+    import tensorflow_datasets as tfds
+
+    if name not in TFDS_NAMES:
+        raise KeyError(f"{name!r} is generated offline or unknown; TFDS datasets: {sorted(TFDS_NAMES)}")
+    builder = tfds.builder(TFDS_NAMES[name], data_dir=data_dir)
+    builder.download_and_prepare()
+    return builder.data_dir

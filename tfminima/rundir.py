@@ -1,0 +1,267 @@
+"""The run directory: the only thing the runner, the TUI and the reporter share. No TensorFlow.
+
+Layout::
+
+    runs/<sweep-or-run-name>/<run-id>/
+      config.yaml    the resolved experiment (defaults filled, sweep applied)
+      status.json    state, pid, epoch, error; replaced atomically
+      metrics.jsonl  one event a line, flushed: run_id, epoch, step, time, kind, values...
+      summary.json   final metrics and hyper-parameters
+      tb/            TensorBoard event files (scalars + hparams)
+      checkpoints/   epoch-N/ folders and a ``latest`` pointer
+
+Event kinds: train, eval, schedule, memorization, sharpness, noise, status (and any monitor's).
+States: pending, running, completed, failed, diverged, cancelled, crashed (set by readers when the
+process died without a final state).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import socket
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+FINAL_STATES = ("completed", "failed", "diverged", "cancelled", "crashed")
+STATES = ("pending", "running") + FINAL_STATES
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write via a temporary file and rename, so readers never see half a file."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "w") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def atomic_write_json(path: Path, obj: Any) -> None:
+    atomic_write_text(path, json.dumps(_jsonable(obj), indent=2) + "\n")
+
+
+def _jsonable(obj: Any) -> Any:
+    """Plain JSON types; non-finite floats become None (JSON has no NaN)."""
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, bool) or obj is None or isinstance(obj, str):
+        return obj
+    if isinstance(obj, int):
+        return int(obj)
+    try:
+        f = float(obj)
+    except (TypeError, ValueError):
+        return str(obj)
+    if math.isfinite(f):
+        return int(f) if hasattr(obj, "dtype") and "int" in str(obj.dtype) else f
+    return None
+
+
+def read_json(path: Path, default: Any = None) -> Any:
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return default
+
+
+class RunDir:
+    """Paths and files of one run directory."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+
+    # paths ------------------------------------------------------------------------------
+    @property
+    def run_id(self) -> str:
+        return self.path.name
+
+    @property
+    def config_path(self) -> Path:
+        return self.path / "config.yaml"
+
+    @property
+    def status_path(self) -> Path:
+        return self.path / "status.json"
+
+    @property
+    def metrics_path(self) -> Path:
+        return self.path / "metrics.jsonl"
+
+    @property
+    def summary_path(self) -> Path:
+        return self.path / "summary.json"
+
+    @property
+    def tb_dir(self) -> Path:
+        return self.path / "tb"
+
+    @property
+    def checkpoints_dir(self) -> Path:
+        return self.path / "checkpoints"
+
+    # status -----------------------------------------------------------------------------
+    def status(self) -> dict:
+        return read_json(self.status_path, {}) or {}
+
+    def write_status(self, state: str, **fields: Any) -> dict:
+        """Merge ``fields`` into status.json and set ``state`` (atomic replace)."""
+        if state not in STATES:
+            raise ValueError(f"unknown state {state!r}")
+        status = self.status()
+        status.update(fields)
+        status.update(state=state, run_id=self.run_id, updated=time.time())
+        if state == "running":
+            status.setdefault("started", time.time())
+            status.update(pid=os.getpid(), host=socket.gethostname())
+        if state in FINAL_STATES:
+            status["ended"] = time.time()
+        atomic_write_json(self.status_path, status)
+        return status
+
+    def summary(self) -> dict:
+        return read_json(self.summary_path, {}) or {}
+
+    def write_summary(self, summary: dict) -> None:
+        atomic_write_json(self.summary_path, summary)
+
+    def config_text(self) -> str:
+        return self.config_path.read_text()
+
+    # events -----------------------------------------------------------------------------
+    def events(self) -> list[dict]:
+        return list(read_events(self.metrics_path))
+
+    def truncate_events_after(self, epoch: int) -> None:
+        """Keep only events of epochs <= ``epoch`` (used on resume: the log matches the checkpoint)."""
+        kept = [e for e in self.events() if e.get("epoch", -1) is None or e.get("epoch", -1) <= epoch]
+        atomic_write_text(self.metrics_path, "".join(json.dumps(_jsonable(e)) + "\n" for e in kept))
+
+
+class MetricsWriter:
+    """Appends events to metrics.jsonl, one flushed JSON object a line."""
+
+    def __init__(self, path: str | Path, run_id: str):
+        self.path = Path(path)
+        self.run_id = run_id
+        self._f = open(self.path, "a", buffering=1)
+
+    def write(self, kind: str, epoch: int | None, step: int | None, **values: Any) -> dict:
+        event = {"run_id": self.run_id, "epoch": epoch, "step": step, "time": time.time(), "kind": kind}
+        event.update(values)
+        self._f.write(json.dumps(_jsonable(event)) + "\n")
+        self._f.flush()
+        return event
+
+    def close(self) -> None:
+        if not self._f.closed:
+            self._f.close()
+
+    def __enter__(self) -> "MetricsWriter":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def read_events(path: str | Path) -> Iterator[dict]:
+    """All complete events of a metrics.jsonl; a torn last line (no newline yet) is skipped."""
+    try:
+        with open(path) as f:
+            data = f.read()
+    except OSError:
+        return
+    for line in data.split("\n")[:-1] if not data.endswith("\n") else data.splitlines():
+        line = line.strip()
+        if not line:
+            continue
+        try:
+            yield json.loads(line)
+        except ValueError:
+            continue
+
+
+class MetricsTail:
+    """Incremental reader of a growing metrics.jsonl: ``poll()`` returns the new events only.
+
+    Keeps the byte offset and any partial last line, so a reader never sees half an event and
+    never re-reads the file from the start. If the file shrinks (a resume rewrote it), it
+    starts over and ``reset`` is set so the caller can drop what it had.
+    """
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.offset = 0
+        self._partial = b""
+        self.reset = False
+
+    def poll(self) -> list[dict]:
+        self.reset = False
+        try:
+            size = self.path.stat().st_size
+        except OSError:
+            return []
+        if size < self.offset:
+            self.offset, self._partial, self.reset = 0, b"", True
+        if size == self.offset:
+            return []
+        with open(self.path, "rb") as f:
+            f.seek(self.offset)
+            chunk = f.read(size - self.offset)
+        self.offset += len(chunk)
+        data = self._partial + chunk
+        lines = data.split(b"\n")
+        self._partial = lines.pop()
+        out = []
+        for line in lines:
+            if line.strip():
+                try:
+                    out.append(json.loads(line))
+                except ValueError:
+                    continue
+        return out
+
+
+def create(root: str | Path, group: str, run_id: str, config_yaml: str, hparams: dict | None = None) -> RunDir:
+    """Make ``root/group/run_id`` with its config and a ``pending`` status."""
+    rd = RunDir(Path(root) / group / run_id)
+    rd.path.mkdir(parents=True, exist_ok=True)
+    rd.checkpoints_dir.mkdir(exist_ok=True)
+    atomic_write_text(rd.config_path, config_yaml)
+    if not rd.status_path.exists():
+        rd.write_status("pending", hparams=hparams or {})
+    return rd
+
+
+def find_runs(root: str | Path) -> list[RunDir]:
+    """Every run directory (a folder with config.yaml and status.json) below ``root``, sorted."""
+    root = Path(root)
+    if not root.exists():
+        return []
+    found = [RunDir(p.parent) for p in root.rglob("status.json") if (p.parent / "config.yaml").exists()]
+    return sorted(found, key=lambda r: str(r.path))
+
+
+def pid_alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def effective_state(status: dict) -> str:
+    """The state a reader should show: ``running`` whose process is gone on this host is ``crashed``."""
+    state = status.get("state", "pending")
+    if state == "running" and status.get("host") == socket.gethostname() and not pid_alive(status.get("pid")):
+        return "crashed"
+    return state

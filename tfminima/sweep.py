@@ -1,0 +1,234 @@
+"""Sweep expansion: one experiment spec → the list of runs it stands for. No TensorFlow.
+
+Axes, crossed in this order: ``grid`` (cartesian), ``zip`` (paired lists), ``ratio`` (η/S values;
+the learning rate follows as ratio × batch size, or the batch size as lr / ratio with
+``derive: batch_size``) and ``seeds``. Each run gets a readable id such as ``lr0.05-bs128-s0``
+and records η, S, β and the noise scales η/S and η/(S(1−β)).
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import itertools
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from tfminima.config import ExperimentSpec
+
+
+class SweepError(ValueError):
+    """A sweep that cannot be expanded (e.g. a derived batch size that is not an integer)."""
+
+
+SHORT_NAMES = {
+    "optimizer.lr": "lr",
+    "optimizer.batch_size": "bs",
+    "optimizer.momentum": "m",
+    "optimizer.weight_decay": "wd",
+    "dataset.label_noise": "noise",
+    "dataset.train_size": "n",
+    "seed": "s",
+}
+
+
+@dataclasses.dataclass
+class RunPlan:
+    """One run of a sweep: its id, its full config data, and what the sweep set in it."""
+
+    run_id: str
+    data: dict
+    varied: dict[str, Any]
+    spec: "ExperimentSpec | None" = None
+
+    @property
+    def lr(self) -> float:
+        return self.spec.optimizer.lr
+
+    @property
+    def batch_size(self) -> int:
+        return self.spec.optimizer.batch_size
+
+    @property
+    def momentum(self) -> float:
+        return self.spec.optimizer.momentum
+
+    @property
+    def eta_over_s(self) -> float:
+        return self.spec.noise_scale
+
+    @property
+    def eta_over_s_momentum(self) -> float:
+        return self.spec.noise_scale_momentum
+
+    def hparams(self) -> dict[str, Any]:
+        """What identifies the run in TensorBoard's HParams dashboard and in tables."""
+        hp = {
+            "lr": self.lr,
+            "batch_size": self.batch_size,
+            "momentum": self.momentum,
+            "eta_over_s": self.eta_over_s,
+            "eta_over_s_momentum": self.eta_over_s_momentum,
+            "seed": self.spec.seed,
+        }
+        for key, value in self.varied.items():
+            name = key.replace(".", "_")
+            if key in SHORT_NAMES or name in hp:
+                continue
+            hp[name] = value if isinstance(value, (int, float, str, bool)) else str(value)
+        return hp
+
+
+def _get(data: dict, key: str, default: Any = None) -> Any:
+    node: Any = data
+    for part in key.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return default
+        node = node[part]
+    return node
+
+
+def _set(data: dict, key: str, value: Any) -> None:
+    parts = key.split(".")
+    node = data
+    for part in parts[:-1]:
+        if not isinstance(node.get(part), dict):
+            node[part] = {}
+        node = node[part]
+    node[parts[-1]] = value
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    if isinstance(value, (list, tuple)):
+        return "x".join(_fmt(v) for v in value)
+    if isinstance(value, dict):
+        return "-".join(f"{k}{_fmt(v)}" for k, v in value.items())
+    return str(value)
+
+
+def _round_sig(x: float, digits: int = 12) -> float:
+    """Kill float noise from ratio × batch size (5e-4 × 64 → 0.032, not 0.032000000000000001)."""
+    return float(f"{x:.{digits}g}")
+
+
+def run_id_for(data: dict, varied: dict[str, Any]) -> str:
+    """A readable id: lr, batch size, then other varied keys, then the seed."""
+    opt = data.get("optimizer") or {}
+    parts = [f"lr{_fmt(opt.get('lr', 0.1))}", f"bs{_fmt(opt.get('batch_size', 128))}"]
+    for key, value in varied.items():
+        if key in ("optimizer.lr", "optimizer.batch_size", "seed", "ratio"):
+            continue
+        short = SHORT_NAMES.get(key, key.split(".")[-1])
+        parts.append(f"{short}{_fmt(value)}")
+    parts.append(f"s{_fmt(data.get('seed', 0))}")
+    return "-".join(parts).replace("/", "_")
+
+
+def expand_data(data: dict) -> list[RunPlan]:
+    """Expand raw config data (a dict, sweep section included) into run plans (unvalidated)."""
+    sweep = data.get("sweep") or {}
+    base = copy.deepcopy(data)
+    base.pop("sweep", None)
+
+    axes: list[list[dict[str, Any]]] = []
+    grid = sweep.get("grid") or {}
+    for key, values in grid.items():
+        axes.append([{key: v} for v in _as_list(values, f"sweep.grid.{key}")])
+    zipped = sweep.get("zip") or {}
+    if zipped:
+        lists = {k: _as_list(v, f"sweep.zip.{k}") for k, v in zipped.items()}
+        lengths = {len(v) for v in lists.values()}
+        if len(lengths) != 1:
+            raise SweepError(f"zip lists must have the same length, got {sorted(lengths)}")
+        n = lengths.pop()
+        axes.append([{k: lists[k][i] for k in lists} for i in range(n)])
+    ratios = sweep.get("ratio") or []
+    if ratios:
+        axes.append([{"ratio": r} for r in _as_list(ratios, "sweep.ratio")])
+    seeds = sweep.get("seeds") or []
+    if seeds:
+        axes.append([{"seed": s} for s in _as_list(seeds, "sweep.seeds")])
+
+    derive = sweep.get("derive", "lr")
+    plans: list[RunPlan] = []
+    for combo in itertools.product(*axes) if axes else [()]:
+        run = copy.deepcopy(base)
+        varied: dict[str, Any] = {}
+        for assignment in combo:
+            for key, value in assignment.items():
+                varied[key] = value
+                if key != "ratio":
+                    _set(run, key, copy.deepcopy(value))
+        if "ratio" in varied:
+            _apply_ratio(run, float(varied["ratio"]), derive)
+        plans.append(RunPlan(run_id_for(run, varied), run, varied))
+    _make_ids_unique(plans)
+    return plans
+
+
+def _apply_ratio(run: dict, ratio: float, derive: str) -> None:
+    if derive == "lr":
+        bs = _get(run, "optimizer.batch_size", 128)
+        _set(run, "optimizer.lr", _round_sig(ratio * bs))
+    elif derive == "batch_size":
+        lr = _get(run, "optimizer.lr", 0.1)
+        bs = lr / ratio
+        if abs(bs - round(bs)) > 1e-6 * max(1.0, bs):
+            raise SweepError(
+                f"batch size lr/ratio = {lr}/{ratio} = {bs:.6g} is not an integer; "
+                "pick ratios that divide the learning rate, or derive the learning rate instead"
+            )
+        _set(run, "optimizer.batch_size", int(round(bs)))
+    else:
+        raise SweepError(f"derive must be 'lr' or 'batch_size', got {derive!r}")
+
+
+def _as_list(values: Any, where: str) -> list:
+    if not isinstance(values, list) or not values:
+        raise SweepError(f"{where} must be a non-empty list")
+    return values
+
+
+def _make_ids_unique(plans: list[RunPlan]) -> None:
+    counts: dict[str, int] = {}
+    for p in plans:
+        counts[p.run_id] = counts.get(p.run_id, 0) + 1
+    seen: dict[str, int] = {}
+    for p in plans:
+        if counts[p.run_id] > 1:
+            seen[p.run_id] = seen.get(p.run_id, 0) + 1
+            p.run_id = f"{p.run_id}-{seen[p.run_id]}"
+
+
+def expand(spec: "ExperimentSpec") -> list[RunPlan]:
+    """Expand a validated spec into validated run plans (each with its own ``spec``)."""
+    from tfminima.config import ExperimentSpec
+
+    data = spec.model_dump(mode="json")
+    plans = expand_data(data)
+    for plan in plans:
+        plan.data.pop("sweep", None)
+        plan.spec = ExperimentSpec.model_validate(plan.data)
+    return plans
+
+
+def select_shard(plans: list[RunPlan], index: int, count: int) -> list[RunPlan]:
+    """Runs of shard ``index`` of ``count`` (0-based): disjoint, deterministic, together all runs."""
+    if count < 1 or not 0 <= index < count:
+        raise SweepError(f"shard must be i/n with 0 <= i < n, got {index}/{count}")
+    return plans[index::count]
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """Parse ``i/n``."""
+    try:
+        i, n = (int(p) for p in text.split("/"))
+    except ValueError:
+        raise SweepError(f"--shard expects i/n (e.g. 0/4), got {text!r}") from None
+    if n < 1 or not 0 <= i < n:
+        raise SweepError(f"--shard expects 0 <= i < n, got {text!r}")
+    return i, n
