@@ -10,12 +10,21 @@ Every problem in a file is collected (not just the first) and reported as
 from __future__ import annotations
 
 import difflib
+import re
 import typing
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 # --------------------------------------------------------------------------- errors
 
@@ -319,24 +328,27 @@ class ExperimentSpec(Spec):
         return out
 
     @model_validator(mode="after")
-    def _cross_checks(self) -> "ExperimentSpec":
+    def _cross_checks(self, info: ValidationInfo) -> "ExperimentSpec":
+        # A sweep may override the values checked here: then each expanded run is checked instead.
+        if info.context and info.context.get("sweep_base"):
+            return self
         if self.optimizer.batch_size > self.dataset.train_size:
             raise ValueError(
-                f"optimizer.batch_size {self.optimizer.batch_size} is larger than "
+                f"optimizer.batch_size: {self.optimizer.batch_size} is larger than "
                 f"dataset.train_size {self.dataset.train_size}"
             )
         replicas = self.replicas_known()
         if replicas and self.optimizer.batch_size % replicas:
             raise ValueError(
-                f"optimizer.batch_size {self.optimizer.batch_size} is not divisible by the "
+                f"optimizer.batch_size: {self.optimizer.batch_size} is not divisible by the "
                 f"{replicas} replicas: the global batch is split evenly across replicas"
             )
         if self.schedule_conversion == "lr_to_batch_size" and self.batch_size_schedule.kind != "constant":
-            raise ValueError("schedule_conversion lr_to_batch_size needs a constant batch_size_schedule")
+            raise ValueError("schedule_conversion: lr_to_batch_size needs a constant batch_size_schedule")
         if self.schedule_conversion == "batch_size_to_lr" and self.lr_schedule.kind != "constant":
-            raise ValueError("schedule_conversion batch_size_to_lr needs a constant lr_schedule")
+            raise ValueError("schedule_conversion: batch_size_to_lr needs a constant lr_schedule")
         if self.optimizer.nesterov and self.optimizer.momentum == 0:
-            raise ValueError("optimizer.nesterov needs optimizer.momentum > 0")
+            raise ValueError("optimizer.nesterov: needs optimizer.momentum > 0")
         return self
 
     def replicas_known(self) -> int | None:
@@ -488,6 +500,10 @@ def _problems_from_validation(
             msg = "required key is missing"
         elif msg.startswith("Value error, "):
             msg = msg[len("Value error, "):]
+            head, sep, rest = msg.partition(": ")
+            if sep and not key and re.fullmatch(r"[a-z_]+(\.[a-z_]+)*", head):
+                path = tuple(head.split("."))  # a cross-field check names the key it is about
+                key, msg = head, rest
         problems.append(Problem(file, _line_for(lines, path), key, msg))
     return problems
 
@@ -556,8 +572,9 @@ def validate_data(
         raise ConfigError([Problem(file, _line_for(lines, ()), "", "the top level must be a mapping of keys")])
     problems: list[Problem] = []
     spec = None
+    has_sweep = isinstance(data.get("sweep"), dict) and any(data["sweep"].get(k) for k in ("grid", "zip", "ratio", "seeds"))
     try:
-        spec = ExperimentSpec.model_validate(data)
+        spec = ExperimentSpec.model_validate(data, context={"sweep_base": has_sweep})
     except ValidationError as err:
         problems += _problems_from_validation(err, data, lines, file)
     problems += _check_monitors(data, lines, file)
@@ -709,6 +726,21 @@ def load_data(path: str | Path, overrides: list[str] | None = None) -> dict:
     return data
 
 
-def to_yaml(spec: ExperimentSpec) -> str:
+class _Dumper(yaml.SafeDumper):
+    """Block mappings, but flow style for lists of plain values ([100, 100])."""
+
+
+def _represent_list(dumper, data):
+    flow = all(not isinstance(v, (dict, list)) for v in data)
+    return dumper.represent_sequence("tag:yaml.org,2002:seq", data, flow_style=flow)
+
+
+_Dumper.add_representer(list, _represent_list)
+
+
+def to_yaml(spec: ExperimentSpec, *, include_sweep: bool = True) -> str:
     """The resolved spec (defaults filled) as YAML, in schema order."""
-    return yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False, default_flow_style=None)
+    data = spec.model_dump(mode="json")
+    if not include_sweep or spec.sweep.is_empty:
+        data.pop("sweep", None)
+    return yaml.dump(data, Dumper=_Dumper, sort_keys=False, default_flow_style=False, allow_unicode=True)

@@ -60,7 +60,9 @@ class MonitorContext:
     the indices whose label was replaced. ``val_x``/``val_y`` the validation split. Inputs are
     already normalised. ``strategy`` is the run's tf.distribute strategy, ``loss_fn`` maps
     ``(labels, logits) -> per-example loss``. ``lr_at``/``batch_size_at`` give the scheduled
-    values for an epoch, so monitors can relate what they measure to η/S.
+    values for an epoch, so monitors can relate what they measure to η/S. ``evaluate(x, y)``
+    returns ``{"loss", "accuracy"}`` and ``predict_classes(x)`` the argmax labels, both in
+    inference mode under the run's strategy.
     """
 
     train_x: np.ndarray
@@ -79,6 +81,8 @@ class MonitorContext:
     momentum: float = 0.0
     run_dir: Any = None
     eval_batch_size: int = 1024
+    evaluate: Callable[[np.ndarray, np.ndarray], dict] | None = None
+    predict_classes: Callable[[np.ndarray], np.ndarray] | None = None
 
 
 class Monitor(keras.callbacks.Callback):

@@ -1,0 +1,38 @@
+"""Test setup: 2 logical CPU devices (for MirroredStrategy), quiet TensorFlow, a private cache."""
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import pytest  # noqa: E402
+
+
+def pytest_configure(config):
+    # Must happen before any TensorFlow op runs; tests that need a fresh process use subprocesses.
+    import tensorflow as tf
+
+    cpus = tf.config.list_physical_devices("CPU")
+    try:
+        tf.config.set_logical_device_configuration(cpus[0], [tf.config.LogicalDeviceConfiguration()] * 2)
+    except RuntimeError:
+        pass
+
+
+@pytest.fixture
+def tiny_yaml(tmp_path):
+    """Write a small, fast experiment YAML; returns a function taking extra YAML text."""
+
+    def make(extra: str = "", name: str = "tiny") -> str:
+        text = (
+            f"name: {name}\n"
+            "epochs: 2\n"
+            "dataset: {name: mnist1d, train_size: 256, val_size: 64, test_size: 64}\n"
+            "model: {name: mlp, hidden: [16]}\n"
+            "optimizer: {lr: 0.05, batch_size: 32}\n"
+            f"output_dir: {tmp_path / 'runs'}\n"
+        ) + extra
+        path = tmp_path / f"{name}.yaml"
+        path.write_text(text)
+        return str(path)
+
+    return make

@@ -1,0 +1,217 @@
+"""The ``tfminima`` command: run | validate | data | tb.
+
+Config problems print as ``file:line: key: message`` and exit with status 2, before TensorFlow
+is even imported. A failed run exits 1 after the sweep has finished the other runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import threading
+from pathlib import Path
+
+from tfminima import config as config_lib
+
+
+def _err(msg: str) -> None:
+    print(msg, file=sys.stderr)
+
+
+def _quiet_tensorflow() -> None:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+
+
+# ----------------------------------------------------------------------------- validate
+def cmd_validate(args) -> int:
+    status = 0
+    for path in args.config:
+        try:
+            spec = config_lib.load(path, args.set)
+        except config_lib.ConfigError as err:
+            _err(str(err))
+            status = 2
+            continue
+        from tfminima.sweep import expand
+
+        runs = expand(spec)
+        print(f"{path}: ok ({len(runs)} run{'s' if len(runs) != 1 else ''})")
+        if args.list:
+            for r in runs:
+                print(f"  {r.run_id}  lr={r.lr:g} bs={r.batch_size} eta/S={r.eta_over_s:.3g}")
+    return status
+
+
+# ----------------------------------------------------------------------------- run
+def cmd_run(args) -> int:
+    if not args.config and not args.resume:
+        _err("tfminima run: give an experiment YAML, or --resume RUN_DIR")
+        return 2
+    shard = None
+    spec = None
+    if args.config:
+        try:
+            spec = config_lib.load(args.config, args.set)
+        except config_lib.ConfigError as err:
+            _err(str(err))
+            return 2
+        if args.shard:
+            from tfminima.sweep import SweepError, parse_shard
+
+            try:
+                shard = parse_shard(args.shard)
+            except SweepError as err:
+                _err(f"tfminima run: {err}")
+                return 2
+    _quiet_tensorflow()
+    if spec is not None and spec.distribution.cpu_replicas > 1:
+        from tfminima.distribute import configure_cpu_replicas
+
+        configure_cpu_replicas(spec.distribution.cpu_replicas)
+    from tfminima import runner
+    from tfminima.progress import RunProgress, print_table
+
+    stop = threading.Event()
+    _install_stop_handlers(stop)
+    progress = RunProgress(enabled=not args.quiet)
+    with progress:
+        if args.resume:
+            dirs = runner.resumable(args.resume)
+            if not dirs:
+                _err(f"tfminima run --resume: no unfinished run under {args.resume}")
+                return 2
+            outcomes = []
+            for i, run_dir in enumerate(dirs):
+                try:
+                    spec_i = config_lib.load(run_dir.config_path)
+                except config_lib.ConfigError as err:
+                    _err(str(err))
+                    return 2
+                progress.start_run(i, len(dirs), run_dir, spec_i)
+                outcomes.append(runner.resume_run(run_dir, callbacks=[progress.callback()], stop_event=stop))
+                if stop.is_set():
+                    break
+        else:
+            outcomes = runner.run_sweep(
+                spec, args.out, shard=shard,
+                on_run_start=lambda i, n, d, plan: progress.start_run(i, n, d, plan.spec),
+                callbacks_for=lambda d, plan: [progress.callback()],
+                stop_event=stop,
+            )
+        progress.finish(len(outcomes))
+    if not args.quiet:
+        print_table(outcomes)
+    if outcomes:
+        print(f"runs in {outcomes[0].run_dir.path.parent}   (TensorBoard: tensorboard --logdir {outcomes[0].run_dir.path.parent})")
+    for o in outcomes:
+        if o.state == "failed":
+            _err(f"{o.run_dir.run_id}: failed: {o.error}")
+    if any(o.state == "cancelled" for o in outcomes):
+        return 130
+    return 1 if any(o.state == "failed" for o in outcomes) else 0
+
+
+def _install_stop_handlers(stop: threading.Event) -> None:
+    """SIGTERM / SIGINT: stop at the next step boundary, checkpoint, record ``cancelled``.
+
+    A second Ctrl-C interrupts at once.
+    """
+
+    def handler(signum, frame):
+        if stop.is_set() and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        stop.set()
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
+
+
+# ----------------------------------------------------------------------------- data
+def cmd_data(args) -> int:
+    from tfminima.data import DATASETS, OFFLINE
+
+    if args.action == "list":
+        for name in DATASETS:
+            print(f"{name:14s} {'offline (generated locally)' if name in OFFLINE else 'TFDS'}")
+        return 0
+    if args.name not in DATASETS:
+        _err(f"tfminima data prepare: unknown dataset {args.name!r}; known: {', '.join(DATASETS)}")
+        return 2
+    if args.name in OFFLINE:
+        from tfminima.config import DatasetSpec
+        from tfminima.data import load
+
+        load(DatasetSpec(name=args.name))
+        print(f"{args.name}: generated locally, nothing to download")
+        return 0
+    _quiet_tensorflow()
+    from tfminima.data import prepare
+
+    try:
+        where = prepare(args.name, args.data_dir)
+    except Exception as err:  # network errors come in many types
+        _err(f"tfminima data prepare {args.name}: {err.__class__.__name__}: {err}")
+        return 1
+    print(f"{args.name}: prepared in {where}")
+    return 0
+
+
+# ----------------------------------------------------------------------------- tb
+def cmd_tb(args) -> int:
+    print(f"tensorboard --logdir {args.runs}")
+    if args.launch:
+        os.execvp(sys.executable, [sys.executable, "-m", "tensorboard.main", "--logdir", args.runs])
+    return 0
+
+
+# ----------------------------------------------------------------------------- main
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="tfminima", description="The science of SGD minima: η, S, η/S and sharpness.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    r = sub.add_parser("run", help="train an experiment (a single run or a sweep)")
+    r.add_argument("config", nargs="?", help="experiment YAML")
+    r.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config key, e.g. --set optimizer.lr=0.05 (repeatable)")
+    r.add_argument("--out", help="runs directory (default: the config's output_dir)")
+    r.add_argument("--resume", metavar="RUN_DIR", help="continue a killed run (or a sweep's unfinished runs)")
+    r.add_argument("--shard", metavar="I/N", help="run only shard I of N of the sweep (0-based)")
+    r.add_argument("--quiet", action="store_true", help="no progress bars or table")
+    r.set_defaults(func=cmd_run)
+
+    v = sub.add_parser("validate", help="check experiment YAMLs; exit 0 if valid, 2 if not")
+    v.add_argument("config", nargs="+")
+    v.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    v.add_argument("--list", action="store_true", help="list the runs a sweep expands to")
+    v.set_defaults(func=cmd_validate)
+
+    d = sub.add_parser("data", help="datasets: list, or prepare a TFDS dataset (needs network)")
+    d.add_argument("action", choices=["list", "prepare"])
+    d.add_argument("name", nargs="?")
+    d.add_argument("--data-dir", help="TFDS data_dir")
+    d.set_defaults(func=cmd_data)
+
+    t = sub.add_parser("tb", help="print (or --launch) the TensorBoard command for a runs directory")
+    t.add_argument("runs", nargs="?", default="runs")
+    t.add_argument("--launch", action="store_true")
+    t.set_defaults(func=cmd_tb)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command == "data" and args.action == "prepare" and not args.name:
+        parser.error("data prepare needs a dataset name")
+    try:
+        return int(args.func(args) or 0)
+    except config_lib.ConfigError as err:
+        _err(str(err))
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,360 @@
+"""Gradient noise: the per-example gradient covariance ``C`` and the paper's theory check.
+
+The paper models SGD as ``θ ← θ − η g_S`` with ``g_S = G + noise`` of covariance ``C/S``, where
+
+    C = (1/N) Σ_i (g_i − G)(g_i − G)ᵀ,   G = (1/N) Σ_i g_i,
+
+``g_i`` the gradient of example ``i``'s loss (plus the regularisation ``sum(model.losses)``, which shifts
+every ``g_i`` alike and so only moves ``G``). The ``1/N`` normalisation is the covariance of one example
+drawn uniformly with replacement -- exactly the noise of a minibatch of such draws.
+
+* :func:`gradient_covariance_trace` -- ``Tr(C)`` from per-example gradients, vectorised with
+  ``GradientTape.jacobian`` (pfor) in chunks, the chunks merged with Chan et al.'s pairwise formula
+  (no ``E‖g‖² − ‖G‖²`` cancellation).
+* :func:`gradient_noise_scale` -- McCandlish et al. (2018)'s ``B_simple = Tr(C) / ‖G‖²``.
+* :class:`CovarianceOperator` -- ``C v`` without per-example gradients: a forward-mode pass gives every
+  ``g_i·v`` at once and one backward pass with those as output gradients gives ``Σ g_i (g_i·v)``.
+* :func:`theory_check` -- the paper's own test at an end point: ``E[L]`` against ``(η/4S) Tr(H)``,
+  ``Tr(C)/Tr(H)`` and the alignment of the top directions of ``C`` and ``H``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+import weakref
+
+import numpy as np
+import tensorflow as tf
+
+from tfminima import hessian
+from tfminima.hessian import (
+    DEFAULT_BATCH_SIZE,
+    HessianOperator,
+    PlacedBatches,
+    _flat64,
+    _per_example_loss,
+    _regularization,
+    _unflatten,
+    _variable_values,
+    keep_non_trainable,
+)
+
+__all__ = [
+    "GradientNoise",
+    "TheoryCheck",
+    "CovarianceOperator",
+    "gradient_covariance_trace",
+    "gradient_noise_scale",
+    "theory_check",
+]
+
+_ZERO = tf.UnconnectedGradients.ZERO
+
+
+class _NoiseTraced:
+    """tf.functions for per-example statistics and covariance products (one model, loss, strategy)."""
+
+    def __init__(self, model, loss_fn, training: bool, strategy):
+        model_ref = weakref.ref(model)
+        variables = list(model.trainable_variables)
+        self.variables = variables
+        self.strategy = strategy
+
+        def example_losses(x, y):
+            m = model_ref()
+            per_example = _per_example_loss(loss_fn, y, m(x, training=training))
+            return per_example + _regularization(m, per_example.dtype)
+
+        def replica_stats(x, y):
+            # Count, mean and centred sum of squares of this replica's per-example gradients.
+            values = _variable_values(variables)
+            with tf.GradientTape() as tape:
+                tape.watch(values)
+                losses = example_losses(x, y)
+            jac = tape.jacobian(losses, values, unconnected_gradients=_ZERO, experimental_use_pfor=True)
+            b = tf.shape(losses)[0]
+            grads = tf.concat([tf.reshape(tf.cast(j, tf.float64), [b, -1]) for j in jac], axis=1)
+            count = tf.cast(b, tf.float64)
+            mean = tf.reduce_sum(grads, axis=0) / tf.maximum(count, 1.0)
+            return count, mean, tf.reduce_sum(tf.square(grads - mean))
+
+        def replica_cov(x, y, vec):
+            # Σ_i g_i (g_i·v) over this replica's examples.
+            values = _variable_values(variables)
+            with tf.GradientTape() as tape:
+                tape.watch(values)
+                with tf.autodiff.ForwardAccumulator(values, _unflatten(vec, variables)) as acc:
+                    losses = example_losses(x, y)
+            directional = acc.jvp(losses, unconnected_gradients=_ZERO)
+            out = tape.gradient(losses, values, output_gradients=directional, unconnected_gradients=_ZERO)
+            return _flat64(out)
+
+        def stats(x, y):
+            return strategy.run(replica_stats, args=(x, y))
+
+        def cov(x, y, vec):
+            per_replica = strategy.run(replica_cov, args=(x, y, vec))
+            return strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica, axis=None)
+
+        self.stats = tf.function(stats, reduce_retracing=True)
+        self.cov = tf.function(cov, reduce_retracing=True)
+
+
+def _noise_functions(model, loss, training, strategy) -> _NoiseTraced:
+    strategy = strategy or tf.distribute.get_strategy()
+    key = (
+        "noise",
+        hessian.loss_key(model, loss),
+        bool(training),
+        strategy,
+        tuple(id(v) for v in model.trainable_variables),
+    )
+    return hessian.cached(
+        model, key, lambda: _NoiseTraced(model, hessian.resolve_loss(model, loss), training, strategy)
+    )
+
+
+def _auto_chunk(n_params: int) -> int:
+    # The chunk's Jacobian is chunk × n_params floats: keep it near 2^24 entries (~128 MB in float64).
+    return int(max(1, min(256, 2**24 // max(n_params, 1))))
+
+
+@dataclasses.dataclass
+class GradientNoise:
+    """Per-example gradient statistics over ``num_examples`` examples.
+
+    ``trace_cov`` is ``Tr(C)`` (``1/N`` normalisation), ``grad_norm_sq`` ``‖G‖²`` of the mean gradient,
+    ``mean_sq_norm`` ``(1/N) Σ ‖g_i‖²`` (= ``trace_cov + grad_norm_sq``).
+    """
+
+    trace_cov: float
+    grad_norm_sq: float
+    mean_sq_norm: float
+    num_examples: int
+    seconds: float
+
+    @property
+    def b_simple(self) -> float:
+        """McCandlish et al.'s simple noise scale ``Tr(C)/‖G‖²`` (a critical batch size estimate)."""
+        return self.trace_cov / self.grad_norm_sq if self.grad_norm_sq > 0 else float("inf")
+
+
+def _per_example_moments(model, data, *, loss, training, strategy, chunk_size):
+    """``(N, G, M2)`` with ``M2 = Σ ‖g_i − G‖²``, merging chunk/replica moments pairwise (Chan et al.)."""
+    fns = _noise_functions(model, loss, training, strategy)
+    n_params = sum(int(np.prod(v.shape)) for v in fns.variables)
+    batches = PlacedBatches(data, chunk_size or _auto_chunk(n_params), fns.strategy)
+    count, mean, m2 = 0.0, np.zeros(n_params), 0.0
+    for x, y in batches:
+        parts = [fns.strategy.experimental_local_results(t) for t in fns.stats(x, y)]
+        for c, mu, q in zip(*parts):
+            c, mu, q = float(c.numpy()), mu.numpy(), float(q.numpy())
+            if c == 0:
+                continue
+            total = count + c
+            diff = mu - mean
+            m2 = m2 + q + float(diff @ diff) * count * c / total
+            mean = mean + diff * (c / total)
+            count = total
+    return int(count), mean, m2
+
+
+def gradient_covariance_trace(
+    model,
+    data,
+    *,
+    loss=None,
+    chunk_size: int | None = None,
+    training: bool = False,
+    strategy=None,
+) -> GradientNoise:
+    """``Tr(C)`` of the per-example gradients over ``data`` (and ``‖G‖²``, hence :attr:`GradientNoise.b_simple`).
+
+    Per-example gradients come ``chunk_size`` examples at a time (default: as many as keep the chunk's
+    Jacobian near 2^24 numbers) and are never stored beyond one chunk.
+    """
+    start = time.perf_counter()
+    with keep_non_trainable(model, training):
+        n, mean, m2 = _per_example_moments(
+            model, data, loss=loss, training=training, strategy=strategy, chunk_size=chunk_size
+        )
+    g2 = float(mean @ mean)
+    return GradientNoise(
+        trace_cov=m2 / n,
+        grad_norm_sq=g2,
+        mean_sq_norm=m2 / n + g2,
+        num_examples=n,
+        seconds=time.perf_counter() - start,
+    )
+
+
+def gradient_noise_scale(model, data, **kwargs) -> float:
+    """``B_simple = Tr(C) / ‖G‖²`` (McCandlish et al. 2018); keyword arguments as :func:`gradient_covariance_trace`."""
+    return gradient_covariance_trace(model, data, **kwargs).b_simple
+
+
+class CovarianceOperator:
+    """``C`` of the per-example gradients over fixed data, as ``matvec(v) -> C v`` on flat float64 vectors.
+
+    ``C v = (1/N) Σ g_i (g_i·v) − G (G·v)``: one forward-mode and one backward pass a product, about the
+    cost of a Hessian-vector product, no per-example gradients stored. Counts products in ``count``.
+    """
+
+    def __init__(
+        self,
+        model,
+        data,
+        *,
+        loss=None,
+        training: bool = False,
+        strategy=None,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+    ):
+        self.hessian = HessianOperator(
+            model, data, loss=loss, training=training, strategy=strategy, batch_size=batch_size
+        )
+        self.fns = _noise_functions(model, loss, training, self.hessian.strategy)
+        self.n = self.hessian.n
+        self.count = 0
+        self._gradient = None
+
+    @property
+    def gradient(self) -> np.ndarray:
+        """The mean gradient ``G`` (computed once)."""
+        if self._gradient is None:
+            _, self._gradient = self.hessian.loss_and_gradient()
+        return self._gradient
+
+    def matvec(self, v) -> np.ndarray:
+        v = np.asarray(v, np.float64).reshape(-1)
+        vec = tf.constant(v)
+        batches = self.hessian.batches
+        total = None
+        for x, y in batches:
+            part = self.fns.cov(x, y, vec)
+            total = part if total is None else total + part
+        self.count += 1
+        g = self.gradient
+        return total.numpy() / batches.num_examples - g * float(g @ v)
+
+    __call__ = matvec
+
+
+@dataclasses.dataclass
+class TheoryCheck:
+    """The paper's predictions tested at one point θ (its end point, in the paper).
+
+    Theory (§1): near a minimum with ``C ≈ H`` the stationary loss is ``E[L] = (η/4S) Tr(H)``; with
+    momentum β we use the usual effective rate ``η/(1−β)``.
+
+    ``loss`` mean loss L(θ) on the examples; ``predicted_loss`` ``(η_eff/4S)·Tr(H)``; ``loss_ratio``
+    ``loss / predicted_loss`` (1 when the theory holds). ``trace_h ± trace_h_stderr`` Hutchinson's
+    ``Tr(H)``; ``trace_c`` ``Tr(C)``; ``trace_ratio`` ``Tr(C)/Tr(H)`` (1 when ``C = H``).
+    ``lambda_max_h``/``lambda_max_c`` top eigenvalues; ``top_cosine`` ``|cos|`` between their eigenvectors;
+    ``rayleigh_alignment`` ``v_Hᵀ C v_H / λ_max(C)`` (1 when H's sharpest direction is C's noisiest).
+    ``grad_norm_sq`` ``‖G‖²`` and ``b_simple`` ``Tr(C)/‖G‖²``. ``hvps``/``cov_products`` the products used.
+    """
+
+    lr: float
+    batch_size: int
+    momentum: float
+    noise_scale: float
+    loss: float
+    predicted_loss: float
+    loss_ratio: float
+    trace_h: float
+    trace_h_stderr: float
+    trace_c: float
+    trace_ratio: float
+    lambda_max_h: float
+    lambda_max_c: float
+    top_cosine: float
+    rayleigh_alignment: float
+    grad_norm_sq: float
+    b_simple: float
+    num_examples: int
+    hvps: int
+    cov_products: int
+    seconds: float
+    top_vector_h: np.ndarray = dataclasses.field(default=None, repr=False)
+    top_vector_c: np.ndarray = dataclasses.field(default=None, repr=False)
+
+    def as_dict(self) -> dict:
+        """The scalar fields (no eigenvectors), e.g. for a metrics log."""
+        return {
+            f.name: getattr(self, f.name)
+            for f in dataclasses.fields(self)
+            if f.name not in ("top_vector_h", "top_vector_c")
+        }
+
+
+def theory_check(
+    model,
+    data,
+    lr: float,
+    batch_size: int,
+    *,
+    momentum: float = 0.0,
+    loss=None,
+    trace_probes: int = 100,
+    trace_tol: float | None = None,
+    tol: float = 1e-3,
+    seed: int = 0,
+    init_h=None,
+    init_c=None,
+    chunk_size: int | None = None,
+    training: bool = False,
+    strategy=None,
+    eval_batch_size: int = DEFAULT_BATCH_SIZE,
+) -> TheoryCheck:
+    """Test the paper's stationary-state predictions at the model's current weights on ``data``.
+
+    ``lr``/``batch_size``/``momentum`` are the η, S, β SGD ran with. ``Tr(H)`` by Hutchinson
+    (``trace_probes`` products, optional ``trace_tol``), ``Tr(C)`` exactly from per-example gradients,
+    the top eigenpairs of H and C by Lanczos (``tol``; ``init_h``/``init_c`` warm starts).
+    """
+    if lr <= 0 or batch_size < 1 or not 0 <= momentum < 1:
+        raise ValueError(f"need lr > 0, batch_size >= 1, 0 <= momentum < 1; got {lr}, {batch_size}, {momentum}")
+    start = time.perf_counter()
+    cov = CovarianceOperator(
+        model, data, loss=loss, training=training, strategy=strategy, batch_size=eval_batch_size
+    )
+    op = cov.hessian
+    with keep_non_trainable(model, training):
+        loss_value, _ = op.loss_and_gradient()
+        tr = hessian.hutchinson(op.matvec, op.n, tol=trace_tol, max_probes=trace_probes, seed=seed)
+        eig_h = hessian.lanczos(op.matvec, op.n, 1, tol=tol, seed=seed, init=init_h)
+        eig_c = hessian.lanczos(cov.matvec, cov.n, 1, tol=tol, seed=seed + 1, init=init_c)
+    noise = gradient_covariance_trace(
+        model, data, loss=loss, chunk_size=chunk_size, training=training, strategy=op.strategy
+    )
+    v_h, v_c = eig_h.eigenvectors[0], eig_c.eigenvectors[0]
+    lambda_c = float(eig_c.eigenvalues[0])
+    eta_eff = lr / (1.0 - momentum)
+    predicted = eta_eff / (4.0 * batch_size) * tr.value
+    return TheoryCheck(
+        lr=float(lr),
+        batch_size=int(batch_size),
+        momentum=float(momentum),
+        noise_scale=eta_eff / batch_size,
+        loss=loss_value,
+        predicted_loss=predicted,
+        loss_ratio=loss_value / predicted if predicted != 0 else float("nan"),
+        trace_h=tr.value,
+        trace_h_stderr=tr.stderr,
+        trace_c=noise.trace_cov,
+        trace_ratio=noise.trace_cov / tr.value if tr.value != 0 else float("nan"),
+        lambda_max_h=float(eig_h.eigenvalues[0]),
+        lambda_max_c=lambda_c,
+        top_cosine=float(abs(v_h @ v_c)),
+        rayleigh_alignment=float(v_h @ cov.matvec(v_h)) / lambda_c if lambda_c > 0 else float("nan"),
+        grad_norm_sq=noise.grad_norm_sq,
+        b_simple=noise.b_simple,
+        num_examples=noise.num_examples,
+        hvps=op.hvp_count,
+        cov_products=cov.count,
+        seconds=time.perf_counter() - start,
+        top_vector_h=v_h,
+        top_vector_c=v_c,
+    )

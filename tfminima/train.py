@@ -1,0 +1,417 @@
+"""The trainer: SGD on a Keras model under a tf.distribute strategy, epoch by epoch.
+
+Why not ``model.fit``: the batch size must change between epochs (batch-size schedules), which
+``fit`` cannot do without losing steps. So each epoch gets a freshly built distributed dataset
+of the scheduled batch size, and one traced train step serves every batch size (the batch
+dimension is None). Everything else follows Keras: the standard ``keras.callbacks.Callback``
+protocol (Keras' TensorBoard, CSVLogger and EarlyStopping work), ``model.optimizer`` and
+``model.stop_training``.
+
+The loss of a step is the sum of per-example losses divided by the GLOBAL number of examples in
+the step (``tf.nn.compute_average_loss`` semantics), so a mirrored run equals a one-device run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from typing import Any, Sequence
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from tfminima import checkpoint as ckpt
+from tfminima import data as data_lib
+from tfminima import schedules
+from tfminima.callbacks import BatchSizeScheduler, LearningRateScheduler, RunLogger
+from tfminima.data.pipeline import eval_dataset, steps_per_epoch, train_dataset
+from tfminima.distribute import is_chief, make_strategy
+from tfminima.models import build_model
+from tfminima.monitors import Monitor, MonitorContext, monitor_class
+from tfminima.optim import make_optimizer
+
+DIVERGENCE_CHECK_EVERY = 50  # steps between (cheap) mid-epoch divergence checks
+
+
+class Diverged(Exception):
+    """Raised inside the loop when the loss is non-finite or exploded."""
+
+
+@dataclasses.dataclass
+class TrainResult:
+    """What a finished (or stopped) training returns."""
+
+    status: str  # completed | diverged | cancelled
+    epochs_done: int
+    history: list[dict]
+    final: dict
+    model: keras.Model
+    reason: str = ""
+
+
+def setup_determinism(seed: int, deterministic: bool) -> None:
+    """Seed Python, NumPy and TensorFlow; with ``deterministic`` also force deterministic ops."""
+    keras.utils.set_random_seed(seed)
+    if deterministic:
+        tf.config.experimental.enable_op_determinism()
+
+
+def per_example_loss(labels, logits):
+    """Sparse categorical cross-entropy from logits, one value per example (float32)."""
+    return keras.losses.sparse_categorical_crossentropy(labels, tf.cast(logits, tf.float32), from_logits=True)
+
+
+class Trainer:
+    """Train one experiment spec.
+
+    >>> from tfminima import config
+    >>> spec = config.load_text("epochs: 2\\ndataset: {train_size: 512, val_size: 128, test_size: 128}")
+    >>> result = Trainer(spec).fit()          # doctest: +SKIP
+    >>> result.final["val_accuracy"]          # doctest: +SKIP
+
+    ``callbacks`` are extra Keras callbacks. ``run_dir`` (a :class:`tfminima.rundir.RunDir`) turns
+    on metrics.jsonl, TensorBoard and checkpoints; ``resume=True`` continues from its latest
+    checkpoint. ``splits`` lets a caller pass data already loaded.
+    """
+
+    def __init__(
+        self,
+        spec,
+        *,
+        run_dir=None,
+        callbacks: Sequence[keras.callbacks.Callback] = (),
+        strategy: tf.distribute.Strategy | None = None,
+        splits: data_lib.Splits | None = None,
+        resume: bool = False,
+        writer=None,
+        stop_event=None,
+    ):
+        self.spec = spec
+        self.run_dir = run_dir
+        self.user_callbacks = list(callbacks)
+        self.resume = resume
+        self.writer = writer
+        self.stop_event = stop_event  # a threading.Event-like: set() to stop at the next step
+        self.splits = splits if splits is not None else data_lib.load(spec.dataset)
+        setup_determinism(spec.seed, spec.deterministic)
+        self.strategy = strategy or make_strategy(spec.distribution)
+        self.replicas = self.strategy.num_replicas_in_sync
+        if spec.optimizer.batch_size % self.replicas:
+            raise ValueError(
+                f"optimizer.batch_size {spec.optimizer.batch_size} is not divisible by the "
+                f"{self.replicas} replicas of this strategy"
+            )
+        self.plan = schedules.plan(spec, self.replicas)
+        self.chief = is_chief(self.strategy)
+        self.train_traces = 0
+        self.eval_traces = 0
+        self._build()
+
+    # ------------------------------------------------------------------------------ build
+    def _build(self) -> None:
+        s = self.splits
+        with self.strategy.scope():
+            self.model = build_model(self.spec.model, s.input_shape, s.num_classes)
+            self.optimizer = make_optimizer(self.spec.optimizer)
+            self.optimizer.build(self.model.trainable_variables)
+            self.model.compile(
+                optimizer=self.optimizer,
+                loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                metrics=["accuracy"],
+            )
+        # Accumulators live outside the strategy: updated from the cross-replica context.
+        with tf.init_scope():
+            self._sum_loss = tf.Variable(0.0, dtype=tf.float64, trainable=False)
+            self._sum_correct = tf.Variable(0.0, dtype=tf.float64, trainable=False)
+            self._count = tf.Variable(0.0, dtype=tf.float64, trainable=False)
+        jit = {"on": True, "off": False, "auto": None}[self.spec.distribution.jit_compile]
+        self._train_fn = tf.function(self._train_function, jit_compile=False)
+        self._replica_jit = jit
+        self._eval_fn = tf.function(self._eval_function)
+
+    def _replica_train_step(self, x, y):
+        ctx = tf.distribute.get_replica_context()
+        n_global = ctx.all_reduce(tf.distribute.ReduceOp.SUM, tf.cast(tf.shape(y)[0], tf.float32))
+        model, tvars = self.model, self.model.trainable_variables
+        with tf.GradientTape() as tape:
+            logits = model(x, training=True)
+            per_example = per_example_loss(y, logits)
+            loss = tf.reduce_sum(per_example) / n_global
+            if model.losses:
+                loss += tf.add_n(model.losses) / self.replicas
+        grads = tape.gradient(loss, tvars)
+        grads = [g if g is not None else tf.zeros_like(v) for g, v in zip(grads, tvars)]
+        self.optimizer.apply_gradients(zip(grads, tvars))
+        correct = tf.reduce_sum(tf.cast(tf.equal(tf.argmax(logits, -1, output_type=y.dtype), y), tf.float32))
+        return tf.reduce_sum(per_example), correct, tf.cast(tf.shape(y)[0], tf.float32)
+
+    def _train_function(self, iterator):
+        self.train_traces += 1  # runs at trace time only
+        x, y = next(iterator)
+        loss_sum, correct, count = self.strategy.run(self._replica_train_step, args=(x, y))
+        reduce = lambda t: tf.cast(self.strategy.reduce(tf.distribute.ReduceOp.SUM, t, axis=None), tf.float64)  # noqa: E731
+        self._sum_loss.assign_add(reduce(loss_sum))
+        self._sum_correct.assign_add(reduce(correct))
+        self._count.assign_add(reduce(count))
+
+    def _replica_eval_step(self, x, y):
+        logits = self.model(x, training=False)
+        per_example = per_example_loss(y, logits)
+        pred = tf.argmax(logits, -1, output_type=y.dtype)
+        correct = tf.reduce_sum(tf.cast(tf.equal(pred, y), tf.float32))
+        return tf.reduce_sum(per_example), correct, tf.cast(tf.shape(y)[0], tf.float32), pred
+
+    def _eval_function(self, iterator):
+        self.eval_traces += 1
+        x, y = next(iterator)
+        loss_sum, correct, count, pred = self.strategy.run(self._replica_eval_step, args=(x, y))
+        reduce = lambda t: self.strategy.reduce(tf.distribute.ReduceOp.SUM, t, axis=None)  # noqa: E731
+        preds = self.strategy.experimental_local_results(pred)
+        return reduce(loss_sum), reduce(correct), reduce(count), tf.concat(preds, 0)
+
+    # ------------------------------------------------------------------------------ eval
+    def _run_eval(self, x: np.ndarray, y: np.ndarray) -> tuple[float, float, np.ndarray]:
+        bs = self.spec.eval_batch_size
+        bs = max(self.replicas, bs - bs % self.replicas)
+        dist = self.strategy.experimental_distribute_dataset(eval_dataset(x, y, bs))
+        it = iter(dist)
+        loss = correct = count = 0.0
+        preds = []
+        for _ in range(steps_per_epoch(len(x), bs, False)):
+            l_, c_, n_, p_ = self._eval_fn(it)
+            loss += float(l_)
+            correct += float(c_)
+            count += float(n_)
+            preds.append(p_.numpy())
+        return loss / max(count, 1), correct / max(count, 1), np.concatenate(preds) if preds else np.array([])
+
+    def evaluate(self, x: np.ndarray, y: np.ndarray) -> dict[str, float]:
+        """Mean loss and accuracy on ``(x, y)`` in inference mode."""
+        loss, acc, _ = self._run_eval(x, y)
+        return {"loss": loss, "accuracy": acc}
+
+    def predict_classes(self, x: np.ndarray) -> np.ndarray:
+        """Argmax predictions in inference mode (order preserved)."""
+        _, _, preds = self._run_eval(x, np.zeros(len(x), dtype=np.int32))
+        return preds
+
+    # ------------------------------------------------------------------------------ callbacks
+    def _monitors(self) -> list[Monitor]:
+        names = [name for name, _ in self.spec.monitor_options()]
+        monitors = [monitor_class(name)(**options) for name, options in self.spec.monitor_options()]
+        if self.spec.dataset.label_noise > 0 and "memorization" not in names:
+            monitors.append(monitor_class("memorization")())
+        return monitors
+
+    def _callbacks(self, monitors: list[Monitor]) -> list[keras.callbacks.Callback]:
+        plan = self.plan
+        self.lr_callback = LearningRateScheduler(lambda e: plan[e].lr)
+        self.bs_callback = BatchSizeScheduler(lambda e: plan[e].batch_size)
+        user_bs = [c for c in self.user_callbacks if isinstance(c, BatchSizeScheduler)]
+        user_lr = [c for c in self.user_callbacks if isinstance(c, LearningRateScheduler)]
+        if user_bs:
+            self.bs_callback = user_bs[-1]
+        if user_lr:
+            self.lr_callback = user_lr[-1]
+        others = [c for c in self.user_callbacks if c is not self.bs_callback and c is not self.lr_callback]
+        cbs = [self.lr_callback, self.bs_callback] + monitors + others
+        self.logger = None
+        if self.writer is not None and self.chief:
+            tb = self.run_dir.tb_dir if self.run_dir is not None else None
+            self.logger = RunLogger(self.writer, tb, monitors)
+            cbs.append(self.logger)
+        return cbs
+
+    def _context(self) -> MonitorContext:
+        s = self.splits
+        return MonitorContext(
+            train_x=s.x_train, train_y=s.y_train, clean_y=s.y_train_clean, noise_mask=s.noise_mask,
+            val_x=s.x_val, val_y=s.y_val, num_classes=s.num_classes, strategy=self.strategy,
+            loss_fn=per_example_loss, seed=self.spec.seed, epochs=self.spec.epochs,
+            lr_at=lambda e: self.plan[min(e, len(self.plan) - 1)].lr,
+            batch_size_at=lambda e: self.plan[min(e, len(self.plan) - 1)].batch_size,
+            momentum=self.spec.optimizer.momentum, run_dir=self.run_dir,
+            eval_batch_size=self.spec.eval_batch_size, evaluate=self.evaluate,
+            predict_classes=self.predict_classes,
+        )
+
+    # ------------------------------------------------------------------------------ fit
+    def fit(self) -> TrainResult:
+        spec, s = self.spec, self.splits
+        monitors = self._monitors()
+        for m in monitors:
+            m.setup(self._context())
+        cbs = keras.callbacks.CallbackList(
+            self._callbacks(monitors), model=self.model, epochs=spec.epochs, verbose=0,
+            steps=steps_per_epoch(len(s.x_train), self.plan[0].batch_size, spec.dataset.drop_remainder),
+        )
+        batch_hooks = any(
+            not _is_default(c, "on_train_batch_begin") or not _is_default(c, "on_train_batch_end")
+            for c in cbs.callbacks
+        )
+        start_epoch, state = 0, {}
+        if self.resume and self.run_dir is not None:
+            start_epoch, state = self._restore()
+        self.first_loss = state.get("first_loss")
+        self.history: list[dict] = list(state.get("history", []))
+        skip, partial = int(state.get("step_in_epoch", 0)), state.get("partial_sums")
+        status, reason = "completed", ""
+        self.model.stop_training = False
+        cbs.on_train_begin()
+        epoch = start_epoch
+        try:
+            for epoch in range(start_epoch, spec.epochs):
+                logs = self._train_epoch(epoch, cbs, batch_hooks, skip, partial)
+                skip, partial = 0, None
+                if logs is None:  # stopped inside the epoch: keep exactly where we are
+                    if self.run_dir is not None and self.chief:
+                        self._save(epoch, step=self._steps_done)
+                    status, reason = "cancelled", "stop requested"
+                    break
+                self.history.append({k: v for k, v in logs.items() if isinstance(v, (int, float))})
+                last_epoch = epoch == spec.epochs - 1
+                if self.run_dir is not None and self.chief and (
+                    (epoch + 1) % spec.checkpoint_every == 0 or last_epoch or self._stop_requested()
+                ):
+                    self._save(epoch + 1)
+                if self._stop_requested() and not last_epoch:
+                    status, reason = "cancelled", "stop requested"
+                    break
+                if self.model.stop_training:
+                    reason = "stopped early by a callback"
+                    break
+        except Diverged as err:
+            status, reason = "diverged", str(err)
+        cbs.on_train_end()
+        final = self._final(status)
+        if self.logger is not None:
+            if status == "completed":
+                test = self.evaluate(s.x_test, s.y_test) if len(s.x_test) else {}
+                if test:
+                    final.update(test_loss=test["loss"], test_accuracy=test["accuracy"])
+                    self.logger.log_final("test", test, max(len(self.history) - 1, 0))
+            self.logger.close()
+        return TrainResult(status, len(self.history), self.history, final, self.model, reason)
+
+    def _stop_requested(self) -> bool:
+        return bool(self.stop_event is not None and self.stop_event.is_set())
+
+    def _train_epoch(self, epoch: int, cbs, batch_hooks: bool, skip: int = 0, partial=None) -> dict | None:
+        """Train one epoch; returns its logs, or None when a stop was requested inside it.
+
+        ``skip`` batches already done (a resume inside an epoch) are skipped, and ``partial``
+        restores the running sums of that epoch's loss and accuracy.
+        """
+        spec, s = self.spec, self.splits
+        cbs.on_epoch_begin(epoch)
+        bs = self.bs_callback.current
+        if bs % self.replicas:
+            raise ValueError(f"batch size {bs} at epoch {epoch} is not divisible by {self.replicas} replicas")
+        ds = train_dataset(
+            s.x_train, s.y_train, bs, epoch=epoch, seed=spec.seed,
+            augmentation=spec.dataset.augmentation, drop_remainder=spec.dataset.drop_remainder,
+        )
+        if skip:
+            ds = ds.skip(skip)
+        iterator = iter(self.strategy.experimental_distribute_dataset(ds))
+        steps = steps_per_epoch(len(s.x_train), bs, spec.dataset.drop_remainder)
+        cbs.params["steps"] = steps
+        for v, value in zip((self._sum_loss, self._sum_correct, self._count), partial or (0.0, 0.0, 0.0)):
+            v.assign(value)
+        t0 = time.perf_counter()
+        self._steps_done = skip
+        for step in range(skip, steps):
+            if self._stop_requested():
+                return None
+            if batch_hooks:
+                cbs.on_train_batch_begin(step)
+            self._train_fn(iterator)
+            self._steps_done = step + 1
+            if batch_hooks:
+                cbs.on_train_batch_end(step, None)
+            if self.first_loss is None:
+                self.first_loss = float(self._sum_loss.numpy() / max(self._count.numpy(), 1.0))
+            if (step + 1) % DIVERGENCE_CHECK_EVERY == 0:
+                self._check_divergence(epoch, step)
+        done = steps - skip
+        seconds = time.perf_counter() - t0
+        count = float(self._count.numpy())
+        logs = {
+            "loss": float(self._sum_loss.numpy()) / max(count, 1.0),
+            "accuracy": float(self._sum_correct.numpy()) / max(count, 1.0),
+            "steps": done,
+            "seconds": seconds,
+            "examples_per_second": count / seconds if seconds > 0 else 0.0,
+        }
+        self._check_divergence(epoch, steps - 1, logs["loss"])
+        if len(s.x_val):
+            val_loss, val_acc, _ = self._run_eval(s.x_val, s.y_val)
+            logs.update(val_loss=val_loss, val_accuracy=val_acc)
+        lr = self.lr_callback.current  # the scheduled value (a Python float, not float32-rounded)
+        momentum = spec.optimizer.momentum
+        logs.update(lr=lr, batch_size=bs, eta_over_s=lr / bs, eta_over_s_momentum=lr / (bs * (1 - momentum)))
+        cbs.on_epoch_end(epoch, logs)
+        return logs
+
+    def _check_divergence(self, epoch: int, step: int, loss: float | None = None) -> None:
+        if loss is None:
+            loss = float(self._sum_loss.numpy() / max(self._count.numpy(), 1.0))
+        limit = self.spec.divergence_factor * max(self.first_loss or 0.0, 1e-3)
+        if not math.isfinite(loss) or loss > limit:
+            raise Diverged(
+                f"training loss {loss:.4g} at epoch {epoch}, step {step} "
+                + ("is not finite" if not math.isfinite(loss) else f"exceeds {self.spec.divergence_factor:g}× the first loss")
+            )
+
+    def _final(self, status: str) -> dict:
+        final: dict[str, Any] = {"status": status, "epochs_done": len(self.history)}
+        if self.history:
+            last = self.history[-1]
+            for k in ("loss", "accuracy", "val_loss", "val_accuracy", "lr", "batch_size", "eta_over_s"):
+                if k in last:
+                    final[k] = last[k]
+            vals = [h["val_accuracy"] for h in self.history if "val_accuracy" in h]
+            if vals:
+                final["best_val_accuracy"] = max(vals)
+            for k, v in last.items():
+                if "/" in k:
+                    final[k] = v
+            # Latest value of each monitor quantity, even if not measured in the last epoch.
+            for h in self.history:
+                for k, v in h.items():
+                    if "/" in k:
+                        final[k] = v
+        return final
+
+    # ------------------------------------------------------------------------------ checkpoints
+    def _save(self, epochs_done: int, step: int = 0) -> None:
+        state = {
+            "partial_sums": [float(v.numpy()) for v in (self._sum_loss, self._sum_correct, self._count)]
+            if step else None,
+            "first_loss": self.first_loss,
+            "history": self.history,
+            "seed": self.spec.seed,
+            "data_order": "permutation of (seed, epoch); augmentation stateless in (seed, epoch, index)",
+            "schedule": [dataclasses.asdict(p) for p in self.plan[: epochs_done + (1 if step else 0)]],
+        }
+        ckpt.save(self.run_dir.checkpoints_dir, epochs_done, self.model, self.optimizer, state, step=step)
+
+    def _restore(self) -> tuple[int, dict]:
+        path = ckpt.latest(self.run_dir.checkpoints_dir)
+        if path is None:
+            return 0, {}
+        with self.strategy.scope():
+            state = ckpt.restore(path, self.model, self.optimizer)
+        return int(state["epochs_done"]), state
+
+
+def _is_default(callback, method: str) -> bool:
+    fn = getattr(type(callback), method, None)
+    return fn is getattr(keras.callbacks.Callback, method)
+
+
+def fit(spec, **kwargs) -> TrainResult:
+    """Train ``spec`` (an ExperimentSpec): ``Trainer(spec, **kwargs).fit()``."""
+    return Trainer(spec, **kwargs).fit()
