@@ -310,6 +310,22 @@ class ExperimentSpec(Spec):
     output_dir: str = Field("runs", description="runs go to <output_dir>/<name>/<run-id>")
     sweep: SweepSpec = Field(default_factory=SweepSpec)
 
+    @field_validator("model", mode="before")
+    @classmethod
+    def _default_model_name(cls, value: Any) -> Any:
+        if isinstance(value, dict) and "name" not in value:
+            return {"name": "mlp", **value}
+        return value
+
+    @field_validator("lr_schedule", "batch_size_schedule", mode="before")
+    @classmethod
+    def _default_schedule_kind(cls, value: Any) -> Any:
+        if value is None:
+            return {"kind": "constant"}
+        if isinstance(value, dict) and "kind" not in value:
+            return {"kind": "constant", **value}
+        return value
+
     @field_validator("monitors", mode="before")
     @classmethod
     def _monitors(cls, value: Any) -> Any:

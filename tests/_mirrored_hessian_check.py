@@ -1,0 +1,78 @@
+"""Run by tests/test_hessian.py in a fresh interpreter: landscape instruments under MirroredStrategy.
+
+Two logical CPU devices must be configured before TensorFlow initialises its devices, hence a separate
+process. Builds the same weights once under a 2-replica MirroredStrategy and once on the default
+strategy, computes each instrument both ways and prints one JSON line:
+``{"replicas": 2, "checks": {name: [relative difference, bound]}}``.
+"""
+
+import json
+
+import numpy as np
+import tensorflow as tf
+
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+
+import keras  # noqa: E402
+
+from tfminima import hessian, landscape, noise  # noqa: E402
+
+
+def build(dtype):
+    keras.config.set_dtype_policy(dtype)
+    try:
+        return keras.Sequential(
+            [
+                keras.Input((5,)),
+                keras.layers.Dense(7, activation="tanh", kernel_regularizer=keras.regularizers.L2(1e-3)),
+                keras.layers.Dense(3),
+            ]
+        )
+    finally:
+        keras.config.set_dtype_policy("float32")
+
+
+def rel(a, b):
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    return float(np.max(np.abs(a - b)) / max(np.max(np.abs(b)), 1e-30))
+
+
+def main():
+    mirrored = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    default = tf.distribute.get_strategy()
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((37, 5))
+    y = rng.integers(0, 3, 37)
+    checks = {}
+    for dtype, bound in (("float64", 1e-10), ("float32", 1e-6)):
+        keras.utils.set_random_seed(1)
+        single = build(dtype)
+        with mirrored.scope():
+            multi = build(dtype)
+        multi.set_weights(single.get_weights())
+        data = (x.astype(dtype), y)
+        v = rng.standard_normal(hessian.get_flat_weights(single).size)
+        both = {"single": (single, default), "mirrored": (multi, mirrored)}
+        out = {}
+        for key, (model, strategy) in both.items():
+            op = hessian.HessianOperator(model, data, strategy=strategy, batch_size=10)
+            rev = hessian.HessianOperator(model, data, strategy=strategy, batch_size=10, mode="reverse")
+            out[key] = {
+                "hvp_forward": op.matvec(v),
+                "hvp_reverse": rev.matvec(v),
+                "gradient": op.loss_and_gradient()[1],
+                "loss": op.loss_and_gradient()[0],
+                "lambda_max": hessian.top_eigenvalues(op, None, k=2, tol=1e-10).eigenvalues,
+                "trace": hessian.trace(op, None, max_hvps=20).value,
+                "evaluate": landscape.evaluate(model, data, strategy=strategy, batch_size=10),
+                "trace_cov": noise.gradient_covariance_trace(model, data, strategy=strategy, chunk_size=10).trace_cov,
+                "cov_matvec": noise.CovarianceOperator(model, data, strategy=strategy, batch_size=10).matvec(v),
+            }
+        for name in out["single"]:
+            checks[f"{dtype}/{name}"] = [rel(out["mirrored"][name], out["single"][name]), bound]
+    print(json.dumps({"replicas": mirrored.num_replicas_in_sync, "checks": checks}))
+
+
+if __name__ == "__main__":
+    main()

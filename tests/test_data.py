@@ -1,0 +1,120 @@
+"""Datasets: offline generation, splits, normalisation, label noise, TFDS (mocked) and fail-fast."""
+
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from tfminima import data
+from tfminima.config import DatasetSpec
+from tfminima.data.noise import corrupt_labels
+from tfminima.data.pipeline import epoch_permutation, steps_per_epoch, train_dataset
+
+
+def test_mnist1d_is_deterministic_and_split_disjointly():
+    spec = DatasetSpec(name="mnist1d", train_size=300, val_size=100, test_size=100)
+    a, b = data.load(spec), data.load(spec)
+    np.testing.assert_array_equal(a.x_train, b.x_train)
+    assert a.x_train.shape == (300, 40) and a.x_val.shape == (100, 40) and a.x_test.shape == (100, 40)
+    assert a.num_classes == 10 and a.x_train.dtype == np.float32
+    rows = {r.tobytes() for r in a.x_train}
+    assert not rows & {r.tobytes() for r in a.x_val} and not rows & {r.tobytes() for r in a.x_test}
+    # standardised with training statistics
+    assert abs(a.x_train.mean()) < 1e-5 and abs(a.x_train.std() - 1) < 1e-4
+    other = data.load(DatasetSpec(name="mnist1d", train_size=300, val_size=100, test_size=100, split_seed=1))
+    assert not np.array_equal(a.x_train, other.x_train)
+
+
+def test_mnist1d_generation_leaves_global_rngs_alone(tmp_path, monkeypatch):
+    import random
+
+    monkeypatch.setenv("TFMINIMA_CACHE", str(tmp_path))
+    np.random.seed(123)
+    random.seed(123)
+    expect_np, expect_py = np.random.rand(), random.random()
+    np.random.seed(123)
+    random.seed(123)
+    data.load(DatasetSpec(name="mnist1d", train_size=50, val_size=10, test_size=10, split_seed=5))
+    assert (np.random.rand(), random.random()) == (expect_np, expect_py)
+    assert list(tmp_path.glob("mnist1d-*.npz"))
+
+
+def test_digits_offline():
+    s = data.load(DatasetSpec(name="digits"))
+    assert s.x_train.shape == (1197, 8, 8, 1) and s.x_test.shape == (300, 8, 8, 1)
+    assert set(np.unique(s.y_train)) == set(range(10))
+    with pytest.raises(ValueError, match="has 1797 examples"):
+        data.load(DatasetSpec(name="digits", train_size=1700, val_size=100, test_size=100))
+
+
+def test_label_noise_fraction_mask_and_determinism():
+    labels = np.arange(1000) % 10
+    noisy, mask = corrupt_labels(labels, 0.25, 10, seed=3)
+    assert mask.sum() == 250
+    assert np.array_equal(noisy[~mask], labels[~mask])
+    # uniform random labels may equal the true one: about 1/10 of the corrupted ones do
+    same = np.mean(noisy[mask] == labels[mask])
+    assert 0.04 < same < 0.18
+    noisy2, mask2 = corrupt_labels(labels, 0.25, 10, seed=3)
+    assert np.array_equal(noisy, noisy2) and np.array_equal(mask, mask2)
+    _, mask3 = corrupt_labels(labels, 0.25, 10, seed=4)
+    assert not np.array_equal(mask, mask3)
+    with pytest.raises(ValueError):
+        corrupt_labels(labels, 1.5, 10, seed=0)
+
+
+def test_label_noise_in_loaded_splits_keeps_clean_labels():
+    s = data.load(DatasetSpec(name="mnist1d", train_size=400, val_size=50, test_size=50, label_noise=0.5))
+    assert s.noise_mask.sum() == 200
+    assert np.array_equal(s.y_train[~s.noise_mask], s.y_train_clean[~s.noise_mask])
+    assert np.mean(s.y_train[s.noise_mask] != s.y_train_clean[s.noise_mask]) > 0.8
+
+
+def test_epoch_order_depends_only_on_seed_and_epoch():
+    assert np.array_equal(epoch_permutation(100, 1, 3), epoch_permutation(100, 1, 3))
+    assert not np.array_equal(epoch_permutation(100, 1, 3), epoch_permutation(100, 1, 4))
+    assert steps_per_epoch(100, 32, False) == 4 and steps_per_epoch(100, 32, True) == 3
+
+
+def test_augmentation_is_stateless_and_per_example():
+    x = np.random.default_rng(0).normal(size=(16, 8, 8, 3)).astype(np.float32)
+    y = np.arange(16).astype(np.int32)
+    batches = lambda: [b[0].numpy() for b in train_dataset(x, y, 8, epoch=2, seed=1, augmentation="shift_flip")]  # noqa: E731
+    a, b = batches(), batches()
+    for u, v in zip(a, b):
+        np.testing.assert_array_equal(u, v)
+    plain = [b[0].numpy() for b in train_dataset(x, y, 8, epoch=2, seed=1, augmentation="none")]
+    assert any(not np.array_equal(u, v) for u, v in zip(a, plain))
+    other_epoch = [b[0].numpy() for b in train_dataset(x, y, 8, epoch=3, seed=1, augmentation="shift_flip")]
+    assert any(not np.array_equal(u, v) for u, v in zip(a, other_epoch))
+
+
+def test_tfds_path_with_mock_data():
+    tfds = pytest.importorskip("tensorflow_datasets")
+    with tfds.testing.mock_data(num_examples=60):
+        s = data.load(DatasetSpec(name="cifar10", train_size=40, val_size=10, test_size=20))
+    assert s.x_train.shape == (40, 32, 32, 3) and s.x_val.shape == (10, 32, 32, 3)
+    assert s.x_test.shape == (20, 32, 32, 3) and s.num_classes == 10
+    # per-pixel mean removed, global std 1 (training statistics)
+    assert np.abs(s.x_train.mean(axis=0)).max() < 1e-4
+    assert abs(float(s.x_train.std()) - 1) < 1e-3
+
+
+def test_missing_tfds_dataset_fails_fast_with_prepare_hint(tmp_path):
+    code = (
+        "import time; t = time.time()\n"
+        "from tfminima import data\nfrom tfminima.config import DatasetSpec\n"
+        f"spec = DatasetSpec(name='cifar10', data_dir={str(tmp_path)!r})\n"
+        "try:\n    data.load(spec)\nexcept data.DataNotPrepared as e:\n    print(e); print('SECONDS', time.time() - t)\n"
+    )
+    start = time.time()
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert "SECONDS" in r.stdout, r.stderr[-2000:]
+    assert str(tmp_path) in r.stdout
+    assert f"tfminima data prepare cifar10 --data-dir {tmp_path}" in r.stdout
+    seconds = float(r.stdout.split("SECONDS")[1])
+    # not TFDS's minutes of download retries (the bound is generous: this is no timing test)
+    assert seconds < 60, seconds
+    assert time.time() - start < 120
