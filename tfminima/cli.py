@@ -58,14 +58,17 @@ def cmd_run(args) -> int:
         except config_lib.ConfigError as err:
             _err(str(err))
             return 2
-        if args.shard:
-            from tfminima.sweep import SweepError, parse_shard
+        from tfminima.sweep import SweepError, expand, parse_shard
 
-            try:
-                shard = parse_shard(args.shard)
-            except SweepError as err:
-                _err(f"tfminima run: {err}")
-                return 2
+        try:
+            shard = parse_shard(args.shard) if args.shard else None
+            known = {p.run_id for p in expand(spec)}
+            unknown = [r for r in args.only if r not in known]
+            if unknown:
+                raise SweepError(f"--only {', '.join(unknown)}: no such run; runs: {', '.join(sorted(known))}")
+        except SweepError as err:
+            _err(f"tfminima run: {err}")
+            return 2
     _quiet_tensorflow()
     if spec is not None and spec.distribution.cpu_replicas > 1:
         from tfminima.distribute import configure_cpu_replicas
@@ -96,7 +99,7 @@ def cmd_run(args) -> int:
                     break
         else:
             outcomes = runner.run_sweep(
-                spec, args.out, shard=shard,
+                spec, args.out, shard=shard, only=args.only, group=args.group,
                 on_run_start=lambda i, n, d, plan: progress.start_run(i, n, d, plan.spec),
                 callbacks_for=lambda d, plan: [progress.callback()],
                 stop_event=stop,
@@ -179,6 +182,10 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--out", help="runs directory (default: the config's output_dir)")
     r.add_argument("--resume", metavar="RUN_DIR", help="continue a killed run (or a sweep's unfinished runs)")
     r.add_argument("--shard", metavar="I/N", help="run only shard I of N of the sweep (0-based)")
+    r.add_argument("--only", action="append", default=[], metavar="RUN_ID",
+                   help="run only this run of the sweep (repeatable)")
+    r.add_argument("--group", metavar="DIR",
+                   help="put the run directories in DIR (default: a new <out>/<name>[-k])")
     r.add_argument("--quiet", action="store_true", help="no progress bars or table")
     r.set_defaults(func=cmd_run)
 

@@ -120,18 +120,34 @@ def run_sweep(
     callbacks_for: Callable[[rd.RunDir, sweep_lib.RunPlan], Sequence] | None = None,
     stop_event: threading.Event | None = None,
     group: Path | None = None,
+    only: Sequence[str] = (),
 ) -> list[RunOutcome]:
-    """Expand and train every run of ``spec``; returns the outcomes in sweep order."""
+    """Expand and train the runs of ``spec``; returns the outcomes in sweep order.
+
+    ``shard=(i, n)`` keeps every n-th run from the i-th; ``only`` keeps the named run ids;
+    ``group`` is the folder the run directories go in (default: a new ``out/<name>[-k]``; shards
+    share ``out/<name>``).
+    """
     from tfminima import tblog
 
-    plans = sweep_lib.expand(spec)
+    all_plans = sweep_lib.expand(spec)
+    plans = all_plans
+    if only:
+        unknown = sorted(set(only) - {p.run_id for p in plans})
+        if unknown:
+            raise sweep_lib.SweepError(
+                f"no run {', '.join(unknown)} in this sweep; its runs: {', '.join(p.run_id for p in plans)}"
+            )
+        plans = [p for p in plans if p.run_id in set(only)]
     if shard is not None:
         plans = sweep_lib.select_shard(plans, *shard)
     out = Path(out or spec.output_dir)
     if group is None:
-        group = new_group_dir(out, spec.name) if shard is None else _shard_group(out, spec.name)
+        group = new_group_dir(out, spec.name) if shard is None and not only else _shard_group(out, spec.name)
+    group = Path(group)
+    group.mkdir(parents=True, exist_ok=True)
     dirs = prepare_runs(spec, group, plans)
-    tblog.write_sweep_hparams_config(group, [p.hparams() for p in plans])
+    tblog.write_sweep_hparams_config(group, [p.hparams() for p in all_plans])
     outcomes = []
     for i, (plan, run_dir) in enumerate(zip(plans, dirs)):
         if on_run_start:
