@@ -18,10 +18,14 @@ L2 = 2.0**-7  # exactly representable: Keras stores the L2 factor in float32
 
 @pytest.fixture(scope="module")
 def float64_policy():
-    old = keras.config.dtype_policy()
+    # The policy makes layers compute in float64; floatx makes keras.Input float64 too (else the
+    # inputs are rounded to float32 before the first layer).
+    old_policy, old_floatx = keras.config.dtype_policy(), keras.config.floatx()
     keras.config.set_dtype_policy("float64")
+    keras.config.set_floatx("float64")
     yield
-    keras.config.set_dtype_policy(old)
+    keras.config.set_dtype_policy(old_policy)
+    keras.config.set_floatx(old_floatx)
 
 
 class WithUnused(keras.layers.Layer):
@@ -150,8 +154,8 @@ def test_hvp_accepts_tensor_lists_and_datasets(zoo):
     from_list = H.hvp(model, (x, y), parts)
     dataset = tf.data.Dataset.from_tensor_slices((x, y)).batch(8)
     from_dataset = H.hvp(model, dataset, flat)
-    np.testing.assert_allclose(from_list, hess @ flat, atol=1e-10)
-    np.testing.assert_allclose(from_dataset, hess @ flat, atol=1e-10)
+    np.testing.assert_allclose(from_list, hess @ flat, rtol=0, atol=1e-10)
+    np.testing.assert_allclose(from_dataset, hess @ flat, rtol=0, atol=1e-10)
 
 
 def test_loss_is_sample_weighted_mean_plus_regularization(zoo):
@@ -172,7 +176,7 @@ def test_training_mode_uses_batch_statistics_and_restores_them(zoo):
         v.assign(b)
     v = np.random.default_rng(2).standard_normal(hess_train.shape[0])
     got = H.hvp(model, (x, y), v, training=True, batch_size=64)  # one batch: batch stats = full stats
-    np.testing.assert_allclose(got, hess_train @ v, atol=1e-10)
+    np.testing.assert_allclose(got, hess_train @ v, rtol=0, atol=1e-10)
     np.testing.assert_array_equal(bn.moving_mean.numpy(), before[0])
     np.testing.assert_array_equal(bn.moving_variance.numpy(), before[1])
 
@@ -372,7 +376,7 @@ def test_frobenius_norm_both_estimators(zoo):
     assert abs(res.value - exact) <= 4 * res.stderr and res.stderr < 0.1 * exact
     fd = H.frobenius_norm(model, (x, y), probes=40, seed=0, method="finite_difference", epsilon=1e-5)
     assert abs(fd.value - res.value) <= 1e-6 * res.value  # same probes; only O(ε²) and rounding differ
-    np.testing.assert_allclose(H.hvp(model, (x, y), np.ones(hess.shape[0])), hess.sum(axis=1), atol=1e-10)
+    np.testing.assert_allclose(H.hvp(model, (x, y), np.ones(hess.shape[0])), hess.sum(axis=1), rtol=0, atol=1e-10)
 
 
 def test_frobenius_estimate_on_matrix():
@@ -393,7 +397,7 @@ def test_linear_regression_hessian_closed_form(float64_policy):
     model.compile(loss="mse")
     exact = 2.0 / len(X) * X.T @ X
     v = rng.standard_normal(4)
-    np.testing.assert_allclose(H.hvp(model, (X, t), v, batch_size=16), exact @ v, atol=1e-12)
+    np.testing.assert_allclose(H.hvp(model, (X, t), v, batch_size=16), exact @ v, rtol=0, atol=1e-12)
     res = H.top_eigenvalues(model, (X, t), k=4, tol=1e-12)
     np.testing.assert_allclose(res.eigenvalues, np.linalg.eigvalsh(exact)[::-1], rtol=1e-10)
 
@@ -407,7 +411,7 @@ def test_logistic_regression_hessian_closed_form(float64_policy):
     p = 1 / (1 + np.exp(-(X @ model.layers[0].kernel.numpy()[:, 0])))
     exact = X.T @ (X * (p * (1 - p))[:, None]) / len(X)
     v = rng.standard_normal(3)
-    np.testing.assert_allclose(H.hvp(model, (X, labels[:, None]), v), exact @ v, atol=1e-12)
+    np.testing.assert_allclose(H.hvp(model, (X, labels[:, None]), v), exact @ v, rtol=0, atol=1e-12)
     tr = H.trace(model, (X, labels[:, None]), max_hvps=50)
     assert abs(tr.value - np.trace(exact)) <= 3 * tr.stderr
 
@@ -415,13 +419,26 @@ def test_logistic_regression_hessian_closed_form(float64_policy):
 # ----------------------------------------------------------------------------------- distribution
 
 
-def test_mirrored_strategy_matches_single_device():
-    """Two logical CPUs must be configured before TensorFlow starts: check in a fresh interpreter."""
+@pytest.fixture(scope="module", autouse=True)
+def mirrored_check():
+    """Two logical CPUs must be configured before TensorFlow starts, so the check runs in a fresh
+    interpreter -- started with the module so that it overlaps the other tests."""
     script = Path(__file__).with_name("_mirrored_hessian_check.py")
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=str(Path(__file__).parents[1]))
-    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=env, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    report = json.loads(proc.stdout.strip().splitlines()[-1])
+    proc = subprocess.Popen(
+        [sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+    )
+    yield proc
+    if proc.poll() is None:
+        proc.kill()
+        proc.communicate()
+
+
+def test_mirrored_strategy_matches_single_device(mirrored_check):
+    stdout, stderr = mirrored_check.communicate(timeout=300)
+    assert mirrored_check.returncode == 0, stderr[-3000:]
+    report = json.loads(stdout.strip().splitlines()[-1])
     assert report["replicas"] == 2
+    assert len(report["checks"]) == 13
     for name, (diff, bound) in report["checks"].items():
         assert diff <= bound, (name, diff, bound)
