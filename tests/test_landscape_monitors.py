@@ -1,0 +1,140 @@
+"""Sharpness and noise monitors: called directly with a hand-built context, and as Keras callbacks in fit()."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tfminima import hessian, noise
+from tfminima.config import MONITOR_SPECS
+from tfminima.landscape_monitors import NoiseMonitor, SharpnessMonitor, fixed_subset
+from tfminima.monitors import MonitorContext, monitor_class
+
+
+def per_example_loss(labels, logits):
+    return keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True)
+
+
+@pytest.fixture(scope="module")
+def problem():
+    keras.utils.set_random_seed(2)
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((300, 6)).astype("float32")
+    y = (x[:, 0] > 0).astype("int64") + (x[:, 1] > 0.5).astype("int64")
+    model = keras.Sequential(
+        [keras.Input((6,)), keras.layers.Dense(8, activation="tanh"), keras.layers.Dense(3)]
+    )
+    model.compile(optimizer=keras.optimizers.SGD(0.1), loss=per_example_loss)
+    return model, x, y
+
+
+def make_context(x, y, epochs=3, eval_batch_size=64):
+    return MonitorContext(
+        train_x=x,
+        train_y=y,
+        clean_y=y,
+        noise_mask=np.zeros(len(y), bool),
+        val_x=x[:10],
+        val_y=y[:10],
+        num_classes=3,
+        strategy=tf.distribute.get_strategy(),
+        loss_fn=per_example_loss,
+        seed=0,
+        epochs=epochs,
+        lr_at=lambda e: 0.1 / (1 + e),
+        batch_size_at=lambda e: 16 * (1 + e),
+        momentum=0.0,
+        eval_batch_size=eval_batch_size,
+    )
+
+
+def full_hessian(op):
+    return np.stack([op.matvec(e) for e in np.eye(op.n)])
+
+
+def test_registered_and_built_from_the_config_defaults():
+    for name, cls in (("sharpness", SharpnessMonitor), ("noise", NoiseMonitor)):
+        assert monitor_class(name) is cls
+        monitor = cls(**MONITOR_SPECS[name]().model_dump())
+        assert monitor.kind == name and monitor.every == 5
+    assert SharpnessMonitor().samples == 2048 and NoiseMonitor().samples == 512
+    with pytest.raises(ValueError, match="method"):
+        SharpnessMonitor(method="arnoldi")
+    with pytest.raises(ValueError, match="samples"):
+        NoiseMonitor(samples=0)
+
+
+def test_fixed_subset_is_reproducible_and_capped():
+    a, b = fixed_subset(300, 50, 7), fixed_subset(300, 50, 7)
+    np.testing.assert_array_equal(a, b)
+    assert len(np.unique(a)) == 50 and np.all(np.diff(a) > 0)
+    assert not np.array_equal(a, fixed_subset(300, 50, 8))
+    np.testing.assert_array_equal(fixed_subset(20, 50, 0), np.arange(20))
+
+
+def test_sharpness_measure_matches_the_hessian_of_its_subset(problem):
+    model, x, y = problem
+    monitor = SharpnessMonitor(
+        every=1, k=2, samples=100, tol=1e-6, trace_probes=50, density=True, seed=3, density_runs=3, density_steps=20
+    )
+    monitor.set_model(model)
+    monitor.setup(make_context(x, y))
+    np.testing.assert_array_equal(monitor.indices, fixed_subset(300, 100, 3))
+    out = monitor.measure(0)
+    op = hessian.HessianOperator(model, (x[monitor.indices], y[monitor.indices]), loss=per_example_loss)
+    exact = np.linalg.eigvalsh(full_hessian(op))
+    np.testing.assert_allclose(out["eigenvalues"], exact[::-1][:2], rtol=1e-5)
+    assert out["lambda_max"] == out["eigenvalues"][0] and out["converged"] == 1.0
+    assert abs(out["trace"] - exact.sum()) <= 3 * out["trace_stderr"] and out["trace_hvps"] == 50
+    assert sum(out["density_weights"]) == pytest.approx(1.0)
+    assert out["hvps"] == out["eigen_hvps"] + 50 + monitor.density_runs * min(monitor.density_steps, op.n)
+    assert out["samples"] == 100 and out["seconds"] > 0
+    # Same weights again: the warm start from the last eigenvectors converges almost at once.
+    again = monitor.measure(1)
+    assert again["eigen_hvps"] < out["eigen_hvps"] / 2
+    np.testing.assert_allclose(again["eigenvalues"], out["eigenvalues"], rtol=1e-5)
+    assert again["trace"] == out["trace"]  # the same probes each epoch
+
+
+def test_noise_measure_uses_the_scheduled_lr_and_batch_size(problem):
+    model, x, y = problem
+    monitor = NoiseMonitor(every=1, samples=64, seed=1, tol=1e-8)
+    monitor.set_model(model)
+    monitor.setup(make_context(x, y))
+    out = monitor.measure(2)
+    assert out["lr"] == pytest.approx(0.1 / 3) and out["batch_size"] == 48
+    subset = (x[monitor.indices], y[monitor.indices])
+    stats = noise.gradient_covariance_trace(model, subset, loss=per_example_loss)
+    assert out["trace_c"] == pytest.approx(stats.trace_cov, rel=1e-6)
+    assert out["b_simple"] == pytest.approx(stats.b_simple, rel=1e-6)
+    assert out["predicted_loss"] == pytest.approx(out["lr"] / (4 * 48) * out["trace_h"], rel=1e-9)
+    top = hessian.top_eigenvalues(model, subset, loss=per_example_loss, tol=1e-8)
+    assert out["lambda_max_h"] == pytest.approx(top.lambda_max, rel=1e-5)
+    assert all(isinstance(v, (int, float)) for v in out.values())
+
+
+def test_monitors_as_keras_callbacks_in_fit(problem):
+    model, x, y = problem
+    sharp = SharpnessMonitor(every=2, samples=80, trace_probes=10)
+    noisy = NoiseMonitor(every=2, samples=40, trace_probes=10)
+    for monitor in (sharp, noisy):
+        monitor.setup(make_context(x, y, epochs=3))
+    seen = []
+    record = keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: seen.append(dict(logs)))
+    model.fit(x, y, batch_size=32, epochs=3, verbose=0, callbacks=[sharp, noisy, record])
+    measured = [i for i, logs in enumerate(seen) if "sharpness/lambda_max" in logs]
+    assert measured == [1, 2]  # every 2nd epoch, and always the last
+    assert [i for i, logs in enumerate(seen) if "noise/trace_c" in logs] == [1, 2]
+    last = seen[-1]
+    assert last["sharpness/lambda_max"] > 0 and last["noise/trace_c"] > 0
+    assert "sharpness/eigenvalues" not in last  # lists stay out of Keras logs ...
+    assert sharp.last["eigenvalues"] == [last["sharpness/lambda_max"]]  # ... but are in monitor.last
+    assert noisy.last["lr"] == pytest.approx(0.1 / 3)
+
+
+def test_measure_before_setup_fails_clearly(problem):
+    model, _, _ = problem
+    monitor = SharpnessMonitor()
+    monitor.set_model(model)
+    with pytest.raises(RuntimeError, match="setup"):
+        monitor.measure(0)
