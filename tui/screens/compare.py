@@ -1,0 +1,106 @@
+"""Compare: final metrics against η/S across runs, and the η × S heatmap with iso-ratio marks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from rich.text import Text
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.widgets import Select, Static
+
+from tui import comparison
+from tui.colours import PALETTE
+from tui.screens.base import AppScreen
+from tui.screens.modals import PathPrompt
+from tui.widgets.heatmap import Heatmap
+from tui.widgets.plots import MetricPlot, Trace
+
+
+class CompareScreen(AppScreen):
+    """Scatter of a final metric against η/S (log x, one colour per S) and the η × S heatmap."""
+
+    TITLE = "Compare"
+    BINDINGS = [
+        Binding("n", "metric(1)", "Next metric"),
+        Binding("p", "metric(-1)", "Prev metric"),
+        Binding("x", "export", "Export CSV"),
+    ]
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.metric = "val_accuracy"
+        self.metrics: list[str] = []
+        self.rows = []
+
+    def compose(self) -> ComposeResult:
+        yield from self.compose_title()
+        with Horizontal(id="compare-bar"):
+            yield Static("metric ", classes="bar-label")
+            yield Select([(v, k) for k, v in comparison.METRICS.items()], value=self.metric,
+                         allow_blank=False, compact=True, id="metric")
+        with Horizontal(id="compare-body"):
+            yield MetricPlot("", xlabel="η/S (log)", logx=True, id="scatter",
+                             empty="no finished runs with this metric yet")
+            with Vertical(id="heat-box"):
+                yield Heatmap(id="heatmap")
+        yield from self.compose_footer()
+
+    def refresh_data(self) -> None:
+        app = self.app
+        self.rows = comparison.comparable([r for r in app.store.rows() if r.state != "queued"])
+        metrics = comparison.available_metrics(self.rows) or ["val_accuracy"]
+        if metrics != self.metrics:
+            self.metrics = metrics
+            select = self.query_one("#metric", Select)
+            with self.prevent(Select.Changed):
+                select.set_options([(comparison.METRICS[m], m) for m in metrics])
+                if self.metric not in metrics:
+                    self.metric = metrics[0]
+                select.value = self.metric
+        label = comparison.METRICS[self.metric]
+        by_size = comparison.scatter_series(self.rows, self.metric)
+        traces = []
+        for i, (size, (xs, ys)) in enumerate(by_size.items()):
+            traces.append(Trace(f"S{size}", np.asarray(xs), np.asarray(ys), PALETTE[i % len(PALETTE)],
+                                marker="●", scatter=True, label=f"S={size}"))
+        self.query_one("#scatter", MetricPlot).set_traces(traces, title=f"{label} against η/S")
+        self.query_one(Heatmap).show(comparison.heat_grid(self.rows, self.metric), self.metric)
+        n = len(self.rows)
+        self.set_title(f"{app.runs_dir_label}: {n} run{'s' if n != 1 else ''} · {label}, final or latest")
+
+    @on(Select.Changed, "#metric")
+    def _metric_chosen(self, event: Select.Changed) -> None:
+        if event.value is not Select.NULL and event.value != self.metric:
+            self.metric = event.value
+            self.refresh_data()
+
+    def action_metric(self, step: int) -> None:
+        if self.metrics:
+            i = self.metrics.index(self.metric) if self.metric in self.metrics else 0
+            self.metric = self.metrics[(i + step) % len(self.metrics)]
+            self.query_one("#metric", Select).value = self.metric
+            self.refresh_data()
+
+    def action_export(self) -> None:
+        default = str(self.app.runs_dir / "compare.csv")
+        self.app.push_screen(PathPrompt("Export the comparison as CSV", default), self._export_path)
+
+    def _export_path(self, path: str | None) -> None:
+        if path:
+            self.export(path)
+
+    def export(self, path: str | Path) -> Path | None:
+        path = Path(path)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(comparison.to_csv(self.rows))
+        except OSError as err:
+            self.notify(f"{path}: {err.strerror}", title="Cannot export", severity="error")
+            return None
+        self.notify(f"{len(self.rows)} runs written to {path}")
+        return path
