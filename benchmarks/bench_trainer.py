@@ -1,0 +1,182 @@
+"""Trainer against keras.Model.fit, measured side by side in one process.
+
+    python benchmarks/bench_trainer.py [--rounds 5] [--epochs 4]
+
+For each workload (an MLP on MNIST-1D; a small ResNet on 32×32×3 inputs) and each round, the same
+model architecture, data pipeline (tfminima's per-epoch tf.data), initial weights and optimizer
+are trained for a few epochs with ``model.fit`` and with tfminima's Trainer, alternating which
+goes first. The first epoch (tracing) is dropped; the ratio of median steady-state throughputs
+(ours / fit) is printed. Also printed: the per-epoch cost of rebuilding the distributed pipeline
+(what a batch-size switch costs), the epoch time of a batch size alternating every epoch against
+constant batch sizes, and peak resident memory of each loop.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import threading
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import psutil  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from tfminima import config  # noqa: E402
+from tfminima.data import Splits  # noqa: E402
+from tfminima.data.pipeline import train_dataset  # noqa: E402
+from tfminima.optim import make_optimizer  # noqa: E402
+from tfminima.train import Trainer  # noqa: E402
+
+WORKLOADS = {
+    "mlp-mnist1d": (
+        "dataset: {name: mnist1d, train_size: 4000, val_size: 0, test_size: 0}\n"
+        "model: {name: mlp, hidden: [100, 100]}\noptimizer: {lr: 0.05, batch_size: 128}\n"
+    ),
+    "resnet8-32x32": (
+        "dataset: {name: mnist1d, train_size: 2048, val_size: 0, test_size: 0}\n"
+        "model: {name: resnet, depth: 8}\noptimizer: {lr: 0.05, batch_size: 128}\n"
+    ),
+}
+
+
+class PeakRSS:
+    """Samples this process's resident memory in a thread; ``peak`` in MiB."""
+
+    def __init__(self, every: float = 0.01):
+        self.every, self.peak, self._stop = every, 0.0, threading.Event()
+        self._proc = psutil.Process()
+
+    def __enter__(self):
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        return self
+
+    def _run(self):
+        while not self._stop.is_set():
+            self.peak = max(self.peak, self._proc.memory_info().rss / 2**20)
+            time.sleep(self.every)
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+
+
+def splits_for(name: str, spec) -> Splits:
+    """MNIST-1D for the MLP; random 32×32×3 images for the ResNet (throughput ignores content)."""
+    if name.startswith("mlp"):
+        from tfminima import data
+
+        return data.load(spec.dataset)
+    rng = np.random.default_rng(0)
+    n = spec.dataset.train_size
+    x = rng.normal(size=(n, 32, 32, 3)).astype(np.float32)
+    y = rng.integers(0, 10, n).astype(np.int32)
+    empty_x, empty_y = x[:0], y[:0]
+    return Splits(x, y, y.copy(), np.zeros(n, bool), empty_x, empty_y, empty_x, empty_y, 10, "random32")
+
+
+def time_fit(spec, splits, epochs: int) -> tuple[list[float], float]:
+    """Per-epoch seconds of model.fit on the same per-epoch pipelines; peak RSS."""
+    keras.utils.set_random_seed(spec.seed)
+    from tfminima.models import build_model
+
+    model = build_model(spec.model, splits.input_shape, splits.num_classes)
+    opt = make_optimizer(spec.optimizer)
+    model.compile(optimizer=opt, loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                  metrics=["accuracy"])
+    bs = spec.optimizer.batch_size
+    epochs_data = [train_dataset(splits.x_train, splits.y_train, bs, epoch=e, seed=spec.seed) for e in range(epochs)]
+    ds = epochs_data[0]
+    for more in epochs_data[1:]:
+        ds = ds.concatenate(more)
+    steps = -(-len(splits.x_train) // bs)
+    timer = EpochTimer()
+    with PeakRSS() as mem:  # one fit call, as a user would write it: no per-call overhead counted
+        model.fit(ds, epochs=epochs, steps_per_epoch=steps, verbose=0, callbacks=[timer])
+    return timer.seconds, mem.peak
+
+
+class EpochTimer(keras.callbacks.Callback):
+    def __init__(self):
+        super().__init__()
+        self.seconds = []
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._t0 = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.seconds.append(time.perf_counter() - self._t0)
+
+
+def time_ours(spec, splits) -> tuple[list[float], float]:
+    timer = EpochTimer()  # the same clock as for fit: epoch begin to epoch end, pipeline build included
+    trainer = Trainer(spec, splits=splits, callbacks=[timer])
+    with PeakRSS() as mem:
+        trainer.fit()
+    return timer.seconds, mem.peak
+
+
+def pipeline_rebuild_seconds(splits, batch_size: int, strategy, repeats: int = 20) -> float:
+    """Build the epoch's dataset, distribute it and fetch the first batch: the per-epoch overhead."""
+    times = []
+    for e in range(repeats):
+        t0 = time.perf_counter()
+        ds = train_dataset(splits.x_train, splits.y_train, batch_size + (e % 2), epoch=e, seed=0)
+        it = iter(strategy.experimental_distribute_dataset(ds))
+        next(it)
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--rounds", type=int, default=5)
+    p.add_argument("--epochs", type=int, default=4)
+    p.add_argument("--only", choices=list(WORKLOADS))
+    args = p.parse_args()
+    print(f"TensorFlow {tf.__version__}, Keras {keras.__version__}, {os.cpu_count()} CPU cores")
+    for name, text in WORKLOADS.items():
+        if args.only and name != args.only:
+            continue
+        spec = config.load_text(f"epochs: {args.epochs}\ndeterministic: false\n" + text, name)
+        splits = splits_for(name, spec)
+        n = len(splits.x_train)
+        fit_tp, our_tp, fit_mem, our_mem = [], [], [], []
+        for r in range(args.rounds):
+            order = ("fit", "ours") if r % 2 == 0 else ("ours", "fit")
+            for which in order:
+                if which == "fit":
+                    secs, mem = time_fit(spec, splits, args.epochs)
+                    fit_tp += [n / s for s in secs[1:]]
+                    fit_mem.append(mem)
+                else:
+                    secs, mem = time_ours(spec, splits)
+                    our_tp += [n / s for s in secs[1:]]
+                    our_mem.append(mem)
+        f, o = statistics.median(fit_tp), statistics.median(our_tp)
+        print(f"\n[{name}] batch {spec.optimizer.batch_size}, {n} examples, {args.rounds} rounds × "
+              f"{args.epochs - 1} steady epochs each")
+        print(f"  model.fit : {f:10.0f} examples/s (median)   peak RSS {max(fit_mem):.0f} MiB")
+        print(f"  Trainer   : {o:10.0f} examples/s (median)   peak RSS {max(our_mem):.0f} MiB")
+        print(f"  ratio ours/fit = {o / f:.3f}")
+
+        strategy = tf.distribute.OneDeviceStrategy("/cpu:0")
+        rebuild = pipeline_rebuild_seconds(splits, spec.optimizer.batch_size, strategy)
+        print(f"  pipeline rebuild per epoch (what a batch-size switch costs): {rebuild * 1e3:.1f} ms")
+        base = f"epochs: {args.epochs}\ndeterministic: false\n" + text
+        alt = config.load_text(base + "batch_size_schedule: {kind: cyclic_discrete, low: 0.5, high: 1, stage: 1}\n", name)
+        const_hi = config.load_text(base, name)
+        const_lo = config.load_text(base.replace("batch_size: 128", "batch_size: 64"), name)
+        t_alt = sum(time_ours(alt, splits)[0][1:])
+        t_const = sum(time_ours(const_hi, splits)[0][1:]) / 2 + sum(time_ours(const_lo, splits)[0][1:]) / 2
+        print(f"  {args.epochs - 1} epochs alternating S=128/64: {t_alt:.2f} s; the mean of constant "
+              f"S=128 and S=64: {t_const:.2f} s; ratio {t_alt / t_const:.3f}")
+
+
+if __name__ == "__main__":
+    main()

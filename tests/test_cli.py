@@ -1,0 +1,103 @@
+"""The tfminima command end to end, in real subprocesses."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from tfminima import checkpoint as ckpt
+from tfminima.rundir import RunDir
+
+CLI = [sys.executable, "-m", "tfminima.cli"]
+
+
+def run_cli(*args, **kw):
+    return subprocess.run(CLI + list(args), capture_output=True, text=True, timeout=600, **kw)
+
+
+def test_run_prints_table_and_writes_runs(tiny_yaml, tmp_path):
+    cfg = tiny_yaml("sweep: {ratio: [0.0005, 0.002], grid: {optimizer.batch_size: [32, 64]}}\n")
+    r = run_cli("run", cfg, "--out", str(tmp_path / "out"))
+    assert r.returncode == 0, r.stderr[-3000:]
+    for run_id in ("lr0.016-bs32-s0", "lr0.032-bs64-s0", "lr0.064-bs32-s0", "lr0.128-bs64-s0"):
+        assert run_id in r.stdout
+        assert RunDir(tmp_path / "out" / "tiny" / run_id).status()["state"] == "completed"
+    assert r.stdout.count("completed") == 4 and "η/S" in r.stdout
+    assert "tensorboard --logdir" in r.stdout
+    # a second invocation never overwrites the first
+    r2 = run_cli("run", cfg, "--out", str(tmp_path / "out"), "--quiet", "--only", "lr0.016-bs32-s0",
+                 "--group", str(tmp_path / "out" / "other"))
+    assert r2.returncode == 0, r2.stderr[-3000:]
+    assert (tmp_path / "out" / "other" / "lr0.016-bs32-s0" / "summary.json").exists()
+
+
+def test_unknown_only_and_bad_shard_exit_2(tiny_yaml):
+    cfg = tiny_yaml()
+    r = run_cli("run", cfg, "--only", "nope")
+    assert r.returncode == 2 and "no such run" in r.stderr and "lr0.05-bs32-s0" in r.stderr
+    r = run_cli("run", cfg, "--shard", "3/2")
+    assert r.returncode == 2 and "--shard" in r.stderr
+
+
+def test_data_prepare_offline_and_unknown():
+    r = run_cli("data", "prepare", "mnist-2d")
+    assert r.returncode == 2 and "unknown dataset" in r.stderr
+    r = run_cli("data", "list")
+    assert r.returncode == 0 and "cifar10" in r.stdout and "mnist1d" in r.stdout
+
+
+def _final_vars(run_dir: Path):
+    return np.load(ckpt.latest(run_dir / "checkpoints") / "variables.npz")
+
+
+def test_sigkill_then_resume_is_bitwise_equal(tiny_yaml, tmp_path):
+    cfg = tiny_yaml(name="kill")
+    text = Path(cfg).read_text().replace("epochs: 2", "epochs: 6")
+    Path(cfg).write_text(text)
+    full = run_cli("run", cfg, "--out", str(tmp_path / "a"), "--quiet")
+    assert full.returncode == 0, full.stderr[-3000:]
+
+    proc = subprocess.Popen(CLI + ["run", cfg, "--out", str(tmp_path / "b"), "--quiet"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    run_dir = tmp_path / "b" / "kill" / "lr0.05-bs32-s0"
+    deadline = time.time() + 300
+    while time.time() < deadline and not (run_dir / "checkpoints" / "epoch-2" / "state.json").exists():
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    state = RunDir(run_dir).status()["state"]
+    assert state == "running"  # killed: no final state was written
+    from tfminima.rundir import effective_state
+
+    assert effective_state(RunDir(run_dir).status()) == "crashed"
+    r = run_cli("run", "--resume", str(run_dir), "--quiet")
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert RunDir(run_dir).status()["state"] == "completed"
+    a = _final_vars(tmp_path / "a" / "kill" / "lr0.05-bs32-s0")
+    b = _final_vars(run_dir)
+    for k in a.files:
+        np.testing.assert_array_equal(a[k], b[k])
+    epochs = [e["epoch"] for e in RunDir(run_dir).events() if e["kind"] == "train"]
+    assert epochs == list(range(6))
+
+
+def test_sigterm_cancels_with_checkpoint(tiny_yaml, tmp_path):
+    cfg = tiny_yaml(name="term")
+    Path(cfg).write_text(Path(cfg).read_text().replace("epochs: 2", "epochs: 200"))
+    proc = subprocess.Popen(CLI + ["run", cfg, "--out", str(tmp_path), "--quiet"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    run_dir = tmp_path / "term" / "lr0.05-bs32-s0"
+    deadline = time.time() + 300
+    while time.time() < deadline and not (run_dir / "checkpoints" / "latest").exists():
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err[-3000:]
+    status = RunDir(run_dir).status()
+    assert status["state"] == "cancelled"
+    assert ckpt.latest(run_dir / "checkpoints") is not None
+    assert status["epochs_done"] < 200
