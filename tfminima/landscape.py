@@ -26,8 +26,8 @@ from tfminima.hessian import (
     PlacedBatches,
     as_batches,
     get_flat_weights,
-    keep_non_trainable,
     set_flat_weights,
+    solver_context,
     traced_functions,
 )
 
@@ -263,7 +263,7 @@ def epsilon_sharpness(
         calls[0] += 1
         return op.loss_and_gradient()
 
-    with keep_non_trainable(model, training):
+    with solver_context(model, training):
         try:
             base, _ = op.loss_and_gradient()
             best = base

@@ -37,7 +37,6 @@ from tfminima.hessian import (
     _regularization,
     _unflatten,
     _variable_values,
-    keep_non_trainable,
 )
 
 __all__ = [
@@ -175,7 +174,7 @@ def gradient_covariance_trace(
     Jacobian near 2^24 numbers) and are never stored beyond one chunk.
     """
     start = time.perf_counter()
-    with keep_non_trainable(model, training):
+    with hessian.solver_context(model, training):
         n, mean, m2 = _per_example_moments(
             model, data, loss=loss, training=training, strategy=strategy, chunk_size=chunk_size
         )
@@ -321,7 +320,7 @@ def theory_check(
         model, data, loss=loss, training=training, strategy=strategy, batch_size=eval_batch_size
     )
     op = cov.hessian
-    with keep_non_trainable(model, training):
+    with hessian.solver_context(model, training):
         loss_value, _ = op.loss_and_gradient()
         tr = hessian.hutchinson(op.matvec, op.n, tol=trace_tol, max_probes=trace_probes, seed=seed)
         eig_h = hessian.lanczos(op.matvec, op.n, 1, tol=tol, seed=seed, init=init_h)

@@ -1,0 +1,191 @@
+"""Hessian instruments measured side by side in one process.
+
+    python benchmarks/bench_hessian.py [--seeds 10] [--epochs 5] [--rounds 3] [--skip-monitor]
+
+Workload: a 40-100-100-10 ReLU MLP trained a few epochs with SGD on MNIST-1D (so the Hessian is not
+the one at initialisation), its Hessian taken over 2,048 training examples, float32, inference mode.
+
+1. Cost of a Hessian-vector product against a gradient, both as traced tf.functions on the same
+   batch, both HVP modes, medians over interleaved repetitions (goal: HVP / gradient ≤ 2.5).
+2. λ_max: our Lanczos (tol 1e-3) against power iteration with PyHessian's defaults (maxIter 100,
+   tol 1e-3 on the relative change) and SciPy's eigsh (tol 1e-3), on the same operator, for several
+   random starts, alternating which goes first. Products, seconds and the true relative error against
+   a very tight eigsh (tol 1e-12). Also the top 5 (the follow-up paper's k) and Hutchinson's trace.
+3. Monitor overhead: tfminima's Trainer on the same problem with and without the sharpness monitor
+   measuring every epoch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+
+def mnist1d(num: int = 4000):
+    """MNIST-1D, generated before anything is seeded (make_dataset reseeds NumPy and random)."""
+    from mnist1d.data import get_dataset_args, make_dataset
+
+    d = make_dataset(get_dataset_args())
+    x, y = d["x"][:num].astype("float32"), d["y"][:num].astype("int64")
+    return (x - x.mean()) / x.std(), y
+
+
+X, Y = mnist1d()
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from tfminima import hessian  # noqa: E402
+
+SUBSET = 2048
+
+
+def trained_mlp(epochs: int):
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential(
+        [
+            keras.Input((40,)),
+            keras.layers.Dense(100, activation="relu"),
+            keras.layers.Dense(100, activation="relu"),
+            keras.layers.Dense(10),
+        ]
+    )
+    model.compile(
+        optimizer=keras.optimizers.SGD(0.05),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=["accuracy"],
+    )
+    model.fit(X, Y, batch_size=64, epochs=epochs, verbose=0)
+    return model
+
+
+def median_ms(fn, reps: int) -> float:
+    times = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return 1e3 * statistics.median(times)
+
+
+def bench_hvp_cost(model, data, rounds: int) -> None:
+    print(f"\n[1] HVP vs gradient, one batch of {SUBSET}, traced tf.functions, medians of {rounds}×20 calls")
+    for mode in ("forward", "reverse"):
+        op = hessian.HessianOperator(model, data, mode=mode, batch_size=SUBSET)
+        (x, y), inv_n = op.batches.items[0], op.batches.inv_n
+        vec = tf.constant(np.random.default_rng(0).standard_normal(op.n))
+        hvp = lambda: op.fns.hvp(x, y, inv_n, vec).numpy()  # noqa: E731
+        grad = lambda: op.fns.grad(x, y, inv_n)[1].numpy()  # noqa: E731
+        hvp(), grad()  # trace
+        t_h, t_g = [], []
+        for r in range(rounds):  # interleave so load changes on this shared machine hit both alike
+            for which in (("h", "g") if r % 2 == 0 else ("g", "h")):
+                (t_h if which == "h" else t_g).append(median_ms(hvp if which == "h" else grad, 20))
+        h, g = statistics.median(t_h), statistics.median(t_g)
+        print(f"  {mode:8s}: HVP {h:6.2f} ms   gradient {g:6.2f} ms   ratio HVP/gradient = {h / g:.2f}")
+
+
+def bench_eigen(model, data, seeds: int) -> None:
+    op = hessian.HessianOperator(model, data, batch_size=SUBSET)
+    op.matvec(np.ones(op.n))
+    t0 = time.perf_counter()
+    truth = hessian.top_eigenvalues(op, None, 5, method="eigsh", tol=1e-12)
+    print(f"\n[2] λ_max over {SUBSET} examples, {op.n} parameters")
+    print(f"  reference: eigsh tol 1e-12, {truth.hvp_count} HVPs, {time.perf_counter() - t0:.1f} s: "
+          f"top-5 = {np.array2string(truth.eigenvalues, precision=4)}")
+    lam = truth.eigenvalues[0]
+    methods = {
+        "lanczos (ours, tol 1e-3)": lambda s: hessian.top_eigenvalues(op, None, seed=s),
+        "power (PyHessian defaults)": lambda s: hessian.top_eigenvalues(op, None, method="power", seed=s),
+        "eigsh (scipy, tol 1e-3)": lambda s: hessian.top_eigenvalues(op, None, method="eigsh", seed=s),
+    }
+    rows = {name: [] for name in methods}
+    names = list(methods)
+    for seed in range(seeds):
+        order = names[seed % len(names):] + names[: seed % len(names)]
+        for name in order:
+            res = methods[name](seed)
+            rows[name].append((res.hvp_count, res.seconds, abs(res.eigenvalues[0] - lam) / lam))
+    print(f"  {seeds} random starts; medians (max):")
+    summary = {}
+    for name, r in rows.items():
+        hv, sec, err = (np.array([row[i] for row in r]) for i in range(3))
+        summary[name] = (np.median(hv), np.median(sec), np.median(err))
+        print(f"  {name:28s} HVPs {np.median(hv):5.1f} ({hv.max():3.0f})   {1e3 * np.median(sec):7.1f} ms "
+              f"({1e3 * sec.max():6.1f})   rel. error {np.median(err):.1e} ({err.max():.1e})")
+    ours, power = summary[names[0]], summary[names[1]]
+    print(f"  ratios ours/power: HVPs {ours[0] / power[0]:.2f}, time {ours[1] / power[1]:.2f}")
+
+    top5 = {
+        "lanczos k=5 (tol 1e-3)": lambda s: hessian.top_eigenvalues(op, None, 5, seed=s),
+        "power k=5 (deflation)": lambda s: hessian.top_eigenvalues(op, None, 5, method="power", seed=s),
+    }
+    print("  top-5, 3 random starts; medians:")
+    for name, fn in top5.items():
+        r = [fn(s) for s in range(3)]
+        err = [np.max(np.abs(x.eigenvalues - truth.eigenvalues) / truth.eigenvalues) for x in r]
+        print(f"  {name:28s} HVPs {np.median([x.hvp_count for x in r]):5.0f}   "
+              f"{1e3 * np.median([x.seconds for x in r]):7.1f} ms   max rel. error {np.median(err):.1e}")
+    tr = hessian.trace(op, None, max_hvps=100)
+    tol = hessian.trace(op, None, tol=0.02, max_hvps=500)
+    print(f"  Hutchinson trace, 100 probes: {tr.value:.2f} ± {tr.stderr:.2f} ({tr.stderr / tr.value:.1%}), "
+          f"{1e3 * tr.seconds:.0f} ms; with tol 2 %: {tol.hvp_count} probes, {tol.value:.2f} ± {tol.stderr:.2f}")
+
+
+def bench_monitor(epochs: int, rounds: int) -> None:
+    from tfminima import config
+    from tfminima.train import Trainer
+
+    base = (
+        f"epochs: {epochs}\ndeterministic: false\n"
+        "dataset: {name: mnist1d, train_size: 4000, val_size: 500, test_size: 500}\n"
+        "model: {name: mlp, hidden: [100, 100]}\noptimizer: {lr: 0.05, batch_size: 64}\n"
+    )
+    specs = {
+        "no monitor": config.load_text(base, "bench"),
+        "sharpness every epoch": config.load_text(
+            base + f"monitors:\n  - sharpness: {{every: 1, samples: {SUBSET}}}\n", "bench"
+        ),
+    }
+    splits = None
+    seconds = {name: [] for name in specs}
+    for r in range(rounds):
+        for name in (list(specs) if r % 2 == 0 else list(specs)[::-1]):
+            trainer = Trainer(specs[name], splits=splits)
+            splits = trainer.splits
+            t0 = time.perf_counter()
+            trainer.fit()
+            seconds[name].append(time.perf_counter() - t0)
+    plain, with_monitor = (statistics.median(seconds[n]) for n in specs)
+    per_epoch = (with_monitor - plain) / epochs
+    print(f"\n[3] Trainer, {epochs} epochs of 4000 MNIST-1D examples (S=64), medians of {rounds} rounds")
+    print(f"  no monitor {plain:.2f} s; sharpness (k=1, trace 100 probes, {SUBSET} examples) every epoch "
+          f"{with_monitor:.2f} s")
+    print(f"  monitor cost {1e3 * per_epoch:.0f} ms per measurement = {per_epoch / (plain / epochs):.2f}× an epoch")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--seeds", type=int, default=10)
+    p.add_argument("--epochs", type=int, default=5, help="training epochs before measuring")
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--skip-monitor", action="store_true")
+    args = p.parse_args()
+    print(f"TensorFlow {tf.__version__}, Keras {keras.__version__}, {os.cpu_count()} CPU cores")
+    model = trained_mlp(args.epochs)
+    loss, acc = model.evaluate(X, Y, verbose=0)
+    print(f"MLP 40-100-100-10 after {args.epochs} epochs of SGD(0.05, S=64): train loss {loss:.3f}, accuracy {acc:.3f}")
+    data = (X[:SUBSET], Y[:SUBSET])
+    bench_hvp_cost(model, data, args.rounds)
+    bench_eigen(model, data, args.seeds)
+    if not args.skip_monitor:
+        bench_monitor(args.epochs, args.rounds)
+
+
+if __name__ == "__main__":
+    main()
