@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from tfminima import checkpoint as ckpt
 from tfminima.rundir import RunDir
@@ -20,7 +21,7 @@ def run_cli(*args, **kw):
 
 
 def test_run_prints_table_and_writes_runs(tiny_yaml, tmp_path):
-    cfg = tiny_yaml("sweep: {ratio: [0.0005, 0.002], grid: {optimizer.batch_size: [32, 64]}}\n")
+    cfg = tiny_yaml("sweep: {zip: {optimizer.batch_size: [32, 64]}, ratio: [0.0005, 0.002]}\n")
     r = run_cli("run", cfg, "--out", str(tmp_path / "out"))
     assert r.returncode == 0, r.stderr[-3000:]
     for run_id in ("lr0.016-bs32-s0", "lr0.032-bs64-s0", "lr0.064-bs32-s0", "lr0.128-bs64-s0"):
@@ -54,6 +55,7 @@ def _final_vars(run_dir: Path):
     return np.load(ckpt.latest(run_dir / "checkpoints") / "variables.npz")
 
 
+@pytest.mark.slow  # three TensorFlow processes; test_train covers the same resume in-process
 def test_sigkill_then_resume_is_bitwise_equal(tiny_yaml, tmp_path):
     cfg = tiny_yaml(name="kill")
     text = Path(cfg).read_text().replace("epochs: 2", "epochs: 6")

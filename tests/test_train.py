@@ -204,3 +204,22 @@ def test_failed_run_is_recorded_and_the_sweep_goes_on(tmp_path):
     outcomes = runner.run_sweep(s, tmp_path)
     assert [o.state for o in outcomes] == ["failed", "completed"]
     assert "needs image inputs" in outcomes[0].run_dir.status()["error"]
+
+
+@pytest.mark.parametrize("extra", ["distribution: {jit_compile: 'on'}\n",
+                                   "distribution: {mixed_precision: mixed_float16}\n",
+                                   "distribution: {mixed_precision: mixed_bfloat16}\n"])
+def test_xla_and_mixed_precision_track_the_float32_run(extra):
+    base = TINY.replace("optimizer: {lr: 0.05, batch_size: 32}", "optimizer: {lr: 0.05, batch_size: 32, momentum: 0.9}")
+    reference = Trainer(spec(base=base)).fit().history
+    other_trainer = Trainer(spec(extra, base=base))
+    other = other_trainer.fit().history
+    tol = 1e-5 if "jit" in extra else 2e-2  # half precision rounds activations
+    assert [h["loss"] for h in other] == pytest.approx([h["loss"] for h in reference], rel=tol)
+    if "mixed_float16" in extra:
+        assert isinstance(other_trainer.optimizer, keras.optimizers.LossScaleOptimizer)
+    if "mixed" in extra:
+        assert other_trainer.model.layers[1].dtype_policy.compute_dtype in ("float16", "bfloat16")
+        assert keras.config.dtype_policy().name == "float32"  # the global policy is restored
+    else:
+        assert other_trainer.jit_compile

@@ -324,7 +324,6 @@ class _Traced:
             return tf.cast(loss, tf.float64), _correct(y, pred)
 
         replica_hvp = {"forward": replica_hvp_forward, "reverse": replica_hvp_reverse}[mode]
-        self.replica_batch_loss = batch_loss
 
         def distributed(fn):
             def run(*args):

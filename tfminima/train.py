@@ -111,25 +111,41 @@ class Trainer:
 
     # ------------------------------------------------------------------------------ build
     def _build(self) -> None:
-        s = self.splits
-        with self.strategy.scope():
-            self.model = build_model(self.spec.model, s.input_shape, s.num_classes)
-            self.optimizer = make_optimizer(self.spec.optimizer)
-            self.optimizer.build(self.model.trainable_variables)
-            self.model.compile(
-                optimizer=self.optimizer,
-                loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                metrics=["accuracy"],
-            )
+        s, dist = self.splits, self.spec.distribution
+        previous_policy = keras.config.dtype_policy()
+        if dist.mixed_precision != "none":
+            keras.config.set_dtype_policy(dist.mixed_precision)
+        try:
+            with self.strategy.scope():
+                self.model = build_model(self.spec.model, s.input_shape, s.num_classes)
+                self.optimizer = make_optimizer(self.spec.optimizer)
+                if dist.mixed_precision == "mixed_float16":  # float16 gradients underflow without it
+                    self.optimizer = keras.optimizers.LossScaleOptimizer(self.optimizer)
+                self.optimizer.build(self.model.trainable_variables)
+                self.model.compile(
+                    optimizer=self.optimizer,
+                    loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                    metrics=["accuracy"],
+                )
+        finally:
+            keras.config.set_dtype_policy(previous_policy)
         # Accumulators live outside the strategy: updated from the cross-replica context.
         with tf.init_scope():
             self._sum_loss = tf.Variable(0.0, dtype=tf.float64, trainable=False)
             self._sum_correct = tf.Variable(0.0, dtype=tf.float64, trainable=False)
             self._count = tf.Variable(0.0, dtype=tf.float64, trainable=False)
-        jit = {"on": True, "off": False, "auto": None}[self.spec.distribution.jit_compile]
-        self._train_fn = tf.function(self._train_function, jit_compile=False)
-        self._replica_jit = jit
+        self.jit_compile = self._use_jit()
+        step = self._replica_train_step
+        self._step_fn = tf.function(step, jit_compile=True) if self.jit_compile else step
+        self._train_fn = tf.function(self._train_function)
         self._eval_fn = tf.function(self._eval_function)
+
+    def _use_jit(self) -> bool:
+        """XLA for the replica step: on, off, or auto (on with GPUs; on this CPU it was slower for CNNs)."""
+        mode = self.spec.distribution.jit_compile
+        if mode == "auto":
+            return bool(tf.config.list_logical_devices("GPU"))
+        return mode == "on"
 
     def _replica_train_step(self, x, y):
         ctx = tf.distribute.get_replica_context()
@@ -141,6 +157,8 @@ class Trainer:
             loss = tf.reduce_sum(per_example) / n_global
             if model.losses:
                 loss += tf.add_n(model.losses) / self.replicas
+            if isinstance(self.optimizer, keras.optimizers.LossScaleOptimizer):
+                loss = self.optimizer.scale_loss(loss)  # apply_gradients unscales
         grads = tape.gradient(loss, tvars)
         grads = [g if g is not None else tf.zeros_like(v) for g, v in zip(grads, tvars)]
         self.optimizer.apply_gradients(zip(grads, tvars))
@@ -150,7 +168,7 @@ class Trainer:
     def _train_function(self, iterator):
         self.train_traces += 1  # runs at trace time only
         x, y = next(iterator)
-        loss_sum, correct, count = self.strategy.run(self._replica_train_step, args=(x, y))
+        loss_sum, correct, count = self.strategy.run(self._step_fn, args=(x, y))
         reduce = lambda t: tf.cast(self.strategy.reduce(tf.distribute.ReduceOp.SUM, t, axis=None), tf.float64)  # noqa: E731
         self._sum_loss.assign_add(reduce(loss_sum))
         self._sum_correct.assign_add(reduce(correct))
@@ -241,6 +259,7 @@ class Trainer:
     def fit(self) -> TrainResult:
         spec, s = self.spec, self.splits
         monitors = self._monitors()
+        self._monitor_list = monitors
         for m in monitors:
             m.setup(self._context())
         cbs = keras.callbacks.CallbackList(
@@ -352,7 +371,9 @@ class Trainer:
         lr = self.lr_callback.current  # the scheduled value (a Python float, not float32-rounded)
         momentum = spec.optimizer.momentum
         logs.update(lr=lr, batch_size=bs, eta_over_s=lr / bs, eta_over_s_momentum=lr / (bs * (1 - momentum)))
-        cbs.on_epoch_end(epoch, logs)
+        cbs.on_epoch_end(epoch, logs)  # Keras copies logs: collect what the monitors measured
+        for m in self._monitor_list:
+            logs.update({f"{m.kind}/{k}": v for k, v in m.last.items() if not isinstance(v, list)})
         return logs
 
     def _check_divergence(self, epoch: int, step: int, loss: float | None = None) -> None:

@@ -1,0 +1,273 @@
+"""Pilot tests of tfminima-tui on fixture run directories (no training here; see test_tui_launch)."""
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from tui_support import build_runs
+
+from tfminima import config, rundir, sweep
+from tui.app import create_app
+from tui.screens.modals import ErrorModal, RunDetailModal
+
+ROOT = Path(__file__).parent.parent
+QUICKSTART = ROOT / "experiments" / "quickstart.yaml"
+EXPERIMENTS = sorted((ROOT / "experiments").glob("*.yaml"))
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+async def wait_for(pilot, predicate, timeout=10.0):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if predicate():
+            return True
+        await pilot.pause(0.05)
+    return predicate()
+
+
+def error_text(row) -> str:
+    return str(row.query_one(".field-error").content)
+
+
+# ----------------------------------------------------------------------------- Configure
+def test_invalid_value_shows_message_at_its_field(tmp_path):
+    async def main():
+        app = create_app(tmp_path / "runs", config_path=QUICKSTART)
+        async with app.run_test(size=(100, 30)) as pilot:
+            screen = app.screen
+            screen.form.show_section("optimizer")
+            await pilot.pause()
+            row = screen.form.row("optimizer.lr")
+            row.control.focus()
+            row.control.value = ""
+            await pilot.press(*"-0.5")
+            await pilot.pause()
+            assert "greater than 0" in error_text(row) and row.has_class("-invalid")
+            assert "✗ 1 problem" in str(screen.query_one("#problems").content)
+            await pilot.press("ctrl+l")  # cannot launch an invalid config
+            await pilot.pause()
+            assert not app.launcher.jobs
+            row.control.value = "0.2"
+            await pilot.pause()
+            assert error_text(row) == "" and screen.form.spec.optimizer.lr == 0.2
+            assert "✓ valid" in str(screen.query_one("#problems").content)
+
+            # a tagged union swaps its sub-form; a required member field is reported there
+            screen.form.show_section("schedules")
+            await pilot.pause()
+            kind = screen.form.row("lr_schedule.kind")
+            kind.control.value = "step"
+            await pilot.pause()
+            milestones = screen.form.row("lr_schedule.milestones")
+            assert milestones.display and "required" in error_text(milestones)
+            milestones.control.value = "[5, 10]"
+            await pilot.pause()
+            assert screen.form.spec.lr_schedule.milestones == [5, 10]
+            # a typo in a select-backed key from a file gets the validator's suggestion
+            screen.form.show_section("dataset")
+            await pilot.pause()
+            screen.form.model.data["dataset"]["name"] = "mnits"
+            screen.form.validate()
+            await pilot.pause()
+            assert "did you mean 'mnist'" in error_text(screen.form.row("dataset.name"))
+
+    run(main())
+
+
+def test_sweep_editor_previews_runs_and_schedule(tmp_path):
+    async def main():
+        app = create_app(tmp_path / "runs", config_path=QUICKSTART)
+        async with app.run_test(size=(100, 40)) as pilot:
+            form = app.screen.form
+            form.show_section("optimizer")
+            form.show_section("sweep")
+            await pilot.pause()
+            form.row("sweep.batch_size").control.value = "[32, 64, 128]"
+            form.row("sweep.ratio").control.value = "[1e-3, 2e-3]"
+            form.row("sweep.seeds").control.value = "[0, 1]"
+            form.row("optimizer.momentum").control.value = "0.9"
+            await pilot.pause()
+            preview = app.screen.query_one("#plan-preview")
+            table = preview.query_one("#plan-runs")
+            assert table.row_count == 12
+            ids = [str(k.value) for k in table.rows]
+            assert "lr0.064-bs64-s1" in ids
+            cells = table.get_row("lr0.064-bs64-s1")
+            assert cells[4] == "1.00e-3" and cells[5] == "1.00e-2"  # η/S and η/(S(1−β)) with β = 0.9
+            assert "12 · 2 distinct η/S" in str(preview.query_one("#plan-summary").content)
+            schedule = preview.query_one("#plan-schedule DataTable")
+            assert schedule.row_count == 15  # quickstart: 15 epochs
+
+    run(main())
+
+
+@pytest.mark.parametrize("path", EXPERIMENTS, ids=lambda p: p.name)
+def test_load_save_round_trip_through_the_screen(path, tmp_path):
+    async def main():
+        app = create_app(tmp_path / "runs", config_path=path)
+        async with app.run_test(size=(80, 24)) as pilot:
+            await pilot.pause()
+            app.screen.save(tmp_path / "saved.yaml")
+            assert app.screen.open(tmp_path / "saved.yaml")
+            await pilot.pause()
+            app.screen.save(tmp_path / "again.yaml")
+        assert config.load(tmp_path / "saved.yaml") == config.load(path)
+        assert config.load(tmp_path / "again.yaml") == config.load(path)
+
+    run(main())
+
+
+# ----------------------------------------------------------------------------- Runs
+def test_runs_table_states_and_failed_run_details(tmp_path):
+    build_runs(tmp_path / "runs")
+
+    async def main():
+        app = create_app(tmp_path / "runs")
+        async with app.run_test(size=(100, 30)) as pilot:
+            assert app.screen.TITLE == "Runs"
+            table = app.screen.table
+            assert await wait_for(pilot, lambda: table.row_count == 8)
+            states = {k: str(table.get_row(k)[2]) for k in app.screen.rows}
+            assert states["quickstart/lr0.04-bs128-s0"] == "running"
+            assert states["quickstart/lr0.64-bs128-s0"] == "crashed"
+            assert states["quickstart/lr0.16-bs128-s0"] == "failed"
+            assert table.get_row("quickstart/lr0.04-bs128-s0")[6] == "7/12"
+            table.move_cursor(row=app.screen.table._order.index("quickstart/lr0.16-bs128-s0"))
+            await pilot.pause()
+            assert "loss is NaN" in str(app.screen.query_one("#run-detail").content)
+            await pilot.press("enter")
+            await pilot.pause()
+            assert isinstance(app.screen, RunDetailModal)
+            text = " ".join(str(s.content) for s in app.screen.query("Static"))
+            assert "ValueError: loss is NaN" in text and "Traceback" in text
+            await pilot.press("escape")
+            await pilot.press("space", "space")  # select two runs for Monitor
+            assert len(app.selected) == 2
+
+    run(main())
+
+
+def test_reattaches_to_a_running_run_cancels_it_and_sees_it_die(tmp_path):
+    """A run started before the app (its pid in status.json) is running; cancel SIGTERMs it."""
+    runs = tmp_path / "runs"
+    plan = sweep.expand(config.load_text("epochs: 3\n"))[0]
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"], start_new_session=True)
+    try:
+        run_dir = rundir.create(runs, "cli", plan.run_id, config.to_yaml(plan.spec), plan.hparams())
+        rundir.atomic_write_json(run_dir.status_path, dict(
+            run_dir.status(), state="running", pid=sleeper.pid, host=socket.gethostname(), epochs=3))
+
+        async def main():
+            app = create_app(runs)
+            async with app.run_test(size=(100, 30)) as pilot:
+                table = app.screen.table
+                assert await wait_for(pilot, lambda: table.row_count == 1)
+                assert str(table.get_row("cli/" + plan.run_id)[2]) == "running"
+                await pilot.press("c")
+                assert await wait_for(pilot, lambda: sleeper.poll() is not None)
+                assert sleeper.returncode == -signal.SIGTERM
+                # it died without a final status: the app says crashed, and stays up
+                assert await wait_for(pilot, lambda: str(table.get_row("cli/" + plan.run_id)[2]) == "crashed")
+
+        run(main())
+    finally:
+        if sleeper.poll() is None:
+            os.killpg(sleeper.pid, signal.SIGKILL)
+
+
+def test_worker_error_shows_modal_and_app_stays_up(tmp_path):
+    async def main():
+        app = create_app(tmp_path / "runs")
+        async with app.run_test(size=(80, 24)) as pilot:
+            def broken(force_scan=False):
+                raise OSError("disk on fire")
+
+            await pilot.pause(0.2)
+            app.store.poll = broken
+            app.poll_now()
+            assert await wait_for(pilot, lambda: isinstance(app.screen, ErrorModal))
+            assert "disk on fire" in app.screen.message
+            await pilot.press("escape")
+            assert not app._poll_paused and app.is_running
+
+    run(main())
+
+
+# ----------------------------------------------------------------------------- Monitor, Compare, palette
+def test_monitor_and_compare_on_fixture_runs(tmp_path):
+    build_runs(tmp_path / "runs")
+
+    async def main():
+        app = create_app(tmp_path / "runs", start="monitor")
+        async with app.run_test(size=(120, 40)) as pilot:
+            assert await wait_for(pilot, lambda: len(app.store.records) == 8)
+            app.selected = {"quickstart/lr0.01-bs32-s0", "quickstart/lr0.16-bs32-s0", "memo/lr0.05-bs50-s0"}
+            app.redraw()
+            await pilot.pause()
+            screen = app.screen
+            loss = screen.query_one("#plot-loss")
+            assert len(loss.traces) == 6  # train and val of three runs
+            colours = {t.colour for t in loss.traces}
+            assert len(colours) == 3
+            assert screen.query_one("#row-sharpness").display and screen.query_one("#row-memorization").display
+            assert len(screen.query_one("#plot-lmax").traces) == 2
+            assert len(screen.query_one("#plot-memo").traces) == 1
+            before = {t.key.split("|")[0]: t.colour for t in loss.traces}
+            app.selected = {"quickstart/lr0.16-bs32-s0"}
+            app.redraw()
+            await pilot.pause()
+            assert loss.traces[0].colour == before["quickstart/lr0.16-bs32-s0"]  # colours are stable
+
+            await pilot.press("4")
+            await pilot.pause()
+            compare = app.screen
+            assert compare.TITLE == "Compare" and len(compare.rows) == 8
+            assert compare.metrics == ["val_accuracy", "test_accuracy", "best_val_accuracy", "lambda_max", "trace"]
+            await pilot.press("n", "n", "n")
+            assert compare.metric == "lambda_max"
+            path = compare.export(tmp_path / "compare.csv")
+            lines = path.read_text().splitlines()
+            assert len(lines) == 9 and "eta_over_s" in lines[0]
+
+            titles = [c.title for c in app.get_system_commands(app.screen)]
+            for title in ("Launch sweep", "Cancel runs", "Export comparison CSV", "TensorBoard command", "Go to Monitor"):
+                assert title in titles
+            await pilot.press("question_mark")
+            await pilot.pause()
+            assert "tensorboard --logdir" in " ".join(str(s.content) for s in app.screen.query("Static"))
+
+    run(main())
+
+
+def test_app_never_imports_tensorflow(tmp_path):
+    """Build the app, visit every screen and dialog, then look at sys.modules (in a fresh process)."""
+    build_runs(tmp_path / "runs")
+    code = f"""
+import asyncio, json, sys
+from tui.app import create_app
+
+async def main():
+    app = create_app({str(tmp_path / 'runs')!r}, config_path={str(QUICKSTART)!r})
+    async with app.run_test(size=(100, 30)) as pilot:
+        for key in ("1", "2", "3", "4", "question_mark", "escape", "ctrl+p", "escape"):
+            await pilot.press(key)
+            await pilot.pause(0.2)
+        app.selected = set(app.store.records)
+        app.redraw()
+        await pilot.pause(0.2)
+asyncio.run(main())
+print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras', 'tensorboard'))))
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == []

@@ -1,0 +1,142 @@
+"""The TUI's headless core: form model, run store, comparison, series. No Textual app runs here."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tui_support import build_runs
+from tfminima import config
+from tui import comparison, formspec as fs
+from tui.series import Series, channels_of, downsample
+from tui.store import RunStore
+
+EXPERIMENTS = sorted((Path(__file__).parent.parent / "experiments").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", EXPERIMENTS, ids=lambda p: p.name)
+def test_form_model_round_trips_every_experiment(path, tmp_path):
+    model = fs.FormModel.from_text(path.read_text(), str(path))
+    out = tmp_path / path.name
+    out.write_text(model.to_yaml())
+    assert config.load(out) == config.load(path)
+
+
+def test_schema_walk_covers_every_section_and_kind():
+    secs = {s.id: s for s in fs.sections()}
+    assert list(secs) == ["experiment", "dataset", "noise", "model", "optimizer", "schedules", "monitors",
+                          "distribution", "sweep"]
+    fields = {f.key: f for f in fs.all_fields(list(secs.values()))}
+    assert fields["dataset.name"].kind == "select" and "cifar10" in fields["dataset.name"].options
+    assert fields["optimizer.nesterov"].kind == "switch"
+    assert fields["optimizer.lr"].kind == "number" and fields["epochs"].kind == "integer"
+    assert fields["model.hidden"].kind == "yaml" and fields["model.hidden"].member == "mlp"
+    assert fields["lr_schedule.milestones"].member == "step" and fields["lr_schedule.milestones"].default is fs.MISSING
+    assert fields["dataset.train_size"].optional
+    assert {"monitors.sharpness", "monitors.sharpness.every", "sweep.lr", "sweep.batch_size", "sweep.ratio",
+            "sweep.seeds", "dataset.label_noise"} <= set(fields)
+    model = next(i for i in secs["model"].items if isinstance(i, fs.UnionDef))
+    assert model.options == ("mlp", "cnn", "resnet", "vgg11") and model.default == "mlp"
+
+
+def test_form_model_routes_problems_to_form_keys():
+    m = fs.FormModel({"optimizer": {"lr": 0.1}})
+    keys = {f.key for f in fs.all_fields(fs.sections())}
+    m.set("monitors.sharpness", True)
+    m.set("monitors.sharpness.every", 0)
+    m.set("model.hidden", [0])
+    m.set("sweep.batch_size", [32, "x"])
+    m.set("dataset.name", "mnits")
+    spec, problems = m.validate()
+    assert spec is None
+    by_key, general = m.route(problems, keys)
+    assert "did you mean 'mnist'" in by_key["dataset.name"][0]
+    assert set(by_key) >= {"monitors.sharpness.every", "model.hidden", "dataset.name"}
+    assert m.data["sweep"] == {"grid": {"optimizer.batch_size": [32, "x"]}}
+
+
+def test_form_model_union_switch_keeps_the_old_member():
+    m = fs.FormModel({"model": {"name": "mlp", "hidden": [8]}})
+    union = next(i for s in fs.sections() for i in s.items if isinstance(i, fs.UnionDef) and i.key == "model")
+    assert m.set_tag(union, "cnn") and m.data["model"] == {"name": "cnn"}
+    m.set_tag(union, "mlp")
+    assert m.data["model"] == {"name": "mlp", "hidden": [8]}
+    # showing a default in a select is not an edit
+    fd = fs.FieldDef("dataset.normalization", "normalization", "select", ("auto", "none"), "auto")
+    assert not m.update(fd, "auto") and "dataset" not in m.data
+
+
+def test_parse_and_format_values():
+    fd = fs.FieldDef("sweep.ratio", "r", "yaml")
+    assert fs.parse_text(fd, "[1e-3, 2.5e-3]") == [0.001, 0.0025]
+    assert fs.parse_text(fd, "  ") is fs.MISSING
+    assert fs.format_value(fd, [100, 100]) == "[100, 100]"
+    assert fs.parse_text(fs.FieldDef("name", "name", "text"), "1e-3") == "1e-3"
+
+
+def test_store_reads_fixture_runs(tmp_path):
+    build_runs(tmp_path)
+    store = RunStore(tmp_path)
+    assert store.poll()
+    rows = {r.run_id: r for r in store.rows() if r.group == "quickstart"}
+    assert rows["lr0.01-bs32-s0"].state == "completed" and rows["lr0.01-bs32-s0"].epochs_done == 12
+    assert rows["lr0.04-bs128-s0"].state == "running" and rows["lr0.04-bs128-s0"].epochs_done == 7
+    assert rows["lr0.64-bs128-s0"].state == "crashed" and "left no final status" in rows["lr0.64-bs128-s0"].error
+    assert rows["lr0.16-bs128-s0"].error.startswith("ValueError")
+    assert rows["lr0.01-bs32-s0"].lambda_max is not None and rows["lr0.01-bs32-s0"].test_accuracy is not None
+    record = store.get("quickstart/lr0.01-bs32-s0")
+    assert len(record.series["train/loss"]) == 12 and len(record.series["sharpness/lambda_max"]) == 3
+    assert not store.poll()  # nothing changed on disk
+
+
+def test_store_tails_appends_and_rewrites(tmp_path):
+    build_runs(tmp_path)
+    store = RunStore(tmp_path)
+    store.poll()
+    record = store.get("memo/lr0.05-bs50-s0")
+    n = len(record.series["train/loss"])
+    lines = record.dir.metrics_path.read_text().splitlines(keepends=True)
+    with open(record.dir.metrics_path, "a") as f:
+        f.write(lines[1].replace('"epoch": 0', '"epoch": 10'))
+        f.write(lines[1][:20])  # a torn line is not read yet
+    assert store.poll() and len(record.series["train/loss"]) == n + 1
+    record.dir.metrics_path.write_text("".join(lines[:4]))  # a resume rewrote the log
+    store.poll()
+    assert len(record.series["train/loss"]) == 1
+
+
+def test_comparison_grid_marks_iso_ratio_diagonals(tmp_path):
+    build_runs(tmp_path)
+    store = RunStore(tmp_path)
+    store.poll()
+    rows = [r for r in store.rows() if r.group == "quickstart"]
+    grid = comparison.heat_grid(rows, "val_accuracy")
+    assert grid.sizes == [32, 128] and grid.etas == [0.01, 0.04, 0.16, 0.64]
+    assert grid.size_pos == [0, 1] and grid.eta_pos == [0, 1, 2, 3]  # ×4 steps: log spacing
+    # (η=0.01, S=32) and (η=0.04, S=128) share η/S
+    assert grid.ratio_of[(0, 0)] == grid.ratio_of[(1, 1)] != grid.ratio_of[(0, 1)]
+    csv = comparison.to_csv(rows).splitlines()
+    assert csv[0].startswith("group,run_id,state,lr,batch_size") and len(csv) == 7
+    assert comparison.log_positions([32, 50, 128, 200]) == [0, 1, 3, 4]
+
+
+def test_series_and_downsample():
+    s = Series(capacity=2)
+    for i in range(1000):
+        s.append(i, i * 0.5)
+    assert len(s) == 1000 and s.last() == 499.5
+    x, y = downsample(s.x, s.y, 100)
+    assert len(x) <= 100 and x[0] == 0 and x[-1] == 999
+    assert channels_of({"kind": "eval", "split": "test", "epoch": 1, "accuracy": 0.5}) == [("test/accuracy", 0.5)]
+    assert channels_of({"kind": "sharpness", "epoch": 1, "lambda_max": 3.0, "eigenvalues": [3.0]}) == [
+        ("sharpness/lambda_max", 3.0)]
+    assert np.isfinite(downsample(np.array([1.0, 2.0]), np.array([np.nan, 1.0]), 10)[1]).all()
+
+
+def test_headless_core_imports_neither_textual_nor_tensorflow():
+    code = ("import sys, tui.store, tui.launcher, tui.formspec, tui.comparison; "
+            "print(sorted({m.split('.')[0] for m in sys.modules} & {'tensorflow', 'keras', 'textual'}))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
