@@ -97,7 +97,7 @@ def test_cancel_stops_at_a_step_boundary_and_keeps_the_checkpoint(make_app):
             await pilot.press("c")
             assert await wait_for(pilot, lambda: state(app) == "cancelled", timeout=60), state(app)
             job = app.launcher.job(f"quickstart/{RUN}")
-            assert await wait_for(pilot, lambda: job.proc.poll() is not None, timeout=30)
+            assert await wait_for(pilot, lambda: job.state == "exited", timeout=30)
             assert job.returncode == 130 and not job.crashed
             run = record(app).dir
             assert run.status()["state"] == "cancelled" and any(run.checkpoints_dir.glob("epoch-*"))

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import functools
 import types
 import typing
 from typing import Any, Literal, Union
@@ -203,6 +204,13 @@ def sweep_fields() -> list[FieldDef]:
                  "other dotted keys crossed, e.g. {optimizer.momentum: [0.0, 0.9]}"),
         field_def("sweep.zip", "zipped axes", sweep["zip"]),
     ]
+
+
+@functools.lru_cache(maxsize=1)
+def union_tags() -> dict[str, set[str]]:
+    """Union key -> its tag values as strings (model -> {mlp, cnn, ...})."""
+    return {item.key: {str(o) for o in item.options}
+            for sec in sections() for item in sec.items if isinstance(item, UnionDef)}
 
 
 def all_fields(secs: list[Section]) -> list[FieldDef]:
@@ -446,6 +454,10 @@ class FormModel:
 
     def form_key(self, problem_key: str, keys: set[str]) -> str | None:
         parts = problem_key.split(".") if problem_key else []
+        tags = union_tags()
+        if len(parts) > 1 and parts[0] in tags and parts[1] in tags[parts[0]]:
+            # config names a defaulted tag's member in the key (model.mlp.hidden): drop it
+            parts = parts[:1] + parts[2:]
         if parts[:1] == ["monitors"] and len(parts) >= 2 and parts[1].isdigit():
             items = self._monitor_items()
             i = int(parts[1])

@@ -48,6 +48,7 @@ class RunRecord:
         self._status_mtime = None
         self._summary_mtime = None
         self._config_epochs: int | None = None
+        self._state: str | None = None
 
     # reading files (called by the poll worker) -------------------------------------------
     def read_files(self) -> tuple[bool, list[dict], bool]:
@@ -59,6 +60,9 @@ class RunRecord:
         m = _mtime(self.dir.summary_path)
         if m != self._summary_mtime:
             self._summary_mtime, self.summary, changed = m, self.dir.summary(), True
+        state = rundir.effective_state(self.status)  # a dead pid turns running into crashed
+        if state != self._state:
+            self._state, changed = state, True
         events = self._tail.poll()
         return changed, events, self._tail.reset
 

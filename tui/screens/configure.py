@@ -54,8 +54,8 @@ class ConfigureScreen(AppScreen):
         self.path = getattr(app, "config_path", None)
         model = getattr(app, "initial_model", None) or FormModel()
         yield ConfigForm(model, extras={
-            "sweep": [PlanPreview(id="plan-preview")],
-            "schedules": [SchedulePreview("Schedule", id="schedule-preview")],
+            "sweep": lambda: [PlanPreview(id="plan-preview")],
+            "schedules": lambda: [SchedulePreview("Schedule", id="schedule-preview")],
         }, id="config-form")
         yield Static("", id="field-hint")
         yield Static("", id="problems")
@@ -91,8 +91,10 @@ class ConfigureScreen(AppScreen):
                 text.append(f"  ·  {first.key}: {first.message}", style="red")
             problems.update(text)
             problems.add_class("-invalid")
-        self.query_one(PlanPreview).show(event.spec)
-        self.query_one(SchedulePreview).show(event.spec, "the base config")
+        for preview in self.query("#plan-preview"):
+            preview.show(event.spec)
+        for preview in self.query("#schedule-preview"):
+            preview.show(event.spec, "the base config")
 
     @on(ConfigForm.FocusedField)
     def _field_focused(self, event: ConfigForm.FocusedField) -> None:

@@ -77,6 +77,12 @@ class RunsScreen(AppScreen):
     def _highlighted(self, event: DataTable.RowHighlighted) -> None:
         self._show_detail()
 
+    @on(DataTable.RowSelected, "#runs-table")
+    def _selected(self, event: DataTable.RowSelected) -> None:
+        # The table takes enter for itself: it means "details" here.
+        event.stop()
+        self.action_details()
+
     def _show_detail(self) -> None:
         row = self._cursor_row()
         detail = self.query_one("#run-detail", Static)

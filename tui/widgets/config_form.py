@@ -1,14 +1,15 @@
 """The Configure form: widgets generated from the config schema, validated on every change.
 
-Sections (left) switch the page (right). Every :class:`FieldRow` is a label, a control and a
-line for the validator's message about its key. Tagged unions (model ``name``, schedule ``kind``)
-and monitor switches show only the sub-form that applies. The form posts :class:`ConfigForm.Changed`
+Sections (left) switch the page (right); a page's widgets are built the first time it is shown,
+which keeps the screen quick to open. Every :class:`FieldRow` is a label, a control and a line
+for the validator's message about its key. Tagged unions (model ``name``, schedule ``kind``) and
+monitor switches show only the sub-form that applies. The form posts :class:`ConfigForm.Changed`
 with the validated spec (or None) and the problems no field claimed.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 from textual import on
 from textual.app import ComposeResult
@@ -25,34 +26,45 @@ from tui.formspec import MISSING, FieldDef, FormModel, Section, UnionDef
 
 def _dom_id(key: str, member: Any = None) -> str:
     base = "f-" + key.replace(".", "-").replace("_", "-")
-    return base if member is None else f"{base}--{str(member).replace('_', '-')}"
+    return base if member is None else f"{base}--{str(member).replace('_', '-').replace('.', '-')}"
+
+
+def _hint(fd: FieldDef) -> str:
+    if fd.default is MISSING:
+        return "" if fd.optional else "required"
+    if fd.default is None:
+        return "default"
+    if fd.default == "":
+        return ""
+    return f"default {fs.format_value(fd, fd.default)}"
 
 
 class FieldRow(Vertical):
     """Label, control, and the validator's message for one config key."""
 
-    def __init__(self, fd: FieldDef, **kwargs):
+    def __init__(self, fd: FieldDef, value: Any, problems: list[str], **kwargs):
         super().__init__(classes="field-row", **kwargs)
-        self.fd = fd
+        self.fd, self._value, self._problems = fd, value, list(problems)
+        self.set_class(bool(problems), "-invalid")
 
     def compose(self) -> ComposeResult:
-        fd = self.fd
+        fd, value = self.fd, self._value
+        shown = fd.default if value is MISSING else value
         with Horizontal(classes="field-line"):
             yield Label(fd.label, classes="field-label")
             if fd.kind == "select":
                 yield Select([(str(o), o) for o in fd.options], allow_blank=True, compact=True,
-                             value=fd.default if fd.default in fd.options else Select.NULL, classes="control")
+                             value=shown if shown in fd.options else Select.NULL, classes="control")
             elif fd.kind == "switch":
-                yield Switch(value=bool(fd.default) if fd.default is not MISSING else False, classes="control")
+                yield Switch(value=shown if isinstance(shown, bool) else False, classes="control")
             else:
-                if fd.default is MISSING:
-                    hint = "required" if not fd.optional else ""
-                elif fd.default is None or fd.default == "":
-                    hint = "default" if fd.default is None else ""
-                else:
-                    hint = f"default {fs.format_value(fd, fd.default) or repr(fd.default)}"
-                yield Input(placeholder=hint, compact=True, classes="control")
-        yield Static("", classes="field-error")
+                yield Input(fs.format_value(fd, value), placeholder=_hint(fd), compact=True, classes="control")
+        error = Static(self._message_text(), classes="field-error")
+        error.display = bool(self._problems)
+        yield error
+
+    def _message_text(self) -> str:
+        return "\n".join(f"✗ {m}" for m in self._problems)
 
     @property
     def control(self) -> Widget:
@@ -69,13 +81,12 @@ class FieldRow(Vertical):
     def show(self, value: Any) -> None:
         """Put a config value into the control (the default when absent)."""
         fd, c = self.fd, self.control
+        shown = fd.default if value is MISSING else value
         if isinstance(c, Select):
-            shown = fd.default if value is MISSING else value
             target = shown if shown in fd.options else Select.NULL
             if c.value != target:
                 c.value = target
         elif isinstance(c, Switch):
-            shown = fd.default if value is MISSING else value
             target = shown if isinstance(shown, bool) else False
             if c.value != target:
                 c.value = target
@@ -83,8 +94,11 @@ class FieldRow(Vertical):
             c.value = fs.format_value(fd, value)
 
     def set_problems(self, messages: list[str]) -> None:
+        if messages == self._problems:
+            return  # restyling rows is the expensive part of a keystroke
+        self._problems = list(messages)
         error = self.query_one(".field-error", Static)
-        error.update("\n".join(f"✗ {m}" for m in messages))
+        error.update(self._message_text())
         error.display = bool(messages)
         self.set_class(bool(messages), "-invalid")
 
@@ -100,20 +114,31 @@ class ConfigForm(Widget):
             self.spec, self.problems, self.general = spec, problems, general
 
     class FocusedField(Message):
+        """A field got focus (the screen shows its description)."""
+
         def __init__(self, fd: FieldDef):
             super().__init__()
             self.fd = fd
 
-    def __init__(self, model: FormModel | None = None, extras: dict[str, list[Widget]] | None = None, **kwargs):
+    def __init__(self, model: FormModel | None = None,
+                 extras: dict[str, Callable[[], list[Widget]]] | None = None, **kwargs):
         super().__init__(**kwargs)
         self.model = model or FormModel()
         self.sections: list[Section] = fs.sections()
+        self.fields = fs.all_fields(self.sections)
         self.extras = extras or {}
         self.rows: dict[tuple[str, Any], FieldRow] = {}
         self.unions: dict[str, UnionDef] = {}  # tag key (model.name) -> union
         self.union_by_key: dict[str, UnionDef] = {}  # union key (model) -> union
+        for sec in self.sections:
+            for item in sec.items:
+                if isinstance(item, UnionDef):
+                    self.unions[item.tag_field.key] = item
+                    self.union_by_key[item.key] = item
+        self.built: set[str] = set()
         self.spec: config_lib.ExperimentSpec | None = None
         self.problems: list = []
+        self.by_key: dict[str, list[str]] = {}
 
     def compose(self) -> ComposeResult:
         yield OptionList(*[Option(s.title, id=s.id) for s in self.sections], id="sections")
@@ -121,39 +146,57 @@ class ConfigForm(Widget):
             for sec in self.sections:
                 with VerticalScroll(id=f"sec-{sec.id}", classes="page"):
                     yield Static(sec.title, classes="page-title")
-                    for item in sec.items:
-                        yield from self._compose_item(item)
-                    yield from self.extras.get(sec.id, [])
-
-    def _compose_item(self, item) -> ComposeResult:
-        if isinstance(item, UnionDef):
-            tag = item.tag_field
-            self.unions[tag.key] = item
-            self.union_by_key[item.key] = item
-            yield self._row(tag, None)
-            for member, fields in item.members.items():
-                with Vertical(classes="member", id=_dom_id(item.key, member)):
-                    for fd in fields:
-                        yield self._row(fd, member)
-        elif isinstance(item, FieldDef):
-            yield self._row(item, item.member)
-
-    def _row(self, fd: FieldDef, member: Any) -> FieldRow:
-        row = FieldRow(fd, id=_dom_id(fd.key, member))
-        self.rows[(fd.key, member)] = row
-        return row
 
     def on_mount(self) -> None:
         self.query_one("#sections", OptionList).highlighted = 0
-        self.load(self.model)
+        self.validate()
+        self.build(self.sections[0].id)
+
+    # building pages ------------------------------------------------------------------------
+    def build(self, section_id: str) -> None:
+        """Mount a page's widgets the first time it is shown (with current values and problems)."""
+        if section_id in self.built:
+            return
+        self.built.add(section_id)
+        section = next(s for s in self.sections if s.id == section_id)
+        widgets: list[Widget] = []
+        for item in section.items:
+            if isinstance(item, UnionDef):
+                widgets.append(self._row(item.tag_field, None))
+                active = self.model.tag(item)
+                for member, fields in item.members.items():
+                    box = Vertical(*[self._row(fd, member) for fd in fields], classes="member",
+                                   id=_dom_id(item.key, member))
+                    box.display = member == active
+                    widgets.append(box)
+            elif isinstance(item, FieldDef):
+                row = self._row(item, item.member)
+                row.display = self.is_active(item)
+                widgets.append(row)
+        factory = self.extras.get(section_id)
+        widgets += factory() if factory else []
+        mounted = self.query_one(f"#sec-{section_id}").mount_all(widgets)
+
+        async def announce() -> None:
+            await mounted
+            self.post_message(self.Changed(self.spec, self.problems, self._general()))
+
+        self.call_later(announce)
+
+    def _row(self, fd: FieldDef, member: Any) -> FieldRow:
+        value = self.model.tag(self.unions[fd.key]) if fd.key in self.unions else self.model.get(fd.key)
+        row = FieldRow(fd, value, self.by_key.get(fd.key, []) if self.is_active(fd) else [],
+                       id=_dom_id(fd.key, member))
+        self.rows[(fd.key, member)] = row
+        return row
 
     # model <-> widgets -------------------------------------------------------------------
     def load(self, model: FormModel) -> None:
-        """Show another config (a loaded file) in every control, then validate it."""
+        """Show another config (a loaded file) in every built control, then validate it."""
         self.model = model
         for row in self.rows.values():
-            row.show(self.model.get(row.fd.key) if row.fd.key not in self.unions else
-                     self.model.tag(self.unions[row.fd.key]))
+            fd = row.fd
+            row.show(self.model.tag(self.unions[fd.key]) if fd.key in self.unions else self.model.get(fd.key))
         self._refresh_visibility()
         self.validate()
 
@@ -168,31 +211,35 @@ class ConfigForm(Widget):
         for union in self.unions.values():
             active = self.model.tag(union)
             for member in union.members:
-                self.query_one(f"#{_dom_id(union.key, member)}").display = member == active
-        for (key, member), row in self.rows.items():
+                for box in self.query(f"#{_dom_id(union.key, member)}"):
+                    box.display = member == active
+        for row in self.rows.values():
             if row.fd.union and row.fd.union.startswith("monitors."):
                 row.display = self.is_active(row.fd)
+
+    def active_keys(self) -> set[str]:
+        return {fd.key for fd in self.fields if self.is_active(fd)}
 
     def active_rows(self) -> dict[str, FieldRow]:
         return {key: row for (key, member), row in self.rows.items() if self.is_active(row.fd)}
 
+    def _general(self) -> list:
+        return self.model.route(self.problems, self.active_keys())[1]
+
     def validate(self) -> None:
         self.spec, self.problems = self.model.validate()
+        self.by_key, general = self.model.route(self.problems, self.active_keys())
         active = self.active_rows()
-        by_key, general = self.model.route(self.problems, set(active))
-        for key, row in active.items():
-            row.set_problems(by_key.get(key, []))
         for row in self.rows.values():
-            if row.fd.key not in active or active[row.fd.key] is not row:
-                row.set_problems([])
+            row.set_problems(self.by_key.get(row.fd.key, []) if active.get(row.fd.key) is row else [])
         self.post_message(self.Changed(self.spec, self.problems, general))
 
     # events --------------------------------------------------------------------------------
-    def _row_of(self, widget: Widget) -> FieldRow | None:
-        node = widget
-        while node is not None and not isinstance(node, FieldRow):
-            node = node.parent
-        return node
+    @staticmethod
+    def _row_of(widget: Widget | None) -> FieldRow | None:
+        while widget is not None and not isinstance(widget, FieldRow):
+            widget = widget.parent
+        return widget
 
     @on(Input.Changed)
     @on(Select.Changed)
@@ -215,7 +262,7 @@ class ConfigForm(Widget):
         elif not self.model.update(fd, value):
             return
         elif fd.key.startswith("monitors.") and fd.key.count(".") == 1:
-            for (key, member), other in self.rows.items():
+            for (key, _), other in self.rows.items():
                 if other.fd.union == fd.key:
                     other.show(self.model.get(key))
             self._refresh_visibility()
@@ -224,10 +271,12 @@ class ConfigForm(Widget):
     @on(OptionList.OptionHighlighted, "#sections")
     def _section_chosen(self, event: OptionList.OptionHighlighted) -> None:
         event.stop()
+        self.build(event.option.id)
         self.query_one("#pages", ContentSwitcher).current = f"sec-{event.option.id}"
 
     def show_section(self, section_id: str) -> None:
         ids = [s.id for s in self.sections]
+        self.build(section_id)
         self.query_one("#sections", OptionList).highlighted = ids.index(section_id)
         self.query_one("#pages", ContentSwitcher).current = f"sec-{section_id}"
 
