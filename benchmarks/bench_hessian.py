@@ -36,11 +36,11 @@ def mnist1d(num: int = 4000):
 
 X, Y = mnist1d()
 
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
+import keras
+import numpy as np
+import tensorflow as tf
 
-from tfminima import hessian  # noqa: E402
+from tfminima import hessian
 
 SUBSET = 2048
 
@@ -79,8 +79,8 @@ def bench_hvp_cost(model, data, rounds: int) -> None:
         op = hessian.HessianOperator(model, data, mode=mode, batch_size=SUBSET, jit_compile=jit)
         (x, y), inv_n = op.batches.items[0], op.batches.inv_n
         vec = tf.constant(np.random.default_rng(0).standard_normal(op.n))
-        hvp = lambda: op.fns.hvp(x, y, inv_n, vec).numpy()  # noqa: E731
-        grad = lambda: op.fns.grad(x, y, inv_n)[1].numpy()  # noqa: E731
+        hvp = lambda op=op, x=x, y=y, inv_n=inv_n, vec=vec: op.fns.hvp(x, y, inv_n, vec).numpy()
+        grad = lambda op=op, x=x, y=y, inv_n=inv_n: op.fns.grad(x, y, inv_n)[1].numpy()
         hvp(), grad()  # trace
         t_h, t_g = [], []
         for r in range(rounds):  # interleave so load changes on this shared machine hit both alike

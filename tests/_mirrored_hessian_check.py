@@ -14,9 +14,9 @@ import tensorflow as tf
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 
-import keras  # noqa: E402
+import keras
 
-from tfminima import hessian, landscape, noise  # noqa: E402
+from tfminima import hessian, landscape, noise
 
 
 def build(dtype):

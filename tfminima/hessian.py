@@ -39,7 +39,8 @@ import dataclasses
 import time
 import warnings
 import weakref
-from typing import Any, Callable, Sequence
+from collections.abc import Callable
+from typing import Any
 
 import keras
 import numpy as np
@@ -48,29 +49,29 @@ import scipy.sparse.linalg
 import tensorflow as tf
 
 __all__ = [
-    "HessianOperator",
-    "EigenResult",
-    "TraceResult",
     "DensityResult",
+    "EigenResult",
     "FrobeniusResult",
-    "hvp",
-    "top_eigenvalues",
-    "trace",
+    "HessianOperator",
+    "TraceResult",
+    "arpack",
     "density",
     "density_curve",
-    "plot_density",
-    "frobenius_norm",
-    "lanczos",
-    "power_iteration",
-    "arpack",
-    "hutchinson",
-    "hutch_plus_plus",
-    "slq",
     "frobenius_estimate",
-    "lanczos_tridiagonal",
-    "resolve_loss",
+    "frobenius_norm",
     "get_flat_weights",
+    "hutch_plus_plus",
+    "hutchinson",
+    "hvp",
+    "lanczos",
+    "lanczos_tridiagonal",
+    "plot_density",
+    "power_iteration",
+    "resolve_loss",
     "set_flat_weights",
+    "slq",
+    "top_eigenvalues",
+    "trace",
 ]
 
 DEFAULT_BATCH_SIZE = 1024
@@ -349,7 +350,7 @@ def _correct(y, pred):
     return tf.reduce_sum(tf.cast(tf.equal(predicted, labels), tf.float64))
 
 
-_CACHE: "weakref.WeakKeyDictionary[Any, dict]" = weakref.WeakKeyDictionary()
+_CACHE: weakref.WeakKeyDictionary[Any, dict] = weakref.WeakKeyDictionary()
 
 
 def traced_functions(model, loss=None, *, training=False, mode="forward", strategy=None, jit_compile=False):
@@ -951,7 +952,7 @@ def hutch_plus_plus(matvec: Matvec, n: int, *, max_probes: int = 100, seed: int 
     start = time.perf_counter()
     rng = np.random.default_rng(seed)
     s = min(max_probes // 3, n)
-    mv = lambda v: np.asarray(matvec(v), np.float64).reshape(-1)  # noqa: E731
+    mv = lambda v: np.asarray(matvec(v), np.float64).reshape(-1)
     sketch = np.stack([mv(z) for z in _rademacher(rng, (s, n))], axis=1)
     Q, _ = np.linalg.qr(sketch)
     top = float(sum(q @ mv(q) for q in Q.T))
@@ -1158,7 +1159,7 @@ def frobenius_norm(
     if method == "hvp":
         matvec = op.matvec
     elif method == "finite_difference":
-        matvec = lambda v: op.finite_difference_matvec(v, epsilon)  # noqa: E731
+        matvec = lambda v: op.finite_difference_matvec(v, epsilon)
     else:
         raise ValueError(f"method must be 'hvp' or 'finite_difference', got {method!r}")
     with solver_context(op.model, op.training):

@@ -34,11 +34,14 @@ from tfminima.hessian import (
 __all__ = [
     "InterpolationResult",
     "SharpnessResult",
+    "epsilon_sharpness",
     "evaluate",
     "interpolate",
     "recompute_batch_norm",
-    "epsilon_sharpness",
 ]
+
+
+DEFAULT_ALPHAS = np.linspace(-1, 2, 31)  # the paper's E2 range, steps of 0.1 (0 and 1 included)
 
 
 def evaluate(model, data, *, loss=None, batch_size: int = DEFAULT_BATCH_SIZE, strategy=None):
@@ -152,7 +155,7 @@ def interpolate(
     weights_a: list,
     weights_b: list,
     data,
-    alphas=np.linspace(-1, 2, 31),
+    alphas=DEFAULT_ALPHAS,
     *,
     val_data=None,
     bn: str = "recompute",
@@ -174,7 +177,7 @@ def interpolate(
     if len(weights_a) != len(model.weights) or len(weights_b) != len(model.weights):
         raise ValueError("weights_a and weights_b must be lists as returned by model.get_weights()")
     start = time.perf_counter()
-    alphas = np.asarray(alphas, np.float64)
+    alphas = np.array(alphas, np.float64)  # a copy: the result never aliases the caller's array
     strategy = strategy or tf.distribute.get_strategy()
     train = PlacedBatches(data, batch_size, strategy)
     val = PlacedBatches(val_data, batch_size, strategy) if val_data is not None else None

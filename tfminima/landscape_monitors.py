@@ -30,7 +30,7 @@ import numpy as np
 from tfminima import hessian, noise
 from tfminima.monitors import Monitor, MonitorContext, register_monitor
 
-__all__ = ["SharpnessMonitor", "NoiseMonitor", "fixed_subset"]
+__all__ = ["NoiseMonitor", "SharpnessMonitor", "fixed_subset"]
 
 
 def fixed_subset(num_examples: int, samples: int, seed: int) -> np.ndarray:

@@ -40,9 +40,9 @@ from tfminima.hessian import (
 )
 
 __all__ = [
+    "CovarianceOperator",
     "GradientNoise",
     "TheoryCheck",
-    "CovarianceOperator",
     "gradient_covariance_trace",
     "gradient_noise_scale",
     "theory_check",
