@@ -159,3 +159,33 @@ def test_light_modules_do_not_import_tensorflow():
     )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert r.stdout.strip() == "[]"
+
+
+def test_profiles_apply_dotted_overrides_and_report_their_lines(tmp_path):
+    path = tmp_path / "p.yaml"
+    path.write_text(textwrap.dedent("""\
+        name: full
+        dataset: {name: cifar10}
+        model: {name: resnet, depth: 56}
+        profiles:
+          cpu:
+            dataset: {name: mnist1d, train_size: 2000}
+            model: {name: mlp, hidden: [64]}
+            optimizer.lr: 0.05
+          broken:
+            optimizer.lrr: 0.05
+        """))
+    full = config.load(path)
+    assert full.model.name == "resnet" and full.profile == ""
+    cpu = config.load(path, profile="cpu")
+    assert (cpu.dataset.name, cpu.dataset.train_size, cpu.model.name, cpu.optimizer.lr) == ("mnist1d", 2000, "mlp", 0.05)
+    assert cpu.profile == "cpu" and cpu.profiles == {}
+    assert "profiles" not in config.to_yaml(cpu) and "profile: cpu" in config.to_yaml(cpu)
+    with pytest.raises(config.ConfigError) as info:
+        config.load(path, profile="broken")
+    (p,) = info.value.problems
+    assert (p.line, p.key) == (10, "optimizer.lrr") and "did you mean 'lr'" in p.message
+    with pytest.raises(config.ConfigError, match="no profile 'cpux'.*did you mean 'cpu'"):
+        config.load(path, profile="cpux")
+    r = subprocess.run([sys.executable, "-m", "tfminima.cli", "validate", str(path)], capture_output=True, text=True)
+    assert r.returncode == 2 and "(profile cpu): ok" in r.stdout and "optimizer.lrr" in r.stderr

@@ -27,21 +27,29 @@ def _quiet_tensorflow() -> None:
 
 # ----------------------------------------------------------------------------- validate
 def cmd_validate(args) -> int:
+    from tfminima.sweep import expand
+
     status = 0
     for path in args.config:
         try:
-            spec = config_lib.load(path, args.set)
-        except config_lib.ConfigError as err:
+            names = [args.profile] if args.profile else [None] + config_lib.profile_names(path)
+        except (OSError, config_lib.ConfigError) as err:
             _err(str(err))
             status = 2
             continue
-        from tfminima.sweep import expand
-
-        runs = expand(spec)
-        print(f"{path}: ok ({len(runs)} run{'s' if len(runs) != 1 else ''})")
-        if args.list:
-            for r in runs:
-                print(f"  {r.run_id}  lr={r.lr:g} bs={r.batch_size} eta/S={r.eta_over_s:.3g}")
+        for profile in names:
+            label = f"{path} (profile {profile})" if profile else path
+            try:
+                spec = config_lib.load(path, args.set, profile)
+            except config_lib.ConfigError as err:
+                _err(f"{label}:\n{err}" if profile else str(err))
+                status = 2
+                continue
+            runs = expand(spec)
+            print(f"{label}: ok ({len(runs)} run{'s' if len(runs) != 1 else ''})")
+            if args.list:
+                for r in runs:
+                    print(f"  {r.run_id}  lr={r.lr:g} bs={r.batch_size} eta/S={r.eta_over_s:.3g}")
     return status
 
 
@@ -54,7 +62,7 @@ def cmd_run(args) -> int:
     spec = None
     if args.config:
         try:
-            spec = config_lib.load(args.config, args.set)
+            spec = config_lib.load(args.config, args.set, args.profile)
         except config_lib.ConfigError as err:
             _err(str(err))
             return 2
@@ -179,6 +187,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("config", nargs="?", help="experiment YAML")
     r.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config key, e.g. --set optimizer.lr=0.05 (repeatable)")
+    r.add_argument("--profile", help="apply one of the config's profiles (e.g. cpu)")
     r.add_argument("--out", help="runs directory (default: the config's output_dir)")
     r.add_argument("--resume", metavar="RUN_DIR", help="continue a killed run (or a sweep's unfinished runs)")
     r.add_argument("--shard", metavar="I/N", help="run only shard I of N of the sweep (0-based)")
@@ -192,6 +201,7 @@ def build_parser() -> argparse.ArgumentParser:
     v = sub.add_parser("validate", help="check experiment YAMLs; exit 0 if valid, 2 if not")
     v.add_argument("config", nargs="+")
     v.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    v.add_argument("--profile", help="validate only this profile (default: the base and every profile)")
     v.add_argument("--list", action="store_true", help="list the runs a sweep expands to")
     v.set_defaults(func=cmd_validate)
 

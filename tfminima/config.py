@@ -9,6 +9,7 @@ Every problem in a file is collected (not just the first) and reported as
 
 from __future__ import annotations
 
+import copy
 import difflib
 import re
 import typing
@@ -309,6 +310,11 @@ class ExperimentSpec(Spec):
     checkpoint_every: int = Field(1, ge=1, description="epochs between checkpoints")
     output_dir: str = Field("runs", description="runs go to <output_dir>/<name>/<run-id>")
     sweep: SweepSpec = Field(default_factory=SweepSpec)
+    profiles: dict[str, dict[str, Any]] = Field(
+        default_factory=dict,
+        description="named sets of dotted-key overrides, applied with --profile NAME (e.g. a CPU-scale variant)",
+    )
+    profile: str = Field("", description="the profile this config was resolved with (set by --profile)")
 
     @field_validator("model", mode="before")
     @classmethod
@@ -688,9 +694,16 @@ def _is_valid_path(data: dict, parts: tuple) -> bool:
     return parts[-1] in valid
 
 
-def load_text(text: str, file: str = "<config>", overrides: list[str] | None = None) -> ExperimentSpec:
-    """Parse YAML text, apply ``key=value`` overrides, validate; raise ConfigError on problems."""
+def load_text(
+    text: str, file: str = "<config>", overrides: list[str] | None = None, profile: str | None = None
+) -> ExperimentSpec:
+    """Parse YAML text, apply a profile and ``key=value`` overrides, validate.
+
+    Raises ConfigError with every problem; a profile's values are reported at the profile's lines.
+    """
     data, lines = read_yaml(text, file)
+    if profile:
+        apply_profile(data, lines, profile, file)
     for item in overrides or []:
         key, value = parse_override(item)
         set_dotted(data, key, value)
@@ -702,6 +715,36 @@ def load_text(text: str, file: str = "<config>", overrides: list[str] | None = N
             p._replace(file="--set", line=None) if p.line == 0 else p for p in err.problems
         ]
         raise ConfigError(fixed) from None
+
+
+def apply_profile(data: dict, lines: dict[tuple, int], name: str, file: str = "<config>") -> None:
+    """Apply ``profiles.<name>`` (dotted keys → values) to ``data`` in place; drop ``profiles``."""
+    profiles = data.get("profiles") or {}
+    if not isinstance(profiles, dict) or name not in profiles:
+        known = sorted(profiles) if isinstance(profiles, dict) else []
+        raise ConfigError([Problem(file, _line_for(lines, ("profiles",)), "profiles",
+                                   f"no profile {name!r}; profiles: {', '.join(known) or 'none'}"
+                                   + _suggest(name, known))])
+    overrides = profiles[name] or {}
+    if not isinstance(overrides, dict):
+        raise ConfigError([Problem(file, _line_for(lines, ("profiles", name)), f"profiles.{name}",
+                                   "a profile is a mapping of dotted keys to values")])
+    for key, value in overrides.items():
+        target = tuple(str(key).split("."))
+        set_dotted(data, str(key), copy.deepcopy(value))
+        source = ("profiles", name, key)
+        for path, line in list(lines.items()):
+            if path[: len(source)] == source:
+                lines[target + path[len(source):]] = line
+    data.pop("profiles", None)
+    data["profile"] = name
+
+
+def profile_names(path: str | Path) -> list[str]:
+    """The profiles a YAML file defines (for validating each of them)."""
+    data, _ = read_yaml(Path(path).read_text(), str(path))
+    profiles = data.get("profiles")
+    return sorted(profiles) if isinstance(profiles, dict) else []
 
 
 def read_yaml(text: str, file: str = "<config>") -> tuple[dict, dict[tuple, int]]:
@@ -723,14 +766,14 @@ def read_yaml(text: str, file: str = "<config>") -> tuple[dict, dict[tuple, int]
     return data, lines
 
 
-def load(path: str | Path, overrides: list[str] | None = None) -> ExperimentSpec:
-    """Load and validate an experiment YAML file."""
+def load(path: str | Path, overrides: list[str] | None = None, profile: str | None = None) -> ExperimentSpec:
+    """Load and validate an experiment YAML file (optionally with one of its profiles applied)."""
     path = Path(path)
     try:
         text = path.read_text()
     except OSError as err:
         raise ConfigError([Problem(str(path), None, "", f"cannot read: {err.strerror}")]) from None
-    return load_text(text, str(path), overrides)
+    return load_text(text, str(path), overrides, profile)
 
 
 def load_data(path: str | Path, overrides: list[str] | None = None) -> dict:
@@ -759,4 +802,8 @@ def to_yaml(spec: ExperimentSpec, *, include_sweep: bool = True) -> str:
     data = spec.model_dump(mode="json")
     if not include_sweep or spec.sweep.is_empty:
         data.pop("sweep", None)
+    if not data.get("profiles"):
+        data.pop("profiles", None)
+    if not data.get("profile"):
+        data.pop("profile", None)
     return yaml.dump(data, Dumper=_Dumper, sort_keys=False, default_flow_style=False, allow_unicode=True)

@@ -212,6 +212,7 @@ def expand(spec: "ExperimentSpec") -> list[RunPlan]:
     plans = expand_data(data)
     for plan in plans:
         plan.data.pop("sweep", None)
+        plan.data.pop("profiles", None)  # a run's config is resolved: no variants left in it
         plan.spec = ExperimentSpec.model_validate(plan.data)
     return plans
 
