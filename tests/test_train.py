@@ -223,3 +223,42 @@ def test_xla_and_mixed_precision_track_the_float32_run(extra):
         assert keras.config.dtype_policy().name == "float32"  # the global policy is restored
     else:
         assert other_trainer.jit_compile
+
+
+def test_svag_runs_l_times_the_steps_at_eta_over_l_with_the_nominal_ratio():
+    l1 = Trainer(spec("epochs: 1\n"))
+    l4 = Trainer(spec("epochs: 1\n", base=TINY.replace("batch_size: 32}", "batch_size: 32, svag: 4}")))
+    h1, h4 = l1.fit().history, l4.fit().history
+    assert h4[0]["steps"] == 4 * (256 // 32) and h1[0]["steps"] == 8
+    assert float(l4.optimizer.learning_rate.numpy()) == pytest.approx(0.05 / 4)
+    assert h4[0]["lr"] == pytest.approx(0.05) and h4[0]["eta_over_s"] == pytest.approx(0.05 / 32)
+    assert h4[0]["svag"] == 4
+
+
+def test_svag_gradient_is_the_weighted_combination_of_two_batches():
+    # One SVAG step by the trainer equals the hand-made step θ - (η/l)(c1 g1 + c2 g2).
+    base = TINY.replace("train_size: 256", "train_size: 32").replace("batch_size: 32}", "batch_size: 32, svag: 2}")
+    s = spec("epochs: 1\n", base=base)
+    trainer = Trainer(s)
+    from tfminima.data.pipeline import svag_dataset
+
+    (x, y, half), = list(svag_dataset(trainer.splits.x_train, trainer.splits.y_train, 32, epoch=0, seed=0, l=2).take(1))
+    before = [v.numpy() for v in trainer.model.trainable_variables]
+    grads = []
+    for part in (0, 1):
+        mask = half.numpy() == part
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_mean(keras.losses.sparse_categorical_crossentropy(
+                y.numpy()[mask], trainer.model(x.numpy()[mask], training=True), from_logits=True))
+        grads.append([g.numpy() for g in tape.gradient(loss, trainer.model.trainable_variables)])
+    c1, c2 = (1 + np.sqrt(3)) / 2, (1 - np.sqrt(3)) / 2
+    expect = [w - 0.05 / 2 * (c1 * g1 + c2 * g2) for w, g1, g2 in zip(before, *grads)]
+    trainer.fit()  # one pass: 32 // 32 = 1 step per pass, l = 2 passes; compare after the first
+    assert int(trainer.optimizer.iterations.numpy()) == 2
+    trainer2 = Trainer(s)
+    it = iter(trainer2.strategy.experimental_distribute_dataset(
+        svag_dataset(trainer2.splits.x_train, trainer2.splits.y_train, 32, epoch=0, seed=0, l=2)))
+    trainer2.optimizer.learning_rate.assign(0.05 / 2)
+    trainer2._train_fn(it)
+    for got, want in zip(trainer2.model.trainable_variables, expect):
+        np.testing.assert_allclose(got.numpy(), want, rtol=1e-5, atol=1e-6)

@@ -67,7 +67,7 @@ class BatchSizeScheduler(keras.callbacks.Callback):
 
 TRAIN_KEYS = ("loss", "accuracy")
 EVAL_KEYS = ("val_loss", "val_accuracy")
-SCHEDULE_KEYS = ("lr", "batch_size", "eta_over_s", "eta_over_s_momentum")
+SCHEDULE_KEYS = ("lr", "batch_size", "eta_over_s", "eta_over_s_momentum", "svag")
 
 
 class RunLogger(keras.callbacks.Callback):
@@ -95,7 +95,7 @@ class RunLogger(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         logs = dict(logs or {})
         self.step = int(keras.ops.convert_to_numpy(self.model.optimizer.iterations))
-        for key in ("steps", "batch_size"):  # Keras turns logs into floats; these are counts
+        for key in ("steps", "batch_size", "svag"):  # Keras turns logs into floats; these are counts
             if key in logs:
                 logs[key] = int(logs[key])
         train = {k: logs[k] for k in TRAIN_KEYS if k in logs}

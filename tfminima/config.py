@@ -155,6 +155,10 @@ class OptimizerSpec(Spec):
     momentum: float = Field(0.0, ge=0.0, lt=1.0, description="momentum β")
     nesterov: bool = False
     weight_decay: float = Field(0.0, ge=0.0, description="L2 coefficient added to the gradient")
+    svag: int = Field(
+        1, ge=1,
+        description="SVAG l (Li, Malladi, Arora 2021): l× the steps at η/l on two mixed batches; 1 is SGD",
+    )
 
 
 class _ScheduleBase(Spec):

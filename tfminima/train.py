@@ -26,7 +26,7 @@ from tfminima import checkpoint as ckpt
 from tfminima import data as data_lib
 from tfminima import schedules
 from tfminima.callbacks import BatchSizeScheduler, LearningRateScheduler, RunLogger
-from tfminima.data.pipeline import eval_dataset, steps_per_epoch, train_dataset
+from tfminima.data.pipeline import eval_dataset, steps_per_epoch, svag_dataset, train_dataset
 from tfminima.distribute import is_chief, make_strategy
 from tfminima.models import build_model
 from tfminima.monitors import Monitor, MonitorContext, monitor_class
@@ -147,14 +147,24 @@ class Trainer:
             return bool(tf.config.list_logical_devices("GPU"))
         return mode == "on"
 
-    def _replica_train_step(self, x, y):
+    def _replica_train_step(self, x, y, half=None):
+        """One SGD step on this replica's share of the global batch.
+
+        With SVAG (``half`` given: 0/1 per example), the loss is c1·L(batch 0) + c2·L(batch 1),
+        c1,2 = (1 ± sqrt(2l − 1)) / 2, whose gradient has the mean of one batch's and l× its noise.
+        """
         ctx = tf.distribute.get_replica_context()
         n_global = ctx.all_reduce(tf.distribute.ReduceOp.SUM, tf.cast(tf.shape(y)[0], tf.float32))
         model, tvars = self.model, self.model.trainable_variables
         with tf.GradientTape() as tape:
             logits = model(x, training=True)
             per_example = per_example_loss(y, logits)
-            loss = tf.reduce_sum(per_example) / n_global
+            if half is None:
+                loss = tf.reduce_sum(per_example) / n_global
+            else:
+                root = math.sqrt(2 * self.spec.optimizer.svag - 1)
+                weights = tf.where(tf.equal(half, 0), (1.0 + root) / 2, (1.0 - root) / 2)
+                loss = tf.reduce_sum(weights * per_example) / (n_global / 2)
             if model.losses:
                 loss += tf.add_n(model.losses) / self.replicas
             if isinstance(self.optimizer, keras.optimizers.LossScaleOptimizer):
@@ -167,8 +177,8 @@ class Trainer:
 
     def _train_function(self, iterator):
         self.train_traces += 1  # runs at trace time only
-        x, y = next(iterator)
-        loss_sum, correct, count = self.strategy.run(self._step_fn, args=(x, y))
+        batch = next(iterator)
+        loss_sum, correct, count = self.strategy.run(self._step_fn, args=tuple(batch))
         reduce = lambda t: tf.cast(self.strategy.reduce(tf.distribute.ReduceOp.SUM, t, axis=None), tf.float64)  # noqa: E731
         self._sum_loss.assign_add(reduce(loss_sum))
         self._sum_correct.assign_add(reduce(correct))
@@ -225,7 +235,8 @@ class Trainer:
 
     def _callbacks(self, monitors: list[Monitor]) -> list[keras.callbacks.Callback]:
         plan = self.plan
-        self.lr_callback = LearningRateScheduler(lambda e: plan[e].lr)
+        svag = self.spec.optimizer.svag  # SVAG steps at η/l; logs keep the nominal η
+        self.lr_callback = LearningRateScheduler(lambda e: plan[e].lr / svag)
         self.bs_callback = BatchSizeScheduler(lambda e: plan[e].batch_size)
         user_bs = [c for c in self.user_callbacks if isinstance(c, BatchSizeScheduler)]
         user_lr = [c for c in self.user_callbacks if isinstance(c, LearningRateScheduler)]
@@ -328,14 +339,19 @@ class Trainer:
         bs = self.bs_callback.current
         if bs % self.replicas:
             raise ValueError(f"batch size {bs} at epoch {epoch} is not divisible by {self.replicas} replicas")
-        ds = train_dataset(
-            s.x_train, s.y_train, bs, epoch=epoch, seed=spec.seed,
-            augmentation=spec.dataset.augmentation, drop_remainder=spec.dataset.drop_remainder,
-        )
+        svag = spec.optimizer.svag
+        if svag > 1:
+            ds = svag_dataset(s.x_train, s.y_train, bs, epoch=epoch, seed=spec.seed, l=svag)
+            steps = svag * (len(s.x_train) // bs)
+        else:
+            ds = train_dataset(
+                s.x_train, s.y_train, bs, epoch=epoch, seed=spec.seed,
+                augmentation=spec.dataset.augmentation, drop_remainder=spec.dataset.drop_remainder,
+            )
+            steps = steps_per_epoch(len(s.x_train), bs, spec.dataset.drop_remainder)
         if skip:
             ds = ds.skip(skip)
         iterator = iter(self.strategy.experimental_distribute_dataset(ds))
-        steps = steps_per_epoch(len(s.x_train), bs, spec.dataset.drop_remainder)
         cbs.params["steps"] = steps
         for v, value in zip((self._sum_loss, self._sum_correct, self._count), partial or (0.0, 0.0, 0.0)):
             v.assign(value)
@@ -368,9 +384,12 @@ class Trainer:
         if len(s.x_val):
             val_loss, val_acc, _ = self._run_eval(s.x_val, s.y_val)
             logs.update(val_loss=val_loss, val_accuracy=val_acc)
-        lr = self.lr_callback.current  # the scheduled value (a Python float, not float32-rounded)
+        # The scheduled value (a Python float, not float32-rounded); with SVAG the nominal η = l × step size.
+        lr = self.lr_callback.current * svag
         momentum = spec.optimizer.momentum
         logs.update(lr=lr, batch_size=bs, eta_over_s=lr / bs, eta_over_s_momentum=lr / (bs * (1 - momentum)))
+        if svag > 1:
+            logs["svag"] = svag
         cbs.on_epoch_end(epoch, logs)  # Keras copies logs: collect what the monitors measured
         for m in self._monitor_list:
             logs.update({f"{m.kind}/{k}": v for k, v in m.last.items() if not isinstance(v, list)})

@@ -56,6 +56,30 @@ def train_dataset(
     return ds.with_options(_options()).prefetch(tf.data.AUTOTUNE)
 
 
+def svag_dataset(
+    x: np.ndarray, y: np.ndarray, batch_size: int, *, epoch: int, seed: int, l: int
+) -> tf.data.Dataset:
+    """Batches of 2S examples for SVAG: S from one permutation (flag 0), S from another (flag 1).
+
+    Each of the ``l`` passes of the epoch draws two fresh permutations, so the two halves of every
+    step are independent batches. Remainders are dropped (every half has exactly S examples);
+    ``l`` passes of ``len(x) // S`` steps make the epoch. Memory: 2l copies of the training set.
+    """
+    n, s = len(x), batch_size
+    steps = n // s
+    order, flag = [], []
+    for j in range(l):
+        a = np.random.default_rng([int(seed), int(epoch), 2 * j, 0x5FA6]).permutation(n)
+        b = np.random.default_rng([int(seed), int(epoch), 2 * j + 1, 0x5FA6]).permutation(n)
+        for k in range(steps):
+            order += [a[k * s:(k + 1) * s], b[k * s:(k + 1) * s]]
+            flag += [np.zeros(s, np.int32), np.ones(s, np.int32)]
+    order_arr = np.concatenate(order)
+    ds = tf.data.Dataset.from_tensor_slices((x[order_arr], y[order_arr], np.concatenate(flag)))
+    ds = ds.batch(2 * s, drop_remainder=True)
+    return ds.with_options(_options()).prefetch(tf.data.AUTOTUNE)
+
+
 def eval_dataset(x: np.ndarray, y: np.ndarray, batch_size: int) -> tf.data.Dataset:
     ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(batch_size)
     return ds.with_options(_options()).prefetch(tf.data.AUTOTUNE)
