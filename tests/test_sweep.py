@@ -71,3 +71,17 @@ def test_shards_are_disjoint_and_cover_the_sweep():
     assert [r.run_id for r in select_shard(runs, 1, 4)] == [r.run_id for r in select_shard(runs, 1, 4)]
     with pytest.raises(SweepError):
         select_shard(runs, 4, 4)
+
+
+def test_labels_name_runs_that_vary_whole_sections():
+    runs = expand(spec(
+        "epochs: 4\ndataset: {train_size: 2000}\n"
+        "sweep:\n  zip:\n    label: [cyclic-lr, cyclic-bs]\n"
+        "    schedule_conversion: [none, lr_to_batch_size]\n"
+        "    lr_schedule: [{kind: cyclic_discrete, low: 0.2, high: 1, stage: 2},"
+        " {kind: cyclic_discrete, low: 0.2, high: 1, stage: 2}]\n"
+    ))
+    assert [r.run_id for r in runs] == ["cyclic-lr-lr0.1-bs128-conversionnone-s0",
+                                        "cyclic-bs-lr0.1-bs128-conversionlr_to_batch_size-s0"]
+    assert runs[1].spec.schedule_conversion == "lr_to_batch_size"
+    assert runs[0].hparams()["label"] == "cyclic-lr" and "lr_schedule" not in runs[0].hparams()

@@ -290,6 +290,26 @@ class SweepSpec(Spec):
         return not (self.grid or self.zip or self.ratio or self.seeds)
 
 
+FIGURES = Literal[
+    "curves", "eta_over_s", "heatmap", "interpolation", "paired_curves", "memorization",
+    "beta_scaling", "sharpness_trajectory", "svag",
+]
+
+
+class ReportSpec(Spec):
+    """What ``tfminima report`` draws for this experiment, and which runs it compares."""
+
+    figures: list[FIGURES] = Field(default_factory=lambda: ["curves", "eta_over_s"])
+    pairs: list[Annotated[list[str], Field(min_length=2, max_length=2)]] = Field(
+        default_factory=list,
+        description="run ids (or labels) compared pairwise: interpolated between, or overlaid",
+    )
+    interpolation_points: int = Field(31, ge=3, description="α values in [alpha_min, alpha_max]")
+    alpha_min: float = -1.0
+    alpha_max: float = 2.0
+    interpolation_samples: int = Field(2048, gt=0, description="training examples evaluated per α")
+
+
 class ExperimentSpec(Spec):
     """One experiment: a single run, or a sweep of runs when ``sweep`` is given."""
 
@@ -314,6 +334,7 @@ class ExperimentSpec(Spec):
     checkpoint_every: int = Field(1, ge=1, description="epochs between checkpoints")
     output_dir: str = Field("runs", description="runs go to <output_dir>/<name>/<run-id>")
     sweep: SweepSpec = Field(default_factory=SweepSpec)
+    report: ReportSpec = Field(default_factory=ReportSpec)
     profiles: dict[str, dict[str, Any]] = Field(
         default_factory=dict,
         description="named sets of dotted-key overrides, applied with --profile NAME (e.g. a CPU-scale variant)",
@@ -690,6 +711,8 @@ def _sweep_line(lines: dict[tuple, int], key: str) -> int | None:
 
 
 def _is_valid_path(data: dict, parts: tuple) -> bool:
+    if parts == ("label",):  # names runs; sets no key
+        return True
     if len(parts) == 1:
         return parts[0] in ExperimentSpec.model_fields and parts[0] != "sweep"
     valid = _fields_at(data, parts[:-1])

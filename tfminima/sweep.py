@@ -21,6 +21,8 @@ class SweepError(ValueError):
     """A sweep that cannot be expanded (e.g. a derived batch size that is not an integer)."""
 
 
+LABEL = "label"  # a sweep axis key that names runs instead of setting a config key
+
 SHORT_NAMES = {
     "optimizer.lr": "lr",
     "optimizer.batch_size": "bs",
@@ -28,6 +30,7 @@ SHORT_NAMES = {
     "optimizer.weight_decay": "wd",
     "dataset.label_noise": "noise",
     "dataset.train_size": "n",
+    "schedule_conversion": "conversion",
     "seed": "s",
 }
 
@@ -73,6 +76,8 @@ class RunPlan:
         }
         for key, value in self.varied.items():
             name = key.replace(".", "_")
+            if isinstance(value, dict):  # a whole section (e.g. a schedule): the label names it
+                continue
             if key in SHORT_NAMES or name in hp:
                 continue
             hp[name] = value if isinstance(value, (int, float, str, bool)) else str(value)
@@ -116,11 +121,19 @@ def _round_sig(x: float, digits: int = 12) -> float:
 
 
 def run_id_for(data: dict, varied: dict[str, Any]) -> str:
-    """A readable id: lr, batch size, then other varied keys, then the seed."""
+    """A readable id: [label], lr, batch size, then other varied keys, then the seed.
+
+    A sweep axis may carry ``label`` values (not a config key): they name the runs, and keys whose
+    values are whole sections (schedules, models) are then left out of the id.
+    """
     opt = data.get("optimizer") or {}
-    parts = [f"lr{_fmt(opt.get('lr', 0.1))}", f"bs{_fmt(opt.get('batch_size', 128))}"]
+    label = varied.get(LABEL)
+    parts = [str(label)] if label is not None else []
+    parts += [f"lr{_fmt(opt.get('lr', 0.1))}", f"bs{_fmt(opt.get('batch_size', 128))}"]
     for key, value in varied.items():
-        if key in ("optimizer.lr", "optimizer.batch_size", "seed", "ratio"):
+        if key in ("optimizer.lr", "optimizer.batch_size", "seed", "ratio", LABEL):
+            continue
+        if label is not None and isinstance(value, (dict, list)):
             continue
         short = SHORT_NAMES.get(key, key.split(".")[-1])
         parts.append(f"{short}{_fmt(value)}")
@@ -161,7 +174,7 @@ def expand_data(data: dict) -> list[RunPlan]:
         for assignment in combo:
             for key, value in assignment.items():
                 varied[key] = value
-                if key != "ratio":
+                if key not in ("ratio", LABEL):
                     _set(run, key, copy.deepcopy(value))
         if "ratio" in varied:
             _apply_ratio(run, float(varied["ratio"]), derive)
