@@ -237,8 +237,12 @@ class SharpnessMonitorSpec(Spec):
     samples: int = Field(2048, gt=0)
     tol: float = Field(1e-3, gt=0.0)
     trace_probes: int = Field(100, ge=2)
+    trace_tol: float | None = Field(None, gt=0.0, description="stop Hutchinson at this relative stderr")
+    max_hvps: int | None = Field(None, gt=0, description="cap on Hessian-vector products for the eigenvalues")
     density: bool = False
-    method: Literal["lanczos", "power"] = "lanczos"
+    density_runs: int = Field(10, ge=1)
+    density_steps: int = Field(80, ge=2)
+    method: Literal["lanczos", "power", "eigsh"] = "lanczos"
     seed: int = 0
 
 
@@ -248,6 +252,9 @@ class NoiseMonitorSpec(Spec):
     every: int = Field(5, ge=1)
     samples: int = Field(512, gt=0)
     seed: int = 0
+    trace_probes: int = Field(100, ge=2)
+    tol: float = Field(1e-3, gt=0.0)
+    chunk_size: int | None = Field(None, gt=0, description="examples per per-example-gradient chunk")
 
 
 MONITOR_SPECS: dict[str, type[Spec]] = {
