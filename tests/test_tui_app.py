@@ -143,16 +143,15 @@ def test_runs_table_states_and_failed_run_details(tmp_path):
             assert states["quickstart/lr0.16-bs128-s0"] == "failed"
             assert table.get_row("quickstart/lr0.04-bs128-s0")[6] == "7/12"
             table.move_cursor(row=app.screen.table._order.index("quickstart/lr0.16-bs128-s0"))
-            await pilot.pause()
-            assert "loss is NaN" in str(app.screen.query_one("#run-detail").content)
+            detail = app.screen.query_one("#run-detail")
+            assert await wait_for(pilot, lambda: "loss is NaN" in str(detail.content))
             await pilot.press("enter")
-            await pilot.pause()
-            assert isinstance(app.screen, RunDetailModal)
+            assert await wait_for(pilot, lambda: isinstance(app.screen, RunDetailModal))
             text = " ".join(str(s.content) for s in app.screen.query("Static"))
             assert "ValueError: loss is NaN" in text and "Traceback" in text
             await pilot.press("escape")
             await pilot.press("space", "space")  # select two runs for Monitor
-            assert len(app.selected) == 2
+            assert await wait_for(pilot, lambda: len(app.selected) == 2)
 
     run(main())
 
@@ -193,12 +192,15 @@ def test_worker_error_shows_modal_and_app_stays_up(tmp_path):
                 raise OSError("disk on fire")
 
             await pilot.pause(0.2)
-            app.store.poll = broken
+            working, app.store.poll = app.store.poll, broken
             app.poll_now()
             assert await wait_for(pilot, lambda: isinstance(app.screen, ErrorModal))
-            assert "disk on fire" in app.screen.message
+            assert "disk on fire" in app.screen.message and "Traceback" in app.screen.detail
+            assert app.poll_now() is None  # polling waits while the error is shown
+            app.store.poll = working
             await pilot.press("escape")
-            assert not app._poll_paused and app.is_running
+            await pilot.pause()
+            assert not app._poll_paused and app.is_running and app.poll_now() is not None
 
     run(main())
 

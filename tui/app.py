@@ -51,13 +51,13 @@ class MinimaApp(App):
     ]
 
     def __init__(self, runs_dir: str | Path = "runs", *, config_path: str | Path | None = None,
-                 overrides: list[str] = (), max_parallel: int = 2, poll_interval: float = 0.5,
+                 overrides: list[str] = (), profile: str | None = None, max_parallel: int = 2, poll_interval: float = 0.5,
                  redraw_hz: float = 4.0, start: str | None = None, python: str = sys.executable):
         super().__init__()
         self.runs_dir = Path(runs_dir)
         self.runs_dir_label = str(runs_dir)
         self.config_path = Path(config_path) if config_path else None
-        self.initial_model = load_model(config_path, list(overrides)) if config_path else None
+        self.initial_model = load_model(config_path, list(overrides), profile) if config_path else None
         self.launcher = Launcher(self.runs_dir, max_parallel=max_parallel, python=python)
         self.store = RunStore(self.runs_dir, self.launcher)
         self.colours = ColourBook()
@@ -220,14 +220,16 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="tfminima-tui", description=__doc__.splitlines()[0])
     parser.add_argument("runs_dir", nargs="?", default="runs", help="runs directory (default: runs)")
     parser.add_argument("--config", help="experiment YAML to open in Configure")
+    parser.add_argument("--profile", help="apply one of the config's profiles (e.g. cpu), like tfminima run")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override a key of --config, e.g. --set epochs=2 (repeatable)")
     parser.add_argument("-j", "--max-parallel", type=int, default=2, help="runs at once; the rest queue (default 2)")
     args = parser.parse_args(argv)
-    if args.set and not args.config:
-        parser.error("--set needs --config")
+    if (args.set or args.profile) and not args.config:
+        parser.error("--set and --profile need --config")
     try:
-        app = create_app(args.runs_dir, config_path=args.config, overrides=args.set, max_parallel=args.max_parallel)
+        app = create_app(args.runs_dir, config_path=args.config, overrides=args.set, profile=args.profile,
+                         max_parallel=args.max_parallel)
     except config_lib.ConfigError as err:
         print(err, file=sys.stderr)
         return 2

@@ -19,14 +19,20 @@ from tui.widgets.config_form import ConfigForm
 from tui.widgets.plan_preview import PlanPreview, SchedulePreview
 
 
-def load_model(path: str | Path, overrides: list[str] = ()) -> FormModel:
-    """A form model from a YAML file with ``key=value`` overrides (raises ConfigError on bad YAML)."""
+def load_model(path: str | Path, overrides: list[str] = (), profile: str | None = None) -> FormModel:
+    """A form model from a YAML file, a profile and ``key=value`` overrides, applied like the CLI does.
+
+    Raises ConfigError on unreadable YAML or an unknown profile; other problems show in the form.
+    """
     path = Path(path)
     try:
         text = path.read_text()
     except OSError as err:
         raise config_lib.ConfigError([config_lib.Problem(str(path), None, "", f"cannot read: {err.strerror}")])
-    model = FormModel.from_text(text, str(path))
+    data, lines = config_lib.read_yaml(text, str(path))
+    if profile:
+        config_lib.apply_profile(data, lines, profile, str(path))
+    model = FormModel(data)
     for item in overrides:
         key, value = config_lib.parse_override(item)
         config_lib.set_dotted(model.data, key, value)

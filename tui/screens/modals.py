@@ -64,7 +64,11 @@ class RunDetailModal(ModalScreen[None]):
 class QuitModal(ModalScreen[str | None]):
     """Runs are alive: leave them running (the default), cancel them, or stay."""
 
-    BINDINGS = [Binding("escape", "dismiss(None)", "stay")]
+    BINDINGS = [
+        Binding("escape", "dismiss(None)", "stay"),
+        Binding("l", "dismiss('leave')", "quit, leave runs"),
+        Binding("c", "dismiss('cancel')", "quit and cancel runs"),
+    ]
 
     def __init__(self, running: int, queued: int):
         super().__init__(classes="modal")
@@ -79,9 +83,9 @@ class QuitModal(ModalScreen[str | None]):
             yield Static(Text("Quit tfminima-tui?", style="bold"), classes="dialog-title")
             yield Static("\n".join(lines), classes="dialog-message")
             with Horizontal(classes="dialog-buttons"):
-                yield Button("Quit, leave runs", variant="primary", id="leave", compact=True)
-                yield Button("Quit and cancel runs", variant="error", id="cancel", compact=True)
-                yield Button("Stay", id="stay", compact=True)
+                yield Button("l  Quit, leave runs", variant="primary", id="leave", compact=True)
+                yield Button("c  Quit and cancel runs", variant="error", id="cancel", compact=True)
+                yield Button("esc  Stay", id="stay", compact=True)
 
     @on(Button.Pressed)
     def _pressed(self, event: Button.Pressed) -> None:

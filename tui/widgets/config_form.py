@@ -46,6 +46,7 @@ class FieldRow(Vertical):
         super().__init__(classes="field-row", **kwargs)
         self.fd, self._value, self._problems = fd, value, list(problems)
         self.set_class(bool(problems), "-invalid")
+        self.set_class(fd.union is not None, "-sub")  # a union member's or a monitor's option
 
     def compose(self) -> ComposeResult:
         fd, value = self.fd, self._value
@@ -80,6 +81,9 @@ class FieldRow(Vertical):
 
     def show(self, value: Any) -> None:
         """Put a config value into the control (the default when absent)."""
+        if not self.query(".control"):  # not composed yet: compose will use the value
+            self._value = value
+            return
         fd, c = self.fd, self.control
         shown = fd.default if value is MISSING else value
         if isinstance(c, Select):
@@ -97,10 +101,14 @@ class FieldRow(Vertical):
         if messages == self._problems:
             return  # restyling rows is the expensive part of a keystroke
         self._problems = list(messages)
-        error = self.query_one(".field-error", Static)
-        error.update(self._message_text())
-        error.display = bool(messages)
         self.set_class(bool(messages), "-invalid")
+        for error in self.query(".field-error").results(Static):  # none yet if not composed
+            error.update(self._message_text())
+            error.display = bool(messages)
+
+
+class Page(VerticalScroll, can_focus=False):
+    """A section's page: tab goes straight from the section list into its fields."""
 
 
 class ConfigForm(Widget):
@@ -136,6 +144,7 @@ class ConfigForm(Widget):
                     self.unions[item.tag_field.key] = item
                     self.union_by_key[item.key] = item
         self.built: set[str] = set()
+        self.built_members: set[tuple[str, Any]] = set()
         self.spec: config_lib.ExperimentSpec | None = None
         self.problems: list = []
         self.by_key: dict[str, list[str]] = {}
@@ -144,11 +153,13 @@ class ConfigForm(Widget):
         yield OptionList(*[Option(s.title, id=s.id) for s in self.sections], id="sections")
         with ContentSwitcher(initial=f"sec-{self.sections[0].id}", id="pages"):
             for sec in self.sections:
-                with VerticalScroll(id=f"sec-{sec.id}", classes="page"):
+                with Page(id=f"sec-{sec.id}", classes="page"):
                     yield Static(sec.title, classes="page-title")
 
     def on_mount(self) -> None:
-        self.query_one("#sections", OptionList).highlighted = 0
+        sections = self.query_one("#sections", OptionList)
+        sections.highlighted = 0
+        sections.focus()  # ↑/↓ switch pages at once; tab goes into the fields
         self.validate()
         self.build(self.sections[0].id)
 
@@ -165,8 +176,11 @@ class ConfigForm(Widget):
                 widgets.append(self._row(item.tag_field, None))
                 active = self.model.tag(item)
                 for member, fields in item.members.items():
-                    box = Vertical(*[self._row(fd, member) for fd in fields], classes="member",
-                                   id=_dom_id(item.key, member))
+                    # only the chosen member's rows are built now; the others when chosen
+                    rows = [self._row(fd, member) for fd in fields] if member == active else []
+                    if member == active:
+                        self.built_members.add((item.key, member))
+                    box = Vertical(*rows, classes="member", id=_dom_id(item.key, member))
                     box.display = member == active
                     widgets.append(box)
             elif isinstance(item, FieldDef):
@@ -191,10 +205,23 @@ class ConfigForm(Widget):
         return row
 
     # model <-> widgets -------------------------------------------------------------------
+    def _ensure_member(self, union: UnionDef, member: Any) -> bool:
+        """Build a union member's rows on its page (if that page is built); True if it built now."""
+        if (union.key, member) in self.built_members or member not in union.members:
+            return False
+        boxes = self.query(f"#{_dom_id(union.key, member)}")
+        if not boxes:
+            return False
+        self.built_members.add((union.key, member))
+        boxes.first().mount_all([self._row(fd, member) for fd in union.members[member]])
+        return True
+
     def load(self, model: FormModel) -> None:
         """Show another config (a loaded file) in every built control, then validate it."""
         self.model = model
-        for row in self.rows.values():
+        for union in self.unions.values():
+            self._ensure_member(union, self.model.tag(union))
+        for row in list(self.rows.values()):
             fd = row.fd
             row.show(self.model.tag(self.unions[fd.key]) if fd.key in self.unions else self.model.get(fd.key))
         self._refresh_visibility()
@@ -256,8 +283,9 @@ class ConfigForm(Widget):
             union = self.unions[fd.key]
             if value is MISSING or not self.model.set_tag(union, value):
                 return
-            for member_fd in union.members[value]:
-                self.rows[(member_fd.key, value)].show(self.model.get(member_fd.key))
+            if not self._ensure_member(union, value):
+                for member_fd in union.members[value]:
+                    self.rows[(member_fd.key, value)].show(self.model.get(member_fd.key))
             self._refresh_visibility()
         elif not self.model.update(fd, value):
             return
@@ -271,8 +299,14 @@ class ConfigForm(Widget):
     @on(OptionList.OptionHighlighted, "#sections")
     def _section_chosen(self, event: OptionList.OptionHighlighted) -> None:
         event.stop()
-        self.build(event.option.id)
-        self.query_one("#pages", ContentSwitcher).current = f"sec-{event.option.id}"
+        section_id = event.option.id
+        self.query_one("#pages", ContentSwitcher).current = f"sec-{section_id}"
+        # Build once the user settles: running down the list does not build every page.
+        self.set_timer(0.15, lambda: self._build_if_current(section_id))
+
+    def _build_if_current(self, section_id: str) -> None:
+        if self.query_one("#pages", ContentSwitcher).current == f"sec-{section_id}":
+            self.build(section_id)
 
     def show_section(self, section_id: str) -> None:
         ids = [s.id for s in self.sections]
