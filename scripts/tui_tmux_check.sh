@@ -53,7 +53,7 @@ wait_for() {  # wait_for REGEX SECONDS WHAT
 
 cd "$WORK"
 tmux new-session -d -s "$SESSION" -x "$W" -y "$H" \
-    "'$TUI' runs --config '$REPO/experiments/quickstart.yaml' -j 2 \
+    "'$TUI' runs --config '$REPO/experiments/quickstart.yaml' -j 1 \
      --set epochs=2 --set dataset.train_size=256 --set dataset.val_size=64 --set dataset.test_size=64 \
      --set 'model.hidden=[16]'; echo TUI-EXITED-\$?; sleep 600"
 
