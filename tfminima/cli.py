@@ -1,4 +1,4 @@
-"""The ``tfminima`` command: run | validate | data | tb.
+"""The ``tfminima`` command: run | validate | analyze | data | tb.
 
 Config problems print as ``file:line: key: message`` and exit with status 2, before TensorFlow
 is even imported. A failed run exits 1 after the sweep has finished the other runs.
@@ -170,6 +170,49 @@ def cmd_data(args) -> int:
     return 0
 
 
+# ----------------------------------------------------------------------------- analyze
+def cmd_analyze(args) -> int:
+    target = Path(args.run)
+    if not target.exists():
+        _err(f"tfminima analyze: no such directory {target}")
+        return 2
+    _quiet_tensorflow()
+    from tfminima import analysis
+    from tfminima.rundir import RunDir
+
+    if args.pairs:
+        runs = [d for d in sorted(target.iterdir()) if (d / "config.yaml").exists()]
+        if not runs:
+            _err(f"tfminima analyze --pairs: {target} holds no runs")
+            return 2
+        spec = config_lib.load(runs[0] / "config.yaml")
+        if not spec.report.pairs:
+            _err(f"tfminima analyze --pairs: the experiment in {target} names no report.pairs")
+            return 2
+        for res in analysis.interpolate_pairs(target, spec):
+            print(f"interpolation {res['run_a']} -> {res['run_b']}: written to {target / 'analysis'}")
+        return 0
+    if not (target / "config.yaml").exists():
+        _err(f"tfminima analyze: {target} is not a run directory (no config.yaml)")
+        return 2
+    try:
+        if args.interpolate:
+            res = analysis.interpolate_runs(target, args.interpolate, points=args.points, samples=args.samples)
+            mid = len(res["alphas"]) // 2
+            print(f"interpolation {res['run_a']} -> {res['run_b']}: train loss at α=0 {res['train_loss'][0]:.4g}, "
+                  f"α≈{res['alphas'][mid]:.2f} {res['train_loss'][mid]:.4g}; written to {target.parent / 'analysis'}")
+        if args.hessian or args.density or not args.interpolate:
+            res = analysis.hessian_report(target, epoch=args.checkpoint, k=args.k, samples=args.samples,
+                                          trace_probes=args.trace_probes, density=args.density)
+            eig = ", ".join(f"{v:.4g}" for v in res["eigenvalues"])
+            print(f"{RunDir(target).run_id} after {res['epochs_done']} epochs: top-{args.k} eigenvalues [{eig}], "
+                  f"Tr(H) = {res['trace']:.4g} ± {res['trace_stderr']:.2g}; written to {target / 'analysis'}")
+    except (FileNotFoundError, ValueError) as err:
+        _err(f"tfminima analyze: {err}")
+        return 2
+    return 0
+
+
 # ----------------------------------------------------------------------------- tb
 def cmd_tb(args) -> int:
     print(f"tensorboard --logdir {args.runs}")
@@ -210,6 +253,19 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("name", nargs="?")
     d.add_argument("--data-dir", help="TFDS data_dir")
     d.set_defaults(func=cmd_data)
+
+    a = sub.add_parser("analyze", help="Hessian spectrum of a finished run, or interpolation between two runs")
+    a.add_argument("run", help="a run directory (or, with --pairs, a sweep's folder)")
+    a.add_argument("--checkpoint", type=int, metavar="N", help="the checkpoint after epoch N (default: the last)")
+    a.add_argument("--hessian", action="store_true", help="top-k eigenvalues and trace (the default)")
+    a.add_argument("--density", action="store_true", help="also the spectral density (SLQ) and its plot")
+    a.add_argument("--interpolate", metavar="OTHER_RUN", help="loss/accuracy along the line to OTHER_RUN")
+    a.add_argument("--pairs", action="store_true", help="interpolate the report.pairs of a sweep folder")
+    a.add_argument("--k", type=int, default=5, help="eigenvalues (default 5)")
+    a.add_argument("--samples", type=int, default=2048, help="training examples used (default 2048)")
+    a.add_argument("--trace-probes", type=int, default=100)
+    a.add_argument("--points", type=int, default=31, help="α values in [-1, 2] (default 31)")
+    a.set_defaults(func=cmd_analyze)
 
     t = sub.add_parser("tb", help="print (or --launch) the TensorBoard command for a runs directory")
     t.add_argument("runs", nargs="?", default="runs")

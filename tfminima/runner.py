@@ -155,8 +155,26 @@ def run_sweep(
         extra = callbacks_for(run_dir, plan) if callbacks_for else ()
         outcomes.append(train_run(run_dir, plan.spec, plan.hparams(), callbacks=extra, stop_event=stop_event))
         if stop_event is not None and stop_event.is_set():
-            break
+            return outcomes
+    if shard is None and not only:
+        run_report_analyses(spec, group)
     return outcomes
+
+
+def run_report_analyses(spec: config_lib.ExperimentSpec, group: Path) -> list[dict]:
+    """Measurements the experiment's report needs beyond the runs (interpolation between pairs).
+
+    A pair whose runs did not finish is skipped with a message; analyses never fail the sweep.
+    """
+    if "interpolation" not in spec.report.figures or not spec.report.pairs:
+        return []
+    from tfminima import analysis
+
+    try:
+        return analysis.interpolate_pairs(group, spec)
+    except (FileNotFoundError, ValueError) as err:
+        print(f"interpolation skipped: {err}", flush=True)
+        return []
 
 
 def _shard_group(out: Path, name: str) -> Path:
