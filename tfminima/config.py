@@ -243,6 +243,7 @@ class SharpnessMonitorSpec(Spec):
     density_runs: int = Field(10, ge=1)
     density_steps: int = Field(80, ge=2)
     method: Literal["lanczos", "power", "eigsh"] = "lanczos"
+    mode: Literal["forward", "reverse"] = Field("reverse", description="HVP by forward-over-backward or double backward")
     seed: int = 0
 
 

@@ -86,6 +86,7 @@ class SharpnessMonitor(_SubsetMonitor):
         max_hvps: int | None = None,
         density_runs: int = 10,
         density_steps: int = 80,
+        mode: str = "reverse",
     ):
         super().__init__(every, samples, seed)
         if k < 1:
@@ -100,6 +101,11 @@ class SharpnessMonitor(_SubsetMonitor):
         self.trace, self.trace_probes, self.trace_tol = bool(trace), int(trace_probes), trace_tol
         self.density, self.density_runs, self.density_steps = bool(density), int(density_runs), int(density_steps)
         self.max_hvps = max_hvps
+        if mode not in ("forward", "reverse"):
+            raise ValueError(f"mode must be 'forward' or 'reverse', got {mode!r}")
+        # Double backward by default here: as exact as forward-over-backward and about 3x faster to
+        # trace (0.6 s against 1.7 s for the quickstart MLP), which a new model per run pays once.
+        self.mode = mode
         self._batches = None
         self._init = None
 
@@ -107,7 +113,8 @@ class SharpnessMonitor(_SubsetMonitor):
         ctx = self._require_setup()
         if self._batches is None:  # place the subset once for the whole run
             self._batches = hessian.PlacedBatches(self.data, ctx.eval_batch_size, ctx.strategy)
-        return hessian.HessianOperator(self.model, self._batches, loss=ctx.loss_fn, strategy=ctx.strategy)
+        return hessian.HessianOperator(self.model, self._batches, loss=ctx.loss_fn, strategy=ctx.strategy,
+                                       mode=self.mode)
 
     def measure(self, epoch: int) -> dict:
         start = time.perf_counter()

@@ -1,0 +1,67 @@
+"""Cost of the sharpness, noise and memorisation monitors as a fraction of training time.
+
+    python benchmarks/bench_monitors.py [--rounds 2] [--config experiments/quickstart.yaml]
+
+Every run of the experiment is trained twice per round, with and without the monitor, alternating
+which goes first; the overhead is (time with − time without) / time without, over the whole fit
+(tracing included).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+from tfminima import config, data  # noqa: E402
+from tfminima.sweep import expand  # noqa: E402
+from tfminima.train import Trainer  # noqa: E402
+
+MONITORS = {
+    "sharpness (quickstart settings)": None,  # whatever the config lists
+    "noise (every 10, 512 samples)": [{"noise": {"every": 10, "samples": 512}}],
+    "memorization (every epoch)": [{"memorization": {}}],
+}
+
+
+def timed_fit(spec, splits) -> float:
+    """Wall time of a whole fit (train step and monitor tracing included)."""
+    trainer = Trainer(spec, splits=splits)
+    t0 = time.perf_counter()
+    trainer.fit()
+    return time.perf_counter() - t0
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--config", default="experiments/quickstart.yaml")
+    p.add_argument("--rounds", type=int, default=2)
+    args = p.parse_args()
+    base = config.load(args.config)
+    plans = expand(base)
+    splits = data.load(plans[0].spec.dataset)
+    print(f"{args.config}: {len(plans)} runs × {base.epochs} epochs, {args.rounds} rounds")
+    for label, monitors in MONITORS.items():
+        with_t, without_t = [], []
+        for r in range(args.rounds):
+            for plan in plans:
+                on = plan.spec.model_copy(deep=True)
+                if monitors is not None:
+                    on.monitors = monitors
+                off = plan.spec.model_copy(deep=True)
+                off.monitors = []
+                order = [(on, with_t), (off, without_t)] if r % 2 == 0 else [(off, without_t), (on, with_t)]
+                for spec, sink in order:
+                    sink.append(timed_fit(spec, splits))
+        total_on, total_off = sum(with_t), sum(without_t)
+        per_run = [(a - b) / b for a, b in zip(with_t, without_t)]
+        print(f"  {label:34s} training {total_off / args.rounds:6.1f} s a sweep, with monitor "
+              f"{total_on / args.rounds:6.1f} s: overhead {100 * (total_on - total_off) / total_off:5.1f} % "
+              f"(per run median {100 * statistics.median(per_run):5.1f} %)")
+
+
+if __name__ == "__main__":
+    main()
