@@ -172,10 +172,11 @@ class RunStore:
             changed |= self._scan()
         for record in list(self.records.values()):
             files_changed, events, reset = record.read_files()
-            if events or reset:
+            if events or reset or files_changed:
                 with self.lock:
                     record.apply(events, reset)
-            changed |= files_changed or bool(events) or reset
+                    self.version += 1  # per run: a long first read shows runs as they load
+                changed = True
         if changed:
             with self.lock:
                 self.version += 1
