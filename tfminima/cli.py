@@ -1,4 +1,4 @@
-"""The ``tfminima`` command: run | validate | analyze | data | tb.
+"""The ``tfminima`` command: run | validate | analyze | report | data | tb.
 
 Config problems print as ``file:line: key: message`` and exit with status 2, before TensorFlow
 is even imported. A failed run exits 1 after the sweep has finished the other runs.
@@ -213,6 +213,23 @@ def cmd_analyze(args) -> int:
     return 0
 
 
+# ----------------------------------------------------------------------------- report
+def cmd_report(args) -> int:
+    """Figures and markdown from run directories; no TensorFlow, so it runs anywhere the files are."""
+    from tfminima.report import NoRunsError, build_report
+
+    if not Path(args.runs).is_dir():
+        _err(f"tfminima report: no such directory {args.runs}")
+        return 2
+    try:
+        path = build_report(args.runs, args.out)
+    except NoRunsError as err:
+        _err(f"tfminima report: {err}")
+        return 2
+    print(f"report written to {path}")
+    return 0
+
+
 # ----------------------------------------------------------------------------- tb
 def cmd_tb(args) -> int:
     print(f"tensorboard --logdir {args.runs}")
@@ -266,6 +283,11 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--trace-probes", type=int, default=100)
     a.add_argument("--points", type=int, default=31, help="α values in [-1, 2] (default 31)")
     a.set_defaults(func=cmd_analyze)
+
+    rp = sub.add_parser("report", help="figures (PNG) and markdown from a runs directory (no TensorFlow)")
+    rp.add_argument("runs", metavar="RUNS_DIR", help="a runs directory (groups of runs) or one group")
+    rp.add_argument("--out", metavar="DIR", help="where REPORT.md and the figures go (default: RUNS_DIR/report)")
+    rp.set_defaults(func=cmd_report)
 
     t = sub.add_parser("tb", help="print (or --launch) the TensorBoard command for a runs directory")
     t.add_argument("runs", nargs="?", default="runs")

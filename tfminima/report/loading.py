@@ -1,0 +1,253 @@
+"""Read a runs directory into plain records: one :class:`Run` per run directory, grouped by sweep.
+
+Only files are read (config.yaml, status.json, summary.json, metrics.jsonl, the group's
+``analysis/interpolation--A--B.json``); nothing here imports TensorFlow. A run whose files are
+broken still becomes a record (with its error), so the report can list it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tfminima import config as config_lib
+from tfminima import rundir
+
+# Runs in these states have no trustworthy numbers: they are listed, never drawn.
+SKIPPED_STATES = ("failed", "diverged")
+
+
+@dataclasses.dataclass
+class Series:
+    """One quantity against epochs completed (event epoch + 1, as the TUI shows it)."""
+
+    epochs: np.ndarray
+    values: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.epochs)
+
+    def at(self, epoch: float) -> float | None:
+        """The value at exactly ``epoch``, else None (monitors measure only some epochs)."""
+        hit = np.nonzero(self.epochs == epoch)[0]
+        return float(self.values[hit[-1]]) if len(hit) else None
+
+    @property
+    def last(self) -> float | None:
+        return float(self.values[-1]) if len(self) else None
+
+
+EMPTY = Series(np.zeros(0), np.zeros(0))
+
+
+@dataclasses.dataclass
+class Run:
+    """Everything the report needs from one run directory."""
+
+    run_id: str
+    path: Path
+    state: str
+    spec: config_lib.ExperimentSpec | None
+    hparams: dict
+    summary: dict
+    error: str | None
+    events: list[dict]
+
+    # identity ---------------------------------------------------------------------------
+    def _opt(self, name: str, hparam: str, default: Any = None) -> Any:
+        if self.spec is not None:
+            return getattr(self.spec.optimizer, name)
+        return self.hparams.get(hparam, default)
+
+    @property
+    def lr(self) -> float | None:
+        return self._opt("lr", "lr")
+
+    @property
+    def batch_size(self) -> int | None:
+        return self._opt("batch_size", "batch_size")
+
+    @property
+    def momentum(self) -> float:
+        return float(self._opt("momentum", "momentum", 0.0) or 0.0)
+
+    @property
+    def svag(self) -> int:
+        """SVAG l: the config's, else the one the schedule events carry, else 1 (plain SGD)."""
+        if self.spec is not None:
+            return int(self.spec.optimizer.svag)
+        logged = self.series("schedule", "svag")
+        return int(logged.last) if len(logged) else int(self.hparams.get("optimizer_svag", 1))
+
+    @property
+    def eta_over_s(self) -> float | None:
+        if self.spec is not None:
+            return self.spec.noise_scale
+        return self.hparams.get("eta_over_s")
+
+    @property
+    def eta_over_s_momentum(self) -> float | None:
+        if self.spec is not None:
+            return self.spec.noise_scale_momentum
+        return self.hparams.get("eta_over_s_momentum")
+
+    @property
+    def label(self) -> str | None:
+        label = self.hparams.get("label")
+        return str(label) if label is not None else None
+
+    @property
+    def name(self) -> str:
+        """What a reader recognises in a legend: the label when the sweep named runs, else the id."""
+        return self.label or self.run_id
+
+    @property
+    def train_size(self) -> int | None:
+        return self.spec.dataset.train_size if self.spec is not None else None
+
+    @property
+    def label_noise(self) -> float:
+        return float(self.spec.dataset.label_noise) if self.spec is not None else 0.0
+
+    @property
+    def plotted(self) -> bool:
+        """Whether figures may use this run (failed and diverged runs only appear in tables)."""
+        return self.state not in SKIPPED_STATES and self.eta_over_s is not None
+
+    # numbers ----------------------------------------------------------------------------
+    def series(self, kind: str, key: str, split: str | None = None) -> Series:
+        """``key`` of every ``kind`` event (of ``split`` for eval events), by epochs completed.
+
+        A later event of the same epoch replaces an earlier one (a resumed run re-logs it).
+        """
+        points: dict[float, float] = {}
+        for e in self.events:
+            if e.get("kind") != kind or (split is not None and e.get("split") != split):
+                continue
+            epoch, value = e.get("epoch"), e.get(key)
+            if isinstance(epoch, (int, float)) and isinstance(value, (int, float)) and not isinstance(value, bool):
+                points[float(epoch) + 1] = float(value)
+        if not points:
+            return EMPTY
+        epochs = np.array(sorted(points))
+        return Series(epochs, np.array([points[x] for x in epochs]))
+
+    def final(self, metric: str) -> float | None:
+        """The end value of a metric: summary.json first, the event log as a fallback."""
+        key, kind, field, split = FINAL_SOURCES[metric]
+        value = self.summary.get(key)
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        series = self.series(kind, field, split)
+        if metric == "best_val_accuracy":
+            return float(series.values.max()) if len(series) else None
+        return series.last
+
+
+# metric -> (summary.json key, event kind, event field, eval split)
+FINAL_SOURCES: dict[str, tuple[str, str, str, str | None]] = {
+    "train_loss": ("loss", "train", "loss", None),
+    "train_accuracy": ("accuracy", "train", "accuracy", None),
+    "val_loss": ("val_loss", "eval", "loss", "val"),
+    "val_accuracy": ("val_accuracy", "eval", "accuracy", "val"),
+    "best_val_accuracy": ("best_val_accuracy", "eval", "accuracy", "val"),
+    "test_accuracy": ("test_accuracy", "eval", "accuracy", "test"),
+    "lambda_max": ("sharpness/lambda_max", "sharpness", "lambda_max", None),
+    "trace": ("sharpness/trace", "sharpness", "trace", None),
+    "noisy_accuracy": ("memorization/noisy_accuracy", "memorization", "noisy_accuracy", None),
+}
+
+
+@dataclasses.dataclass
+class Group:
+    """One sweep: its runs, what its experiment asks the report to draw, and its analysis files."""
+
+    name: str
+    path: Path
+    runs: list[Run]
+    interpolations: list[dict]
+
+    @property
+    def spec(self) -> config_lib.ExperimentSpec | None:
+        return next((r.spec for r in self.runs if r.spec is not None), None)
+
+    @property
+    def report(self) -> config_lib.ReportSpec:
+        spec = self.spec
+        return spec.report if spec is not None else config_lib.ReportSpec()
+
+    @property
+    def experiment(self) -> str:
+        spec = self.spec
+        return spec.name if spec is not None else self.name
+
+    def plotted(self) -> list[Run]:
+        return [r for r in self.runs if r.plotted]
+
+    def resolve(self, name: str) -> Run | str:
+        """A run by id or label; a string explaining why when there is no single match."""
+        for run in self.runs:
+            if run.run_id == name:
+                return run
+        matches = [r for r in self.runs if r.label == name] or [
+            r for r in self.runs if r.run_id.startswith(f"{name}-")
+        ]
+        if len(matches) == 1:
+            return matches[0]
+        if not matches:
+            return f"no run {name!r}"
+        return f"{name!r} is ambiguous ({', '.join(r.run_id for r in matches)})"
+
+
+def load_run(rd: rundir.RunDir) -> Run:
+    """Read one run directory; problems become the record's ``error`` instead of exceptions."""
+    status = rd.status()
+    summary = rd.summary()
+    errors = []
+    try:
+        spec = config_lib.load(rd.config_path)
+    except config_lib.ConfigError as err:
+        spec = None
+        errors.append(f"config: {err}")
+    if status.get("error"):
+        errors.insert(0, str(status["error"]))
+    hparams = status.get("hparams") or summary.get("hparams") or {}
+    return Run(
+        run_id=rd.run_id, path=rd.path, state=rundir.effective_state(status) if status else "unknown",
+        spec=spec, hparams=hparams, summary=summary, error="; ".join(errors) or None,
+        events=rd.events(),
+    )
+
+
+def load_interpolations(group_dir: Path) -> list[dict]:
+    """The group's ``analysis/interpolation--A--B.json`` results that hold usable curves."""
+    out = []
+    for path in sorted((group_dir / "analysis").glob("interpolation--*.json")):
+        data = rundir.read_json(path)
+        if isinstance(data, dict) and data.get("alphas") and data.get("train_loss"):
+            out.append(dict(data, file=path.name))
+    return out
+
+
+def load_groups(root: str | Path) -> list[Group]:
+    """Every group below ``root`` (``root`` itself when it is one sweep), runs sorted by η/S then id."""
+    root = Path(root)
+    by_dir: dict[Path, list[Run]] = {}
+    for rd in rundir.find_runs(root):
+        by_dir.setdefault(rd.path.parent, []).append(load_run(rd))
+    groups = []
+    for path, runs in sorted(by_dir.items()):
+        rel = path.relative_to(root)
+        name = root.resolve().name if str(rel) == "." else rel.as_posix()
+        runs.sort(key=lambda r: (r.eta_over_s or 0.0, r.batch_size or 0, r.run_id))
+        groups.append(Group(name=name, path=path, runs=runs, interpolations=load_interpolations(path)))
+    return groups
+
+
+def slug(text: str) -> str:
+    """A file-name-safe form of a run id or group name."""
+    return re.sub(r"[^A-Za-z0-9_.\-]+", "_", text).strip("_") or "group"
