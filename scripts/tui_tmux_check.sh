@@ -55,7 +55,7 @@ cd "$WORK"
 tmux new-session -d -s "$SESSION" -x "$W" -y "$H" \
     "'$TUI' runs --config '$REPO/experiments/quickstart.yaml' -j 1 \
      --set epochs=2 --set dataset.train_size=256 --set dataset.val_size=64 --set dataset.test_size=64 \
-     --set 'model.hidden=[16]'; echo TUI-EXITED-\$?; sleep 600"
+     --set 'model.hidden=[16]' --set 'monitors=[]'; echo TUI-EXITED-\$?; sleep 600"
 
 wait_for "1 Configure.*quickstart.yaml" 30 "the app starts on Configure with the quickstart"
 wait_for "✓ valid" 10 "the reduced quickstart validates"

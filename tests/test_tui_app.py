@@ -106,7 +106,7 @@ def test_sweep_editor_previews_runs_and_schedule(tmp_path):
             assert cells[4] == "1.00e-3" and cells[5] == "1.00e-2"  # η/S and η/(S(1−β)) with β = 0.9
             assert "12 · 2 distinct η/S" in str(preview.query_one("#plan-summary").content)
             schedule = preview.query_one("#plan-schedule DataTable")
-            assert schedule.row_count == 15  # quickstart: 15 epochs
+            assert schedule.row_count == config.load(QUICKSTART).epochs
 
     run(main())
 

@@ -20,9 +20,12 @@ QUICKSTART = Path(__file__).parent.parent / "experiments" / "quickstart.yaml"
 RUN = "lr0.05-bs32-s0"
 
 
-def tiny(epochs: int) -> list[str]:
+def tiny(epochs: int, sharpness: bool = False) -> list[str]:
+    """One run (η = 0.05, S = 32) of a small MLP on 256 examples; the sharpness monitor at the end point."""
+    monitors = "[{sharpness: {every: 1000, samples: 256, trace_probes: 10}}]" if sharpness else "[]"
     return [f"epochs={epochs}", "dataset.train_size=256", "dataset.val_size=64", "dataset.test_size=64",
-            "model.hidden=[16]", "sweep.ratio=[1.5625e-3]", 'sweep.grid={"optimizer.batch_size": [32]}']
+            "model.hidden=[16]", "sweep.ratio=[1.5625e-3]", 'sweep.grid={"optimizer.batch_size": [32]}',
+            f"monitors={monitors}"]
 
 
 @pytest.fixture
@@ -30,8 +33,8 @@ def make_app(tmp_path):
     """The app on the quickstart with overrides; every child it started is killed afterwards."""
     apps = []
 
-    def make(epochs: int):
-        app = create_app(tmp_path / "runs", config_path=QUICKSTART, overrides=tiny(epochs), max_parallel=1,
+    def make(epochs: int, sharpness: bool = False):
+        app = create_app(tmp_path / "runs", config_path=QUICKSTART, overrides=tiny(epochs, sharpness), max_parallel=1,
                          poll_interval=0.25)
         apps.append(app)
         return app
@@ -82,6 +85,7 @@ def test_launch_shows_metrics_in_runs_table_and_plots(make_app):
             assert all(len(t.y) == 2 for t in loss.traces)
             ratio = app.screen.query_one("#plot-ratio").traces[0]
             assert ratio.y[0] == pytest.approx(1.5625e-3)
+            assert not app.screen.query_one("#row-sharpness").display  # no sharpness monitor in this run
         assert (app.runs_dir / "quickstart" / f"{RUN}.log").exists()
         assert (app.runs_dir / "quickstart" / "experiment.yaml").exists()
 
@@ -126,6 +130,28 @@ def test_killed_run_shows_crashed_and_the_app_stays_up(make_app):
             assert isinstance(app.screen, RunDetailModal)
             await pilot.press("escape", "3", "4", "2")
             assert app.is_running
+
+    asyncio.run(main())
+
+
+@pytest.mark.slow
+def test_sharpness_monitor_values_reach_table_monitor_and_compare(make_app):
+    async def main():
+        app = make_app(epochs=2, sharpness=True)
+        async with app.run_test(size=(100, 30)) as pilot:
+            await pilot.press("ctrl+l")
+            assert await wait_for(pilot, lambda: state(app) == "completed", timeout=150), state(app)
+            app.redraw()
+            await pilot.pause()
+            assert app.screen.table.get_row(f"quickstart/{RUN}")[9] != "–"  # λ_max
+            await pilot.press("3")
+            await pilot.pause()
+            assert app.screen.query_one("#row-sharpness").display
+            assert len(app.screen.query_one("#plot-lmax").traces) == 1
+            assert len(app.screen.query_one("#plot-trace").traces) == 1
+            await pilot.press("4")
+            await pilot.pause()
+            assert "lambda_max" in app.screen.metrics and "trace" in app.screen.metrics
 
     asyncio.run(main())
 

@@ -5,16 +5,15 @@ fixture's folder with relative paths, so nothing machine-specific reaches the pi
 Update after an intended change with ``pytest tests/test_tui_snapshots.py --snapshot-update``.
 """
 
-import shutil
 import time
 from pathlib import Path
 
 import pytest
-from tui_support import build_runs
+from tui_support import QUICKSTART, build_runs
 
 from tui.app import create_app
+from tui.widgets.plots import MetricPlot
 
-QUICKSTART = Path(__file__).parent.parent / "experiments" / "quickstart.yaml"
 SELECTED = {"quickstart/lr0.01-bs32-s0", "quickstart/lr0.04-bs128-s0", "quickstart/lr0.16-bs32-s0",
             "memo/lr0.05-bs50-s0"}
 
@@ -23,7 +22,7 @@ SELECTED = {"quickstart/lr0.01-bs32-s0", "quickstart/lr0.04-bs128-s0", "quicksta
 def runs_here(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     build_runs(Path("runs"))
-    shutil.copy(QUICKSTART, "quickstart.yaml")
+    Path("quickstart.yaml").write_text(QUICKSTART)  # the fixture's own copy: experiments/ may change
 
 
 def app(start=None, config=None):
@@ -35,8 +34,8 @@ def settle(select=None, then=None):
 
     async def run_before(pilot):
         a = pilot.app
-        end = time.monotonic() + 10
-        while time.monotonic() < end and len(a.store.records) < 8:
+        end = time.monotonic() + 20
+        while time.monotonic() < end and (len(a.store.records) < 8 or not a._poller.is_finished):
             await pilot.pause(0.05)
         if select:
             a.selected = set(select)
@@ -44,6 +43,10 @@ def settle(select=None, then=None):
         await pilot.pause()
         if then:
             await then(pilot)
+        await pilot.pause()
+        # plots rebuild at most once a second: wait for a deferred rebuild to happen
+        while time.monotonic() < end and any(p._pending for p in a.screen.query(MetricPlot)):
+            await pilot.pause(0.05)
         await pilot.pause()
 
     return run_before
