@@ -10,6 +10,7 @@ import pytest
 from tui_support import build_runs
 from tfminima import config
 from tui import comparison, formspec as fs
+from tui.formmodel import FormModel
 from tui.series import Series, channels_of, downsample
 from tui.store import RunStore
 
@@ -18,7 +19,7 @@ EXPERIMENTS = sorted((Path(__file__).parent.parent / "experiments").glob("*.yaml
 
 @pytest.mark.parametrize("path", EXPERIMENTS, ids=lambda p: p.name)
 def test_form_model_round_trips_every_experiment(path, tmp_path):
-    model = fs.FormModel.from_text(path.read_text(), str(path))
+    model = FormModel.from_text(path.read_text(), str(path))
     out = tmp_path / path.name
     out.write_text(model.to_yaml())
     assert config.load(out) == config.load(path)
@@ -42,7 +43,7 @@ def test_schema_walk_covers_every_section_and_kind():
 
 
 def test_form_model_routes_problems_to_form_keys():
-    m = fs.FormModel({"optimizer": {"lr": 0.1}})
+    m = FormModel({"optimizer": {"lr": 0.1}})
     keys = {f.key for f in fs.all_fields(fs.sections())}
     m.set("monitors.sharpness", True)
     m.set("monitors.sharpness.every", 0)
@@ -58,7 +59,7 @@ def test_form_model_routes_problems_to_form_keys():
 
 
 def test_form_model_union_switch_keeps_the_old_member():
-    m = fs.FormModel({"model": {"name": "mlp", "hidden": [8]}})
+    m = FormModel({"model": {"name": "mlp", "hidden": [8]}})
     union = next(i for s in fs.sections() for i in s.items if isinstance(i, fs.UnionDef) and i.key == "model")
     assert m.set_tag(union, "cnn") and m.data["model"] == {"name": "cnn"}
     m.set_tag(union, "mlp")
@@ -66,6 +67,16 @@ def test_form_model_union_switch_keeps_the_old_member():
     # showing a default in a select is not an edit
     fd = fs.FieldDef("dataset.normalization", "normalization", "select", ("auto", "none"), "auto")
     assert not m.update(fd, "auto") and "dataset" not in m.data
+
+
+def test_a_value_that_cannot_be_placed_is_a_problem_until_fixed():
+    m = FormModel({"sweep": {"grid": {"optimizer.lr": [0.1, 0.2]}}})
+    m.set("sweep.grid", [1, 2])
+    spec, problems = m.validate()
+    assert spec is None and problems[0].key == "sweep.grid" and "mapping" in problems[0].message
+    assert m.data["sweep"]["grid"] == {"optimizer.lr": [0.1, 0.2]}  # the η axis is untouched
+    m.set("sweep.grid", fs.MISSING)
+    assert m.validate()[0] is not None
 
 
 def test_parse_and_format_values():
@@ -140,3 +151,39 @@ def test_headless_core_imports_neither_textual_nor_tensorflow():
             "print(sorted({m.split('.')[0] for m in sys.modules} & {'tensorflow', 'keras', 'textual'}))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_launcher_queues_limits_and_cancels(tmp_path):
+    """Queue, concurrency limit and cancel with a stand-in for the interpreter (no training)."""
+    import os
+    import time
+
+    from tui.launcher import Launcher
+
+    fake = tmp_path / "fake-python"
+    fake.write_text("#!/bin/sh\nexec sleep 30\n")
+    fake.chmod(0o755)
+    launcher = Launcher(tmp_path / "runs", max_parallel=1, python=str(fake))
+    spec = config.load_text("name: s\nsweep: {seeds: [0, 1, 2]}\n")
+    jobs = launcher.launch(spec)
+    try:
+        assert [j.key for j in jobs] == ["s/lr0.1-bs128-s0", "s/lr0.1-bs128-s1", "s/lr0.1-bs128-s2"]
+        assert "--only" in jobs[0].argv and (tmp_path / "runs" / "s" / "experiment.yaml").exists()
+        assert launcher.tick() and launcher.counts() == (1, 2)
+        assert os.getpgid(jobs[0].proc.pid) == jobs[0].proc.pid  # its own process group
+        assert launcher.cancel(jobs[2].key) == "removed from the queue"
+        assert launcher.cancel(jobs[0].key).startswith("SIGTERM")
+        end = time.monotonic() + 10
+        while jobs[0].state != "exited" and time.monotonic() < end:
+            launcher.tick()
+            time.sleep(0.05)
+        # killed before it wrote any status: shown as cancelled (it was asked), not crashed
+        assert launcher.state_override(jobs[0].key, {}, "pending") == "cancelled"
+        assert jobs[1].state == "started" and jobs[2].state == "dropped"
+        rows = {r.key: r.state for r in launcher.pending_rows()}
+        assert rows == {jobs[0].key: "cancelled", jobs[1].key: "starting", jobs[2].key: "cancelled"}
+        assert launcher.cancel_all() == 1
+    finally:
+        for job in jobs:
+            if job.proc is not None and job.proc.poll() is None:
+                job.proc.kill()

@@ -62,7 +62,8 @@ class Job:
     proc: subprocess.Popen | None = None
     state: str = "queued"  # queued | started | exited | dropped
     returncode: int | None = None
-    crashed: bool = False
+    crashed: bool = False  # exited without a final status
+    cancel_requested: bool = False
     status_stamp: float | None = None  # status.json's "updated" when the child started
 
     @property
@@ -162,6 +163,7 @@ class Launcher:
                 job.state = "dropped"
                 return "removed from the queue"
             if job is not None and job.alive:
+                job.cancel_requested = True
                 _terminate(job.proc.pid, group=True)
                 return f"SIGTERM sent to process group {job.proc.pid}"
         pid = (status or {}).get("pid")
@@ -179,6 +181,7 @@ class Launcher:
                 if job.state == "queued":
                     job.state = "dropped"
                 elif job.alive:
+                    job.cancel_requested = True
                     _terminate(job.proc.pid, group=True)
                     n += 1
         return n
@@ -209,7 +212,8 @@ class Launcher:
         if job.alive and (state == "pending" or status.get("updated") == job.status_stamp):
             return "starting"  # the child has not written its ``running`` status yet
         if job.state == "exited" and job.crashed:
-            return "crashed"
+            # SIGTERM before the child installed its handler (still importing): no status written
+            return "cancelled" if job.cancel_requested else "crashed"
         return state
 
     def crash_message(self, key: str) -> str:
@@ -219,8 +223,8 @@ class Launcher:
         code = job.returncode
         how = f"killed by {signal.Signals(-code).name}" if code is not None and code < 0 else f"exit code {code}"
         tail = log_tail(job.log_path)
-        return f"process {job.proc.pid} {how} without a final status (log: {job.log_path.name})" + (
-            f"\n{tail}" if tail else "")
+        what = "cancelled before it could record a status" if job.cancel_requested else "left no final status"
+        return f"process {job.proc.pid} {how}: {what} (log: {job.log_path.name})" + (f"\n{tail}" if tail else "")
 
     def pending_rows(self) -> list["RunRow"]:
         """Rows for launches whose run directory does not exist yet."""
@@ -232,7 +236,8 @@ class Launcher:
                 if (self.root / job.key / "status.json").exists():
                     continue
                 hp = job.hparams
-                state = {"queued": "queued", "dropped": "cancelled", "started": "starting"}.get(job.state, "crashed")
+                state = {"queued": "queued", "dropped": "cancelled", "started": "starting"}.get(
+                    job.state, "cancelled" if job.cancel_requested else "crashed")
                 error = "cancelled before it started" if job.state == "dropped" else self.crash_message(job.key)
                 rows.append(RunRow(
                     key=job.key, group=job.group.relative_to(self.root).as_posix(), run_id=job.run_id,

@@ -11,7 +11,7 @@ from textual.binding import Binding
 from textual.widgets import Static
 
 from tfminima import config as config_lib
-from tui.formspec import FormModel
+from tui.formmodel import FormModel
 from tui.messages import LaunchRequested
 from tui.screens.base import AppScreen
 from tui.screens.modals import PathPrompt

@@ -32,7 +32,10 @@ KEYS: list[tuple[str, list[tuple[str, str]]]] = [
         ("+ / -", "more / fewer runs at once (the rest queue)"),
         ("m", "monitor the selected runs"),
     ]),
-    ("Monitor", [("space (in Runs)", "choose which runs are drawn; each keeps its colour")]),
+    ("Monitor", [
+        ("space (in Runs)", "choose the runs drawn (none chosen: the live ones); each keeps its colour"),
+        ("↑ ↓ PgUp PgDn", "scroll to the schedule, sharpness and memorisation panels"),
+    ]),
     ("Compare", [
         ("n / p", "next / previous metric"),
         ("x", "export the comparison as CSV"),

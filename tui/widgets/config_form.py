@@ -21,7 +21,8 @@ from textual.widgets.option_list import Option
 
 from tfminima import config as config_lib
 from tui import formspec as fs
-from tui.formspec import MISSING, FieldDef, FormModel, Section, UnionDef
+from tui.formmodel import FormModel
+from tui.formspec import MISSING, FieldDef, Section, UnionDef
 
 
 def _dom_id(key: str, member: Any = None) -> str:
