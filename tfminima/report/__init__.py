@@ -12,4 +12,4 @@ reference numbers, cited), ``style`` (the η/S colour map), ``build`` (puts them
 from tfminima.report.build import NoRunsError, build_report, report_group
 from tfminima.report.loading import Group, Run, load_groups
 
-__all__ = ["NoRunsError", "build_report", "report_group", "Group", "Run", "load_groups"]
+__all__ = ["Group", "NoRunsError", "Run", "build_report", "load_groups", "report_group"]

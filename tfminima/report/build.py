@@ -9,8 +9,8 @@ from __future__ import annotations
 import dataclasses
 import datetime
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from tfminima.report import figures, markdown, numbers
 from tfminima.report.loading import Group, Run, load_groups, slug
@@ -130,7 +130,7 @@ def _ordered_interpolations(ctx: Context) -> list[dict]:
         ra, rb = ctx.group.resolve(a), ctx.group.resolve(b)
         if isinstance(ra, Run) and isinstance(rb, Run):
             order.append((ra.run_id, rb.run_id))
-    rank = lambda res: order.index((res["run_a"], res["run_b"])) if (res["run_a"], res["run_b"]) in order else len(order)  # noqa: E731
+    rank = lambda res: order.index((res["run_a"], res["run_b"])) if (res["run_a"], res["run_b"]) in order else len(order)
     return sorted(results, key=rank)
 
 

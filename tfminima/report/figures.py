@@ -17,8 +17,20 @@ from matplotlib.lines import Line2D
 from tfminima.report import numbers, paper
 from tfminima.report.loading import Run
 from tfminima.report.style import (
-    CMAP, ETA_S_LABEL, MARKERS, PAIR_COLOURS, SVAG_CMAP, RunStyle, colourbar, epoch_axis, legend, log_axis, new_figure,
-    save, schedule_xy,
+    CMAP,
+    ETA_S_LABEL,
+    MARKERS,
+    PAIR_COLOURS,
+    SVAG_CMAP,
+    PlainLogFormatter,
+    RunStyle,
+    colourbar,
+    epoch_axis,
+    legend,
+    log_axis,
+    new_figure,
+    save,
+    schedule_xy,
 )
 
 METRIC_LABELS = {
@@ -93,48 +105,34 @@ def eta_over_s(runs: list[Run], metrics: list[str], norm: LogNorm, title: str, p
                correlations: dict[tuple[str, str], numbers.Correlation | None]) -> Path | None:
     """Final metrics against η/S (and η/(S(1−β)) when β varies); iso-ratio runs joined by a bar.
 
-    Marker shape tells apart the runs sharing an η/S (by batch size, or momentum); the dashed line
-    joins the mean of each η/S value, so the trend the paper claims is visible at a glance.
+    Marker shape tells apart the runs sharing an η/S (by batch size, momentum, ...), nudged
+    sideways so none hides another; the dashed line joins the mean of each η/S value, so the
+    trend the paper claims is visible at a glance.
     """
     if not runs or not metrics:
         return None
-    with_momentum = numbers.varies(r.momentum for r in runs)
     key_of = factor_keys(runs)
     scales = [("eta_over_s", lambda r: r.eta_over_s, ETA_S_LABEL)]
-    if with_momentum:
+    if numbers.varies(r.momentum for r in runs):
         scales.append(("eta_over_s_momentum", lambda r: r.eta_over_s_momentum, "η/(S(1−β)), momentum-corrected"))
     keys = sorted(set(key_of.values()))
     marker_of = {k: MARKERS[i % len(MARKERS)] for i, k in enumerate(keys)}
-    fig, axes = new_figure(len(scales), len(metrics), width=4.4, height=3.6)
-    for row, (scale_name, scale, xlabel) in enumerate(scales):
-        for col, metric in enumerate(metrics):
-            ax = axes[row, col]
-            groups = numbers.iso_ratio_groups(runs, scale)
-            means_x, means_y = [], []
-            for x, members in groups.items():
-                ys = [_shown(metric, r.final(metric)) for r in members]
-                pts = [(r, y) for r, y in zip(members, ys) if y is not None and math.isfinite(y)]
-                if not pts:
-                    continue
-                vals = [y for _, y in pts]
-                if len(pts) > 1:
-                    ax.vlines(x, min(vals), max(vals), color="0.55", lw=3, alpha=0.45, zorder=1)
-                means_x.append(x)
-                means_y.append(float(np.mean(vals)))
-                for r, y in pts:
-                    ax.scatter([x], [y], color=CMAP(norm(r.eta_over_s)), marker=marker_of[key_of[r.run_id]],
-                               edgecolor="black", linewidth=0.5, s=42, zorder=3)
-            if means_x:
-                ax.plot(means_x, means_y, "--", color="0.35", lw=1, zorder=2)
-            log_axis(ax, "x", list(groups))
-            ax.tick_params(axis="x", labelrotation=30)
-            if metric in ("lambda_max", "trace") and means_y and min(means_y) > 0:
-                log_axis(ax)
-            ax.set_xlabel(xlabel)
-            ax.set_ylabel(METRIC_LABELS[metric])
-            ax.grid(alpha=0.3, which="both")
-            corr = correlations.get((metric, scale_name))
-            ax.set_title("Spearman ρ = " + (f"{corr.rho:.2f} (n={corr.n})" if corr else "n/a"), fontsize=9)
+    panels = [(scale, metric) for scale in scales for metric in metrics]
+    ncols = len(metrics) if len(scales) > 1 or len(metrics) <= 2 else 2
+    nrows = math.ceil(len(panels) / ncols)
+    fig, axes = new_figure(nrows, ncols, width=4.6, height=3.6)
+    for ax in axes.flat[len(panels):]:
+        ax.set_visible(False)
+    for ax, ((scale_name, scale, xlabel), metric) in zip(axes.flat, panels):
+        groups = numbers.iso_ratio_groups(runs, scale)
+        _ratio_panel(ax, groups, metric, norm, key_of, marker_of)
+        log_axis(ax, "x", list(groups))
+        ax.tick_params(axis="x", labelrotation=30)
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(METRIC_LABELS[metric])
+        ax.grid(alpha=0.3, which="both")
+        corr = correlations.get((metric, scale_name))
+        ax.set_title("Spearman ρ = " + (f"{corr.rho:.2f} (n={corr.n})" if corr else "n/a"), fontsize=9)
     handles = [Line2D([], [], marker=marker_of[k], color="0.4", linestyle="", label=k) for k in keys if k]
     handles.append(Line2D([], [], color="0.55", lw=3, alpha=0.45, label="runs with equal η/S (range)"))
     handles.append(Line2D([], [], color="0.35", ls="--", label="mean per η/S"))
@@ -142,6 +140,29 @@ def eta_over_s(runs: list[Run], metrics: list[str], norm: LogNorm, title: str, p
     colourbar(fig, axes, norm)
     fig.suptitle(f"{title}: end-point metrics against the noise scale")
     return save(fig, path)
+
+
+def _ratio_panel(ax, groups: dict[float, list[Run]], metric: str, norm: LogNorm, key_of: dict, marker_of: dict) -> None:
+    """One metric against one noise scale: a marker per run, a bar per iso-ratio group, the means joined."""
+    means_x, means_y = [], []
+    for x, members in groups.items():
+        pts = [(r, _shown(metric, r.final(metric))) for r in members]
+        pts = [(r, y) for r, y in pts if y is not None and math.isfinite(y)]
+        if not pts:
+            continue
+        vals = [y for _, y in pts]
+        if len(pts) > 1:
+            ax.vlines(x, min(vals), max(vals), color="0.55", lw=3, alpha=0.45, zorder=1)
+        means_x.append(x)
+        means_y.append(float(np.mean(vals)))
+        for i, (r, y) in enumerate(pts):
+            nudge = 1.0 + 0.04 * (i - (len(pts) - 1) / 2)  # multiplicative: the axis is logarithmic
+            ax.scatter([x * nudge], [y], color=CMAP(norm(r.eta_over_s)), marker=marker_of[key_of[r.run_id]],
+                       edgecolor="black", linewidth=0.5, s=42, zorder=3)
+    if means_x:
+        ax.plot(means_x, means_y, "--", color="0.35", lw=1, zorder=2)
+    if metric in ("lambda_max", "trace") and means_y and min(means_y) > 0:
+        log_axis(ax)
 
 
 # ---------------------------------------------------------------------------------- heatmap
@@ -168,7 +189,7 @@ def heatmap(runs: list[Run], metrics: list[str], norm: LogNorm, title: str, path
     etas = sorted({r.lr for r in grid_runs})
     sizes = sorted({r.batch_size for r in grid_runs})
     xe, ye = _edges(etas), _edges(sizes)
-    fig, axes = new_figure(1, len(metrics), width=5.2, height=4.4)
+    fig, axes = new_figure(1, len(metrics), width=5.4, height=5.0)
     for ax, metric in zip(axes[0], metrics):
         cells = np.full((len(sizes), len(etas)), np.nan)
         counts = np.zeros_like(cells, dtype=int)
@@ -183,7 +204,10 @@ def heatmap(runs: list[Run], metrics: list[str], norm: LogNorm, title: str, path
         cnorm = LogNorm(finite.min(), finite.max()) if sharp and len(finite) and finite.min() > 0 else None
         mesh = ax.pcolormesh(xe, ye, np.ma.masked_invalid(cells), cmap="magma_r" if sharp else "RdYlGn",
                              norm=cnorm, shading="flat")
-        fig.colorbar(mesh, ax=ax, label=METRIC_LABELS[metric], shrink=0.85)
+        bar = fig.colorbar(mesh, ax=ax, label=METRIC_LABELS[metric], shrink=0.9)
+        if cnorm is not None:
+            bar.ax.yaxis.set_major_formatter(PlainLogFormatter(labelOnlyBase=False))
+            bar.ax.yaxis.set_minor_formatter(PlainLogFormatter(labelOnlyBase=False, minor_thresholds=(1.5, 0.6)))
         for i, s in enumerate(sizes):
             for j, eta in enumerate(etas):
                 if counts[i, j]:
@@ -192,7 +216,7 @@ def heatmap(runs: list[Run], metrics: list[str], norm: LogNorm, title: str, path
                         text += f"\nn={counts[i, j]}"
                     ax.text(math.sqrt(xe[j] * xe[j + 1]), math.sqrt(ye[i] * ye[i + 1]), text,
                             ha="center", va="center", fontsize=7, color="black",
-                            bbox=dict(boxstyle="round,pad=0.15", fc="white", alpha=0.6, lw=0))
+                            bbox={"boxstyle": "round,pad=0.15", "fc": "white", "alpha": 0.6, "lw": 0})
         for ratio in numbers.iso_ratio_groups(grid_runs):
             xs = np.array([xe[0], xe[-1]])
             ax.plot(xs, xs / ratio, "--", color=CMAP(norm(ratio)), lw=1.6)
@@ -206,7 +230,7 @@ def heatmap(runs: list[Run], metrics: list[str], norm: LogNorm, title: str, path
         ax.set_xlabel("learning rate η")
         ax.set_ylabel("batch size S")
         ax.set_title(METRIC_LABELS[metric], fontsize=9)
-    colourbar(fig, axes, norm, label="η/S of the dashed iso-ratio diagonals")
+    colourbar(fig, axes, norm, label="η/S of the dashed iso-ratio diagonals", location="bottom")
     fig.suptitle(f"{title}: η × S grid (dashed: equal η/S)")
     return save(fig, path)
 
@@ -377,16 +401,16 @@ def sharpness_trajectory(runs: list[Run], styles: dict[str, RunStyle], norm: Log
         ax.set_ylabel(ylabel)
         ax.grid(alpha=0.3, which="both")
     sched = axes[-1, 0]
-    for r in runs:
+    for i, r in enumerate(runs):  # earlier runs drawn wider, so equal schedules stay visible
         st = styles[r.run_id]
         sched.step(*schedule_xy(r.series("schedule", "eta_over_s")), where="pre", color=st.colour,
-                   linestyle=st.linestyle, lw=1.3)
+                   linestyle=st.linestyle, lw=max(3.0 - 0.6 * i, 1.0), alpha=0.85)
     log_axis(sched, values=_schedule_values(runs, "eta_over_s"))
     epoch_axis(sched)
     sched.set_ylabel("η/S schedule (log)")
     sched.set_xlabel("epoch")
     sched.grid(alpha=0.3, which="both")
-    legend(axes[0, 0], loc="upper right")
+    legend(axes[0, 0], loc="best")
     colourbar(fig, axes, norm, label="base " + ETA_S_LABEL)
     fig.suptitle(f"{title}: sharpness along training")
     return save(fig, path)
@@ -400,7 +424,8 @@ def svag(comparisons: list[numbers.SvagComparison], title: str, path: Path) -> P
         return None
     ls = sorted({l for c in comparisons for l in c.runs})
     colour_of = {l: SVAG_CMAP(i / max(len(ls) - 1, 1) * 0.85) for i, l in enumerate(ls)}
-    fig, axes = new_figure(2, len(comparisons), width=4.6, height=3.2, sharex="col")
+    fig, axes = new_figure(2, len(comparisons), width=4.6 if len(comparisons) > 1 else 6.0, height=3.2,
+                           sharex="col")
     for col, comp in enumerate(comparisons):
         loss_ax, val_ax = axes[:, col]
         for l, run in comp.runs.items():

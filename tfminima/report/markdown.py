@@ -8,7 +8,7 @@ points (pp), correlations with two decimals; the paper's numbers come from
 from __future__ import annotations
 
 import math
-from typing import Iterable
+from collections.abc import Iterable
 
 from tfminima.report import numbers, paper
 from tfminima.report.loading import Group, Run
@@ -40,8 +40,8 @@ def _ok(value) -> bool:
 
 def table(header: list[str], rows: Iterable[list[str]]) -> str:
     """A GitHub-flavoured markdown table (``|`` inside cells escaped)."""
-    clean = lambda c: str(c).replace("|", "\\|").replace("\n", " ")  # noqa: E731
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    clean = lambda c: str(c).replace("|", "\\|").replace("\n", " ")
+    lines = ["| " + " | ".join(clean(c) for c in header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     lines += ["| " + " | ".join(clean(c) for c in row) + " |" for row in rows]
     return "\n".join(lines) + "\n"
 
@@ -118,7 +118,7 @@ def heatmap_text(runs: list[Run]) -> str:
     sizes = sorted({r.batch_size for r in runs if r.batch_size})
     cells = {(r.lr, r.batch_size) for r in runs if r.lr and r.batch_size}
     ratios = numbers.iso_ratio_groups(runs)
-    diag = ", ".join(f"{k:.3g} ({len(v)} runs)" for k, v in ratios.items())
+    diag = ", ".join(f"{k:.3g} ({len(v)} run{'s' if len(v) > 1 else ''})" for k, v in ratios.items())
     return (f"Grid: {len(sizes)} batch sizes × {len(etas)} learning rates, {len(cells)} cells with completed runs. "
             f"Dashed diagonals are equal η/S: {diag}.\n")
 

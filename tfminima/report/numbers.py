@@ -10,7 +10,7 @@ import dataclasses
 import math
 import re
 import warnings
-from typing import Callable, Iterable
+from collections.abc import Callable, Iterable
 
 import numpy as np
 
@@ -106,7 +106,7 @@ def largest_gap(a: Series, b: Series) -> Gap | None:
     if not ok.any():
         return None
     i = int(np.argmax(np.where(ok, diff, -np.inf)))
-    return Gap(float(diff[i]), float(common[i]), float(va[i]), float(vb[i]), int(len(common)))
+    return Gap(float(diff[i]), float(common[i]), float(va[i]), float(vb[i]), len(common))
 
 
 @dataclasses.dataclass
@@ -205,7 +205,7 @@ def interpolation_rise(result: dict, split: str = "train", d: float = 0.5) -> Ri
     d = min(d, -alphas.min(), alphas.max() - 1.0)
     if d <= 0:
         return None
-    at = lambda a: float(np.interp(a, alphas, loss))  # noqa: E731
+    at = lambda a: float(np.interp(a, alphas, loss))
     return Rise(split, float(d), at(0.0), at(1.0), at(-d), at(1.0 + d))
 
 

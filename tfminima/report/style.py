@@ -63,9 +63,13 @@ def new_figure(nrows: int, ncols: int, *, width: float = 5.0, height: float = 3.
     return fig, axes
 
 
-def colourbar(fig: Figure, axes, norm: LogNorm, label: str = ETA_S_LABEL) -> None:
-    """The η/S colour bar shared by ``axes``."""
-    fig.colorbar(ScalarMappable(norm=norm, cmap=CMAP), ax=axes, label=label, shrink=0.9)
+def colourbar(fig: Figure, axes, norm: LogNorm, label: str = ETA_S_LABEL, location: str = "right") -> None:
+    """The η/S colour bar shared by ``axes``, ticks in plain numbers."""
+    bar = fig.colorbar(ScalarMappable(norm=norm, cmap=CMAP), ax=axes, label=label, shrink=0.9, location=location,
+                       aspect=40 if location == "bottom" else 20)
+    axis = bar.ax.xaxis if location == "bottom" else bar.ax.yaxis
+    axis.set_major_formatter(PlainLogFormatter(labelOnlyBase=False))
+    axis.set_minor_formatter(PlainLogFormatter(labelOnlyBase=False, minor_thresholds=(1.5, 0.6)))
 
 
 def save(fig: Figure, path: Path) -> Path:
@@ -84,7 +88,7 @@ def legend(ax, *, max_entries: int = 14, **kwargs) -> None:
 class PlainLogFormatter(LogFormatter):
     """Matplotlib's choice of which log ticks to label, printed as plain numbers (0.004, not 4e-03)."""
 
-    def _pprint_val(self, x, d):
+    def _num_to_string(self, x, vmin, vmax):
         return f"{x:.3g}"
 
 
