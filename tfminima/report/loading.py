@@ -56,6 +56,7 @@ class Run:
     summary: dict
     error: str | None
     events: list[dict]
+    _cache: dict = dataclasses.field(default_factory=dict, repr=False, compare=False)
 
     # identity ---------------------------------------------------------------------------
     def _opt(self, name: str, hparam: str, default: Any = None) -> Any:
@@ -123,10 +124,22 @@ class Run:
         """``key`` of every ``kind`` event (of ``split`` for eval events), by epochs completed.
 
         A later event of the same epoch replaces an earlier one (a resumed run re-logs it).
+        Results are cached: a long sweep asks for the same series from several figures.
         """
+        cache_key = (kind, key, split)
+        if cache_key not in self._cache:
+            self._cache[cache_key] = self._series(kind, key, split)
+        return self._cache[cache_key]
+
+    def _series(self, kind: str, key: str, split: str | None) -> Series:
+        by_kind = self._cache.get("by_kind")
+        if by_kind is None:
+            by_kind = self._cache["by_kind"] = {}
+            for e in self.events:
+                by_kind.setdefault(e.get("kind"), []).append(e)
         points: dict[float, float] = {}
-        for e in self.events:
-            if e.get("kind") != kind or (split is not None and e.get("split") != split):
+        for e in by_kind.get(kind, ()):
+            if split is not None and e.get("split") != split:
                 continue
             epoch, value = e.get("epoch"), e.get(key)
             if isinstance(epoch, (int, float)) and isinstance(value, (int, float)) and not isinstance(value, bool):
