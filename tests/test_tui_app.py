@@ -273,3 +273,21 @@ print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflo
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert out.returncode == 0, out.stderr[-3000:]
     assert json.loads(out.stdout.strip().splitlines()[-1]) == []
+
+
+def test_redraw_while_a_screen_is_still_being_built(tmp_path):
+    """The 4 Hz redraw may fire between switching to a screen and its widgets being mounted."""
+    build_runs(tmp_path / "runs")
+
+    async def main():
+        app = create_app(tmp_path / "runs", start="runs")
+        async with app.run_test(size=(80, 24)) as pilot:
+            assert await wait_for(pilot, lambda: len(app.store.records) == 8)
+            for mode in ("monitor", "compare", "runs", "configure"):
+                app.switch_mode(mode)  # not awaited: the screen is not composed yet
+                app.store.version += 1
+                app.redraw()
+                await pilot.pause(0.1)
+            assert app.is_running and app.screen.TITLE == "Configure"
+
+    run(main())

@@ -91,7 +91,7 @@ class MinimaApp(App):
     def redraw(self) -> None:
         """Redraw the visible main screen from the store (hidden screens redraw when shown)."""
         self._drawn_version = self.store.version
-        if isinstance(self.screen, AppScreen):
+        if isinstance(self.screen, AppScreen) and self.screen.ready:
             self.screen.refresh_data()
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:

@@ -30,11 +30,19 @@ class AppScreen(Screen):
         bar.append_text(Text(text) if isinstance(text, str) else text)
         self.query_one("#title-bar", Static).update(bar)
 
+    ready = False  # composed and mounted: refresh_data may query its widgets
+
     def refresh_data(self) -> None:
         """Redraw from the run store (subclasses)."""
 
-    def on_screen_resume(self) -> None:
+    def on_mount(self) -> None:
+        # Textual also calls the subclasses' own on_mount (handlers run along the MRO).
+        self.ready = True
         self.refresh_data()
+
+    def on_screen_resume(self) -> None:
+        if self.ready:
+            self.refresh_data()
 
     def on_resize(self, event) -> None:
         # Side-by-side panels need room; below 100 columns they stack (see app.tcss).

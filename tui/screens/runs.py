@@ -94,7 +94,10 @@ class RunsScreen(AppScreen):
         if row.seconds is not None:
             text.append(f" in {fmt.duration(row.seconds)}")
         text.append(f"  ·  η/(S(1−β)) {fmt.sci(row.eta_over_s_momentum)}  ·  seed {fmt.num(row.seed)}")
-        text.append(f"  ·  test {fmt.pct(row.test_accuracy)}%  best val {fmt.pct(row.best_val_accuracy)}%")
+        if row.test_accuracy is not None:
+            text.append(f"  ·  test {fmt.pct(row.test_accuracy)}%")
+        if row.best_val_accuracy is not None:
+            text.append(f"  ·  best val {fmt.pct(row.best_val_accuracy)}%")
         if row.trace is not None:
             text.append(f"  ·  Tr(H) {fmt.num(row.trace)}")
         if row.error:
