@@ -222,6 +222,9 @@ def test_failed_and_diverged_runs_are_listed_but_not_drawn(report):
     sizes = {bs for _, bs in RATIO_GRID}
     etas = {lr for lr, _ in RATIO_GRID}
     assert f"Grid: {len(sizes)} batch sizes × {len(etas)} learning rates" in text  # no column for the diverged η
+    (group,) = (g for g in loading.load_groups(report[0]) if g.name == "ratio")
+    assert sorted(r.state for r in group.runs if not r.plotted) == ["diverged", "failed"]
+    assert len(group.plotted()) == len(RATIO_GRID)
 
 
 def test_paired_curves_state_their_largest_gap_and_the_papers_numbers(report):
@@ -287,6 +290,16 @@ def test_interpolation_states_the_loss_rise_beyond_each_minimum(report):
     row = next(line for line in text.splitlines() if "| train |" in line)
     assert f"| {rise_a:.4g} | {rise_b:.4g} | `base-lr0.1-bs32-s0` |" in row  # the sharper side is A
     assert f"{at(-0.5):.4g} (α=-0.5)" in row and f"{at(1.5):.4g} (α=1.5)" in row
+
+
+def test_interpolation_rise_shrinks_to_the_alpha_range():
+    alphas = np.linspace(-0.25, 1.25, 7)
+    res = {"alphas": alphas.tolist(), "train_loss": interp_loss(alphas).tolist()}
+    rise = numbers.interpolation_rise(res)
+    d = -alphas.min()
+    assert rise.d == pytest.approx(d)
+    assert rise.rise_a == pytest.approx(float(interp_loss(-d) - interp_loss(0.0)))
+    assert rise.rise_b == pytest.approx(float(interp_loss(1 + d) - interp_loss(1.0)))
 
 
 def test_svag_states_the_gap_between_l1_and_the_largest_l(report):
