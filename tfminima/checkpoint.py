@@ -5,7 +5,10 @@ stopped inside an epoch, ``checkpoints/epoch-<N>-step-<K>/`` (K steps of epoch N
 ``variables.npz`` (model variables, seed-generator state included, and optimizer variables,
 iteration counter and momenta included) and ``state.json``. It is written to a temporary folder
 and renamed, and ``checkpoints/latest`` is replaced atomically afterwards, so a kill at any
-moment leaves the previous checkpoint readable.
+moment leaves the previous checkpoint readable; a write that fails (disk full, directory gone
+read-only) removes its temporary folder and leaves the previous checkpoints and ``latest`` as they
+were. ``latest()`` returns the newest complete checkpoint even if the pointer lags behind (a kill
+between the rename and the pointer update).
 """
 
 from __future__ import annotations
@@ -31,23 +34,46 @@ def save(directory: Path, epochs_done: int, model, optimizer, state: dict, keep:
     final = directory / _name(epochs_done, step)
     tmp = directory / f".tmp-{final.name}-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
     arrays = {f"m{i}": np.asarray(v.numpy()) for i, v in enumerate(model.variables)}
     arrays.update({f"o{i}": np.asarray(v.numpy()) for i, v in enumerate(optimizer.variables)})
-    with open(tmp / "variables.npz", "wb") as f:
-        np.savez(f, **arrays)
-        f.flush()
-        os.fsync(f.fileno())
     state = dict(state, epochs_done=epochs_done, step_in_epoch=step,
                  model_paths=[v.path for v in model.variables],
                  optimizer_paths=[v.path for v in optimizer.variables])
-    atomic_write_text(tmp / "state.json", json.dumps(state, indent=1))
-    if final.exists():
-        shutil.rmtree(final)
-    os.replace(tmp, final)
+    try:
+        tmp.mkdir()
+        with open(tmp / "variables.npz", "wb") as f:
+            np.savez(f, **arrays)
+            f.flush()
+            os.fsync(f.fileno())
+        atomic_write_text(tmp / "state.json", json.dumps(state, indent=1))
+        if final.exists():  # the same position saved again (stopped twice at one step): swap it out
+            old = directory / f".tmp-old-{final.name}-{os.getpid()}"
+            os.replace(final, old)
+            os.replace(tmp, final)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, final)
+        _fsync_dir(directory)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     atomic_write_text(directory / "latest", f"{final.name}\n")
     _prune(directory, keep)
     return final
+
+
+def _fsync_dir(directory: Path) -> None:
+    """Make a rename durable (a power cut after it must not bring the old name back)."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def _prune(directory: Path, keep: int) -> None:
@@ -72,15 +98,28 @@ def _found(directory: Path) -> list[tuple[int, int]]:
 
 
 def latest(directory: Path) -> Path | None:
-    """The newest complete checkpoint folder, or None."""
+    """The newest complete checkpoint folder, or None.
+
+    Normally the one ``latest`` names; a complete folder newer than the pointer (a kill between
+    the rename and the pointer update) wins.
+    """
     directory = Path(directory)
-    pointer = directory / "latest"
-    if pointer.exists():
-        candidate = directory / pointer.read_text().strip()
-        if (candidate / "state.json").exists() and (candidate / "variables.npz").exists():
-            return candidate
     found = _found(directory)
     return directory / _name(*max(found)) if found else None
+
+
+def position(path: Path) -> tuple[int, int]:
+    """(epochs done, steps into the next epoch) of a checkpoint folder, from its name."""
+    parts = Path(path).name.split("-")
+    return int(parts[1]), int(parts[3]) if len(parts) == 4 else 0
+
+
+def describe_position(values) -> str:
+    """Text for [found, epochs, step] (as workers compare them)."""
+    found, epochs, step = (list(values) + [0, 0, 0])[:3]
+    if not found:
+        return "no checkpoint"
+    return _name(int(epochs), int(step))
 
 
 def read_state(path: Path) -> dict:

@@ -55,12 +55,27 @@ def cmd_validate(args) -> int:
 
 # ----------------------------------------------------------------------------- run
 def cmd_run(args) -> int:
+    """Train a sweep (or resume runs). Exit 0 ok, 1 a run failed or the disk refused, 2 a bad
+    command (config, conflicting resume, a run another process owns), 130 cancelled."""
     if not args.config and not args.resume:
         _err("tfminima run: give an experiment YAML, or --resume RUN_DIR")
         return 2
     shard = None
     spec = None
-    if args.config:
+    targets = []
+    if args.resume:
+        from tfminima.resume import ResumeConflict, targets as resume_targets
+
+        if args.shard or args.only or args.group or args.out:
+            _err("tfminima run --resume: --shard, --only, --group and --out do not apply; a resumed run "
+                 "stays where it is (resume a single run directory, or a folder of runs)")
+            return 2
+        try:
+            targets = resume_targets(args.resume, args.config, args.set, args.profile)
+        except (ResumeConflict, FileNotFoundError) as err:
+            _err(f"tfminima run --resume: {err}")
+            return 2
+    else:
         try:
             spec = config_lib.load(args.config, args.set, args.profile)
         except config_lib.ConfigError as err:
@@ -78,45 +93,22 @@ def cmd_run(args) -> int:
             _err(f"tfminima run: {err}")
             return 2
     _quiet_tensorflow()
-    if spec is not None and spec.distribution.cpu_replicas > 1:
-        from tfminima.distribute import configure_cpu_replicas
+    from tfminima.distribute import DistributionError, prepare
 
-        configure_cpu_replicas(spec.distribution.cpu_replicas)
-    from tfminima import runner
-    from tfminima.progress import RunProgress, print_table
-
+    try:
+        prepare((spec or targets[0].spec).distribution)  # before any TensorFlow operation
+    except (DistributionError, ValueError) as err:
+        _err(f"tfminima run: {err}")
+        return 2
     stop = threading.Event()
     _install_stop_handlers(stop)
-    progress = RunProgress(enabled=not args.quiet)
-    with progress:
-        if args.resume:
-            dirs = runner.resumable(args.resume)
-            if not dirs:
-                _err(f"tfminima run --resume: no unfinished run under {args.resume}")
-                return 2
-            outcomes = []
-            for i, run_dir in enumerate(dirs):
-                try:
-                    spec_i = config_lib.load(run_dir.config_path)
-                except config_lib.ConfigError as err:
-                    _err(str(err))
-                    return 2
-                progress.start_run(i, len(dirs), run_dir, spec_i)
-                outcomes.append(runner.resume_run(run_dir, callbacks=[progress.callback()], stop_event=stop))
-                if stop.is_set():
-                    break
-        else:
-            outcomes = runner.run_sweep(
-                spec, args.out, shard=shard, only=args.only, group=args.group,
-                on_run_start=lambda i, n, d, plan: progress.start_run(i, n, d, plan.spec),
-                callbacks_for=lambda d, plan: [progress.callback()],
-                stop_event=stop,
-            )
-        progress.finish(len(outcomes))
-    if not args.quiet:
-        print_table(outcomes)
-    if outcomes:
-        print(f"runs in {outcomes[0].run_dir.path.parent}   (TensorBoard: tensorboard --logdir {outcomes[0].run_dir.path.parent})")
+    try:
+        outcomes = _train(args, spec, shard, targets, stop)
+    except KeyboardInterrupt:
+        _err("tfminima run: interrupted (the run directory keeps its last checkpoint; continue with --resume)")
+        return 130
+    if isinstance(outcomes, int):
+        return outcomes
     for o in outcomes:
         if o.state == "failed":
             _err(f"{o.run_dir.run_id}: failed: {o.error}")
@@ -125,10 +117,53 @@ def cmd_run(args) -> int:
     return 1 if any(o.state == "failed" for o in outcomes) else 0
 
 
+def _train(args, spec, shard, targets, stop):
+    """Run the sweep or the resumes with progress bars; outcomes, or an exit status."""
+    from tfminima import runner
+    from tfminima.locks import RunBusy
+    from tfminima.progress import RunProgress, print_table
+    from tfminima.rundir import StorageError, is_storage_error
+
+    progress = RunProgress(enabled=not args.quiet)
+    try:
+        with progress:
+            if targets:
+                outcomes = runner.resume_runs(
+                    targets, single=len(targets) == 1 and Path(args.resume, "status.json").exists(),
+                    on_run_start=progress.start_run, callbacks_for=lambda d: [progress.callback()],
+                    stop_event=stop,
+                )
+            else:
+                outcomes = runner.run_sweep(
+                    spec, args.out, shard=shard, only=args.only, group=args.group,
+                    on_run_start=lambda i, n, d, plan: progress.start_run(i, n, d, plan.spec),
+                    callbacks_for=lambda d, plan: [progress.callback()],
+                    stop_event=stop,
+                )
+            progress.finish(len(outcomes))
+    except (RunBusy, runner.RunExists, runner.WorkerStopped) as err:
+        _err(f"tfminima run: {err}")
+        return 2
+    except OSError as err:
+        if not is_storage_error(err):
+            raise
+        err = err if isinstance(err, StorageError) else StorageError.from_os_error(err, args.out or "")
+        _err(f"tfminima run: {err}. The last good checkpoint of each run is kept; make room (or fix the "
+             "permissions) and continue with  tfminima run --resume <run or folder>")
+        return 1
+    if not args.quiet:
+        print_table(outcomes)
+    if outcomes:
+        print(f"runs in {outcomes[0].run_dir.path.parent}   (TensorBoard: tensorboard --logdir {outcomes[0].run_dir.path.parent})")
+    return outcomes
+
+
 def _install_stop_handlers(stop: threading.Event) -> None:
     """SIGTERM / SIGINT: stop at the next step boundary, checkpoint, record ``cancelled``.
 
-    A second Ctrl-C interrupts at once.
+    A second Ctrl-C interrupts at once (KeyboardInterrupt): the run records ``cancelled`` and keeps
+    its last complete checkpoint; every file of the run directory is replaced atomically, so it
+    stays readable wherever the interrupt lands.
     """
 
     def handler(signum, frame):

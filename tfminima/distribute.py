@@ -1,8 +1,13 @@
-"""tf.distribute strategies from a config's ``distribution`` section.
+"""tf.distribute strategies from a config's ``distribution`` section, and the workers' agreements.
 
 ``auto`` picks MirroredStrategy over several GPUs, OneDeviceStrategy on one GPU, the CPU
 otherwise (MirroredStrategy over logical CPUs when ``cpu_replicas`` > 1); ``multi_worker``
 reads the cluster from TF_CONFIG (or Slurm's environment).
+
+Multi-worker runs: every worker runs the same ``tfminima run`` command; only the chief writes.
+Whatever a worker decides from the file system (which group folder, which checkpoint) the chief
+decides and the others learn the answer, or the workers check they agree (both by
+:func:`agree`), because a worker that takes another branch would wait forever in a collective.
 """
 
 from __future__ import annotations
@@ -37,12 +42,24 @@ def configure_cpu_replicas(n: int) -> None:
             ) from None
 
 
+def prepare(spec) -> None:
+    """Set up devices before any TensorFlow operation runs (the CLI calls it first).
+
+    Logical CPUs must be configured, and a MultiWorkerMirroredStrategy created, before the
+    eager context starts; a later attempt fails.
+    """
+    if spec.strategy == "multi_worker":
+        make_strategy(spec)
+    elif spec.cpu_replicas > 1:
+        configure_cpu_replicas(spec.cpu_replicas)
+
+
 def make_strategy(spec) -> tf.distribute.Strategy:
     """Build the strategy for a ``DistributionSpec``."""
     kind = spec.strategy
-    gpus = [d.name for d in tf.config.list_logical_devices("GPU")]
     if kind == "multi_worker":
         return _multi_worker()
+    gpus = [d.name for d in tf.config.list_logical_devices("GPU")]
     if kind in ("mirrored", "auto") and spec.cpu_replicas > 1 and not gpus:
         configure_cpu_replicas(spec.cpu_replicas)
         cpus = [d.name for d in tf.config.list_logical_devices("CPU")][: spec.cpu_replicas]
@@ -64,7 +81,14 @@ def make_strategy(spec) -> tf.distribute.Strategy:
     return tf.distribute.OneDeviceStrategy("/cpu:0")
 
 
+_MULTI_WORKER: tf.distribute.Strategy | None = None
+
+
 def _multi_worker() -> tf.distribute.Strategy:
+    """The process's one MultiWorkerMirroredStrategy (a second one cannot be created)."""
+    global _MULTI_WORKER
+    if _MULTI_WORKER is not None:
+        return _MULTI_WORKER
     if "TF_CONFIG" in os.environ:
         resolver = tf.distribute.cluster_resolver.TFConfigClusterResolver()
     elif "SLURM_JOB_ID" in os.environ:
@@ -74,7 +98,8 @@ def _multi_worker() -> tf.distribute.Strategy:
             "strategy multi_worker needs the cluster in TF_CONFIG (or a Slurm job); "
             "see the README section 'Several hosts'"
         )
-    return tf.distribute.MultiWorkerMirroredStrategy(cluster_resolver=resolver)
+    _MULTI_WORKER = tf.distribute.MultiWorkerMirroredStrategy(cluster_resolver=resolver)
+    return _MULTI_WORKER
 
 
 def is_chief(strategy: tf.distribute.Strategy) -> bool:
@@ -87,3 +112,62 @@ def is_chief(strategy: tf.distribute.Strategy) -> bool:
         return True
     return task_type == "chief" or (task_type == "worker" and task_id == 0 and "chief" not in
                                     (resolver.cluster_spec().as_dict() or {}))
+
+
+def is_multi_worker(strategy: tf.distribute.Strategy | None) -> bool:
+    return isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) and \
+        strategy.extended._num_workers > 1  # noqa: SLF001 (no public accessor)
+
+
+def _worker_sum(strategy: tf.distribute.Strategy, values: list[float]) -> list[float]:
+    """Sum ``values`` over workers (each worker counted once, whatever its replica count)."""
+    local = [float(v) for v in values]
+    first = {"done": False}
+
+    def per_replica(ctx):
+        if first["done"]:
+            return tf.zeros(len(local), tf.float64)
+        first["done"] = True
+        return tf.constant(local, tf.float64)
+
+    distributed = strategy.experimental_distribute_values_from_function(per_replica)
+    return [float(v) for v in strategy.reduce(tf.distribute.ReduceOp.SUM, distributed, axis=None).numpy()]
+
+
+def agree(strategy: tf.distribute.Strategy | None, values: list[int]) -> tuple[list[int], bool]:
+    """(the chief's ``values``, whether every worker holds the same values); a collective.
+
+    ``values`` are non-negative integers below 2**64. Each is split into 16-bit limbs, and the
+    workers' sums of limbs and of their squares are exact in float64, so every worker computes the
+    same answer (Cauchy-Schwarz: n·Σx² = (Σx)² exactly when all x are equal) and takes the same
+    branch afterwards.
+    """
+    ints = [int(v) for v in values]
+    if any(not 0 <= v < 2**64 for v in ints):
+        raise ValueError(f"agree() takes integers in [0, 2**64), got {ints}")
+    if not is_multi_worker(strategy):
+        return ints, True
+    chief = is_chief(strategy)
+    limbs = [(v >> (16 * k)) & 0xFFFF for v in ints for k in range(4)]
+    n = len(limbs)
+    mine = [1.0] + limbs + [x * x for x in limbs] + [x if chief else 0 for x in limbs]
+    sums = [int(round(s)) for s in _worker_sum(strategy, mine)]
+    workers, s1, s2, from_chief = sums[0], sums[1:n + 1], sums[n + 1:2 * n + 1], sums[2 * n + 1:]
+    same = all(workers * b == a * a for a, b in zip(s1, s2))
+    chief_values = [sum(from_chief[4 * i + k] << (16 * k) for k in range(4)) for i in range(len(ints))]
+    return chief_values, same
+
+
+def describe(strategy: tf.distribute.Strategy, global_batch_size: int) -> dict:
+    """What a run directory records about its devices: strategy, replicas, batch split."""
+    replicas = strategy.num_replicas_in_sync
+    multi = isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
+    return {
+        # MultiWorkerMirroredStrategy's class is CollectiveAllReduceStrategy: use the public name
+        "strategy": "MultiWorkerMirroredStrategy" if multi else type(strategy).__name__,
+        "replicas": replicas,
+        "workers": strategy.extended._num_workers if multi else 1,  # noqa: SLF001
+        "local_devices": list(getattr(strategy.extended, "worker_devices", ()) or ()),
+        "global_batch_size": global_batch_size,
+        "per_replica_batch_size": global_batch_size // replicas,
+    }

@@ -17,6 +17,7 @@ process died without a final state).
 
 from __future__ import annotations
 
+import errno
 import json
 import math
 import os
@@ -27,6 +28,28 @@ from typing import Any, Iterator
 
 FINAL_STATES = ("completed", "failed", "diverged", "cancelled", "crashed")
 STATES = ("pending", "running") + FINAL_STATES
+
+# errno values that mean "this storage cannot take the run's files", not a bug in the run
+STORAGE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG}
+
+
+def is_storage_error(err: BaseException) -> bool:
+    return isinstance(err, OSError) and err.errno in STORAGE_ERRNOS
+
+
+class StorageError(OSError):
+    """The run directory cannot be written (disk full, read-only, no permission): a message, not a bug."""
+
+    @classmethod
+    def from_os_error(cls, err: OSError, run_path: str | Path) -> "StorageError":
+        where = err.filename or run_path
+        new = cls(err.errno, f"cannot write {where}: {err.strerror or err}")
+        new.filename = str(where)
+        new.run_path = str(run_path)
+        return new
+
+    def __str__(self) -> str:
+        return self.strerror or super().__str__()
 
 
 def atomic_write_text(path: Path, text: str) -> None:

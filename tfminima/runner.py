@@ -4,19 +4,36 @@
 the HParams config at ``out/<name>/`` (so TensorBoard's HParams dashboard sees the sweep) and
 trains the runs one after another in this process. ``resume_run(path)`` continues a killed run
 from its last checkpoint with the config stored in its directory.
+
+Sharing: a new group folder is made by atomic mkdir (``name``, ``name-2``, ...); in a shared
+folder (``--group``, ``--shard``, ``--only``) each run directory is claimed by atomic mkdir, so an
+existing run is never overwritten; a run is trained under its lock (:mod:`tfminima.locks`), so
+two processes never train (or resume) the same run.
+
+Multi-worker: every worker runs the same sweep; only the chief writes. What the chief decides
+from the file system (the group folder, whether a run may start) reaches the others through
+:func:`tfminima.distribute.agree`, so no worker is left waiting in a collective.
+
+Storage: when the run directory cannot be written (disk full, read-only, no permission) the run
+is marked failed where that is still possible, its last good checkpoint stays, and
+:class:`tfminima.rundir.StorageError` ends the sweep: every later run would fail the same way.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import sys
 import threading
 import traceback
 from pathlib import Path
 from typing import Callable, Sequence
 
+from tfminima import cluster
 from tfminima import config as config_lib
 from tfminima import rundir as rd
 from tfminima import sweep as sweep_lib
+from tfminima.locks import RunBusy, RunLock
 
 
 @dataclasses.dataclass
@@ -30,26 +47,81 @@ class RunOutcome:
     error: str = ""
 
 
-def new_group_dir(out: str | Path, name: str) -> Path:
-    """``out/name``, or ``out/name-2``, ``-3``, ... if taken (atomic mkdir: no two processes share one)."""
+class RunExists(FileExistsError):
+    """A run directory to be created already exists in a shared group folder."""
+
+
+class WorkerStopped(RuntimeError):
+    """Multi-worker: the chief refused to go on (its own message says why); the others follow."""
+
+
+def group_name(name: str, index: int) -> str:
+    return name if index == 1 else f"{name}-{index}"
+
+
+def new_group_index(out: str | Path, name: str) -> int:
+    """Make ``out/name`` (index 1), or ``out/name-2``, ``-3``, ... if taken; atomic mkdir."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     for i in range(1, 10_000):
-        path = out / (name if i == 1 else f"{name}-{i}")
         try:
-            path.mkdir()
-            return path
+            (out / group_name(name, i)).mkdir()
+            return i
         except FileExistsError:
             continue
     raise RuntimeError(f"no free run directory name under {out} for {name!r}")
 
 
-def prepare_runs(spec: config_lib.ExperimentSpec, group: Path, plans: Sequence[sweep_lib.RunPlan]) -> list[rd.RunDir]:
-    """Create the run directories of ``plans`` under ``group`` (config + pending status)."""
-    dirs = []
-    for plan in plans:
-        dirs.append(rd.create(group.parent, group.name, plan.run_id, config_lib.to_yaml(plan.spec), plan.hparams()))
+def new_group_dir(out: str | Path, name: str) -> Path:
+    """``out/name``, or ``out/name-2``, ``-3``, ... if taken (atomic mkdir: no two processes share one)."""
+    return Path(out) / group_name(name, new_group_index(out, name))
+
+
+def prepare_runs(
+    spec: config_lib.ExperimentSpec, group: Path, plans: Sequence[sweep_lib.RunPlan], *, exclusive: bool = False
+) -> list[rd.RunDir]:
+    """Create the run directories of ``plans`` under ``group`` (config + pending status).
+
+    ``exclusive`` (a group folder other processes may share): every run directory must be new;
+    if one exists, nothing is created and :class:`RunExists` names it.
+    """
+    if exclusive:
+        taken = [p.run_id for p in plans if (group / p.run_id).exists()]
+        if taken:
+            raise RunExists(_exists_message(group, taken))
+    dirs, made = [], []
+    try:
+        for plan in plans:
+            path = group / plan.run_id
+            if exclusive:
+                try:
+                    path.mkdir(parents=True)
+                except FileExistsError:
+                    raise RunExists(_exists_message(group, [plan.run_id])) from None
+                made.append(path)
+            dirs.append(rd.create(group.parent, group.name, plan.run_id, config_lib.to_yaml(plan.spec), plan.hparams()))
+    except RunExists:
+        for path in made:  # another process claimed one of ours meanwhile: leave no half-made sweep
+            _remove_fresh_run(path)
+        raise
     return dirs
+
+
+def _exists_message(group: Path, run_ids: list[str]) -> str:
+    states = [rd.RunDir(group / r).status().get("state", "?") for r in run_ids]
+    listed = ", ".join(f"{r} ({s})" for r, s in zip(run_ids, states))
+    return (f"{group} already holds {listed}; continue with  tfminima run --resume {group / run_ids[0]}  "
+            "(or the whole folder), or write to another --group")
+
+
+def _remove_fresh_run(path: Path) -> None:
+    for name in ("config.yaml", "status.json"):
+        (path / name).unlink(missing_ok=True)
+    for sub in (path / "checkpoints", path):
+        try:
+            sub.rmdir()
+        except OSError:
+            pass
 
 
 def train_run(
@@ -61,33 +133,73 @@ def train_run(
     callbacks: Sequence = (),
     stop_event: threading.Event | None = None,
 ) -> RunOutcome:
-    """Train one run into ``run_dir`` and leave a final status (completed/diverged/failed/cancelled)."""
+    """Train one run into ``run_dir`` and leave a final status (completed/diverged/failed/cancelled).
+
+    Raises :class:`tfminima.locks.RunBusy` if another process trains the run, and
+    :class:`tfminima.rundir.StorageError` if the run directory cannot be written.
+    """
+    me = cluster.role(spec.distribution)
+    lock = RunLock(run_dir.path)
+    _chief_decides(spec, lock.acquire)
+    try:
+        if not me.chief:
+            return _train_as_worker(run_dir, spec, hparams, resume, callbacks, stop_event)
+        return _train_as_chief(run_dir, spec, hparams, resume, callbacks, stop_event)
+    finally:
+        lock.release()
+
+
+def _train_as_chief(run_dir, spec, hparams, resume, callbacks, stop_event) -> RunOutcome:
     from tfminima import tblog
     from tfminima.data import DataNotPrepared
+    from tfminima.distribute import DistributionError
     from tfminima.train import Trainer
 
-    if resume:
-        last = _checkpoint_epoch(run_dir)
-        run_dir.truncate_events_after(last - 1)
-    run_dir.write_status("running", epochs=spec.epochs, hparams=hparams, error=None)
-    writer = rd.MetricsWriter(run_dir.metrics_path, run_dir.run_id)
-    writer.write("status", None, None, state="running", resumed=bool(resume))
+    writer = None
     try:
+        if resume:
+            last = _checkpoint_epoch(run_dir)
+            run_dir.truncate_events_after(last - 1)
+        run_dir.write_status("running", epochs=spec.epochs, hparams=hparams, error=None)
+        writer = rd.MetricsWriter(run_dir.metrics_path, run_dir.run_id)
+        writer.write("status", None, None, state="running", resumed=bool(resume))
         trainer = Trainer(spec, run_dir=run_dir, callbacks=callbacks, resume=resume, writer=writer,
                           stop_event=stop_event)
-        if trainer.chief:
-            tblog.write_run_hparams(run_dir.tb_dir, hparams)
+        distribution = trainer.distribution_info()
+        run_dir.write_status("running", distribution=distribution)
+        tblog.write_run_hparams(run_dir.tb_dir, hparams)
         result = trainer.fit()
-    except (DataNotPrepared, ValueError) as err:
+    except OSError as err:
+        if not rd.is_storage_error(err):
+            return _finish(run_dir, writer, "failed", hparams, {}, _describe(err), traceback.format_exc())
+        storage = rd.StorageError.from_os_error(err, run_dir.path)
+        _finish(run_dir, writer, "failed", hparams, {}, str(storage))
+        raise storage from None
+    except (DataNotPrepared, DistributionError, ValueError) as err:
         return _finish(run_dir, writer, "failed", hparams, {}, str(err))
     except KeyboardInterrupt:
         _finish(run_dir, writer, "cancelled", hparams, {}, "interrupted")
         raise
     except Exception as err:  # a crash of one run must not end the sweep
-        tb = traceback.format_exc()
-        return _finish(run_dir, writer, "failed", hparams, {}, f"{err.__class__.__name__}: {err}", tb)
-    final = dict(result.final)
+        return _finish(run_dir, writer, "failed", hparams, {}, _describe(err), traceback.format_exc())
+    final = dict(result.final, distribution=distribution)
     return _finish(run_dir, writer, result.status, hparams, final, result.reason)
+
+
+def _train_as_worker(run_dir, spec, hparams, resume, callbacks, stop_event) -> RunOutcome:
+    """A non-chief worker: trains in step with the chief, reads checkpoints, writes nothing."""
+    from tfminima.train import Trainer
+
+    try:
+        trainer = Trainer(spec, run_dir=run_dir, callbacks=callbacks, resume=resume, stop_event=stop_event)
+        result = trainer.fit()
+    except Exception as err:
+        return RunOutcome(run_dir, "failed", hparams, {}, _describe(err))
+    return RunOutcome(run_dir, result.status, hparams, dict(result.final), result.reason)
+
+
+def _describe(err: BaseException) -> str:
+    return f"{err.__class__.__name__}: {err}"
 
 
 def _checkpoint_epoch(run_dir: rd.RunDir) -> int:
@@ -98,17 +210,54 @@ def _checkpoint_epoch(run_dir: rd.RunDir) -> int:
 
 
 def _finish(run_dir, writer, state, hparams, final, error="", trace=None) -> RunOutcome:
+    """Record the run's end; best effort when the disk refuses (the outcome is returned anyway)."""
     summary = dict(final, state=state, hparams=hparams, run_id=run_dir.run_id)
     if error:
         summary["error"] = error
-    run_dir.write_summary(summary)
-    writer.write("status", final.get("epochs_done"), None, state=state, error=error or None)
-    writer.close()
     fields = {"error": error or None, "epochs_done": final.get("epochs_done", run_dir.status().get("epochs_done"))}
     if trace:
         fields["traceback"] = trace
-    run_dir.write_status(state, **fields)
+    steps = [
+        lambda: run_dir.write_summary(summary),
+        lambda: writer is not None and writer.write("status", final.get("epochs_done"), None, state=state,
+                                                    error=error or None),
+        lambda: writer is not None and writer.close(),
+        lambda: run_dir.write_status(state, **fields),
+    ]
+    for step in steps:
+        try:
+            step()
+        except OSError as err:
+            print(f"{run_dir.path}: could not record the final state {state!r}: {err}", file=sys.stderr)
     return RunOutcome(run_dir, state, hparams, final, error)
+
+
+def _chief_decides(spec: config_lib.ExperimentSpec, decide: Callable[[], object], value: Callable[[object], int] = lambda r: 0) -> object:
+    """Run ``decide`` on the chief only; under multi-worker, the other workers learn its outcome.
+
+    Returns ``decide()``'s result on the chief and, on the others, ``value(result)`` as the chief
+    computed it (a non-negative int). If the chief's ``decide`` raises, every worker raises:
+    the chief its own error, the others :class:`WorkerStopped`.
+    """
+    me = cluster.role(spec.distribution)
+    if me.workers <= 1:
+        return decide()
+    from tfminima import distribute
+
+    strategy = distribute.make_strategy(spec.distribution)
+    result, error, code = None, None, 0
+    if me.chief:
+        try:
+            result = decide()
+            code = value(result) + 1
+        except Exception as err:  # re-raised below, after the others heard of it
+            error = err
+    (chief_code,), _ = distribute.agree(strategy, [code])
+    if error is not None:
+        raise error
+    if chief_code == 0:
+        raise WorkerStopped("the chief worker stopped (its output says why)")
+    return result if me.chief else chief_code - 1
 
 
 def run_sweep(
@@ -126,10 +275,10 @@ def run_sweep(
 
     ``shard=(i, n)`` keeps every n-th run from the i-th; ``only`` keeps the named run ids;
     ``group`` is the folder the run directories go in (default: a new ``out/<name>[-k]``; shards
-    share ``out/<name>``).
+    share ``out/<name>``). In a shared folder an existing run directory is an error
+    (:class:`RunExists`, before anything is trained); a run another process is training is
+    skipped with a message.
     """
-    from tfminima import tblog
-
     all_plans = sweep_lib.expand(spec)
     plans = all_plans
     if only:
@@ -142,21 +291,41 @@ def run_sweep(
     if shard is not None:
         plans = sweep_lib.select_shard(plans, *shard)
     out = Path(out or spec.output_dir)
-    if group is None:
-        group = new_group_dir(out, spec.name) if shard is None and not only else _shard_group(out, spec.name)
-    group = Path(group)
-    group.mkdir(parents=True, exist_ok=True)
-    dirs = prepare_runs(spec, group, plans)
-    tblog.write_sweep_hparams_config(group, [p.hparams() for p in all_plans])
+    shared = group is not None or shard is not None or bool(only)
+    me = cluster.role(spec.distribution)
+
+    def make_group() -> int:
+        if group is not None or shared:
+            return 0
+        return new_group_index(out, spec.name)
+
+    index = _chief_decides(spec, make_group, value=lambda i: i)
+    group = Path(group) if group is not None else out / (spec.name if shared else group_name(spec.name, index))
+
+    def make_runs() -> list[rd.RunDir]:
+        group.mkdir(parents=True, exist_ok=True)
+        dirs = prepare_runs(spec, group, plans, exclusive=shared)
+        from tfminima import tblog
+
+        tblog.write_sweep_hparams_config(group, [p.hparams() for p in all_plans])
+        return dirs
+
+    made = _chief_decides(spec, make_runs)
+    dirs = made if me.chief else [rd.RunDir(group / p.run_id) for p in plans]
     outcomes = []
     for i, (plan, run_dir) in enumerate(zip(plans, dirs)):
         if on_run_start:
             on_run_start(i, len(plans), run_dir, plan)
         extra = callbacks_for(run_dir, plan) if callbacks_for else ()
-        outcomes.append(train_run(run_dir, plan.spec, plan.hparams(), callbacks=extra, stop_event=stop_event))
-        if stop_event is not None and stop_event.is_set():
+        try:
+            outcome = train_run(run_dir, plan.spec, plan.hparams(), callbacks=extra, stop_event=stop_event)
+        except RunBusy as err:
+            print(f"{plan.run_id}: skipped: {err}", file=sys.stderr, flush=True)
+            continue
+        outcomes.append(outcome)
+        if (stop_event is not None and stop_event.is_set()) or outcome.state == "cancelled":
             return outcomes
-    if shard is None and not only:
+    if not shared and me.chief:
         run_report_analyses(spec, group)
     return outcomes
 
@@ -177,13 +346,6 @@ def run_report_analyses(spec: config_lib.ExperimentSpec, group: Path) -> list[di
         return []
 
 
-def _shard_group(out: Path, name: str) -> Path:
-    """Shards of one sweep share a group folder (they write disjoint run ids)."""
-    path = out / name
-    path.mkdir(parents=True, exist_ok=True)
-    return path
-
-
 def resumable(path: str | Path) -> list[rd.RunDir]:
     """The run directories to resume under ``path``: one run, or the unfinished runs of a sweep."""
     path = Path(path)
@@ -192,11 +354,59 @@ def resumable(path: str | Path) -> list[rd.RunDir]:
     return [r for r in rd.find_runs(path) if r.status().get("state") not in ("completed", "diverged")]
 
 
-def resume_run(run_dir: rd.RunDir, **kwargs) -> RunOutcome:
+def resume_run(run_dir: rd.RunDir, spec: config_lib.ExperimentSpec | None = None, **kwargs) -> RunOutcome:
     """Continue ``run_dir`` from its latest checkpoint with the config stored there."""
-    spec = config_lib.load(run_dir.config_path)
+    spec = spec or config_lib.load(run_dir.config_path)
     hparams = run_dir.status().get("hparams") or {}
     if not hparams:
         plan = sweep_lib.RunPlan(run_dir.run_id, spec.model_dump(mode="json"), {}, spec)
         hparams = plan.hparams()
     return train_run(run_dir, spec, hparams, resume=True, **kwargs)
+
+
+def resume_runs(
+    targets: Sequence,
+    *,
+    single: bool,
+    on_run_start: Callable[[int, int, rd.RunDir, config_lib.ExperimentSpec], None] | None = None,
+    callbacks_for: Callable[[rd.RunDir], Sequence] | None = None,
+    stop_event: threading.Event | None = None,
+) -> list[RunOutcome]:
+    """Resume ``targets`` (:class:`tfminima.resume.ResumeTarget`) one after another.
+
+    A run that another process is training is refused (:class:`RunBusy` propagates) when it is the
+    one run asked for (``single``), and skipped with a message when it is one run of a folder, so
+    several processes resuming one folder share its runs out between them.
+    """
+    if not targets:
+        return []
+    ids = "\n".join(str(t.run_dir.path) for t in targets)
+    _workers_agree(targets[0].spec, [len(targets), int(hashlib.sha256(ids.encode()).hexdigest()[:16], 16)],
+                   "the runs to resume (do all workers see the same run directories?)")
+    outcomes = []
+    for i, t in enumerate(targets):
+        if on_run_start:
+            on_run_start(i, len(targets), t.run_dir, t.spec)
+        extra = callbacks_for(t.run_dir) if callbacks_for else ()
+        try:
+            outcome = resume_run(t.run_dir, t.spec, callbacks=extra, stop_event=stop_event)
+        except RunBusy as err:
+            if single:
+                raise
+            print(f"{t.run_dir.run_id}: skipped: {err}", file=sys.stderr, flush=True)
+            continue
+        outcomes.append(outcome)
+        if (stop_event is not None and stop_event.is_set()) or outcome.state == "cancelled":
+            break
+    return outcomes
+
+
+def _workers_agree(spec: config_lib.ExperimentSpec, values: list[int], what: str) -> None:
+    """Multi-worker: raise on every worker unless all of them hold the same ``values``."""
+    if cluster.role(spec.distribution).workers <= 1:
+        return
+    from tfminima import distribute
+
+    _, same = distribute.agree(distribute.make_strategy(spec.distribution), values)
+    if not same:
+        raise WorkerStopped(f"workers disagree on {what}")

@@ -27,7 +27,7 @@ from tfminima import data as data_lib
 from tfminima import schedules
 from tfminima.callbacks import BatchSizeScheduler, LearningRateScheduler, RunLogger
 from tfminima.data.pipeline import eval_dataset, steps_per_epoch, svag_dataset, train_dataset
-from tfminima.distribute import is_chief, make_strategy
+from tfminima.distribute import DistributionError, agree, describe, is_chief, is_multi_worker, make_strategy
 from tfminima.models import build_model
 from tfminima.monitors import Monitor, MonitorContext, monitor_class
 from tfminima.optim import make_optimizer
@@ -105,6 +105,7 @@ class Trainer:
             )
         self.plan = schedules.plan(spec, self.replicas)
         self.chief = is_chief(self.strategy)
+        self.multi_worker = is_multi_worker(self.strategy)
         self.train_traces = 0
         self.eval_traces = 0
         self._build()
@@ -134,9 +135,20 @@ class Trainer:
             self._sum_loss = tf.Variable(0.0, dtype=tf.float64, trainable=False)
             self._sum_correct = tf.Variable(0.0, dtype=tf.float64, trainable=False)
             self._count = tf.Variable(0.0, dtype=tf.float64, trainable=False)
+            # Multi-worker: a stop requested on any worker is summed into every step's reduction,
+            # so all workers stop after the same step.
+            self._stop_local = tf.Variable(0.0, dtype=tf.float32, trainable=False)
+            self._stop_any = tf.Variable(0.0, dtype=tf.float64, trainable=False)
         self.jit_compile = self._use_jit()
-        step = self._replica_train_step
-        self._step_fn = tf.function(step, jit_compile=True) if self.jit_compile else step
+        # XLA: the whole replica step on one replica. With several replicas only the gradient is
+        # compiled: a compiled optimizer update of mirrored variables is placed on the first
+        # device and fails ("Trying to access resource ... located in device CPU:1").
+        self._grads_fn = self._compute_grads
+        self._step_fn = self._replica_train_step
+        if self.jit_compile and self.replicas == 1:
+            self._step_fn = tf.function(self._replica_train_step, jit_compile=True)
+        elif self.jit_compile:
+            self._grads_fn = tf.function(self._compute_grads, jit_compile=True)
         self._train_fn = tf.function(self._train_function)
         self._eval_fn = tf.function(self._eval_function)
 
@@ -148,13 +160,20 @@ class Trainer:
         return mode == "on"
 
     def _replica_train_step(self, x, y, half=None):
-        """One SGD step on this replica's share of the global batch.
+        """One SGD step on this replica's share of the global batch: (loss sum, correct, count)."""
+        ctx = tf.distribute.get_replica_context()
+        count = tf.cast(tf.shape(y)[0], tf.float32)
+        n_global = ctx.all_reduce(tf.distribute.ReduceOp.SUM, count)
+        grads, loss_sum, correct = self._grads_fn(x, y, half, n_global)
+        self.optimizer.apply_gradients(zip(grads, self.model.trainable_variables))
+        return loss_sum, correct, count
+
+    def _compute_grads(self, x, y, half, n_global):
+        """Gradients of this replica's share of the loss (sum over its examples / global count).
 
         With SVAG (``half`` given: 0/1 per example), the loss is c1·L(batch 0) + c2·L(batch 1),
         c1,2 = (1 ± sqrt(2l − 1)) / 2, whose gradient has the mean of one batch's and l× its noise.
         """
-        ctx = tf.distribute.get_replica_context()
-        n_global = ctx.all_reduce(tf.distribute.ReduceOp.SUM, tf.cast(tf.shape(y)[0], tf.float32))
         model, tvars = self.model, self.model.trainable_variables
         with tf.GradientTape() as tape:
             logits = model(x, training=True)
@@ -171,33 +190,39 @@ class Trainer:
                 loss = self.optimizer.scale_loss(loss)  # apply_gradients unscales
         grads = tape.gradient(loss, tvars)
         grads = [g if g is not None else tf.zeros_like(v) for g, v in zip(grads, tvars)]
-        self.optimizer.apply_gradients(zip(grads, tvars))
         correct = tf.reduce_sum(tf.cast(tf.equal(tf.argmax(logits, -1, output_type=y.dtype), y), tf.float32))
-        return tf.reduce_sum(per_example), correct, tf.cast(tf.shape(y)[0], tf.float32)
+        return grads, tf.reduce_sum(per_example), correct
+
+    def _replica_step_stats(self, *batch):
+        loss_sum, correct, count = self._step_fn(*batch)
+        return tf.stack([loss_sum, correct, count, tf.identity(self._stop_local)])
 
     def _train_function(self, iterator):
         self.train_traces += 1  # runs at trace time only
         batch = next(iterator)
-        loss_sum, correct, count = self.strategy.run(self._step_fn, args=tuple(batch))
-        reduce = lambda t: tf.cast(self.strategy.reduce(tf.distribute.ReduceOp.SUM, t, axis=None), tf.float64)  # noqa: E731
-        self._sum_loss.assign_add(reduce(loss_sum))
-        self._sum_correct.assign_add(reduce(correct))
-        self._count.assign_add(reduce(count))
+        stats = self.strategy.run(self._replica_step_stats, args=tuple(batch))
+        # One reduction for all numbers: under MultiWorkerMirroredStrategy each is a collective.
+        total = tf.cast(self.strategy.reduce(tf.distribute.ReduceOp.SUM, stats, axis=None), tf.float64)
+        self._sum_loss.assign_add(total[0])
+        self._sum_correct.assign_add(total[1])
+        self._count.assign_add(total[2])
+        self._stop_any.assign(total[3])
 
     def _replica_eval_step(self, x, y):
         logits = self.model(x, training=False)
         per_example = per_example_loss(y, logits)
         pred = tf.argmax(logits, -1, output_type=y.dtype)
         correct = tf.reduce_sum(tf.cast(tf.equal(pred, y), tf.float32))
-        return tf.reduce_sum(per_example), correct, tf.cast(tf.shape(y)[0], tf.float32), pred
+        # all_gather keeps the examples' order across replicas and workers (uneven shares included)
+        preds = tf.distribute.get_replica_context().all_gather(pred, axis=0)
+        return tf.stack([tf.reduce_sum(per_example), correct, tf.cast(tf.shape(y)[0], tf.float32)]), preds
 
     def _eval_function(self, iterator):
         self.eval_traces += 1
         x, y = next(iterator)
-        loss_sum, correct, count, pred = self.strategy.run(self._replica_eval_step, args=(x, y))
-        reduce = lambda t: self.strategy.reduce(tf.distribute.ReduceOp.SUM, t, axis=None)  # noqa: E731
-        preds = self.strategy.experimental_local_results(pred)
-        return reduce(loss_sum), reduce(correct), reduce(count), tf.concat(preds, 0)
+        stats, preds = self.strategy.run(self._replica_eval_step, args=(x, y))
+        total = self.strategy.reduce(tf.distribute.ReduceOp.SUM, stats, axis=None)
+        return total[0], total[1], total[2], self.strategy.experimental_local_results(preds)[0]
 
     # ------------------------------------------------------------------------------ eval
     def _run_eval(self, x: np.ndarray, y: np.ndarray) -> tuple[float, float, np.ndarray]:
@@ -289,6 +314,9 @@ class Trainer:
         skip, partial = int(state.get("step_in_epoch", 0)), state.get("partial_sums")
         status, reason = "completed", ""
         self.model.stop_training = False
+        self._stop_any.assign(0.0)
+        self._stop_local.assign(0.0)
+        self._stop_sent = 0.0
         cbs.on_train_begin()
         epoch = start_epoch
         try:
@@ -316,17 +344,32 @@ class Trainer:
             status, reason = "diverged", str(err)
         cbs.on_train_end()
         final = self._final(status)
+        # Every worker evaluates (a collective under multi-worker); the chief logs.
+        if status == "completed" and (self.writer is not None or self.run_dir is not None) and len(s.x_test):
+            test = self.evaluate(s.x_test, s.y_test)
+            final.update(test_loss=test["loss"], test_accuracy=test["accuracy"])
+            if self.logger is not None:
+                self.logger.log_final("test", test, max(len(self.history) - 1, 0))
         if self.logger is not None:
-            if status == "completed":
-                test = self.evaluate(s.x_test, s.y_test) if len(s.x_test) else {}
-                if test:
-                    final.update(test_loss=test["loss"], test_accuracy=test["accuracy"])
-                    self.logger.log_final("test", test, max(len(self.history) - 1, 0))
             self.logger.close()
         return TrainResult(status, len(self.history), self.history, final, self.model, reason)
 
     def _stop_requested(self) -> bool:
+        """A stop was asked for (multi-worker: on any worker, as of the last step)."""
+        if self.multi_worker:
+            return bool(self._stop_any.numpy() > 0)
         return bool(self.stop_event is not None and self.stop_event.is_set())
+
+    def _share_stop_request(self) -> None:
+        """Multi-worker: put this worker's stop request into the next step's reduction."""
+        wanted = float(self.stop_event is not None and self.stop_event.is_set())
+        if wanted != self._stop_sent:
+            self._stop_local.assign(wanted)
+            self._stop_sent = wanted
+
+    def distribution_info(self) -> dict:
+        """Strategy, replicas and the split of the (base) global batch, for status.json and summary.json."""
+        return describe(self.strategy, self.spec.optimizer.batch_size)
 
     def _train_epoch(self, epoch: int, cbs, batch_hooks: bool, skip: int = 0, partial=None) -> dict | None:
         """Train one epoch; returns its logs, or None when a stop was requested inside it.
@@ -360,6 +403,8 @@ class Trainer:
         for step in range(skip, steps):
             if self._stop_requested():
                 return None
+            if self.multi_worker:
+                self._share_stop_request()
             if batch_hooks:
                 cbs.on_train_batch_begin(step)
             self._train_fn(iterator)
@@ -440,6 +485,15 @@ class Trainer:
 
     def _restore(self) -> tuple[int, dict]:
         path = ckpt.latest(self.run_dir.checkpoints_dir)
+        if self.multi_worker:  # every worker reads the checkpoint the chief reads, or none starts
+            mine = [0, 0, 0] if path is None else [1, *ckpt.position(path)]
+            chief, same = agree(self.strategy, mine)
+            if not same:
+                raise DistributionError(
+                    f"workers disagree on the checkpoint to resume: the chief has {ckpt.describe_position(chief)}, "
+                    f"this worker {ckpt.describe_position(mine)} in {self.run_dir.checkpoints_dir}; put the runs "
+                    "directory on a file system every worker mounts at the same path"
+                )
         if path is None:
             return 0, {}
         with self.strategy.scope():

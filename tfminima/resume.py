@@ -1,0 +1,86 @@
+"""What ``tfminima run --resume`` continues, and the rule that a resumed run keeps its config. No TensorFlow.
+
+A run directory's ``config.yaml`` is the run: resuming it with another config would train the
+first epochs with one setting and the rest with another, and the run directory would claim a
+single config for both. So the stored config wins; a config file or ``--set`` given along with
+``--resume`` is accepted only if it resolves to the same run config (useful in scripts that pass
+the same arguments every time), and refused with the differing keys otherwise.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+from tfminima import config as config_lib
+from tfminima import rundir as rd
+from tfminima import sweep as sweep_lib
+
+IGNORED = ("output_dir", "sweep", "profiles")  # where runs go and how a sweep was written: not the run
+
+
+class ResumeConflict(ValueError):
+    """The command asks to resume a run with a config other than its stored one."""
+
+
+@dataclasses.dataclass
+class ResumeTarget:
+    run_dir: rd.RunDir
+    spec: config_lib.ExperimentSpec
+
+
+def targets(path: str | Path, config_path: str | None = None, overrides: list[str] | None = None,
+            profile: str | None = None) -> list[ResumeTarget]:
+    """The runs under ``path`` to resume, each with its stored config.
+
+    Raises ConfigError (a stored config that no longer validates), ResumeConflict (a config or
+    overrides that differ from a stored config), or FileNotFoundError (nothing to resume).
+    """
+    from tfminima.runner import resumable
+
+    dirs = resumable(path)
+    if not dirs:
+        raise FileNotFoundError(f"no unfinished run under {path}")
+    out = [ResumeTarget(d, config_lib.load(d.config_path)) for d in dirs]
+    if config_path:
+        given = config_lib.load(config_path, overrides, profile)
+        plans = {p.run_id: p.spec for p in sweep_lib.expand(given)}
+        for t in out:
+            if t.run_dir.run_id not in plans:
+                raise ResumeConflict(
+                    f"{t.run_dir.path} is not a run of {config_path} (its runs: {', '.join(sorted(plans))}); "
+                    f"resume it with  tfminima run --resume {t.run_dir.path}  alone: its stored config.yaml is used"
+                )
+            _check_same(t, plans[t.run_dir.run_id], config_path)
+    elif overrides or profile:
+        for t in out:
+            _check_same(t, config_lib.load(t.run_dir.config_path, overrides, profile), "--set")
+    return out
+
+
+def _check_same(target: ResumeTarget, given: config_lib.ExperimentSpec, source: str) -> None:
+    diffs = differences(target.spec.model_dump(mode="json"), given.model_dump(mode="json"))
+    if diffs:
+        shown = "; ".join(f"{k}: stored {a!r}, given {b!r}" for k, a, b in diffs[:6])
+        more = f" (and {len(diffs) - 6} more)" if len(diffs) > 6 else ""
+        raise ResumeConflict(
+            f"{target.run_dir.path} was started with another config than {source} gives: {shown}{more}. "
+            "A resumed run keeps its stored config.yaml; drop the config and --set to resume it, "
+            "or start a new run"
+        )
+
+
+def differences(stored: dict, given: dict, prefix: str = "") -> list[tuple[str, Any, Any]]:
+    """(dotted key, stored value, given value) for every key whose values differ."""
+    out = []
+    for key in sorted(set(stored) | set(given)):
+        if not prefix and key in IGNORED:
+            continue
+        a, b = stored.get(key), given.get(key)
+        name = f"{prefix}{key}"
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += differences(a, b, name + ".")
+        elif a != b:
+            out.append((name, a, b))
+    return out
