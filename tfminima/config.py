@@ -300,7 +300,7 @@ class SweepSpec(Spec):
 
 FIGURES = Literal[
     "curves", "eta_over_s", "heatmap", "interpolation", "paired_curves", "memorization",
-    "beta_scaling", "sharpness_trajectory", "svag",
+    "beta_scaling", "sharpness_trajectory", "sharpness_vs_loss", "svag",
 ]
 
 
