@@ -158,11 +158,15 @@ def agree(strategy: tf.distribute.Strategy | None, values: list[int]) -> tuple[l
     return chief_values, same
 
 
-def describe(strategy: tf.distribute.Strategy, global_batch_size: int) -> dict:
-    """What a run directory records about its devices: strategy, replicas, batch split."""
+def describe(strategy: tf.distribute.Strategy, global_batch_size: int, scheduled: list[int] = ()) -> dict:
+    """What a run directory records about its devices: strategy, replicas, batch split.
+
+    ``global_batch_size`` is the base (optimizer.batch_size); with a batch-size schedule,
+    ``scheduled`` (every epoch's global batch) adds the ranges.
+    """
     replicas = strategy.num_replicas_in_sync
     multi = isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
-    return {
+    info = {
         # MultiWorkerMirroredStrategy's class is CollectiveAllReduceStrategy: use the public name
         "strategy": "MultiWorkerMirroredStrategy" if multi else type(strategy).__name__,
         "replicas": replicas,
@@ -171,3 +175,7 @@ def describe(strategy: tf.distribute.Strategy, global_batch_size: int) -> dict:
         "global_batch_size": global_batch_size,
         "per_replica_batch_size": global_batch_size // replicas,
     }
+    if scheduled and set(scheduled) != {global_batch_size}:
+        info["global_batch_size_range"] = [min(scheduled), max(scheduled)]
+        info["per_replica_batch_size_range"] = [min(scheduled) // replicas, max(scheduled) // replicas]
+    return info

@@ -369,7 +369,7 @@ class Trainer:
 
     def distribution_info(self) -> dict:
         """Strategy, replicas and the split of the (base) global batch, for status.json and summary.json."""
-        return describe(self.strategy, self.spec.optimizer.batch_size)
+        return describe(self.strategy, self.spec.optimizer.batch_size, [p.batch_size for p in self.plan])
 
     def _train_epoch(self, epoch: int, cbs, batch_hooks: bool, skip: int = 0, partial=None) -> dict | None:
         """Train one epoch; returns its logs, or None when a stop was requested inside it.

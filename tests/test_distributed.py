@@ -1,0 +1,217 @@
+"""Scale: real multi-worker runs on localhost, sweep shards in parallel processes, XLA and the
+per-replica batch under MirroredStrategy, and how a process learns its role in a cluster."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tfminima import checkpoint as ckpt
+from tfminima import cluster, config, runner
+from tfminima.rundir import RunDir, read_events
+
+CLI = [sys.executable, "-m", "tfminima.cli"]
+TINY = (
+    "dataset: {name: mnist1d, train_size: 256, val_size: 64, test_size: 64}\n"
+    "model: {name: mlp, hidden: [16]}\n"
+    "optimizer: {lr: 0.05, batch_size: 32, momentum: 0.9}\n"
+)
+
+
+def free_ports(n):
+    socks = [socket.socket() for _ in range(n)]
+    for s in socks:
+        s.bind(("localhost", 0))
+    ports = [s.getsockname()[1] for s in socks]
+    for s in socks:
+        s.close()
+    return ports
+
+
+def start_workers(args, n=2, cwd=None):
+    """``tfminima run ARGS`` as the n workers of a TF_CONFIG cluster on localhost (``cwd``: one per worker)."""
+    hosts = [f"localhost:{p}" for p in free_ports(n)]
+    procs = []
+    for i in range(n):
+        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3",
+                   TF_CONFIG=json.dumps({"cluster": {"worker": hosts}, "task": {"type": "worker", "index": i}}))
+        procs.append(subprocess.Popen(CLI + list(args), env=env, cwd=cwd[i] if cwd else None, stdout=subprocess.PIPE,
+                                      stderr=subprocess.PIPE, text=True, start_new_session=True))
+    return procs
+
+
+def finish(procs, timeout=600):
+    """Wait for every worker; kill the rest if one hangs. Returns [(returncode, stdout, stderr)]."""
+    out = []
+    deadline = time.time() + timeout
+    try:
+        for p in procs:
+            o, e = p.communicate(timeout=max(1, deadline - time.time()))
+            out.append((p.returncode, o, e))
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                os.killpg(p.pid, signal.SIGKILL)
+                p.wait()
+    return out
+
+
+def final_arrays(run_path):
+    with np.load(ckpt.latest(Path(run_path) / "checkpoints") / "variables.npz") as z:
+        return {k: z[k] for k in z.files}
+
+
+def single_process_arrays(text, tmp_path):
+    """The same experiment trained in this process on one device."""
+    spec = config.load_text(text.replace("strategy: multi_worker", "strategy: one_device"), "one.yaml")
+    (outcome,) = runner.run_sweep(spec, tmp_path / "single")
+    assert outcome.state == "completed"
+    return final_arrays(outcome.run_dir.path)
+
+
+def assert_close(a, b, atol=1e-5):
+    assert sorted(a) == sorted(b)
+    for k in a:
+        np.testing.assert_allclose(a[k], b[k], atol=atol, err_msg=k)
+
+
+def test_two_workers_match_one_process_and_only_the_chief_writes(tmp_path):
+    text = "name: mw\nepochs: 2\n" + TINY + "distribution: {strategy: multi_worker}\n"
+    (tmp_path / "mw.yaml").write_text(text)
+    out = tmp_path / "out"
+    (out / "mw").mkdir(parents=True)  # taken: the chief picks mw-2 and the other worker must follow
+    procs = start_workers(["run", str(tmp_path / "mw.yaml"), "--out", str(out), "--quiet"])
+    reference = single_process_arrays(text, tmp_path)
+    results = finish(procs)
+    for code, stdout, stderr in results:
+        assert code == 0, stderr[-3000:]
+        assert "runs in " + str(out / "mw-2") in stdout
+    run = RunDir(out / "mw-2" / "lr0.05-bs32-s0")
+    status = run.status()
+    assert status["state"] == "completed"
+    dist = status["distribution"]
+    assert (dist["strategy"], dist["workers"], dist["replicas"]) == ("MultiWorkerMirroredStrategy", 2, 2)
+    assert (dist["global_batch_size"], dist["per_replica_batch_size"]) == (32, 16)
+    assert run.summary()["distribution"] == dist
+    assert_close(final_arrays(run.path), reference)  # the global batch of 32 split 16 + 16
+    # Only the chief wrote: one of each event, every file with a pid carries the chief's.
+    assert [e["epoch"] for e in read_events(run.metrics_path) if e["kind"] == "train"] == [0, 1]
+    chief_pid = procs[0].pid
+    assert status["pid"] == chief_pid
+    tb_files = list((out / "mw-2").rglob("events.out.tfevents.*"))
+    assert tb_files and all(f".{chief_pid}." in f.name for f in tb_files)
+    assert json.loads((run.path / ".lock").read_text())["pid"] == chief_pid
+    assert sorted(p.name for p in out.iterdir()) == ["mw", "mw-2"] and not any((out / "mw").iterdir())
+
+
+@pytest.mark.slow  # two 2-worker launches (~4 TensorFlow processes)
+def test_two_workers_stop_together_and_resume_from_the_shared_checkpoint(tmp_path):
+    text = "name: mwr\nepochs: 6\n" + TINY + "distribution: {strategy: multi_worker}\n"
+    (tmp_path / "mwr.yaml").write_text(text)
+    out = tmp_path / "out"
+    run = RunDir(out / "mwr" / "lr0.05-bs32-s0")
+    procs = start_workers(["run", str(tmp_path / "mwr.yaml"), "--out", str(out), "--quiet"])
+    deadline = time.time() + 400
+    while time.time() < deadline and not (run.checkpoints_dir / "epoch-1" / "state.json").exists():
+        time.sleep(0.05)
+    procs[1].send_signal(signal.SIGTERM)  # the non-chief only: the stop must reach the chief
+    results = finish(procs)
+    assert [r[0] for r in results] == [130, 130], [r[2][-2000:] for r in results]
+    assert run.status()["state"] == "cancelled"
+    stopped_at = ckpt.latest(run.checkpoints_dir)
+    assert ckpt.position(stopped_at) < (6, 0)
+
+    # A worker that does not see the checkpoints (no shared file system): every worker refuses.
+    # The path is relative, so each worker resolves it in its own directory.
+    import shutil
+
+    elsewhere = tmp_path / "elsewhere"
+    shutil.copytree(out, elsewhere / "out", ignore=shutil.ignore_patterns("checkpoints"))
+    procs = start_workers(["run", "--resume", "out/mwr/lr0.05-bs32-s0", "--quiet"], cwd=[tmp_path, elsewhere])
+    results = finish(procs)
+    assert results[0][0] != 0 and results[1][0] != 0
+    assert "workers disagree on the checkpoint" in results[0][2] + results[1][2]
+    procs = start_workers(["run", "--resume", str(run.path), "--quiet"])
+    reference = single_process_arrays(text, tmp_path)
+    results = finish(procs)
+    assert [r[0] for r in results] == [0, 0], [r[2][-2000:] for r in results]
+    assert run.status()["state"] == "completed"
+    assert [e["epoch"] for e in read_events(run.metrics_path) if e["kind"] == "train"] == list(range(6))
+    assert_close(final_arrays(run.path), reference)
+
+
+@pytest.mark.slow  # three TensorFlow processes at once (~40-65 s on 2 loaded cores)
+def test_three_shard_processes_make_the_full_sweep(tiny_yaml, tmp_path):
+    cfg = tiny_yaml("epochs: 1\nsweep: {grid: {optimizer.batch_size: [16, 32, 64]}, seeds: [0, 1]}\n", name="sh")
+    out = tmp_path / "shards"
+    procs = [subprocess.Popen(CLI + ["run", cfg, "--out", str(out), "--shard", f"{i}/3", "--quiet"],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"), start_new_session=True)
+             for i in range(3)]
+    full = runner.run_sweep(config.load(cfg), tmp_path / "full")
+    results = finish(procs)
+    assert all(code == 0 for code, _, _ in results), [e[-2000:] for _, _, e in results]
+    full_ids = [o.run_dir.run_id for o in full]
+    assert len(full_ids) == 6
+    group = out / "sh"
+    assert sorted(p.name for p in group.iterdir() if p.is_dir()) == sorted(full_ids)  # one group, disjoint
+    trained_by = {r: RunDir(group / r).status()["pid"] for r in full_ids}
+    for i, proc in enumerate(procs):  # each process trained exactly its share
+        assert sorted(r for r, pid in trained_by.items() if pid == proc.pid) == sorted(full_ids[i::3])
+    for o in full:
+        shard_run = RunDir(group / o.run_dir.run_id)
+        assert shard_run.status()["state"] == "completed"
+        got, want = shard_run.summary(), o.run_dir.summary()
+        for key in ("loss", "accuracy", "val_loss", "val_accuracy", "test_accuracy"):
+            assert got[key] == want[key], (o.run_dir.run_id, key)
+        a, b = final_arrays(shard_run.path), final_arrays(o.run_dir.path)
+        for k in a:
+            np.testing.assert_array_equal(a[k], b[k])
+
+
+def test_xla_under_mirrored_strategy_on_two_logical_cpus():
+    from tfminima.train import Trainer
+
+    text = "epochs: 2\n" + TINY
+    one = Trainer(config.load_text(text)).fit()
+    trainer = Trainer(config.load_text(text + "distribution: {strategy: mirrored, cpu_replicas: 2, jit_compile: 'on'}\n"))
+    assert trainer.replicas == 2 and trainer.jit_compile
+    two = trainer.fit()
+    for a, b in zip(one.model.variables, two.model.variables):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), atol=1e-5)
+
+
+def test_run_directory_reports_the_strategy_and_per_replica_batch(tmp_path):
+    spec = config.load_text("name: rep\nepochs: 1\n" + TINY + "distribution: {strategy: mirrored, cpu_replicas: 2}\n"
+                            "batch_size_schedule: {kind: table, values: [2]}\n", "rep.yaml")
+    (outcome,) = runner.run_sweep(spec, tmp_path)
+    dist = outcome.run_dir.status()["distribution"]
+    assert dist["strategy"] == "MirroredStrategy" and dist["replicas"] == 2 and dist["workers"] == 1
+    assert (dist["global_batch_size"], dist["per_replica_batch_size"]) == (32, 16)
+    assert len(dist["local_devices"]) == 2
+    assert outcome.run_dir.summary()["distribution"] == dist
+    assert dist["global_batch_size_range"] == [64, 64] and dist["per_replica_batch_size_range"] == [32, 32]
+
+
+def test_role_from_tf_config_and_slurm(monkeypatch):
+    mw = config.load_text("distribution: {strategy: multi_worker}\n").distribution
+    hosts = ["a:1", "b:2", "c:3"]
+    monkeypatch.delenv("SLURM_PROCID", raising=False)
+    for index, chief in ((0, True), (2, False)):
+        monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": {"worker": hosts}, "task": {"type": "worker", "index": index}}))
+        assert cluster.role(mw) == cluster.Role(chief, index, 3)
+    monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": {"chief": ["a:1"], "worker": hosts[1:]},
+                                                "task": {"type": "worker", "index": 0}}))
+    assert cluster.role(mw) == cluster.Role(False, 1, 3)
+    monkeypatch.delenv("TF_CONFIG")
+    monkeypatch.setenv("SLURM_PROCID", "3")
+    monkeypatch.setenv("SLURM_STEP_NUM_TASKS", "4")
+    assert cluster.role(mw) == cluster.Role(False, 3, 4)
+    assert cluster.role(config.load_text("").distribution) == cluster.Role()  # not multi-worker: its own chief
