@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from report_support import config_yaml, epoch_events, make_run, monitor_events, png_size
 
-from tfminima.report import build, loading, numbers, paper
+from tfminima.report import build, loading, markdown, numbers, paper
 from tfminima.report.markdown import pct
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -155,8 +155,42 @@ def build_svag_group(group: Path) -> None:
                  summary={"val_accuracy": val[-1]}, events=_curves(rid, val, lr=0.05, bs=32, train_loss=loss, svag=l))
 
 
+# sharpness_vs_loss: λ_max = c(η/S) · loss^P along each run, c falling with η/S; losses fall at different
+# speeds, so the runs reach different end losses and only an equal-loss comparison recovers c.
+LOSS_P = 0.5
+LOSS_RUNS = {  # run id: (lr, S, training loss per epoch); sharpness measured every LOSS_EVERY epochs
+    "lr0.01-bs32-s0": (0.01, 32, [2.0 * 0.8 ** i for i in range(9)]),
+    "lr0.02-bs64-s0": (0.02, 64, [1.8 * 0.75 ** i for i in range(9)]),  # same η/S as the first
+    "lr0.04-bs32-s0": (0.04, 32, [2.2 * 0.7 ** i for i in range(9)]),
+    "lr0.16-bs32-s0": (0.16, 32, [2.0 * 0.6 ** i for i in range(9)]),
+}
+LOSS_EVERY = 2
+
+
+def loss_c(lr, bs):
+    return 0.05 / (lr / bs) ** 0.5  # falls with η/S
+
+
+def loss_lambda(lr, bs, loss):
+    return loss_c(lr, bs) * loss**LOSS_P
+
+
+def build_loss_group(group: Path) -> None:
+    """E1-like runs with sharpness along the trajectory, and one run without any sharpness event."""
+    figs = ["sharpness_vs_loss"]
+    for rid, (lr, bs, losses) in LOSS_RUNS.items():
+        sharp = {e: {"lambda_max": loss_lambda(lr, bs, losses[e]), "trace": 20 * loss_lambda(lr, bs, losses[e]),
+                     "trace_stderr": loss_lambda(lr, bs, losses[e])} for e in range(1, len(losses), LOSS_EVERY)}
+        events = _curves(rid, [0.5] * len(losses), lr=lr, bs=bs, train_loss=losses) + monitor_events(rid, "sharpness", sharp)
+        make_run(group, rid, config_yaml("e1_ratio_sharpness_cpu", lr=lr, batch_size=bs, figures=figs),
+                 summary={"val_accuracy": 0.5}, events=events)
+    make_run(group, "lr0.08-bs32-s0", config_yaml("e1_ratio_sharpness_cpu", lr=0.08, batch_size=32, figures=figs),
+             summary={"val_accuracy": 0.5}, events=_curves("lr0.08-bs32-s0", [0.5] * 3, lr=0.08, bs=32))
+
+
 GROUPS = {"ratio": build_ratio_group, "pairs": build_pairs_group, "memo": build_memo_group,
-          "beta": build_beta_group, "sharp": build_sharp_group, "interp": build_interp_group, "svag": build_svag_group}
+          "beta": build_beta_group, "sharp": build_sharp_group, "interp": build_interp_group, "svag": build_svag_group,
+          "loss": build_loss_group}
 
 
 @pytest.fixture(scope="module")
@@ -175,6 +209,7 @@ def report(tmp_path_factory):
 EXPECTED_FIGURES = {
     "ratio": ["eta_over_s", "heatmap", "curves"], "pairs": ["paired_curves"], "memo": ["memorization"],
     "beta": ["beta_scaling"], "sharp": ["sharpness_trajectory"], "interp": ["interpolation"], "svag": ["svag"],
+    "loss": ["sharpness_vs_loss"],
 }
 
 
@@ -187,6 +222,14 @@ def test_every_figure_kind_writes_a_png(report):
             width, height = png_size(path)
             assert 400 <= width <= 6000 and 300 <= height <= 6000, (path, width, height)
             assert f"({group}/{kind}.png)" in text  # REPORT.md links it
+
+
+def test_every_figure_kind_of_the_schema_has_a_section():
+    from typing import get_args
+
+    from tfminima import config
+
+    assert set(get_args(config.FIGURES)) == set(build.SECTIONS)
 
 
 def test_report_indexes_every_group(report):
@@ -300,6 +343,80 @@ def test_interpolation_rise_shrinks_to_the_alpha_range():
     assert rise.d == pytest.approx(d)
     assert rise.rise_a == pytest.approx(float(interp_loss(-d) - interp_loss(0.0)))
     assert rise.rise_b == pytest.approx(float(interp_loss(1 + d) - interp_loss(1.0)))
+
+
+def _measured_losses(losses):
+    return [losses[e] for e in range(1, len(losses), LOSS_EVERY)]
+
+
+def test_sharpness_vs_loss_compares_runs_at_equal_training_loss(report):
+    text = report[3]["loss"]
+    ranges = [(min(_measured_losses(l)), max(_measured_losses(l))) for _, _, l in LOSS_RUNS.values()]
+    lo, hi = np.log(max(r[0] for r in ranges)), np.log(min(r[1] for r in ranges))
+    assert lo < hi  # the constructed runs overlap
+    levels = [float(np.exp(lo + (i + 0.5) * (hi - lo) / 4)) for i in range(4)]
+    assert f"All {len(LOSS_RUNS)} runs pass through training losses {np.exp(lo):.3g} – {np.exp(hi):.3g}" in text
+    for level in levels:  # the power law is exact under log-log interpolation; ρ is −1 at every level
+        assert f"| {level:.3g} | {len(LOSS_RUNS)} of {len(LOSS_RUNS)} |" in text
+        row = next(line for line in text.splitlines() if line.startswith(f"| {level:.3g} | {len(LOSS_RUNS)} of"))
+        assert f"| {-1.0:.2f} |" in row and row.endswith(f"| {-1.0:.2f} |")  # λ_max and Tr(H)
+    for rid, (lr, bs, losses) in LOSS_RUNS.items():
+        measured = _measured_losses(losses)
+        row = next(line for line in text.splitlines() if line.startswith(f"| `{rid}` |"))
+        cells = [f"{loss_lambda(lr, bs, level):.4g}" for level in levels]
+        assert (f"| `{rid}` | {lr / bs:.3g} | {len(measured)} | {min(measured):.3g} – {max(measured):.3g} | "
+                + " | ".join(cells) + f" | {measured[-1]:.3g} | {loss_lambda(lr, bs, measured[-1]):.4g} |") == row
+    iso = [rid for rid, (lr, bs, _) in LOSS_RUNS.items() if lr / bs == 0.01 / 32]
+    mean = np.mean([loss_lambda(*LOSS_RUNS[r][:2], levels[0]) for r in iso])
+    assert f"| {mean:.4g} (n={len(iso)}) |" in text  # the iso-ratio pair's mean at the first level
+    assert "Not used (no sharpness measurement with a training loss of the same epoch): `lr0.08-bs32-s0`." in text
+
+
+def test_value_at_loss_takes_the_first_crossing_and_is_exact_for_a_power_law():
+    loss = np.array([1.0, 0.25, 0.5, 0.1])  # goes back up once, as under a cyclic schedule
+    lam = 3.0 * loss**0.7
+    assert numbers.value_at_loss(loss, lam, 0.4) == pytest.approx(3.0 * 0.4**0.7)  # first pass, 1.0 → 0.25
+    assert numbers.value_at_loss(loss, lam, 0.25) == pytest.approx(lam[1])
+    bumped = lam.copy()
+    bumped[2] = 99.0  # a different value on the way back up: never reached first there
+    assert numbers.value_at_loss(loss, bumped, 0.4) == pytest.approx(3.0 * 0.4**0.7)
+    assert numbers.value_at_loss(loss, lam, 2.0) is None and numbers.value_at_loss(loss, lam, 0.05) is None
+
+
+def test_sharpness_vs_loss_says_when_runs_share_no_loss_range(tmp_path):
+    """One measurement per run at different losses (sharpness only at the end): nothing to compare."""
+    for i, (lr, loss) in enumerate(((0.01, 0.9), (0.04, 0.5), (0.16, 0.2))):
+        rid = f"lr{lr:g}-bs32-s0"
+        events = _curves(rid, [0.5] * 3, lr=lr, bs=32, train_loss=[2.0, 1.5, loss]) + monitor_events(
+            rid, "sharpness", {2: {"lambda_max": 10.0 - i}})
+        make_run(tmp_path / "g", rid, config_yaml("e1", lr=lr, batch_size=32), summary={"val_accuracy": 0.5}, events=events)
+    (group,) = loading.load_groups(tmp_path)
+    paths = [numbers.loss_path(r) for r in group.runs]
+    levels = numbers.loss_levels(paths)
+    assert levels.levels == [] and levels.span is None
+    text = markdown.sharpness_vs_loss_text(paths, levels, numbers.compare_at_loss(paths, levels.levels), [])
+    assert "**No common training-loss range:**" in text
+    assert f"ρ(λ_max, η/S) = {-1.0:.2f} over 3 runs, with training losses from 0.2 to 0.9" in text
+
+
+def test_sharpness_vs_loss_flags_levels_with_fewer_than_three_runs(tmp_path):
+    """Two runs overlap, the third does not: levels lie where ≥ 2 runs pass, and get no ρ."""
+    spans = {0.01: [1.0, 0.5], 0.04: [0.8, 0.4], 0.16: [0.2, 0.1]}
+    for lr, losses in spans.items():
+        rid = f"lr{lr:g}-bs32-s0"
+        events = _curves(rid, [0.5] * 2, lr=lr, bs=32, train_loss=losses) + monitor_events(
+            rid, "sharpness", {e: {"lambda_max": 5.0 / lr * losses[e]} for e in range(2)})
+        make_run(tmp_path / "g", rid, config_yaml("e1", lr=lr, batch_size=32), summary={"val_accuracy": 0.5}, events=events)
+    (group,) = loading.load_groups(tmp_path)
+    paths = [numbers.loss_path(r) for r in group.runs]
+    levels = numbers.loss_levels(paths)
+    assert not levels.common and levels.min_runs == 2
+    assert levels.span == pytest.approx((0.5, 0.8))
+    comparisons = numbers.compare_at_loss(paths, levels.levels)
+    assert all(c.n == 2 and c.rho_lambda is None for c in comparisons)
+    text = markdown.sharpness_vs_loss_text(paths, levels, comparisons, [])
+    assert "**The runs' loss ranges have no part in common:**" in text
+    assert "n/a (< 3 runs)" in text and "Levels reached by fewer than 3 runs (no correlation): " in text
 
 
 def test_svag_states_the_gap_between_l1_and_the_largest_l(report):

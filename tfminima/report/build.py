@@ -181,6 +181,17 @@ def _section_sharpness_trajectory(ctx: Context) -> Section:
                    markdown.sharpness_text(ctx.runs, ctx.group.experiment))
 
 
+def _section_sharpness_vs_loss(ctx: Context) -> Section:
+    paths = {r.run_id: numbers.loss_path(r) for r in ctx.runs}
+    drawn = [p for p in paths.values() if p is not None]
+    levels = numbers.loss_levels(drawn)
+    comparisons = numbers.compare_at_loss(drawn, levels.levels)
+    fig = figures.sharpness_vs_loss(drawn, levels, ctx.styles, ctx.norm, ctx.title, ctx.path("sharpness_vs_loss"))
+    skipped = [r for r in ctx.runs if paths[r.run_id] is None]
+    return Section("sharpness_vs_loss", "Sharpness at equal training loss", fig,
+                   markdown.sharpness_vs_loss_text(drawn, levels, comparisons, skipped))
+
+
 def _section_svag(ctx: Context) -> Section:
     comparisons = numbers.svag_comparisons(ctx.runs)
     fig = figures.svag(comparisons, ctx.title, ctx.path("svag"))
@@ -196,6 +207,7 @@ SECTIONS: dict[str, Callable[[Context], Section]] = {
     "memorization": _section_memorization,
     "beta_scaling": _section_beta_scaling,
     "sharpness_trajectory": _section_sharpness_trajectory,
+    "sharpness_vs_loss": _section_sharpness_vs_loss,
     "svag": _section_svag,
 }
 

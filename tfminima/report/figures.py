@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 from matplotlib.colors import LogNorm
 from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
 
 from tfminima.report import numbers, paper
 from tfminima.report.loading import Run
@@ -445,4 +446,67 @@ def svag(comparisons: list[numbers.SvagComparison], title: str, path: Path) -> P
             ax.grid(alpha=0.3)
         loss_ax.legend(fontsize=7)
     fig.suptitle(f"{title}: SVAG — does SGD follow its SDE limit?")
+    return save(fig, path)
+
+
+# ------------------------------------------------------------------------ sharpness_vs_loss
+LOSS_AXIS_LABEL = "training loss (mean over the epoch, log scale)"
+
+
+def sharpness_vs_loss(paths: list[numbers.LossPath], levels: numbers.LossLevels, styles: dict[str, RunStyle],
+                      norm: LogNorm, title: str, path: Path) -> Path | None:
+    """λ_max (and Tr(H) ± s.e.) against training loss, one line per run along its trajectory.
+
+    Training moves each line from right (high loss) to left; the last measurement is ringed in
+    black. The grey band is the loss range the runs are compared over, the dotted lines the
+    levels of the report's table: at one of them, colour (η/S) should order the heights.
+    """
+    if not paths:
+        return None
+    with_trace = any(np.isfinite(p.trace).any() for p in paths)
+    panels = [("lambda_max", "λ_max, largest Hessian eigenvalue (log)")]
+    if with_trace:
+        panels.append(("trace", "Tr(H), Hessian trace (log, bars ±1 s.e.)"))
+    fig, axes = new_figure(1, len(panels), width=5.6, height=4.4, sharex=True)
+    for ax, (key, ylabel) in zip(axes[0], panels):
+        if levels.span is not None:
+            ax.axvspan(*levels.span, color="0.88", zorder=0, lw=0)
+            for level in levels.levels:
+                ax.axvline(level, color="0.45", ls=":", lw=1.0, zorder=1)
+        for p in paths:
+            st = styles[p.run.run_id]
+            y = getattr(p, key)
+            ok = np.isfinite(y) & (y > 0)
+            if not ok.any():
+                continue
+            x, y = p.loss[ok], y[ok]
+            label = f"{p.run.name}  (η/S={p.run.eta_over_s:.3g})" if key == "lambda_max" else None
+            ax.plot(x, y, color=st.colour, linestyle=st.linestyle, marker=st.marker, markersize=4, lw=1.4,
+                    label=label, zorder=3)
+            if key == "trace":
+                err = p.trace_stderr[ok]
+                has = np.isfinite(err)
+                if has.any():
+                    ax.errorbar(x[has], y[has], yerr=err[has], fmt="none", ecolor=st.colour, elinewidth=0.9,
+                                capsize=2, zorder=2)
+            ax.scatter(x[-1:], y[-1:], s=70, facecolor="none", edgecolor="black", linewidth=1.1, zorder=4)
+        log_axis(ax, "x")
+        log_axis(ax)
+        ax.set_xlabel(LOSS_AXIS_LABEL)
+        ax.set_ylabel(ylabel)
+        ax.grid(alpha=0.3, which="both")
+    extra = [Line2D([], [], marker="o", ls="", mfc="none", mec="black", ms=8, label="last measurement")]
+    if levels.span is not None:
+        extra.append(Patch(color="0.88", label="loss range compared" + ("" if levels.common else
+                                                                          f" (≥ {levels.min_runs} runs)")))
+        extra.append(Line2D([], [], color="0.45", ls=":", label="levels in the table"))
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    if len(handles) > 18:  # too many runs to name: the colour bar tells η/S
+        handles, labels = [], []
+    handles += extra
+    # Below the panels: trajectories fill the whole plot area, a legend inside would hide some.
+    fig.legend(handles, labels + [h.get_label() for h in extra], fontsize=7, loc="outside lower center",
+               ncol=min(4, len(handles)), frameon=False)
+    colourbar(fig, axes, norm)
+    fig.suptitle(f"{title}: sharpness at equal training loss (training runs right → left)")
     return save(fig, path)

@@ -276,3 +276,75 @@ def svag_text(comparisons: list[numbers.SvagComparison]) -> str:
         return "No SVAG runs.\n"
     return table(["η", "final val acc (%) by l", "largest l", "max |train loss l=1 − largest l|",
                   "max |val acc l=1 − largest l|"], rows)
+
+
+# ----------------------------------------------------------------------- sharpness_vs_loss
+def _rho_cell(corr: numbers.Correlation | None, n: int) -> str:
+    if n < numbers.MIN_RUNS_FOR_RHO:
+        return f"n/a (< {numbers.MIN_RUNS_FOR_RHO} runs)"
+    return "n/a (no ranking)" if corr is None else f"{corr.rho:.2f}"
+
+
+def sharpness_vs_loss_text(paths: list[numbers.LossPath], levels: numbers.LossLevels,
+                           comparisons: list[numbers.LevelComparison], skipped: list[Run]) -> str:
+    """λ_max per run at common training-loss levels, ρ(λ_max, η/S) per level, and the end points beside them."""
+    if not paths:
+        text = "No sharpness measurements paired with a training loss (add the `sharpness` monitor).\n"
+        if skipped:
+            text += "\nRuns without sharpness measurements: " + ", ".join(f"`{r.name}`" for r in skipped) + ".\n"
+        return text
+    out = [("Each run's λ_max is compared at the same training loss (the mean loss over the epoch of the "
+            "measurement), interpolated linearly in log λ_max against log loss between its measurements; "
+            "a run that crosses a level more than once is taken at its first crossing.\n")]
+    if levels.span is None:
+        out.append(f"\n**No common training-loss range:** the runs' loss ranges at their sharpness measurements do not "
+                   f"overlap, and no loss is reached by {levels.min_runs} or more of the {levels.runs} runs, so they "
+                   f"cannot be compared at equal loss. Measure sharpness more often (`sharpness: {{every: ...}}`) or "
+                   f"train the runs to similar losses.\n")
+    elif levels.common:
+        out.append(f"\nAll {levels.runs} runs pass through training losses {num(levels.span[0], 3)} – "
+                   f"{num(levels.span[1], 3)}; levels are log-spaced inside that range.\n")
+    else:
+        out.append(f"\n**The runs' loss ranges have no part in common:** levels are placed where at least "
+                   f"{levels.min_runs} of the {levels.runs} runs pass ({num(levels.span[0], 3)} – "
+                   f"{num(levels.span[1], 3)}); each level says how many runs reach it.\n")
+    groups = numbers.iso_ratio_groups([p.run for p in paths])
+    if comparisons:
+        with_groups = len(groups) <= 6
+        header = ["training loss", "runs at this loss"]
+        header += [f"mean λ_max, η/S={r:.3g}" for r in groups] if with_groups else []
+        header += ["ρ(λ_max, η/S)", "p", "ρ(Tr(H), η/S)"]
+        rows = []
+        for c in comparisons:
+            row = [num(c.level, 3), f"{c.n} of {len(paths)}"]
+            if with_groups:
+                for members in groups.values():
+                    vals = [c.lambda_max[r.run_id] for r in members if r.run_id in c.lambda_max]
+                    row.append(DASH if not vals else num(sum(vals) / len(vals)) + (f" (n={len(vals)})" if len(vals) > 1 else ""))
+            row += [_rho_cell(c.rho_lambda, c.n), DASH if c.rho_lambda is None else f"{c.rho_lambda.pvalue:.2g}",
+                    _rho_cell(c.rho_trace, len(c.trace))]
+            rows.append(row)
+        out.append("\nAt equal training loss:\n\n" + table(header, rows))
+        few = [c for c in comparisons if c.n < numbers.MIN_RUNS_FOR_RHO]
+        if few:
+            out.append(f"\nLevels reached by fewer than {numbers.MIN_RUNS_FOR_RHO} runs (no correlation): "
+                       + ", ".join(num(c.level, 3) for c in few) + ".\n")
+    header = ["run", "η/S", "sharpness measurements", "training loss range"]
+    header += [f"λ_max at loss {num(c.level, 3)}" for c in comparisons]
+    header += ["final loss", "final λ_max"]
+    rows = []
+    for p in paths:
+        lo, hi = p.loss_range
+        rows.append([f"`{p.run.name}`", num(p.run.eta_over_s, 3), str(len(p.loss)),
+                     num(lo, 3) if num(lo, 3) == num(hi, 3) else f"{num(lo, 3)} – {num(hi, 3)}"]
+                    + [num(c.lambda_max.get(p.run.run_id)) for c in comparisons]
+                    + [num(float(p.loss[-1]), 3), num(float(p.lambda_max[-1]))])
+    out.append("\nPer run (— : the run never reaches that loss between its measurements):\n\n" + table(header, rows))
+    end = numbers.spearman([p.run.eta_over_s for p in paths], [float(p.lambda_max[-1]) for p in paths])
+    finals = [float(p.loss[-1]) for p in paths]
+    out.append(f"\nAt the last measurements, for contrast: ρ(λ_max, η/S) = {rho(end)} over {len(paths)} runs, with "
+               f"training losses from {num(min(finals), 3)} to {num(max(finals), 3)}.\n")
+    if skipped:
+        out.append("\nNot used (no sharpness measurement with a training loss of the same epoch): "
+                   + ", ".join(f"`{r.name}`" for r in skipped) + ".\n")
+    return "".join(out)
