@@ -6,10 +6,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from tui_support import build_runs
+
 from tfminima import config
-from tui import comparison, formspec as fs
+from tui import comparison
+from tui import formspec as fs
 from tui.formmodel import FormModel
 from tui.series import Series, channels_of, downsample
 from tui.store import RunStore
@@ -52,7 +53,7 @@ def test_form_model_routes_problems_to_form_keys():
     m.set("dataset.name", "mnits")
     spec, problems = m.validate()
     assert spec is None
-    by_key, general = m.route(problems, keys)
+    by_key, _ = m.route(problems, keys)
     assert "did you mean 'mnist'" in by_key["dataset.name"][0]
     assert set(by_key) >= {"monitors.sharpness.every", "model.hidden", "dataset.name"}
     assert m.data["sweep"] == {"grid": {"optimizer.batch_size": [32, "x"]}}
@@ -138,7 +139,7 @@ def test_series_and_downsample():
     for i in range(1000):
         s.append(i, i * 0.5)
     assert len(s) == 1000 and s.last() == 499.5
-    x, y = downsample(s.x, s.y, 100)
+    x, _ = downsample(s.x, s.y, 100)
     assert len(x) <= 100 and x[0] == 0 and x[-1] == 999
     assert channels_of({"kind": "eval", "split": "test", "epoch": 1, "accuracy": 0.5}) == [("test/accuracy", 0.5)]
     assert channels_of({"kind": "sharpness", "epoch": 1, "lambda_max": 3.0, "eigenvalues": [3.0]}) == [

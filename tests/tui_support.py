@@ -117,13 +117,13 @@ def build_runs(root: Path) -> Path:
     root = Path(root)
     plans = sweep.expand(config.load_text(QUICKSTART, "quickstart.yaml"))
     kinds = [
-        dict(state="completed", epochs_done=12),
-        dict(state="completed", epochs_done=12),
-        dict(state="completed", epochs_done=12),
-        dict(state="running", epochs_done=7, host="gpu-node-7", pid=4242),
-        dict(state="failed", epochs_done=3, error="ValueError: loss is NaN at epoch 3",
-             traceback='Traceback (most recent call last):\n  File "train.py", line 1, in fit\nValueError: loss is NaN'),
-        dict(state="crashed", epochs_done=5),
+        {"state": "completed", "epochs_done": 12},
+        {"state": "completed", "epochs_done": 12},
+        {"state": "completed", "epochs_done": 12},
+        {"state": "running", "epochs_done": 7, "host": "gpu-node-7", "pid": 4242},
+        {"state": "failed", "epochs_done": 3, "error": "ValueError: loss is NaN at epoch 3",
+         "traceback": 'Traceback (most recent call last):\n  File "train.py", line 1, in fit\nValueError: loss is NaN'},
+        {"state": "crashed", "epochs_done": 5},
     ]
     for i, (plan, kind) in enumerate(zip(plans, kinds)):
         write_run(root, "quickstart", plan, index=i, sharpness_every=4, **kind)

@@ -14,9 +14,10 @@ import sys
 import traceback
 from functools import partial
 from pathlib import Path
+from typing import ClassVar
 
 from textual.app import App, SystemCommand
-from textual.binding import Binding
+from textual.binding import Binding, BindingType
 from textual.worker import Worker, WorkerState
 
 from tfminima import config as config_lib
@@ -40,8 +41,8 @@ class MinimaApp(App):
 
     CSS_PATH = "app.tcss"
     TITLE = "tfminima-tui"
-    MODES = {"configure": ConfigureScreen, "runs": RunsScreen, "monitor": MonitorScreen, "compare": CompareScreen}
-    BINDINGS = [
+    MODES: ClassVar[dict[str, type]] = {"configure": ConfigureScreen, "runs": RunsScreen, "monitor": MonitorScreen, "compare": CompareScreen}
+    BINDINGS: ClassVar[list[BindingType]] = [
         Binding("1", "switch_mode('configure')", "Config", show=False),
         Binding("2", "switch_mode('runs')", "Runs", show=False),
         Binding("3", "switch_mode('monitor')", "Monitor", show=False),

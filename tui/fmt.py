@@ -35,7 +35,7 @@ def pct(value) -> str:
 def duration(seconds) -> str:
     if seconds is None:
         return "–"
-    seconds = int(round(seconds))
+    seconds = round(seconds)
     if seconds < 60:
         return f"{seconds}s"
     if seconds < 3600:

@@ -27,7 +27,7 @@ class FormModel:
         self.unplaced: dict[str, str] = {}  # form key -> why its value could not go in the dict
 
     @classmethod
-    def from_text(cls, text: str, file: str = "<config>") -> "FormModel":
+    def from_text(cls, text: str, file: str = "<config>") -> FormModel:
         data, _ = config_lib.read_yaml(text, file)
         return cls(data)
 

@@ -226,7 +226,7 @@ class Launcher:
         what = "cancelled before it could record a status" if job.cancel_requested else "left no final status"
         return f"process {job.proc.pid} {how}: {what} (log: {job.log_path.name})" + (f"\n{tail}" if tail else "")
 
-    def pending_rows(self) -> list["RunRow"]:
+    def pending_rows(self) -> list[RunRow]:
         """Rows for launches whose run directory does not exist yet."""
         from tui.store import RunRow
 

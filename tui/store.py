@@ -152,7 +152,7 @@ class RunRow:
 class RunStore:
     """The runs under ``root``; ``poll()`` from a worker thread, read under ``lock`` from the UI."""
 
-    def __init__(self, root: str | Path, launcher: "Launcher | None" = None, scan_interval: float = 2.0):
+    def __init__(self, root: str | Path, launcher: Launcher | None = None, scan_interval: float = 2.0):
         self.root = Path(root)
         self.launcher = launcher
         self.scan_interval = scan_interval

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
-
-from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
-from textual.binding import Binding
+from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.widgets import Select, Static
 
@@ -25,7 +24,7 @@ class CompareScreen(AppScreen):
     """Scatter of a final metric against η/S (log x, one colour per S) and the η × S heatmap."""
 
     TITLE = "Compare"
-    BINDINGS = [
+    BINDINGS: ClassVar[list[BindingType]] = [
         Binding("n", "metric(1)", "Next metric"),
         Binding("p", "metric(-1)", "Prev metric"),
         Binding("x", "export", "Export CSV"),

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import ClassVar
 
 from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
-from textual.binding import Binding
+from textual.binding import Binding, BindingType
 from textual.widgets import Static
 
 from tfminima import config as config_lib
@@ -43,7 +44,7 @@ class ConfigureScreen(AppScreen):
     """The experiment form, the problems the validator finds, and what the sweep will run."""
 
     TITLE = "Configure"
-    BINDINGS = [
+    BINDINGS: ClassVar[list[BindingType]] = [
         Binding("ctrl+o", "open", "Open"),
         Binding("ctrl+s", "save", "Save"),
         Binding("ctrl+l", "launch", "Launch"),

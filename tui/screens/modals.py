@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import ClassVar
 
 from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
-from textual.binding import Binding
+from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, OptionList, Static
@@ -17,7 +18,7 @@ from textual.widgets.option_list import Option
 class ErrorModal(ModalScreen[None]):
     """Something went wrong in a worker; the app stays up and says what (harlequin style)."""
 
-    BINDINGS = [Binding("escape,enter", "dismiss", "close")]
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape,enter", "dismiss", "close")]
 
     def __init__(self, title: str, message: str, detail: str = ""):
         super().__init__(classes="modal")
@@ -40,7 +41,7 @@ class ErrorModal(ModalScreen[None]):
 class RunDetailModal(ModalScreen[None]):
     """Everything about one run: where it is, its status, its error and traceback, its log tail."""
 
-    BINDINGS = [Binding("escape,enter,q", "dismiss", "close")]
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape,enter,q", "dismiss", "close")]
 
     def __init__(self, title: str, sections: list[tuple[str, str]]):
         super().__init__(classes="modal")
@@ -64,7 +65,7 @@ class RunDetailModal(ModalScreen[None]):
 class QuitModal(ModalScreen[str | None]):
     """Runs are alive: leave them running (the default), cancel them, or stay."""
 
-    BINDINGS = [
+    BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "dismiss(None)", "stay"),
         Binding("l", "dismiss('leave')", "quit, leave runs"),
         Binding("c", "dismiss('cancel')", "quit and cancel runs"),
@@ -95,7 +96,7 @@ class QuitModal(ModalScreen[str | None]):
 class PathPrompt(ModalScreen[str | None]):
     """Ask for a YAML path; offers the experiment files found near the working directory."""
 
-    BINDINGS = [Binding("escape", "dismiss(None)", "cancel")]
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "dismiss(None)", "cancel")]
 
     def __init__(self, title: str, default: str = "", search: list[Path] = ()):
         super().__init__(classes="modal")

@@ -67,20 +67,19 @@ class MonitorScreen(AppScreen):
         colours = app.colours.colours(keys)
         store = app.store
         data: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]] = {}
-        states = {}
+        states = {row.key: row.state for row in store.rows()}  # queued launches have no record yet
         with store.lock:
             for key in keys:
                 record = store.records.get(key)
                 if record is None:
                     continue
-                states[key] = store.state_of(record)
                 data[key] = {ch: (s.x.copy(), s.y.copy()) for ch, s in record.series.items()}
         for pid, (title, channels) in PANELS.items():
             traces = [Trace(f"{key}|{ch}", *data[key][ch], colours[key], marker)
                       for key in keys if key in data for ch, marker in channels if ch in data[key]]
             self.query_one(f"#plot-{pid}", MetricPlot).set_traces(traces)
         self.query_one("#plot-memo", MetricPlot).set_traces(self._memorization(keys, data, colours))
-        has = lambda ch: any(ch in d for d in data.values())  # noqa: E731
+        has = lambda ch: any(ch in d for d in data.values())
         self.query_one("#row-sharpness").display = has("sharpness/lambda_max") or has("sharpness/trace")
         self.query_one("#row-memorization").display = has("memorization/noisy_accuracy")
         self._legend(keys, chosen, colours, states)

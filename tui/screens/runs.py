@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
+from typing import ClassVar
 
 from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
-from textual.binding import Binding
+from textual.binding import Binding, BindingType
 from textual.widgets import DataTable, Static
 
 from tui import fmt
@@ -24,7 +25,7 @@ class RunsScreen(AppScreen):
     """The runs table and a detail line about the highlighted run."""
 
     TITLE = "Runs"
-    BINDINGS = [
+    BINDINGS: ClassVar[list[BindingType]] = [
         Binding("space", "toggle_select", "Select"),
         Binding("a", "select_all", "All/none"),
         Binding("enter", "details", "Details"),
@@ -56,7 +57,6 @@ class RunsScreen(AppScreen):
         self.rows = {r.key: r for r in rows}
         colours = {k: hex_colour(c) for k, c in app.colours.colours(sorted(app.selected)).items()}
         self.table.show_rows(rows, app.selected, colours)
-        running, queued = app.launcher.counts()
         states: dict[str, int] = {}
         for r in rows:
             states[r.state] = states.get(r.state, 0) + 1
@@ -142,8 +142,8 @@ class RunsScreen(AppScreen):
             ("Traceback", traceback),
             ("Status", json.dumps(status, indent=2, default=str) if status else ""),
             (f"Log ({log.name})", log_tail(log, 30)),
-            ("Commands", f"tfminima run --resume {self.app.runs_dir / row.key}\n"
-                         f"tensorboard --logdir {self.app.runs_dir / row.group}"),
+            ("Commands", (f"tfminima run --resume {self.app.runs_dir / row.key}\n"
+                          f"tensorboard --logdir {self.app.runs_dir / row.group}")),
         ]
         self.app.push_screen(RunDetailModal(f"{row.key}: {row.state}", sections))
 

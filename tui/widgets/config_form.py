@@ -9,14 +9,23 @@ with the validated spec (or None) and the problems no field claimed.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from textual import on
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.message import Message
 from textual.widget import Widget
-from textual.widgets import ContentSwitcher, Input, Label, OptionList, Select, Static, Switch
+from textual.widgets import (
+    ContentSwitcher,
+    Input,
+    Label,
+    OptionList,
+    Select,
+    Static,
+    Switch,
+)
 from textual.widgets.option_list import Option
 
 from tfminima import config as config_lib

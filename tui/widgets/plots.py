@@ -97,7 +97,7 @@ class MetricPlot(PlotextPlot):
             x, y = downsample(t.x[mask], t.y[mask], 2 * width)
             if not len(x):
                 continue
-            kwargs = dict(color=t.colour, marker=t.marker)
+            kwargs = {"color": t.colour, "marker": t.marker}
             if t.label:
                 kwargs["label"] = t.label
             if t.scatter or len(x) == 1:
