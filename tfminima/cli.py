@@ -75,6 +75,14 @@ def cmd_run(args) -> int:
         except (ResumeConflict, FileNotFoundError) as err:
             _err(f"tfminima run --resume: {err}")
             return 2
+        if len(targets) == 1 and (Path(args.resume) / "config.yaml").exists():
+            from tfminima.locks import RunBusy, RunLock
+
+            try:  # refuse before TensorFlow starts; train_run takes the lock for real
+                RunLock(targets[0].run_dir.path).acquire().release()
+            except RunBusy as err:
+                _err(f"tfminima run --resume: {err}")
+                return 2
     else:
         try:
             spec = config_lib.load(args.config, args.set, args.profile)
@@ -93,13 +101,15 @@ def cmd_run(args) -> int:
             _err(f"tfminima run: {err}")
             return 2
     _quiet_tensorflow()
-    from tfminima.distribute import DistributionError, prepare
+    dist = (spec or targets[0].spec).distribution
+    if dist.strategy == "multi_worker" or dist.cpu_replicas > 1:
+        from tfminima.distribute import DistributionError, prepare
 
-    try:
-        prepare((spec or targets[0].spec).distribution)  # before any TensorFlow operation
-    except (DistributionError, ValueError) as err:
-        _err(f"tfminima run: {err}")
-        return 2
+        try:
+            prepare(dist)  # before any TensorFlow operation
+        except (DistributionError, ValueError) as err:
+            _err(f"tfminima run: {err}")
+            return 2
     stop = threading.Event()
     _install_stop_handlers(stop)
     try:
@@ -129,7 +139,7 @@ def _train(args, spec, shard, targets, stop):
         with progress:
             if targets:
                 outcomes = runner.resume_runs(
-                    targets, single=len(targets) == 1 and Path(args.resume, "status.json").exists(),
+                    targets, single=(Path(args.resume) / "config.yaml").exists(),
                     on_run_start=progress.start_run, callbacks_for=lambda d: [progress.callback()],
                     stop_event=stop,
                 )

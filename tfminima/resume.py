@@ -47,7 +47,9 @@ def targets(path: str | Path, config_path: str | None = None, overrides: list[st
         given = config_lib.load(config_path, overrides, profile)
         plans = {p.run_id: p.spec for p in sweep_lib.expand(given)}
         for t in out:
-            if t.run_dir.run_id not in plans:
+            if t.run_dir.run_id not in plans and len(plans) == 1:  # one run: name what differs
+                _check_same(t, next(iter(plans.values())), config_path)
+            elif t.run_dir.run_id not in plans:
                 raise ResumeConflict(
                     f"{t.run_dir.path} is not a run of {config_path} (its runs: {', '.join(sorted(plans))}); "
                     f"resume it with  tfminima run --resume {t.run_dir.path}  alone: its stored config.yaml is used"

@@ -349,9 +349,14 @@ def run_report_analyses(spec: config_lib.ExperimentSpec, group: Path) -> list[di
 def resumable(path: str | Path) -> list[rd.RunDir]:
     """The run directories to resume under ``path``: one run, or the unfinished runs of a sweep."""
     path = Path(path)
-    if (path / "status.json").exists():
+    if (path / "config.yaml").exists():
         return [rd.RunDir(path)]
-    return [r for r in rd.find_runs(path) if r.status().get("state") not in ("completed", "diverged")]
+    runs = rd.find_runs(path)
+    # killed between writing config.yaml and status.json: pending, resumable from scratch
+    known = {r.path for r in runs}
+    runs += [rd.RunDir(p.parent) for p in path.rglob("config.yaml") if p.parent not in known]
+    runs = sorted(runs, key=lambda r: str(r.path))
+    return [r for r in runs if r.status().get("state") not in ("completed", "diverged")]
 
 
 def resume_run(run_dir: rd.RunDir, spec: config_lib.ExperimentSpec | None = None, **kwargs) -> RunOutcome:

@@ -1,0 +1,266 @@
+"""Faults: SIGKILL at random moments (checkpoint writes included), a second Ctrl-C, two processes on
+one run, a resume with another config, a full or read-only disk. Nothing may leave a run directory
+unreadable or lose the last good checkpoint."""
+
+import importlib.util
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+CLI = [sys.executable, "-m", "tfminima.cli"]
+
+
+def kill_test():
+    spec = importlib.util.spec_from_file_location("kill_test", ROOT / "scripts" / "kill_test.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_two_sigkills_one_inside_a_checkpoint_write_then_resume_bitwise(tmp_path):
+    summary = kill_test().run_campaign(runs=1, kills=2, epochs=8, work=tmp_path, in_process_reference=True)
+    brief = {k: v for k, v in summary.items() if k != "results"}
+    assert summary["ok"], brief
+    assert summary["kills_by_mode"]["checkpoint"] == 1 and summary["checkpoint_writes_hit"] == 1, brief
+
+
+@pytest.mark.slow  # ~25 TensorFlow process starts: 5-20 minutes
+def test_kill_campaign_of_21_sigkills():
+    summary = kill_test().run_campaign(runs=3, kills=7, epochs=30)
+    brief = {k: v for k, v in summary.items() if k != "results"}
+    assert summary["ok"] and summary["kills"] >= 20, brief
+
+
+# ------------------------------------------------------------------------- helpers
+TINY = (
+    "name: f\nepochs: 3\n"
+    "dataset: {name: mnist1d, train_size: 256, val_size: 64, test_size: 64}\n"
+    "model: {name: mlp, hidden: [16]}\n"
+    "optimizer: {lr: 0.05, batch_size: 32, momentum: 0.9}\n"
+)
+
+
+def new_run(tmp_path, name, text=TINY):
+    from tfminima import config, rundir
+
+    spec = config.load_text(text, f"{name}.yaml")
+    return spec, rundir.create(tmp_path, name, "run", config.to_yaml(spec))
+
+
+def arrays(run):
+    from tfminima import checkpoint as ckpt
+
+    with np.load(ckpt.latest(run.checkpoints_dir) / "variables.npz") as z:
+        return {k: z[k] for k in z.files}
+
+
+def assert_readable(run):
+    """What a reader needs: status.json and summary.json parse, metrics lines parse, latest checkpoint loads."""
+    from tfminima import checkpoint as ckpt
+
+    json.loads(run.status_path.read_text())
+    if run.summary_path.exists():
+        json.loads(run.summary_path.read_text())
+    for line in run.metrics_path.read_bytes().split(b"\n")[:-1]:
+        json.loads(line)
+    latest = ckpt.latest(run.checkpoints_dir)
+    assert latest is not None
+    ckpt.read_state(latest)
+    with np.load(latest / "variables.npz") as z:
+        assert all(np.isfinite(z[k]).all() for k in z.files if z[k].dtype.kind == "f")
+    assert not list(run.checkpoints_dir.glob(".tmp-*"))
+
+
+def make_unwritable(path):
+    """Make a directory unwritable even for root (immutable flag), or by mode bits; returns the undo."""
+    path = Path(path)
+    if os.geteuid() == 0:
+        r = subprocess.run(["chattr", "+i", str(path)], capture_output=True)
+        if r.returncode != 0:
+            pytest.skip("running as root without chattr +i: cannot make a directory unwritable")
+        return lambda: subprocess.run(["chattr", "-i", str(path)], check=True)
+    mode = path.stat().st_mode
+    path.chmod(0o555)
+    return lambda: path.chmod(mode)
+
+
+# ------------------------------------------------------------------------- storage
+def test_disk_full_while_checkpointing_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
+    import errno
+
+    from tfminima import checkpoint as ckpt
+    from tfminima import runner
+    from tfminima.rundir import StorageError
+
+    spec, full = new_run(tmp_path, "full")
+    assert runner.train_run(full, spec, {}).state == "completed"
+    spec, run = new_run(tmp_path, "full_disk")
+    real, calls = np.savez, []
+
+    def savez(f, **arrays_):
+        calls.append(1)
+        if len(calls) == 2:  # the second checkpoint: half a file, then the disk is full
+            f.write(b"\x00" * 100)
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(f, **arrays_)
+
+    monkeypatch.setattr(ckpt.np, "savez", savez)
+    with pytest.raises(StorageError, match="No space left on device"):
+        runner.train_run(run, spec, {})
+    monkeypatch.undo()
+    status = run.status()
+    assert status["state"] == "failed" and "No space left on device" in status["error"]
+    assert "Traceback" not in json.dumps(status)
+    assert ckpt.latest(run.checkpoints_dir).name == "epoch-1"
+    assert_readable(run)
+    assert runner.resume_run(run).state == "completed"  # room again: continue from epoch-1
+    want, got = arrays(full), arrays(run)
+    for k in want:
+        np.testing.assert_array_equal(want[k], got[k])
+
+
+def test_disk_full_while_logging_fails_the_run_cleanly(tmp_path, monkeypatch):
+    import errno
+
+    from tfminima import checkpoint as ckpt
+    from tfminima import rundir, runner
+
+    spec, run = new_run(tmp_path, "full_log")
+    real = rundir.MetricsWriter.write
+
+    def write(self, kind, epoch, step, **values):
+        if kind == "train" and epoch == 1:
+            raise OSError(errno.ENOSPC, "No space left on device", str(self.path))
+        return real(self, kind, epoch, step, **values)
+
+    monkeypatch.setattr(rundir.MetricsWriter, "write", write)
+    with pytest.raises(rundir.StorageError) as info:
+        runner.train_run(run, spec, {})
+    assert str(run.metrics_path) in str(info.value)
+    assert run.status()["state"] == "failed"
+    assert ckpt.latest(run.checkpoints_dir).name == "epoch-1"
+    assert_readable(run)
+
+
+def test_checkpoints_folder_turning_read_only_keeps_the_last_good_checkpoint(tmp_path):
+    import keras
+
+    from tfminima import checkpoint as ckpt
+    from tfminima import runner
+    from tfminima.rundir import StorageError
+
+    spec, run = new_run(tmp_path, "ro")
+    undo = []
+
+    class LockDown(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch == 1:  # after epoch-1 was saved, before epoch-2 is
+                undo.append(make_unwritable(run.checkpoints_dir))
+
+    try:
+        with pytest.raises(StorageError, match="cannot write"):
+            runner.train_run(run, spec, {}, callbacks=[LockDown()])
+    finally:
+        for u in undo:
+            u()
+    assert run.status()["state"] == "failed" and "cannot write" in run.status()["error"]
+    assert ckpt.latest(run.checkpoints_dir).name == "epoch-1"
+    assert_readable(run)
+
+
+def test_unwritable_output_directory_is_a_message_not_a_traceback(tiny_yaml, tmp_path):
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    undo = make_unwritable(ro)
+    try:
+        r = subprocess.run(CLI + ["run", tiny_yaml(), "--out", str(ro / "runs"), "--quiet"],
+                           capture_output=True, text=True, timeout=600)
+    finally:
+        undo()
+    assert r.returncode == 1, r.stderr[-2000:]
+    assert "cannot write" in r.stderr and str(ro / "runs") in r.stderr
+    assert "Traceback" not in r.stderr
+
+
+# ------------------------------------------------------------------------- sharing
+def test_a_run_is_trained_by_one_process_at_a_time(tmp_path):
+    from tfminima import runner
+    from tfminima.locks import RunBusy, RunLock
+
+    spec, run = new_run(tmp_path, "busy")
+    with RunLock(run.path):  # as if another process were training it
+        with pytest.raises(RunBusy, match=f"process {os.getpid()}"):
+            runner.train_run(run, spec, {})
+        with pytest.raises(RunBusy):
+            runner.resume_run(run)
+    assert run.status()["state"] == "pending"  # untouched
+    assert runner.resume_run(run).state == "completed"
+
+
+def test_shared_group_never_overwrites_an_existing_run(tmp_path):
+    from tfminima import config, runner
+
+    spec = config.load_text(TINY.replace("epochs: 3", "epochs: 1")
+                            + "sweep: {grid: {optimizer.batch_size: [32, 64]}}\n", "g.yaml")
+    group = tmp_path / "shared"
+    (first,) = runner.run_sweep(spec, tmp_path, group=group, only=["lr0.05-bs32-s0"])
+    before = first.run_dir.status_path.read_text()
+    with pytest.raises(runner.RunExists, match=r"lr0.05-bs32-s0 \(completed\).*--resume"):
+        runner.run_sweep(spec, tmp_path, group=group)  # both runs; one exists: nothing is created
+    assert not (group / "lr0.05-bs64-s0").exists()
+    assert first.run_dir.status_path.read_text() == before
+    (second,) = runner.run_sweep(spec, tmp_path, group=group, only=["lr0.05-bs64-s0"])
+    assert second.state == "completed"
+
+
+def test_cli_refuses_a_busy_run_and_a_resume_with_another_config(tiny_yaml, tmp_path):
+    from tfminima import config, resume, rundir
+    from tfminima.locks import RunLock
+
+    cfg = tiny_yaml()
+    spec = config.load(cfg)
+    run = rundir.create(tmp_path / "runs", "tiny", "lr0.05-bs32-s0", config.to_yaml(spec))
+    with RunLock(run.path):
+        r = subprocess.run(CLI + ["run", "--resume", str(run.path)], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 2 and f"is being trained by process {os.getpid()}" in r.stderr
+    r = subprocess.run(CLI + ["run", cfg, "--set", "optimizer.lr=0.1", "--resume", str(run.path)],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 2 and "optimizer.lr: stored 0.05, given 0.1" in r.stderr and "Traceback" not in r.stderr
+    r = subprocess.run(CLI + ["run", "--resume", str(run.path), "--set", "epochs=5"],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 2 and "epochs: stored 2, given 5" in r.stderr
+    # the same config again (scripts that repeat their arguments) is accepted, and the stored one is used
+    (target,) = resume.targets(run.path, cfg, ["epochs=2"])
+    assert target.spec == config.load(run.config_path)
+    with pytest.raises(resume.ResumeConflict, match="is not a run of"):
+        resume.targets(run.path, tiny_yaml("sweep: {grid: {optimizer.batch_size: [64, 128]}}\n", name="other"))
+
+
+# ------------------------------------------------------------------------- signals
+def test_second_ctrl_c_still_leaves_a_readable_run_directory(tiny_yaml, tmp_path):
+    from tfminima.rundir import RunDir
+
+    cfg = tiny_yaml(name="cc")
+    Path(cfg).write_text(Path(cfg).read_text().replace("epochs: 2", "epochs: 500"))
+    proc = subprocess.Popen(CLI + ["run", cfg, "--out", str(tmp_path), "--quiet"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    run = RunDir(tmp_path / "cc" / "lr0.05-bs32-s0")
+    deadline = time.time() + 300
+    while time.time() < deadline and not (run.checkpoints_dir / "epoch-2" / "state.json").exists():
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGINT)
+    time.sleep(0.005)  # the second one lands while the first stop is being handled (checkpoint, status)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err[-3000:]
+    assert "Traceback" not in err
+    assert run.status()["state"] == "cancelled"
+    assert_readable(run)
