@@ -35,6 +35,13 @@ async def wait_for(pilot, predicate, timeout=10.0):
     return predicate()
 
 
+async def show(pilot, form, section, key):
+    """Open a form page and wait for one of its rows to be composed."""
+    form.show_section(section)
+    assert await wait_for(pilot, lambda: key in form.active_rows() and form.row(key).query(".control"))
+    return form.row(key)
+
+
 def error_text(row) -> str:
     return str(row.query_one(".field-error").content)
 
@@ -45,41 +52,35 @@ def test_invalid_value_shows_message_at_its_field(tmp_path):
         app = create_app(tmp_path / "runs", config_path=QUICKSTART)
         async with app.run_test(size=(100, 30)) as pilot:
             screen = app.screen
-            screen.form.show_section("optimizer")
-            await pilot.pause()
-            row = screen.form.row("optimizer.lr")
+            row = await show(pilot, screen.form, "optimizer", "optimizer.lr")
             row.control.focus()
             row.control.value = ""
             await pilot.press(*"-0.5")
-            await pilot.pause()
-            assert "greater than 0" in error_text(row) and row.has_class("-invalid")
+            assert await wait_for(pilot, lambda: "greater than 0" in error_text(row))
+            assert row.has_class("-invalid")
             assert "✗ 1 problem" in str(screen.query_one("#problems").content)
             await pilot.press("ctrl+l")  # cannot launch an invalid config
             await pilot.pause()
             assert not app.launcher.jobs
             row.control.value = "0.2"
-            await pilot.pause()
+            assert await wait_for(pilot, lambda: screen.form.spec is not None)
             assert error_text(row) == "" and screen.form.spec.optimizer.lr == 0.2
             assert "✓ valid" in str(screen.query_one("#problems").content)
 
             # a tagged union swaps its sub-form; a required member field is reported there
-            screen.form.show_section("schedules")
-            await pilot.pause()
-            kind = screen.form.row("lr_schedule.kind")
+            kind = await show(pilot, screen.form, "schedules", "lr_schedule.kind")
             kind.control.value = "step"
-            await pilot.pause()
-            milestones = screen.form.row("lr_schedule.milestones")
-            assert milestones.display and "required" in error_text(milestones)
+            milestones = await show(pilot, screen.form, "schedules", "lr_schedule.milestones")
+            assert await wait_for(pilot, lambda: "required" in error_text(milestones))
+            assert milestones.display
             milestones.control.value = "[5, 10]"
-            await pilot.pause()
+            assert await wait_for(pilot, lambda: screen.form.spec is not None)
             assert screen.form.spec.lr_schedule.milestones == [5, 10]
             # a typo in a select-backed key from a file gets the validator's suggestion
-            screen.form.show_section("dataset")
-            await pilot.pause()
+            await show(pilot, screen.form, "dataset", "dataset.name")
             screen.form.model.data["dataset"]["name"] = "mnits"
             screen.form.validate()
-            await pilot.pause()
-            assert "did you mean 'mnist'" in error_text(screen.form.row("dataset.name"))
+            assert await wait_for(pilot, lambda: "did you mean 'mnist'" in error_text(screen.form.row("dataset.name")))
 
     run(main())
 
@@ -89,17 +90,15 @@ def test_sweep_editor_previews_runs_and_schedule(tmp_path):
         app = create_app(tmp_path / "runs", config_path=QUICKSTART)
         async with app.run_test(size=(100, 40)) as pilot:
             form = app.screen.form
-            form.show_section("optimizer")
-            form.show_section("sweep")
-            await pilot.pause()
+            await show(pilot, form, "optimizer", "optimizer.momentum")
+            await show(pilot, form, "sweep", "sweep.batch_size")
             form.row("sweep.batch_size").control.value = "[32, 64, 128]"
             form.row("sweep.ratio").control.value = "[1e-3, 2e-3]"
             form.row("sweep.seeds").control.value = "[0, 1]"
             form.row("optimizer.momentum").control.value = "0.9"
-            await pilot.pause()
             preview = app.screen.query_one("#plan-preview")
             table = preview.query_one("#plan-runs")
-            assert table.row_count == 12
+            assert await wait_for(pilot, lambda: table.row_count == 12)
             ids = [str(k.value) for k in table.rows]
             assert "lr0.064-bs64-s1" in ids
             cells = table.get_row("lr0.064-bs64-s1")

@@ -29,6 +29,12 @@ def app(start=None, config=None):
     return create_app("runs", config_path=config, start=start)
 
 
+async def until(pilot, predicate, timeout=20.0):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end and not predicate():
+        await pilot.pause(0.05)
+
+
 def settle(select=None, then=None):
     """Wait for the poller's first pass, optionally select runs, redraw, run ``then``."""
 
@@ -58,8 +64,10 @@ def test_configure(snap_compare, runs_here):
 
 def test_configure_sweep_preview(snap_compare, runs_here):
     async def sweep(pilot):
-        pilot.app.screen.form.show_section("sweep")
-        await pilot.pause(0.2)
+        screen = pilot.app.screen
+        screen.form.show_section("sweep")
+        await until(pilot, lambda: screen.query("#plan-runs") and screen.query_one("#plan-runs").row_count == 6)
+        await until(pilot, lambda: screen.query_one("#plan-schedule DataTable").row_count == 12)
 
     assert snap_compare(app(config="quickstart.yaml"), terminal_size=(100, 40), run_before=settle(then=sweep))
 
@@ -68,10 +76,10 @@ def test_configure_invalid_value(snap_compare, runs_here):
     async def invalid(pilot):
         form = pilot.app.screen.form
         form.show_section("optimizer")
-        await pilot.pause(0.2)
+        await until(pilot, lambda: "optimizer.lr" in form.active_rows() and form.row("optimizer.lr").query(".control"))
         form.row("optimizer.lr").control.value = "-0.5"
         form.row("optimizer.momentum").control.value = "1.5"
-        await pilot.pause(0.2)
+        await until(pilot, lambda: form.row("optimizer.momentum").has_class("-invalid"))
 
     assert snap_compare(app(config="quickstart.yaml"), terminal_size=(80, 24), run_before=settle(then=invalid))
 
@@ -86,7 +94,7 @@ def test_runs_failed_details(snap_compare, runs_here):
         screen.table.move_cursor(row=screen.table._order.index("quickstart/lr0.16-bs128-s0"))
         await pilot.pause()
         screen.action_details()
-        await pilot.pause(0.2)
+        await until(pilot, lambda: pilot.app.screen is not screen)
 
     assert snap_compare(app(start="runs"), terminal_size=(100, 30), run_before=settle(then=details))
 
@@ -113,6 +121,6 @@ def test_compare_large_sharpness(snap_compare, runs_here):
 def test_help(snap_compare, runs_here):
     async def help_screen(pilot):
         await pilot.press("question_mark")
-        await pilot.pause(0.2)
+        await until(pilot, lambda: pilot.app.screen.TITLE != "Runs")
 
     assert snap_compare(app(start="runs"), terminal_size=(80, 24), run_before=settle(then=help_screen))
