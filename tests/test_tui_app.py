@@ -10,7 +10,6 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
 from tui_support import build_runs
 
 from tfminima import config, rundir, sweep
@@ -110,18 +109,23 @@ def test_sweep_editor_previews_runs_and_schedule(tmp_path):
     run(main())
 
 
-@pytest.mark.parametrize("path", EXPERIMENTS, ids=lambda p: p.name)
-def test_load_save_round_trip_through_the_screen(path, tmp_path):
+def test_load_save_round_trip_through_the_screen(tmp_path):
+    """Every file in experiments/: open in Configure, save, open the saved file, save again."""
+
     async def main():
-        app = create_app(tmp_path / "runs", config_path=path)
+        app = create_app(tmp_path / "runs", config_path=EXPERIMENTS[0])
         async with app.run_test(size=(80, 24)) as pilot:
             await pilot.pause()
-            app.screen.save(tmp_path / "saved.yaml")
-            assert app.screen.open(tmp_path / "saved.yaml")
-            await pilot.pause()
-            app.screen.save(tmp_path / "again.yaml")
-        assert config.load(tmp_path / "saved.yaml") == config.load(path)
-        assert config.load(tmp_path / "again.yaml") == config.load(path)
+            for path in EXPERIMENTS:
+                assert app.screen.open(path)
+                await pilot.pause()
+                app.screen.save(tmp_path / f"saved-{path.name}")
+                assert app.screen.open(tmp_path / f"saved-{path.name}")
+                await pilot.pause()
+                app.screen.save(tmp_path / f"again-{path.name}")
+        for path in EXPERIMENTS:
+            assert config.load(tmp_path / f"saved-{path.name}") == config.load(path), path.name
+            assert config.load(tmp_path / f"again-{path.name}") == config.load(path), path.name
 
     run(main())
 
