@@ -57,7 +57,7 @@ class ConfigError(Exception):
 class Spec(BaseModel):
     """Base of every section: unknown keys are errors, values are checked on assignment."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
 
 DATASET_SIZES: dict[str, tuple[int, int, int]] = {
@@ -338,7 +338,8 @@ class ExperimentSpec(Spec):
     distribution: DistributionSpec = Field(default_factory=DistributionSpec)
     deterministic: bool = Field(True, description="seeded, op-deterministic: reruns are bitwise equal")
     eval_batch_size: int = Field(1024, gt=0)
-    divergence_factor: float = Field(100.0, gt=1.0, description="diverged when loss > factor × first loss")
+    divergence_factor: float = Field(100.0, gt=1.0, allow_inf_nan=True,
+                                     description="diverged when loss > factor × first loss (.inf: never)")
     checkpoint_every: int = Field(1, ge=1, description="epochs between checkpoints")
     output_dir: str = Field("runs", description="runs go to <output_dir>/<name>/<run-id>")
     sweep: SweepSpec = Field(default_factory=SweepSpec)
@@ -445,8 +446,12 @@ def _compose_lines(text: str) -> dict[tuple, int]:
     """Map each path (tuple of keys / indices) in a YAML document to its 1-based line."""
     node = yaml.compose(text, Loader=_LineLoader)
     lines: dict[tuple, int] = {}
+    seen: set[int] = set()
 
     def walk(n, path):
+        if id(n) in seen:  # an alias: its lines are those of its anchor (and it may contain itself)
+            return
+        seen.add(id(n))
         if isinstance(n, yaml.MappingNode):
             for k, v in n.value:
                 key = k.value
@@ -625,6 +630,7 @@ def validate_data(
         data = {}
     if not isinstance(data, dict):
         raise ConfigError([Problem(file, _line_for(lines, ()), "", "the top level must be a mapping of keys")])
+    _check_finite_tree(data, file)
     problems: list[Problem] = []
     spec = None
     has_sweep = isinstance(data.get("sweep"), dict) and any(data["sweep"].get(k) for k in ("grid", "zip", "ratio", "seeds"))
@@ -646,9 +652,32 @@ def _dedupe_sorted(problems: list[Problem]) -> list[Problem]:
     return sorted(unique, key=lambda p: (p.line is None, p.line or 0))
 
 
+MAX_NODES = 100_000  # values in a document, aliases expanded ("billion laughs" guard)
+
+
+def _check_finite_tree(data: Any, file: str) -> None:
+    """YAML aliases can make a document refer to itself or expand exponentially: refuse both."""
+    count, stack = 0, [(data, frozenset())]
+    while stack:
+        node, ancestors = stack.pop()
+        count += 1
+        if count > MAX_NODES:
+            raise ConfigError([Problem(file, None, "", f"the document expands to more than {MAX_NODES} values "
+                                                       "(YAML aliases repeated inside each other?)")])
+        if isinstance(node, (dict, list)):
+            if id(node) in ancestors:
+                raise ConfigError([Problem(file, None, "", "a YAML alias refers to a node that contains it "
+                                                           "(a recursive document)")])
+            inner = ancestors | {id(node)}
+            stack.extend((v, inner) for v in (node.values() if isinstance(node, dict) else node))
+
+
 def _check_monitors(data: dict, lines, file) -> list[Problem]:
     problems = []
-    for i, item in enumerate(data.get("monitors") or []):
+    monitors = data.get("monitors")
+    for i, item in enumerate(monitors if isinstance(monitors, list) else []):
+        if not (isinstance(item, str) or (isinstance(item, dict) and len(item) == 1)):
+            continue  # the schema's own check reports the item's shape
         name = item if isinstance(item, str) else next(iter(item))
         options = {} if isinstance(item, str) else (item[name] or {})
         if name not in MONITOR_SPECS:
@@ -756,7 +785,7 @@ def apply_profile(data: dict, lines: dict[tuple, int], name: str, file: str = "<
     """Apply ``profiles.<name>`` (dotted keys → values) to ``data`` in place; drop ``profiles``."""
     profiles = data.get("profiles") or {}
     if not isinstance(profiles, dict) or name not in profiles:
-        known = sorted(profiles) if isinstance(profiles, dict) else []
+        known = sorted(map(str, profiles)) if isinstance(profiles, dict) else []
         raise ConfigError([Problem(file, _line_for(lines, ("profiles",)), "profiles",
                                    f"no profile {name!r}; profiles: {', '.join(known) or 'none'}"
                                    + _suggest(name, known))])
@@ -777,9 +806,18 @@ def apply_profile(data: dict, lines: dict[tuple, int], name: str, file: str = "<
 
 def profile_names(path: str | Path) -> list[str]:
     """The profiles a YAML file defines (for validating each of them)."""
-    data, _ = read_yaml(Path(path).read_text(), str(path))
+    data, _ = read_yaml(_read_text(Path(path)), str(path))
     profiles = data.get("profiles")
-    return sorted(profiles) if isinstance(profiles, dict) else []
+    return sorted(p for p in profiles if isinstance(p, str)) if isinstance(profiles, dict) else []
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text()
+    except OSError as err:
+        raise ConfigError([Problem(str(path), None, "", f"cannot read: {err.strerror or err}")]) from None
+    except UnicodeDecodeError as err:
+        raise ConfigError([Problem(str(path), None, "", f"not UTF-8 text (byte {err.start}): is this a YAML file?")]) from None
 
 
 def read_yaml(text: str, file: str = "<config>") -> tuple[dict, dict[tuple, int]]:
@@ -794,6 +832,8 @@ def read_yaml(text: str, file: str = "<config>") -> tuple[dict, dict[tuple, int]
         raise ConfigError([Problem(file, line, "", f"YAML syntax error: {problem}")]) from None
     except yaml.YAMLError as err:
         raise ConfigError([Problem(file, None, "", f"YAML error: {err}")]) from None
+    except RecursionError:
+        raise ConfigError([Problem(file, None, "", "the document is nested too deeply")]) from None
     if data is None:
         data = {}
     if not isinstance(data, dict):
@@ -804,16 +844,12 @@ def read_yaml(text: str, file: str = "<config>") -> tuple[dict, dict[tuple, int]
 def load(path: str | Path, overrides: list[str] | None = None, profile: str | None = None) -> ExperimentSpec:
     """Load and validate an experiment YAML file (optionally with one of its profiles applied)."""
     path = Path(path)
-    try:
-        text = path.read_text()
-    except OSError as err:
-        raise ConfigError([Problem(str(path), None, "", f"cannot read: {err.strerror}")]) from None
-    return load_text(text, str(path), overrides, profile)
+    return load_text(_read_text(path), str(path), overrides, profile)
 
 
 def load_data(path: str | Path, overrides: list[str] | None = None) -> dict:
     """The raw dict of a YAML file with overrides applied (for the sweep expander)."""
-    data, _ = read_yaml(Path(path).read_text(), str(path))
+    data, _ = read_yaml(_read_text(Path(path)), str(path))
     for item in overrides or []:
         key, value = parse_override(item)
         set_dotted(data, key, value)

@@ -126,7 +126,8 @@ def run_id_for(data: dict, varied: dict[str, Any]) -> str:
     A sweep axis may carry ``label`` values (not a config key): they name the runs, and keys whose
     values are whole sections (schedules, models) are then left out of the id.
     """
-    opt = data.get("optimizer") or {}
+    opt = data.get("optimizer")
+    opt = opt if isinstance(opt, dict) else {}  # not a mapping: each run's validation says so
     label = varied.get(LABEL)
     parts = [str(label)] if label is not None else []
     parts += [f"lr{_fmt(opt.get('lr', 0.1))}", f"bs{_fmt(opt.get('batch_size', 128))}"]
@@ -185,10 +186,10 @@ def expand_data(data: dict) -> list[RunPlan]:
 
 def _apply_ratio(run: dict, ratio: float, derive: str) -> None:
     if derive == "lr":
-        bs = _get(run, "optimizer.batch_size", 128)
+        bs = _number(run, "optimizer.batch_size", 128, "the learning rate")
         _set(run, "optimizer.lr", _round_sig(ratio * bs))
     elif derive == "batch_size":
-        lr = _get(run, "optimizer.lr", 0.1)
+        lr = _number(run, "optimizer.lr", 0.1, "the batch size")
         bs = lr / ratio
         if abs(bs - round(bs)) > 1e-6 * max(1.0, bs):
             raise SweepError(
@@ -198,6 +199,13 @@ def _apply_ratio(run: dict, ratio: float, derive: str) -> None:
         _set(run, "optimizer.batch_size", int(round(bs)))
     else:
         raise SweepError(f"derive must be 'lr' or 'batch_size', got {derive!r}")
+
+
+def _number(run: dict, key: str, default: float, derived: str) -> float:
+    value = _get(run, key, default)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise SweepError(f"{key} is {value!r}, not a number: sweep.ratio cannot derive {derived} from it")
+    return value
 
 
 def _as_list(values: Any, where: str) -> list:
