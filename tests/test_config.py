@@ -189,3 +189,8 @@ def test_profiles_apply_dotted_overrides_and_report_their_lines(tmp_path):
         config.load(path, profile="cpux")
     r = subprocess.run([sys.executable, "-m", "tfminima.cli", "validate", str(path)], capture_output=True, text=True)
     assert r.returncode == 2 and "(profile cpu): ok" in r.stdout and "optimizer.lrr" in r.stderr
+
+
+def test_sections_without_their_tag_report_plain_keys():
+    ps = problems("model:\n  hidden: [0]\nlr_schedule:\n  milestones: [3]\n")
+    assert [(p.line, p.key) for p in ps] == [(2, "model.hidden.0"), (4, "lr_schedule.milestones")]

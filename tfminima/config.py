@@ -575,7 +575,9 @@ def _data_path(loc: tuple, data: Any) -> tuple:
     for part in loc:
         if isinstance(node, dict) and part not in node and isinstance(part, str):
             tag_match = any(node.get(t) == part for t in ("name", "kind"))
-            if tag_match:
+            # ... or the default tag a section without 'name'/'kind' was given (mlp, constant)
+            defaulted = ("name" not in node and part == "mlp") or ("kind" not in node and part == "constant")
+            if tag_match or defaulted:
                 continue
         if part in ("function-after", "function-before", "function-wrap"):
             continue
