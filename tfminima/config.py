@@ -655,10 +655,12 @@ def _dedupe_sorted(problems: list[Problem]) -> list[Problem]:
 
 
 MAX_NODES = 100_000  # values in a document, aliases expanded ("billion laughs" guard)
+MAX_DEPTH = 100  # nesting levels (the schema needs 5; pydantic and deepcopy recurse)
 
 
 def _check_finite_tree(data: Any, file: str) -> None:
-    """YAML aliases can make a document refer to itself or expand exponentially: refuse both."""
+    """YAML aliases can make a document refer to itself or expand exponentially: refuse both,
+    and documents nested deeper than anything the schema holds."""
     count, stack = 0, [(data, frozenset())]
     while stack:
         node, ancestors = stack.pop()
@@ -666,6 +668,8 @@ def _check_finite_tree(data: Any, file: str) -> None:
         if count > MAX_NODES:
             raise ConfigError([Problem(file, None, "", f"the document expands to more than {MAX_NODES} values "
                                                        "(YAML aliases repeated inside each other?)")])
+        if len(ancestors) > MAX_DEPTH:
+            raise ConfigError([Problem(file, None, "", f"the document is nested too deeply (more than {MAX_DEPTH} levels)")])
         if isinstance(node, (dict, list)):
             if id(node) in ancestors:
                 raise ConfigError([Problem(file, None, "", "a YAML alias refers to a node that contains it "
