@@ -7,8 +7,12 @@ model architecture, data pipeline (tfminima's per-epoch tf.data), initial weight
 are trained for a few epochs with ``model.fit`` and with tfminima's Trainer, alternating which
 goes first. The first epoch (tracing) is dropped; the ratio of median steady-state throughputs
 (ours / fit) is printed. Also printed: the per-epoch cost of rebuilding the distributed pipeline
-(what a batch-size switch costs), the epoch time of a batch size alternating every epoch against
-constant batch sizes, and peak resident memory of each loop.
+(what a batch-size switch costs), batch-size schedules (alternating, increasing, decreasing)
+against constant batch sizes, and peak resident memory of each loop.
+
+Schedules: each schedule's epochs (after a first, tracing epoch at its first batch size) are timed
+and compared with the steady epoch time of constant-batch-size runs at the same batch sizes,
+measured in the same round: ratio = Σ t(schedule epoch) / Σ t(constant run at that epoch's S).
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ import psutil  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from tfminima import config  # noqa: E402
+from tfminima.callbacks import BatchSizeScheduler  # noqa: E402
 from tfminima.data import Splits  # noqa: E402
 from tfminima.data.pipeline import train_dataset  # noqa: E402
 from tfminima.optim import make_optimizer  # noqa: E402
@@ -113,21 +118,44 @@ class EpochTimer(keras.callbacks.Callback):
         self.seconds.append(time.perf_counter() - self._t0)
 
 
-def time_ours(spec, splits) -> tuple[list[float], float]:
+def time_ours(spec, splits, callbacks=()) -> tuple[list[float], float]:
     timer = EpochTimer()  # the same clock as for fit: epoch begin to epoch end, pipeline build included
-    trainer = Trainer(spec, splits=splits, callbacks=[timer])
+    trainer = Trainer(spec, splits=splits, callbacks=[timer, *callbacks])
     with PeakRSS() as mem:
         trainer.fit()
     return timer.seconds, mem.peak
 
 
-def pipeline_rebuild_seconds(splits, batch_size: int, strategy, repeats: int = 20) -> float:
-    """Build the epoch's dataset, distribute it and fetch the first batch: the per-epoch overhead."""
+SCHEDULES = {  # batch size per epoch; the first epoch (tracing) is not timed
+    "alternating 128/64": [128, 64, 128, 64, 128],
+    "increasing 64->512": [64, 64, 128, 256, 512],
+    "decreasing 512->64": [512, 512, 256, 128, 64],
+}
+
+
+def schedule_ratios(text: str, name: str, splits, rounds: int) -> dict[str, list[float]]:
+    """Per round and schedule: Σ epoch times of the schedule / Σ steady times of constant runs."""
+    sizes = sorted({b for sched in SCHEDULES.values() for b in sched})
+    ratios: dict[str, list[float]] = {k: [] for k in SCHEDULES}
+    for r in range(rounds):
+        steady = {}
+        for b in sizes if r % 2 == 0 else sizes[::-1]:
+            spec = config.load_text("epochs: 4\ndeterministic: false\n" + text.replace("batch_size: 128", f"batch_size: {b}"), name)
+            steady[b] = statistics.median(time_ours(spec, splits)[0][1:])
+        for label, sched in SCHEDULES.items():
+            spec = config.load_text(f"epochs: {len(sched)}\ndeterministic: false\n" + text, name)
+            secs = time_ours(spec, splits, [BatchSizeScheduler(sched)])[0]
+            ratios[label].append(sum(secs[1:]) / sum(steady[b] for b in sched[1:]))
+    return ratios
+
+
+def pipeline_rebuild_seconds(splits, batch_size: int, distribute, repeats: int = 20) -> float:
+    """Build the epoch's dataset, ``distribute`` it and fetch the first batch: the per-epoch overhead."""
     times = []
     for e in range(repeats):
         t0 = time.perf_counter()
         ds = train_dataset(splits.x_train, splits.y_train, batch_size + (e % 2), epoch=e, seed=0)
-        it = iter(strategy.experimental_distribute_dataset(ds))
+        it = iter(distribute(ds))
         next(it)
         times.append(time.perf_counter() - t0)
     return statistics.median(times)
@@ -138,6 +166,7 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--epochs", type=int, default=4)
     p.add_argument("--only", choices=list(WORKLOADS))
+    p.add_argument("--schedule-rounds", type=int, default=3)
     args = p.parse_args()
     print(f"TensorFlow {tf.__version__}, Keras {keras.__version__}, {os.cpu_count()} CPU cores")
     for name, text in WORKLOADS.items():
@@ -166,16 +195,14 @@ def main() -> None:
         print(f"  ratio ours/fit = {o / f:.3f}")
 
         strategy = tf.distribute.OneDeviceStrategy("/cpu:0")
-        rebuild = pipeline_rebuild_seconds(splits, spec.optimizer.batch_size, strategy)
-        print(f"  pipeline rebuild per epoch (what a batch-size switch costs): {rebuild * 1e3:.1f} ms")
-        base = f"epochs: {args.epochs}\ndeterministic: false\n" + text
-        alt = config.load_text(base + "batch_size_schedule: {kind: cyclic_discrete, low: 0.5, high: 1, stage: 1}\n", name)
-        const_hi = config.load_text(base, name)
-        const_lo = config.load_text(base.replace("batch_size: 128", "batch_size: 64"), name)
-        t_alt = sum(time_ours(alt, splits)[0][1:])
-        t_const = sum(time_ours(const_hi, splits)[0][1:]) / 2 + sum(time_ours(const_lo, splits)[0][1:]) / 2
-        print(f"  {args.epochs - 1} epochs alternating S=128/64: {t_alt:.2f} s; the mean of constant "
-              f"S=128 and S=64: {t_const:.2f} s; ratio {t_alt / t_const:.3f}")
+        plain = pipeline_rebuild_seconds(splits, spec.optimizer.batch_size, lambda ds: ds)
+        dist = pipeline_rebuild_seconds(splits, spec.optimizer.batch_size, strategy.experimental_distribute_dataset)
+        print(f"  pipeline rebuild per epoch (what a batch-size switch costs): {plain * 1e3:.1f} ms on one CPU "
+              f"device (the trainer iterates the dataset itself); {dist * 1e3:.1f} ms through "
+              "experimental_distribute_dataset (several replicas, GPUs)")
+        for label, values in schedule_ratios(text, name, splits, args.schedule_rounds).items():
+            print(f"  schedule {label:20s}: time / constant-S time at the same S = "
+                  f"{statistics.median(values):.3f} (rounds: {', '.join(f'{v:.3f}' for v in values)})")
 
 
 if __name__ == "__main__":

@@ -140,6 +140,8 @@ class Trainer:
             self._stop_local = tf.Variable(0.0, dtype=tf.float32, trainable=False)
             self._stop_any = tf.Variable(0.0, dtype=tf.float64, trainable=False)
         self.jit_compile = self._use_jit()
+        self._plain_input = isinstance(self.strategy, tf.distribute.OneDeviceStrategy) and \
+            "CPU" in self.strategy.extended.worker_devices[0].upper()
         # XLA: the whole replica step on one replica. With several replicas only the gradient is
         # compiled: a compiled optimizer update of mirrored variables is placed on the first
         # device and fails ("Trying to access resource ... located in device CPU:1").
@@ -151,6 +153,17 @@ class Trainer:
             self._grads_fn = tf.function(self._compute_grads, jit_compile=True)
         self._train_fn = tf.function(self._train_function)
         self._eval_fn = tf.function(self._eval_function)
+
+    def _distribute(self, ds: tf.data.Dataset):
+        """The dataset as the strategy's replicas take it.
+
+        One CPU device: the dataset itself (``strategy.run`` takes its tensors as they are). A
+        distributed iterator over it costs ~200 ms to create on this CPU, every epoch, which was
+        most of an epoch of the small models here; on GPUs it prefetches to the device, so it stays.
+        """
+        if self._plain_input:
+            return ds
+        return self.strategy.experimental_distribute_dataset(ds)
 
     def _use_jit(self) -> bool:
         """XLA for the replica step: on, off, or auto (on with GPUs; on this CPU it was slower for CNNs)."""
@@ -228,7 +241,7 @@ class Trainer:
     def _run_eval(self, x: np.ndarray, y: np.ndarray) -> tuple[float, float, np.ndarray]:
         bs = self.spec.eval_batch_size
         bs = max(self.replicas, bs - bs % self.replicas)
-        dist = self.strategy.experimental_distribute_dataset(eval_dataset(x, y, bs))
+        dist = self._distribute(eval_dataset(x, y, bs))
         it = iter(dist)
         loss = correct = count = 0.0
         preds = []
@@ -394,7 +407,7 @@ class Trainer:
             steps = steps_per_epoch(len(s.x_train), bs, spec.dataset.drop_remainder)
         if skip:
             ds = ds.skip(skip)
-        iterator = iter(self.strategy.experimental_distribute_dataset(ds))
+        iterator = iter(self._distribute(ds))
         cbs.params["steps"] = steps
         for v, value in zip((self._sum_loss, self._sum_correct, self._count), partial or (0.0, 0.0, 0.0)):
             v.assign(value)
