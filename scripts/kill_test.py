@@ -248,6 +248,7 @@ def main() -> int:
     p.add_argument("--work", help="working folder (default: a new temporary folder)")
     args = p.parse_args()
     summary = run_campaign(args.runs, args.kills, args.epochs, args.seed, Path(args.work) if args.work else None)
+    (Path(summary["work"]) / "summary.json").write_text(json.dumps(summary, indent=1))  # every kill, in detail
     brief = {k: v for k, v in summary.items() if k != "results"}
     print(json.dumps(brief, indent=1))
     return 0 if summary["ok"] else 1
