@@ -188,6 +188,26 @@ def test_xla_under_mirrored_strategy_on_two_logical_cpus():
         np.testing.assert_allclose(a.numpy(), b.numpy(), atol=1e-5)
 
 
+def test_a_mirrored_sweep_with_batch_norm_and_a_one_example_last_batch(tmp_path):
+    """Two mirrored runs in one process (each used to make its own MirroredStrategy, whose
+    collective keys collided: "Shape mismatch in the collective instance 101"), with batch norm
+    and 257 examples in batches of 32: the last example alone would leave a replica empty."""
+    spec = config.load_text(
+        "name: bn\nepochs: 2\ndataset: {name: mnist1d, train_size: 257, val_size: 63, test_size: 63}\n"
+        "model: {name: mlp, hidden: [16], batch_norm: true}\noptimizer: {lr: 0.05, batch_size: 32}\n"
+        "distribution: {strategy: mirrored, cpu_replicas: 2}\n"
+        "sweep: {grid: {model.hidden: [[16], [8, 8]]}}\n", "bn.yaml")
+    outcomes = runner.run_sweep(spec, tmp_path)
+    assert [o.state for o in outcomes] == ["completed", "completed"], [o.error for o in outcomes]
+    for o in outcomes:
+        assert all(np.isfinite(a).all() for a in final_arrays(o.run_dir.path).values())
+        assert [e["steps"] for e in o.run_dir.events() if e["kind"] == "train"] == [8, 8]  # the lone example: dropped
+    from tfminima.train import leaves_a_replica_empty
+
+    assert [leaves_a_replica_empty(b, 2) for b in (0, 1, 2, 3)] == [False, True, False, False]
+    assert [leaves_a_replica_empty(b, 4) for b in (4, 5, 6, 7, 9)] == [False, True, True, False, True]  # 9: 3+3+3+0
+
+
 def test_run_directory_reports_the_strategy_and_per_replica_batch(tmp_path):
     spec = config.load_text("name: rep\nepochs: 1\n" + TINY + "distribution: {strategy: mirrored, cpu_replicas: 2}\n"
                             "batch_size_schedule: {kind: table, values: [2]}\n", "rep.yaml")

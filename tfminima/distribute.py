@@ -63,22 +63,38 @@ def make_strategy(spec) -> tf.distribute.Strategy:
     if kind in ("mirrored", "auto") and spec.cpu_replicas > 1 and not gpus:
         configure_cpu_replicas(spec.cpu_replicas)
         cpus = [d.name for d in tf.config.list_logical_devices("CPU")][: spec.cpu_replicas]
-        return tf.distribute.MirroredStrategy(spec.devices or cpus)
+        return mirrored(spec.devices or cpus)
     if kind == "mirrored":
         devices = spec.devices or gpus or [d.name for d in tf.config.list_logical_devices("CPU")][:1]
-        return tf.distribute.MirroredStrategy(devices)
+        return mirrored(devices)
     if kind == "one_device":
         return tf.distribute.OneDeviceStrategy((spec.devices or gpus or ["/cpu:0"])[0])
     # auto
     if spec.devices:
         if len(spec.devices) > 1:
-            return tf.distribute.MirroredStrategy(spec.devices)
+            return mirrored(spec.devices)
         return tf.distribute.OneDeviceStrategy(spec.devices[0])
     if len(gpus) > 1:
-        return tf.distribute.MirroredStrategy(gpus)
+        return mirrored(gpus)
     if len(gpus) == 1:
         return tf.distribute.OneDeviceStrategy(gpus[0])
     return tf.distribute.OneDeviceStrategy("/cpu:0")
+
+
+_MIRRORED: dict[tuple[str, ...], tf.distribute.MirroredStrategy] = {}
+
+
+def mirrored(devices) -> tf.distribute.MirroredStrategy:
+    """One MirroredStrategy per device set for the whole process.
+
+    Every MirroredStrategy numbers its collectives from the same start, so the runs of a sweep
+    that each made their own would reuse instance keys: the second run's first step fails with
+    "Shape mismatch in the collective instance 101" as soon as its model differs.
+    """
+    key = tuple(devices)
+    if key not in _MIRRORED:
+        _MIRRORED[key] = tf.distribute.MirroredStrategy(list(devices))
+    return _MIRRORED[key]
 
 
 _MULTI_WORKER: tf.distribute.Strategy | None = None

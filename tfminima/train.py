@@ -140,6 +140,8 @@ class Trainer:
             self._stop_local = tf.Variable(0.0, dtype=tf.float32, trainable=False)
             self._stop_any = tf.Variable(0.0, dtype=tf.float64, trainable=False)
         self.jit_compile = self._use_jit()
+        self._batch_norm = any(isinstance(layer, keras.layers.BatchNormalization)
+                               for layer in self.model._flatten_layers(include_self=False))  # noqa: SLF001
         self._plain_input = isinstance(self.strategy, tf.distribute.OneDeviceStrategy) and \
             "CPU" in self.strategy.extended.worker_devices[0].upper()
         # XLA: the whole replica step on one replica. With several replicas only the gradient is
@@ -405,6 +407,9 @@ class Trainer:
                 augmentation=spec.dataset.augmentation, drop_remainder=spec.dataset.drop_remainder,
             )
             steps = steps_per_epoch(len(s.x_train), bs, spec.dataset.drop_remainder)
+            if self._batch_norm and not spec.dataset.drop_remainder and \
+                    leaves_a_replica_empty(len(s.x_train) % bs, self.replicas):
+                ds, steps = ds.take(steps - 1), steps - 1
         if skip:
             ds = ds.skip(skip)
         iterator = iter(self._distribute(ds))
@@ -512,6 +517,20 @@ class Trainer:
         with self.strategy.scope():
             state = ckpt.restore(path, self.model, self.optimizer)
         return int(state["epochs_done"]), state
+
+
+def leaves_a_replica_empty(last_batch: int, replicas: int) -> bool:
+    """Whether a last batch of ``last_batch`` examples leaves a replica without any.
+
+    tf.distribute gives each replica ceil(b / R) examples of a batch of b in turn, so a short last
+    batch (b = 1 of 2 replicas, b = 5 of 4) leaves the last replicas empty. Without batch norm an
+    empty share adds nothing and the step stays exact; a batch-norm layer averages the empty batch
+    to NaN and the run diverges. So with batch norm such a batch is dropped: its b examples
+    (b < R·ceil(b/R) − ceil(b/R) + 1), different ones every epoch.
+    """
+    if replicas <= 1 or last_batch == 0:
+        return False
+    return (replicas - 1) * -(-last_batch // replicas) >= last_batch
 
 
 def _is_default(callback, method: str) -> bool:
