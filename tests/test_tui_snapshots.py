@@ -43,6 +43,9 @@ def settle(select=None, then=None):
         end = time.monotonic() + 20
         while time.monotonic() < end and (len(a.store.records) < 8 or not a._poller.is_finished):
             await pilot.pause(0.05)
+        # colours go to runs in the order they are first drawn, and the first draws race the poller
+        # (live runs are shown before anything is selected): start the picture from a fresh book
+        a.colours.assigned.clear()
         if select:
             a.selected = set(select)
         a.redraw()
