@@ -151,6 +151,7 @@ def test_resume_after_a_crash_is_bitwise_equal(tmp_path):
     with pytest.raises(SystemExit):
         runner.train_run(rd, s, {}, callbacks=[_Crash(after_epoch=1)])
     assert ckpt.latest(rd.checkpoints_dir).name == "epoch-2"
+    assert rd.status()["epochs_done"] == 2  # progress is in status.json while a run is going
     resumed = runner.resume_run(rd)
     assert resumed.state == "completed"
     a = np.load(ckpt.latest(full_dir.checkpoints_dir) / "variables.npz")

@@ -349,6 +349,8 @@ class Trainer:
                     (epoch + 1) % spec.checkpoint_every == 0 or last_epoch or self._stop_requested()
                 ):
                     self._save(epoch + 1)
+                if self.run_dir is not None and self.chief:  # progress for readers of status.json
+                    self.run_dir.write_status("running", epochs_done=epoch + 1)
                 if self._stop_requested() and not last_epoch:
                     status, reason = "cancelled", "stop requested"
                     break

@@ -103,7 +103,7 @@ class RunRecord:
 
     @property
     def epochs_done(self) -> int:
-        # status.json gets epochs_done only at the end; the log knows it while running.
+        # status.json gets epochs_done after each epoch; the log may already know a newer one.
         return max(int(self.status.get("epochs_done") or 0), self.last_epoch + 1)
 
     def last(self, channel: str) -> float | None:
