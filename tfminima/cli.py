@@ -243,9 +243,10 @@ def cmd_analyze(args) -> int:
     try:
         if args.interpolate:
             res = analysis.interpolate_runs(target, args.interpolate, points=args.points, samples=args.samples)
-            mid = len(res["alphas"]) // 2
-            print(f"interpolation {res['run_a']} -> {res['run_b']}: train loss at α=0 {res['train_loss'][0]:.4g}, "
-                  f"α≈{res['alphas'][mid]:.2f} {res['train_loss'][mid]:.4g}; written to {target.parent / 'analysis'}")
+            at = lambda a: min(range(len(res["alphas"])), key=lambda i: abs(res["alphas"][i] - a))
+            shown = ", ".join(f"α={res['alphas'][at(a)]:.2f} {res['train_loss'][at(a)]:.4g}" for a in (0.0, 0.5, 1.0))
+            print(f"interpolation {res['run_a']} -> {res['run_b']}: train loss at {shown}; "
+                  f"written to {target.parent / 'analysis'}")
         if args.hessian or args.density or not args.interpolate:
             res = analysis.hessian_report(target, epoch=args.checkpoint, k=args.k, samples=args.samples,
                                           trace_probes=args.trace_probes, density=args.density)
