@@ -263,3 +263,14 @@ def test_svag_gradient_is_the_weighted_combination_of_two_batches():
     trainer2._train_fn(it)
     for got, want in zip(trainer2.model.trainable_variables, expect):
         np.testing.assert_allclose(got.numpy(), want, rtol=1e-5, atol=1e-6)
+
+
+def test_sweep_hparams_config_is_declared_once_per_group(tmp_path):
+    """Shards and --group children of one sweep each call this; the group keeps one declaration."""
+    from tfminima import tblog
+
+    plans = [{"lr": 0.1, "batch_size": 32, "eta_over_s": 0.1 / 32}, {"lr": 0.2, "batch_size": 64, "eta_over_s": 0.2 / 64}]
+    tblog.write_sweep_hparams_config(tmp_path, plans)
+    tblog.write_sweep_hparams_config(tmp_path, plans)
+    assert len(list(tmp_path.glob("events.out.tfevents.*"))) == 1
+    assert tb_scalars(tmp_path).PluginTagToContent("hparams")

@@ -331,7 +331,9 @@ class _Traced:
                 per_replica = strategy.run(fn, args=args)
                 return strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica, axis=None)
 
-            return tf.function(run, reduce_retracing=True, jit_compile=jit_compile or None)
+            # No AutoGraph (Keras' fit does not use it either): it made tracing the double-backward
+            # HVP 8x slower (2.4 s against 0.3 s on the quickstart MLP), paid once per model.
+            return tf.function(run, reduce_retracing=True, jit_compile=jit_compile or None, autograph=False)
 
         self.hvp = distributed(replica_hvp)
         self.grad = distributed(replica_grad)

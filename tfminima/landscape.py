@@ -94,7 +94,7 @@ def _recompute_from_batches(model, batches: list) -> int:
     if any(layer.renorm for layer in layers):
         raise NotImplementedError("recompute_batch_norm does not support batch renormalisation")
     momenta = [layer.momentum for layer in layers]
-    forward = tf.function(lambda x: model(x, training=True), reduce_retracing=True)
+    forward = tf.function(lambda x: model(x, training=True), reduce_retracing=True, autograph=False)
     sums = [[0.0, 0.0] for _ in layers]
     count = 0
     try:

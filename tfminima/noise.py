@@ -96,8 +96,8 @@ class _NoiseTraced:
             per_replica = strategy.run(replica_cov, args=(x, y, vec))
             return strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica, axis=None)
 
-        self.stats = tf.function(stats, reduce_retracing=True)
-        self.cov = tf.function(cov, reduce_retracing=True)
+        self.stats = tf.function(stats, reduce_retracing=True, autograph=False)
+        self.cov = tf.function(cov, reduce_retracing=True, autograph=False)
 
 
 def _noise_functions(model, loss, training, strategy) -> _NoiseTraced:

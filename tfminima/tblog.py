@@ -35,7 +35,13 @@ def _domain(values: list):
 
 
 def write_sweep_hparams_config(group_dir: str | Path, hparams_list: list[dict]) -> None:
-    """Declare the sweep's hyper-parameters and metrics at the sweep root."""
+    """Declare the sweep's hyper-parameters and metrics at the sweep root, once.
+
+    Shards, ``--only``/``--group`` children and resumes of one sweep all see the whole sweep's plans,
+    so the first writer's declaration holds for all of them; later ones add no duplicate file.
+    """
+    if any(Path(group_dir).glob("events.out.tfevents.*")):
+        return
     names: list[str] = []
     for h in hparams_list:
         for k in h:

@@ -150,11 +150,13 @@ class Trainer:
         self._grads_fn = self._compute_grads
         self._step_fn = self._replica_train_step
         if self.jit_compile and self.replicas == 1:
-            self._step_fn = tf.function(self._replica_train_step, jit_compile=True)
+            self._step_fn = tf.function(self._replica_train_step, jit_compile=True, autograph=False)
         elif self.jit_compile:
-            self._grads_fn = tf.function(self._compute_grads, jit_compile=True)
-        self._train_fn = tf.function(self._train_function)
-        self._eval_fn = tf.function(self._eval_function)
+            self._grads_fn = tf.function(self._compute_grads, jit_compile=True, autograph=False)
+        # No AutoGraph (as in Keras' own fit): the steps have no tensor-dependent Python control flow,
+        # and converting Keras' layer code made tracing several times slower.
+        self._train_fn = tf.function(self._train_function, autograph=False)
+        self._eval_fn = tf.function(self._eval_function, autograph=False)
 
     def _distribute(self, ds: tf.data.Dataset):
         """The dataset as the strategy's replicas take it.
