@@ -209,9 +209,10 @@ class CovarianceOperator:
         training: bool = False,
         strategy=None,
         batch_size: int = DEFAULT_BATCH_SIZE,
+        hvp_mode: str = "forward",
     ):
         self.hessian = HessianOperator(
-            model, data, loss=loss, training=training, strategy=strategy, batch_size=batch_size
+            model, data, loss=loss, training=training, strategy=strategy, batch_size=batch_size, mode=hvp_mode
         )
         self.fns = _noise_functions(model, loss, training, self.hessian.strategy)
         self.n = self.hessian.n
@@ -306,18 +307,21 @@ def theory_check(
     training: bool = False,
     strategy=None,
     eval_batch_size: int = DEFAULT_BATCH_SIZE,
+    hvp_mode: str = "forward",
 ) -> TheoryCheck:
     """Test the paper's stationary-state predictions at the model's current weights on ``data``.
 
     ``lr``/``batch_size``/``momentum`` are the η, S, β SGD ran with. ``Tr(H)`` by Hutchinson
     (``trace_probes`` products, optional ``trace_tol``), ``Tr(C)`` exactly from per-example gradients,
     the top eigenpairs of H and C by Lanczos (``tol``; ``init_h``/``init_c`` warm starts).
+    ``hvp_mode`` as in :class:`tfminima.hessian.HessianOperator` (``"reverse"`` is cheaper to trace).
     """
     if lr <= 0 or batch_size < 1 or not 0 <= momentum < 1:
         raise ValueError(f"need lr > 0, batch_size >= 1, 0 <= momentum < 1; got {lr}, {batch_size}, {momentum}")
     start = time.perf_counter()
     cov = CovarianceOperator(
-        model, data, loss=loss, training=training, strategy=strategy, batch_size=eval_batch_size
+        model, data, loss=loss, training=training, strategy=strategy, batch_size=eval_batch_size,
+        hvp_mode=hvp_mode,
     )
     op = cov.hessian
     with hessian.solver_context(model, training):
