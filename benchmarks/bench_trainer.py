@@ -200,6 +200,8 @@ def main() -> None:
         print(f"  pipeline rebuild per epoch (what a batch-size switch costs): {plain * 1e3:.1f} ms on one CPU "
               f"device (the trainer iterates the dataset itself); {dist * 1e3:.1f} ms through "
               "experimental_distribute_dataset (several replicas, GPUs)")
+        if not args.schedule_rounds:
+            continue
         for label, values in schedule_ratios(text, name, splits, args.schedule_rounds).items():
             print(f"  schedule {label:20s}: time / constant-S time at the same S = "
                   f"{statistics.median(values):.3f} (rounds: {', '.join(f'{v:.3f}' for v in values)})")
