@@ -1,14 +1,21 @@
 """Plot panels on textual-plotext: overlaid runs in stable colours, downsampled to the panel width.
 
 A panel rebuilds its plotext figure only when its traces or its size changed (the built text is
-cached), and at most once per ``min_interval`` seconds while runs stream in (a build of twenty
-runs costs ~0.1 s), so a screen full of panels stays responsive.
+cached), and at most once per ``min_interval`` seconds while runs stream in. Builds are costly (a
+Monitor panel of 50 runs of 1,000 epochs takes 35–140 ms on a loaded 2-core machine, all eight
+0.6–0.9 s; benchmarks/bench_tui.py), so panels that change together do not all build in one
+frame: once a frame has spent ``FRAME_BUDGET`` building, the other panels keep showing their
+previous picture and build in the next frames, and keys are handled in between. A panel with no
+previous picture of its size (first display, resize) builds at once. plotext's per-point helpers
+run in numpy (:mod:`tui.widgets.plotext_fast`, identical figures).
 """
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import time
+from typing import ClassVar
 
 import numpy as np
 from rich.text import Text
@@ -16,6 +23,12 @@ from textual.app import RenderResult
 from textual_plotext import PlotextPlot
 
 from tui.series import downsample
+from tui.widgets import plotext_fast
+
+plotext_fast.install()
+
+FRAME_BUDGET = 0.05  # seconds of plot building in one frame; further panels build in the next frames
+DEFER = 0.01  # a panel over the budget asks to be drawn again this much later
 
 
 @dataclasses.dataclass
@@ -48,6 +61,7 @@ class MetricPlot(PlotextPlot):
         super().__init__(**kwargs)
         self.min_interval = min_interval
         self._last_build = 0.0
+        self._build_seconds = 0.0
         self._pending = False
         self.title_text, self.xlabel, self.logx, self.logy, self.empty = title, xlabel, logx, logy, empty
         self.traces: list[Trace] = []
@@ -74,14 +88,44 @@ class MetricPlot(PlotextPlot):
         self._pending = False
         self.refresh()
 
+    # (event loop, seconds built, seconds of builds put off) in the frame being drawn: a frame is
+    # drawn in one go, without returning to the event loop, so a callback queued on the loop ends it
+    _frame: ClassVar[tuple[object, float, float]] = (None, 0.0, 0.0)
+
     def render(self) -> RenderResult:
         key = (self._signature, self.size, self.app.theme)
         if self._cache is not None and self._cache[0] == key:
             return self._cache[1]
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            loop = None
+        owner, spent, put_off = MetricPlot._frame
+        if owner is not loop or loop is None:
+            spent = put_off = 0.0
+        if spent and spent + self._build_seconds > FRAME_BUDGET and self._cache is not None \
+                and self._cache[0][1:] == key[1:]:
+            # this frame has built enough: keep the previous picture (same size and theme) for now,
+            # and come back after the panels put off before this one (about one frame each)
+            if not self._pending:
+                self._pending = True
+                self.set_timer(DEFER + put_off, self._deferred_refresh)
+                MetricPlot._frame = (loop, spent, put_off + self._build_seconds)
+            return self._cache[1]
+        start = time.monotonic()
         result = self._build()
         self._cache = (key, result)
-        self._last_build = time.monotonic()
+        self._last_build = end = time.monotonic()
+        self._build_seconds = end - start
+        if loop is not None:
+            if owner is not loop:
+                loop.call_soon(MetricPlot._frame_drawn)
+            MetricPlot._frame = (loop, spent + self._build_seconds, put_off)
         return result
+
+    @staticmethod
+    def _frame_drawn() -> None:
+        MetricPlot._frame = (None, 0.0, 0.0)
 
     def _build(self) -> RenderResult:
         plt = self.plt
