@@ -39,12 +39,15 @@ def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--config", default="experiments/quickstart.yaml")
     p.add_argument("--rounds", type=int, default=2)
+    p.add_argument("--only", choices=["sharpness", "noise", "memorization"], help="one monitor only")
     args = p.parse_args()
     base = config.load(args.config)
     plans = expand(base)
     splits = data.load(plans[0].spec.dataset)
     print(f"{args.config}: {len(plans)} runs × {base.epochs} epochs, {args.rounds} rounds")
     for label, monitors in MONITORS.items():
+        if args.only and not label.startswith(args.only):
+            continue
         with_t, without_t = [], []
         for r in range(args.rounds):
             for plan in plans:
