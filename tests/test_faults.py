@@ -235,10 +235,17 @@ def test_checkpoints_folder_turning_read_only_keeps_the_last_good_checkpoint(tmp
     assert_readable(run)
 
 
-def test_unwritable_output_directory_is_a_message_not_a_traceback(tiny_yaml, tmp_path):
+@pytest.mark.parametrize("how", ["under_a_file", "immutable"])
+def test_unwritable_output_directory_is_a_message_not_a_traceback(tiny_yaml, tmp_path, how):
+    """``--out`` where nothing can be written: below a regular file (for every user, root included), or
+    in a directory made unwritable (needs ``chattr +i`` when running as root)."""
     ro = tmp_path / "ro"
-    ro.mkdir()
-    undo = make_unwritable(ro)
+    if how == "under_a_file":
+        ro.write_text("a file, not a folder\n")
+        undo = lambda: None  # noqa: E731
+    else:
+        ro.mkdir()
+        undo = make_unwritable(ro)
     try:
         r = subprocess.run(CLI + ["run", tiny_yaml(), "--out", str(ro / "runs"), "--quiet"],
                            capture_output=True, text=True, timeout=600)

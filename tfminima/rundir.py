@@ -30,7 +30,8 @@ FINAL_STATES = ("completed", "failed", "diverged", "cancelled", "crashed")
 STATES = ("pending", "running") + FINAL_STATES
 
 # errno values that mean "this storage cannot take the run's files", not a bug in the run
-STORAGE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG}
+STORAGE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG,
+                  errno.ENOTDIR}  # ENOTDIR: a path component is a file (e.g. --out file/runs)
 
 
 def is_storage_error(err: BaseException) -> bool:
