@@ -81,22 +81,12 @@ def _prune(directory: Path, keep: int) -> None:
 
     Each folder is first renamed to ``.tmp-del-*`` (atomic), then deleted: a kill during the delete
     leaves a hidden stale folder that the next prune removes, never a half-deleted ``epoch-*``.
-    Incomplete ``epoch-*`` folders older than the newest complete one (left by older versions) go too.
     """
     directory = Path(directory)
-    found = sorted(_found(directory))
-    doomed = [directory / _name(n, k) for n, k in (found[:-keep] if keep > 0 else [])]
-    complete = {directory / _name(n, k) for n, k in found}
-    if found:
-        newest = found[-1]
-        for p in directory.glob("epoch-*"):
-            pos = _position_or_none(p)
-            if p not in complete and pos is not None and pos < newest:
-                doomed.append(p)
-    for path in doomed:
-        gone = directory / f".tmp-del-{path.name}-{os.getpid()}"
+    for n, k in sorted(_found(directory))[:-keep] if keep > 0 else []:
+        gone = directory / f".tmp-del-{_name(n, k)}-{os.getpid()}"
         try:
-            os.replace(path, gone)
+            os.replace(directory / _name(n, k), gone)
         except OSError:
             continue
         shutil.rmtree(gone, ignore_errors=True)
@@ -104,20 +94,15 @@ def _prune(directory: Path, keep: int) -> None:
         shutil.rmtree(stale, ignore_errors=True)
 
 
-def _position_or_none(path: Path) -> tuple[int, int] | None:
-    parts = path.name.split("-")
-    try:
-        return int(parts[1]), int(parts[3]) if len(parts) == 4 else 0
-    except (ValueError, IndexError):
-        return None
-
-
 def _found(directory: Path) -> list[tuple[int, int]]:
     """(epochs done, step in epoch) of every complete checkpoint folder."""
     out = []
     for p in Path(directory).glob("epoch-*"):
-        pos = _position_or_none(p)
-        if pos is not None and (p / "state.json").exists() and (p / "variables.npz").exists():
+        try:
+            pos = position(p)
+        except (ValueError, IndexError):
+            continue
+        if (p / "state.json").exists() and (p / "variables.npz").exists():
             out.append(pos)
     return out
 
