@@ -329,6 +329,44 @@ def test_cli_refuses_a_busy_run_and_a_resume_with_another_config(tiny_yaml, tmp_
 
 
 # ------------------------------------------------------------------------- signals
+@pytest.mark.parametrize("stopped", [False, True], ids=["completed", "cancelled"])
+def test_ctrl_c_while_the_run_end_is_recorded_waits_for_it(tmp_path, monkeypatch, stopped):
+    """Two Ctrl-C land while the final status is being written (deterministically, from inside the
+    write): the run's end is recorded whole, then the second one interrupts."""
+    import threading
+
+    from tfminima import cli, runner
+    from tfminima.rundir import RunDir
+
+    spec, run = new_run(tmp_path, "end")
+    stop = threading.Event()
+    if stopped:
+        stop.set()  # the first Ctrl-C came during training
+    previous = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+    cli._install_stop_handlers(stop)
+    real = RunDir.write_summary
+
+    def write_summary(self, summary):
+        os.kill(os.getpid(), signal.SIGINT)
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.05)  # both are handled by now (between two bytecodes of this thread)
+        real(self, summary)
+
+    monkeypatch.setattr(RunDir, "write_summary", write_summary)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            runner.train_run(run, spec, {}, stop_event=stop)
+    finally:
+        signal.signal(signal.SIGINT, previous[0])
+        signal.signal(signal.SIGTERM, previous[1])
+    state = "cancelled" if stopped else "completed"
+    assert run.status()["state"] == state and run.summary()["state"] == state
+    assert "distribution" in run.summary()  # the final summary, not overwritten by a second ending
+    assert ("test_loss" in run.summary()) == (not stopped)
+    assert [e["state"] for e in run.events() if e["kind"] == "status"][-1] == state
+    assert_readable(run)
+
+
 def test_second_ctrl_c_still_leaves_a_readable_run_directory(tiny_yaml, tmp_path):
     from tfminima.rundir import RunDir
 

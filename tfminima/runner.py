@@ -21,8 +21,10 @@ is marked failed where that is still possible, its last good checkpoint stays, a
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
+import signal
 import sys
 import threading
 import traceback
@@ -169,6 +171,8 @@ def _train_as_chief(run_dir, spec, hparams, resume, callbacks, stop_event) -> Ru
         run_dir.write_status("running", distribution=distribution)
         tblog.write_run_hparams(run_dir.tb_dir, hparams)
         result = trainer.fit()
+        final = dict(result.final, distribution=distribution)
+        return _finish(run_dir, writer, result.status, hparams, final, result.reason)
     except OSError as err:
         if not rd.is_storage_error(err):
             return _finish(run_dir, writer, "failed", hparams, {}, _describe(err), traceback.format_exc())
@@ -178,12 +182,11 @@ def _train_as_chief(run_dir, spec, hparams, resume, callbacks, stop_event) -> Ru
     except (DataNotPrepared, DistributionError, ValueError) as err:
         return _finish(run_dir, writer, "failed", hparams, {}, str(err))
     except KeyboardInterrupt:
-        _finish(run_dir, writer, "cancelled", hparams, {}, "interrupted")
+        if run_dir.status().get("state") not in rd.FINAL_STATES:  # not already recorded by _finish
+            _finish(run_dir, writer, "cancelled", hparams, {}, "interrupted")
         raise
     except Exception as err:  # a crash of one run must not end the sweep
         return _finish(run_dir, writer, "failed", hparams, {}, _describe(err), traceback.format_exc())
-    final = dict(result.final, distribution=distribution)
-    return _finish(run_dir, writer, result.status, hparams, final, result.reason)
 
 
 def _train_as_worker(run_dir, spec, hparams, resume, callbacks, stop_event) -> RunOutcome:
@@ -210,7 +213,32 @@ def _checkpoint_epoch(run_dir: rd.RunDir) -> int:
 
 
 def _finish(run_dir, writer, state, hparams, final, error="", trace=None) -> RunOutcome:
-    """Record the run's end; best effort when the disk refuses (the outcome is returned anyway)."""
+    """Record the run's end; best effort when the disk refuses (the outcome is returned anyway).
+
+    A Ctrl-C that arrives meanwhile takes effect once the end is recorded: a run left ``running``
+    by a second Ctrl-C would look alive to every reader.
+    """
+    with _ctrl_c_held():
+        return _record_end(run_dir, writer, state, hparams, final, error, trace)
+
+
+@contextlib.contextmanager
+def _ctrl_c_held():
+    """Hold SIGINT for the duration of the block, then deliver it to the handler it was meant for."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    held: list = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: held.append(frame))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        for frame in held if callable(previous) else ():
+            previous(signal.SIGINT, frame)
+
+
+def _record_end(run_dir, writer, state, hparams, final, error, trace) -> RunOutcome:
     summary = dict(final, state=state, hparams=hparams, run_id=run_dir.run_id)
     if error:
         summary["error"] = error
