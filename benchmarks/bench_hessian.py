@@ -79,8 +79,9 @@ def bench_hvp_cost(model, data, rounds: int) -> None:
         op = hessian.HessianOperator(model, data, mode=mode, batch_size=SUBSET, jit_compile=jit)
         (x, y), inv_n = op.batches.items[0], op.batches.inv_n
         vec = tf.constant(np.random.default_rng(0).standard_normal(op.n))
-        hvp = lambda op=op, x=x, y=y, inv_n=inv_n, vec=vec: op.fns.hvp(x, y, inv_n, vec).numpy()
-        grad = lambda op=op, x=x, y=y, inv_n=inv_n: op.fns.grad(x, y, inv_n)[1].numpy()
+        state = hessian.model_state(model)
+        hvp = lambda op=op, x=x, y=y, inv_n=inv_n, vec=vec: op.fns.hvp(state, x, y, inv_n, vec).numpy()
+        grad = lambda op=op, x=x, y=y, inv_n=inv_n: op.fns.grad(state, x, y, inv_n)[1].numpy()
         hvp(), grad()  # trace
         t_h, t_g = [], []
         for r in range(rounds):  # interleave so load changes on this shared machine hit both alike

@@ -195,6 +195,33 @@ def test_traced_once_and_reused(zoo):
     assert op.fns.hvp.experimental_get_tracing_count() <= 2
 
 
+def test_models_built_alike_share_one_trace_and_each_gets_its_own_hessian(float64_policy):
+    """``architecture=``: one trace for every model of the key; products and gradients at each model's own
+    weights and batch-norm statistics, exact; a model whose variables differ gets a trace of its own."""
+    keras.utils.set_random_seed(5)
+    rng = np.random.default_rng(5)
+    x, y = rng.standard_normal((37, 5)), rng.integers(0, 3, 37)
+    models = [_bn(), _bn()]
+    models[1].layers[1].moving_mean.assign(np.linspace(0.3, -0.7, 5))
+    ops = [H.HessianOperator(m, (x, y), mode="reverse", architecture="bn-net") for m in models]
+    assert ops[0].fns is ops[1].fns
+    v = rng.standard_normal(ops[0].n)
+    for model, op in zip(models, ops):
+        hess = exact_hessian(model, x, y)
+        np.testing.assert_allclose(op.matvec(v), hess @ v, rtol=0, atol=1e-10)
+        np.testing.assert_allclose(op.loss_and_gradient()[1], _exact_gradient(model, x, y), rtol=0, atol=1e-12)
+    assert ops[0].fns.hvp.experimental_get_tracing_count() == 1
+    wider = keras.Sequential([keras.Input((5,)), keras.layers.Dense(7), keras.layers.Dense(3)])
+    assert H.HessianOperator(wider, (x, y), mode="reverse", architecture="bn-net").fns is not ops[0].fns
+
+
+def _exact_gradient(model, x, y):
+    with tf.GradientTape() as tape:
+        logits = model(x, training=False)
+        loss = tf.reduce_mean(keras.losses.sparse_categorical_crossentropy(y, logits, from_logits=True))
+    return np.concatenate([g.numpy().ravel() for g in tape.gradient(loss, model.trainable_variables)])
+
+
 # ----------------------------------------------------------------------------- eigenvalues on models
 
 

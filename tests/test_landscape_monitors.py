@@ -138,3 +138,34 @@ def test_measure_before_setup_fails_clearly(problem):
     monitor.set_model(model)
     with pytest.raises(RuntimeError, match="setup"):
         monitor.measure(0)
+
+
+def test_the_runs_of_a_sweep_share_the_monitors_traces():
+    """Runs whose models are built alike (here: two learning rates) trace the Hessian and covariance
+    products once (both monitors measure 64 examples: one data shape, one trace); a run of another
+    architecture traces its own. Each run's numbers stay its own."""
+    from tfminima import config
+    from tfminima.train import Trainer, per_example_loss as run_loss
+
+    base = (
+        "epochs: 1\n"
+        "dataset: {name: mnist1d, train_size: 256, val_size: 64, test_size: 64}\n"
+        "optimizer: {batch_size: 32}\n"
+        "monitors: [{sharpness: {samples: 64, trace_probes: 4}}, {noise: {samples: 64, trace_probes: 4}}]\n"
+    )
+    trainers = [Trainer(config.load_text(base + f"model: {{name: mlp, hidden: [{h}]}}\noptimizer: {{lr: {lr}}}\n",
+                                         "t.yaml"))
+                for h, lr in [(16, 0.05), (16, 0.2), (12, 0.05)]]
+    results = [t.fit() for t in trainers]
+    fns = [hessian.traced_functions(t.model, run_loss, mode="reverse", strategy=t.strategy,
+                                    architecture=t.architecture()) for t in trainers]
+    assert trainers[0].architecture() == trainers[1].architecture() != trainers[2].architecture()
+    assert fns[0] is fns[1] and fns[2] is not fns[0]
+    assert fns[0].hvp.experimental_get_tracing_count() == 1
+    noise_fns = noise._noise_functions(trainers[1].model, run_loss, False, trainers[1].strategy,
+                                       trainers[1].architecture())
+    assert noise_fns.cov.experimental_get_tracing_count() == 1
+    lam = [r.history[-1]["sharpness/lambda_max"] for r in results[:2]]
+    op = hessian.HessianOperator(trainers[1].model, trainers[1]._monitor_list[0].data, loss=run_loss)
+    assert lam[0] != lam[1]
+    assert hessian.top_eigenvalues(op, None, tol=1e-6).eigenvalues[0] == pytest.approx(lam[1], rel=2e-3)

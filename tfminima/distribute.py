@@ -68,17 +68,17 @@ def make_strategy(spec) -> tf.distribute.Strategy:
         devices = spec.devices or gpus or [d.name for d in tf.config.list_logical_devices("CPU")][:1]
         return mirrored(devices)
     if kind == "one_device":
-        return tf.distribute.OneDeviceStrategy((spec.devices or gpus or ["/cpu:0"])[0])
+        return one_device((spec.devices or gpus or ["/cpu:0"])[0])
     # auto
     if spec.devices:
         if len(spec.devices) > 1:
             return mirrored(spec.devices)
-        return tf.distribute.OneDeviceStrategy(spec.devices[0])
+        return one_device(spec.devices[0])
     if len(gpus) > 1:
         return mirrored(gpus)
     if len(gpus) == 1:
-        return tf.distribute.OneDeviceStrategy(gpus[0])
-    return tf.distribute.OneDeviceStrategy("/cpu:0")
+        return one_device(gpus[0])
+    return one_device("/cpu:0")
 
 
 _MIRRORED: dict[tuple[str, ...], tf.distribute.MirroredStrategy] = {}
@@ -95,6 +95,17 @@ def mirrored(devices) -> tf.distribute.MirroredStrategy:
     if key not in _MIRRORED:
         _MIRRORED[key] = tf.distribute.MirroredStrategy(list(devices))
     return _MIRRORED[key]
+
+
+_ONE_DEVICE: dict[str, tf.distribute.OneDeviceStrategy] = {}
+
+
+def one_device(device: str) -> tf.distribute.OneDeviceStrategy:
+    """One OneDeviceStrategy per device for the whole process: the runs of a sweep then share the
+    monitors' traced functions, which are cached per strategy (see :func:`tfminima.hessian.traced`)."""
+    if device not in _ONE_DEVICE:
+        _ONE_DEVICE[device] = tf.distribute.OneDeviceStrategy(device)
+    return _ONE_DEVICE[device]
 
 
 _MULTI_WORKER: tf.distribute.Strategy | None = None

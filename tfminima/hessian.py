@@ -19,7 +19,8 @@ Two layers:
 * a **model layer**: :func:`hvp`, :func:`top_eigenvalues`, :func:`trace`, :func:`density`,
   :func:`frobenius_norm`, all built on :class:`HessianOperator`, which batches and places the data once
   (for a ``tf.distribute`` strategy too) and calls a ``tf.function`` traced once per model, loss and data
-  shape, with the vector as an argument;
+  shape, with the vector and the weights as arguments (``stateless_call``), so models built alike can
+  share one trace (``architecture=``);
 * a **matrix layer** that only needs ``matvec(v) -> H v``: :func:`lanczos`, :func:`power_iteration`,
   :func:`arpack`, :func:`hutchinson`, :func:`hutch_plus_plus`, :func:`slq`, :func:`frobenius_estimate`.
   These are tested on plain matrices with known spectra.
@@ -34,6 +35,7 @@ Example::
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import dataclasses
 import time
@@ -123,8 +125,8 @@ def _per_example_loss(loss_fn: Callable, y, y_pred):
     return values
 
 
-def _regularization(model, dtype):
-    losses = model.losses
+def _regularization(losses, dtype):
+    """``R = sum(losses)``: the model's regularisation penalties, as ``stateless_call`` returns them."""
     if not losses:
         return tf.constant(0.0, dtype)
     return tf.cast(tf.add_n([tf.cast(l, dtype) for l in losses]), dtype)
@@ -192,9 +194,17 @@ class PlacedBatches:
         return len(self.items)
 
 
-def _variable_values(variables):
-    # ForwardAccumulator and the tapes need the backend variables, not Keras' wrappers.
-    return [v.value for v in variables]
+def model_state(model) -> tuple[list, list]:
+    """The values of the model's trainable and non-trainable variables, as ``stateless_call`` takes them."""
+    return [v.value for v in model.trainable_variables], [v.value for v in model.non_trainable_variables]
+
+
+def _stateless_forward(template, state, x, training):
+    """``template``'s outputs and ``sum(losses)`` at the variable values ``state`` (no variable touched)."""
+    trainable, non_trainable = state
+    pred, _, losses = template.stateless_call(list(trainable), list(non_trainable), x, training=training,
+                                              return_losses=True)
+    return pred, losses
 
 
 def _flat64(tensors):
@@ -267,61 +277,62 @@ def _single_threaded_blas():
 
 
 class _Traced:
-    """The tf.functions for one (model, loss, training, mode, strategy, variables) combination.
+    """The tf.functions for one (model or architecture, loss, training, mode, strategy) combination.
 
-    Each takes one placed batch and ``inv_n = 1/N`` and returns that batch's contribution to the
-    full-data quantity, reduced over replicas; callers sum over batches. The closures hold the model
-    weakly so the cache never keeps a model alive.
+    Each takes the model's ``state`` (:func:`model_state`), one placed batch and ``inv_n = 1/N`` and
+    returns that batch's contribution to the full-data quantity, reduced over replicas; callers sum over
+    batches. The model runs through ``stateless_call`` at the values passed in, so a trace holds no
+    variable: every model of one architecture can share it (see :func:`traced_functions`).
+    ``template()`` returns the model whose code is traced.
     """
 
-    def __init__(self, model, loss_fn, training: bool, mode: str, strategy, jit_compile: bool):
-        model_ref = weakref.ref(model)
-        variables = list(model.trainable_variables)
-        self.variables = variables
+    def __init__(self, template: Callable[[], Any], loss_fn, training: bool, mode: str, strategy,
+                 jit_compile: bool):
+        self.specs = [tf.TensorSpec(tuple(v.shape), v.dtype) for v in template().trainable_variables]
         self.strategy = strategy
+        specs = self.specs
 
-        def batch_loss(x, y, inv_n):
+        def batch_loss(state, x, y, inv_n):
             # This replica's share of L: its examples' losses over the global N, plus R·n_local/N.
-            m = model_ref()
-            pred = m(x, training=training)
+            pred, losses = _stateless_forward(template(), state, x, training)
             per_example = _per_example_loss(loss_fn, y, pred)
             dtype = per_example.dtype
             scale = tf.cast(inv_n, dtype)
             n_local = tf.cast(tf.shape(per_example)[0], dtype)
-            return (tf.reduce_sum(per_example) + n_local * _regularization(m, dtype)) * scale, pred
+            return (tf.reduce_sum(per_example) + n_local * _regularization(losses, dtype)) * scale, pred
 
-        def replica_grad(x, y, inv_n):
-            values = _variable_values(variables)
+        def replica_grad(state, x, y, inv_n):
+            values = list(state[0])
             with tf.GradientTape() as tape:
                 tape.watch(values)
-                loss, _ = batch_loss(x, y, inv_n)
+                loss, _ = batch_loss((values, state[1]), x, y, inv_n)
             grads = tape.gradient(loss, values, unconnected_gradients=tf.UnconnectedGradients.ZERO)
             return tf.cast(loss, tf.float64), _flat64(grads)
 
-        def replica_hvp_forward(x, y, inv_n, vec):
-            values = _variable_values(variables)
-            tangents = _unflatten(vec, variables)
+        def replica_hvp_forward(state, x, y, inv_n, vec):
+            values = list(state[0])
+            tangents = _unflatten(vec, specs)
             with tf.autodiff.ForwardAccumulator(values, tangents) as acc:
                 with tf.GradientTape() as tape:
                     tape.watch(values)
-                    loss, _ = batch_loss(x, y, inv_n)
+                    loss, _ = batch_loss((values, state[1]), x, y, inv_n)
                 grads = tape.gradient(loss, values, unconnected_gradients=tf.UnconnectedGradients.ZERO)
             return _flat64(acc.jvp(grads, unconnected_gradients=tf.UnconnectedGradients.ZERO))
 
-        def replica_hvp_reverse(x, y, inv_n, vec):
-            values = _variable_values(variables)
-            tangents = _unflatten(vec, variables)
+        def replica_hvp_reverse(state, x, y, inv_n, vec):
+            values = list(state[0])
+            tangents = _unflatten(vec, specs)
             with tf.GradientTape() as outer:
                 outer.watch(values)
                 with tf.GradientTape() as inner:
                     inner.watch(values)
-                    loss, _ = batch_loss(x, y, inv_n)
+                    loss, _ = batch_loss((values, state[1]), x, y, inv_n)
                 grads = inner.gradient(loss, values, unconnected_gradients=tf.UnconnectedGradients.ZERO)
                 gv = tf.add_n([tf.reduce_sum(g * t) for g, t in zip(grads, tangents)])
             return _flat64(outer.gradient(gv, values, unconnected_gradients=tf.UnconnectedGradients.ZERO))
 
-        def replica_eval(x, y, inv_n):
-            loss, pred = batch_loss(x, y, inv_n)
+        def replica_eval(state, x, y, inv_n):
+            loss, pred = batch_loss(state, x, y, inv_n)
             return tf.cast(loss, tf.float64), _correct(y, pred)
 
         replica_hvp = {"forward": replica_hvp_forward, "reverse": replica_hvp_reverse}[mode]
@@ -353,24 +364,48 @@ def _correct(y, pred):
 
 
 _CACHE: weakref.WeakKeyDictionary[Any, dict] = weakref.WeakKeyDictionary()
+_SHARED: collections.OrderedDict[Any, Any] = collections.OrderedDict()
+SHARED_TRACES = 4  # architectures whose traces (and one template model each) are kept
 
 
-def traced_functions(model, loss=None, *, training=False, mode="forward", strategy=None, jit_compile=False):
-    """The cached :class:`_Traced` functions for this model and loss (created and traced on first use)."""
+def traced_functions(model, loss=None, *, training=False, mode="forward", strategy=None, jit_compile=False,
+                     architecture=None):
+    """The cached :class:`_Traced` functions for this model and loss (created and traced on first use).
+
+    ``architecture``: a hashable key that the caller guarantees names how the model was built (layers,
+    input shape, dtype policy; not its weights). Models with the same key share one trace -- tracing a
+    Hessian-vector product costs about as much as ~50 products on a small model, and a sweep builds one
+    model a run. ``None`` gives each model its own trace.
+    """
     if mode not in ("forward", "reverse"):
         raise ValueError(f"mode must be 'forward' or 'reverse', got {mode!r}")
     strategy = strategy or tf.distribute.get_strategy()
-    key = (
-        loss_key(model, loss),
-        bool(training),
-        mode,
-        strategy,
-        bool(jit_compile),
-        tuple(id(v) for v in model.trainable_variables),
-    )
-    return cached(
-        model, ("hessian",) + key, lambda: _Traced(model, resolve_loss(model, loss), training, mode, strategy, jit_compile)
-    )
+    key = ("hessian", loss_key(model, loss), bool(training), mode, strategy, bool(jit_compile))
+
+    def make(template: Callable[[], Any]):
+        return _Traced(template, resolve_loss(template(), loss), training, mode, strategy, jit_compile)
+
+    return traced(model, key, make, architecture)
+
+
+def traced(model, key, make: Callable[[Callable[[], Any]], Any], architecture=None):
+    """Memo of traced functions: per model (weakly held), or per ``architecture`` (see :func:`traced_functions`).
+
+    ``make(template)`` builds them for the model ``template()``. An architecture's entry keeps its first
+    model alive as the template; the :data:`SHARED_TRACES` most recently used architectures are kept.
+    """
+    if architecture is None:
+        ref = weakref.ref(model)
+        return cached(model, key + (tuple(id(v) for v in model.variables),), lambda: make(ref))
+    layout = tuple((tuple(v.shape), str(v.dtype), bool(v.trainable)) for v in model.variables)
+    full = (architecture, layout) + key
+    if full in _SHARED:
+        _SHARED.move_to_end(full)
+        return _SHARED[full]
+    _SHARED[full] = value = make(lambda: model)
+    while len(_SHARED) > SHARED_TRACES:
+        _SHARED.popitem(last=False)
+    return value
 
 
 def loss_key(model, loss):
@@ -396,7 +431,9 @@ class HessianOperator:
 
     Build it once and hand :meth:`matvec` to any of the matrix-layer solvers; it counts its products in
     ``hvp_count``. ``mode="forward"`` (default) is forward-over-backward (``ForwardAccumulator`` around a
-    gradient tape), ``mode="reverse"`` double backward; both are exact.
+    gradient tape), ``mode="reverse"`` double backward; both are exact. Products are taken at the
+    model's weights as they are at each call. ``architecture``: see :func:`traced_functions` (models
+    built alike share one trace).
     """
 
     def __init__(
@@ -410,14 +447,16 @@ class HessianOperator:
         strategy=None,
         batch_size: int = DEFAULT_BATCH_SIZE,
         jit_compile: bool = False,
+        architecture=None,
     ):
         self.model = model
         self.training = bool(training)
         self.strategy = strategy or tf.distribute.get_strategy()
         self.fns = traced_functions(
-            model, loss, training=training, mode=mode, strategy=self.strategy, jit_compile=jit_compile
+            model, loss, training=training, mode=mode, strategy=self.strategy, jit_compile=jit_compile,
+            architecture=architecture,
         )
-        self.variables = self.fns.variables
+        self.variables = list(model.trainable_variables)
         self.n = int(sum(int(np.prod(v.shape)) for v in self.variables))
         if self.n == 0:
             raise ValueError("the model has no trainable variables")
@@ -435,14 +474,17 @@ class HessianOperator:
         vec = tf.constant(np.asarray(v, np.float64).reshape(-1))
         if vec.shape[0] != self.n:
             raise ValueError(f"vector has {vec.shape[0]} entries, the model has {self.n} trainable weights")
+        state = model_state(self.model)
         if self._hvp_calls is None:
             # Concrete functions, one a batch: calling them skips tf.function's per-call dispatch,
             # about half the overhead of a product on small models.
             inv_n = self.batches.inv_n
-            self._hvp_calls = [(self.fns.hvp.get_concrete_function(x, y, inv_n, vec), x, y) for x, y in self.batches]
+            self._hvp_calls = [
+                (self.fns.hvp.get_concrete_function(state, x, y, inv_n, vec), x, y) for x, y in self.batches
+            ]
         total = None
         for call, x, y in self._hvp_calls:
-            part = call(x, y, self.batches.inv_n, vec)
+            part = call(state, x, y, self.batches.inv_n, vec)
             total = part if total is None else total + part
         self.hvp_count += 1
         return total.numpy()
@@ -451,17 +493,17 @@ class HessianOperator:
 
     def loss_and_gradient(self) -> tuple[float, np.ndarray]:
         """Mean loss and its flat float64 gradient at the current weights."""
-        loss, grad = None, None
+        loss, grad, state = None, None, model_state(self.model)
         for x, y in self.batches:
-            l, g = self.fns.grad(x, y, self.batches.inv_n)
+            l, g = self.fns.grad(state, x, y, self.batches.inv_n)
             loss, grad = (l, g) if loss is None else (loss + l, grad + g)
         return float(loss.numpy()), grad.numpy()
 
     def evaluate(self) -> tuple[float, float]:
         """Mean loss and accuracy (argmax; NaN for single-output models) at the current weights."""
-        loss, correct = 0.0, 0.0
+        loss, correct, state = 0.0, 0.0, model_state(self.model)
         for x, y in self.batches:
-            l, c = self.fns.eval(x, y, self.batches.inv_n)
+            l, c = self.fns.eval(state, x, y, self.batches.inv_n)
             loss += float(l.numpy())
             correct += float(c.numpy())
         return loss, correct / self.num_examples

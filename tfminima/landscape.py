@@ -28,6 +28,7 @@ from tfminima.hessian import (
     get_flat_weights,
     set_flat_weights,
     solver_context,
+    model_state,
     traced_functions,
 )
 
@@ -52,9 +53,9 @@ def evaluate(model, data, *, loss=None, batch_size: int = DEFAULT_BATCH_SIZE, st
     """
     fns = traced_functions(model, loss, training=False, strategy=strategy)
     batches = data if isinstance(data, PlacedBatches) else PlacedBatches(data, batch_size, fns.strategy)
-    total, correct = 0.0, 0.0
+    total, correct, state = 0.0, 0.0, model_state(model)
     for x, y in batches:
-        l, c = fns.eval(x, y, batches.inv_n)
+        l, c = fns.eval(state, x, y, batches.inv_n)
         total += float(l.numpy())
         correct += float(c.numpy())
     return total, correct / batches.num_examples

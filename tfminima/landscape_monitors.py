@@ -3,7 +3,8 @@
 Both measure on a fixed random subset of the training examples -- drawn once in :meth:`setup` with the
 monitor's own ``seed``, so every epoch (and every run of a sweep over the same data) is measured on
 the same examples -- with the labels SGD trains on, the run's per-example loss, in inference mode and
-under the run's ``tf.distribute`` strategy (see :mod:`tfminima.hessian` for the conventions).
+under the run's ``tf.distribute`` strategy (see :mod:`tfminima.hessian` for the conventions). Their
+products are traced once per model architecture (``MonitorContext.architecture``), not once per run.
 
 YAML::
 
@@ -114,7 +115,7 @@ class SharpnessMonitor(_SubsetMonitor):
         if self._batches is None:  # place the subset once for the whole run
             self._batches = hessian.PlacedBatches(self.data, ctx.eval_batch_size, ctx.strategy)
         return hessian.HessianOperator(self.model, self._batches, loss=ctx.loss_fn, strategy=ctx.strategy,
-                                       mode=self.mode)
+                                       mode=self.mode, architecture=ctx.architecture)
 
     def measure(self, epoch: int) -> dict:
         start = time.perf_counter()
@@ -184,6 +185,7 @@ class NoiseMonitor(_SubsetMonitor):
             strategy=ctx.strategy,
             eval_batch_size=ctx.eval_batch_size,
             hvp_mode="reverse",  # as the sharpness monitor: cheaper to trace, and shared with it
+            architecture=ctx.architecture,
         )
         self._init_h, self._init_c = result.top_vector_h, result.top_vector_c
         return result.as_dict()

@@ -62,7 +62,8 @@ class MonitorContext:
     ``(labels, logits) -> per-example loss``. ``lr_at``/``batch_size_at`` give the scheduled
     values for an epoch, so monitors can relate what they measure to η/S. ``evaluate(x, y)``
     returns ``{"loss", "accuracy"}`` and ``predict_classes(x)`` the argmax labels, both in
-    inference mode under the run's strategy.
+    inference mode under the run's strategy. ``architecture`` names how the model was built (see
+    :func:`tfminima.hessian.traced_functions`): the runs of a sweep share the monitors' traces.
     """
 
     train_x: np.ndarray
@@ -83,6 +84,7 @@ class MonitorContext:
     eval_batch_size: int = 1024
     evaluate: Callable[[np.ndarray, np.ndarray], dict] | None = None
     predict_classes: Callable[[np.ndarray], np.ndarray] | None = None
+    architecture: str | None = None
 
 
 class Monitor(keras.callbacks.Callback):

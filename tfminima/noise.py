@@ -35,8 +35,9 @@ from tfminima.hessian import (
     _flat64,
     _per_example_loss,
     _regularization,
+    _stateless_forward,
     _unflatten,
-    _variable_values,
+    model_state,
 )
 
 __all__ = [
@@ -52,25 +53,25 @@ _ZERO = tf.UnconnectedGradients.ZERO
 
 
 class _NoiseTraced:
-    """tf.functions for per-example statistics and covariance products (one model, loss, strategy)."""
+    """tf.functions for per-example statistics and covariance products, on the model's ``state``
+    (:func:`tfminima.hessian.model_state`) like :class:`tfminima.hessian._Traced`, so shareable alike."""
 
-    def __init__(self, model, loss_fn, training: bool, strategy):
-        model_ref = weakref.ref(model)
-        variables = list(model.trainable_variables)
-        self.variables = variables
+    def __init__(self, template, loss_fn, training: bool, strategy):
+        self.specs = [tf.TensorSpec(tuple(v.shape), v.dtype) for v in template().trainable_variables]
         self.strategy = strategy
+        specs = self.specs
 
-        def example_losses(x, y):
-            m = model_ref()
-            per_example = _per_example_loss(loss_fn, y, m(x, training=training))
-            return per_example + _regularization(m, per_example.dtype)
+        def example_losses(values, non_trainable, x, y):
+            pred, losses = _stateless_forward(template(), (values, non_trainable), x, training)
+            per_example = _per_example_loss(loss_fn, y, pred)
+            return per_example + _regularization(losses, per_example.dtype)
 
-        def replica_stats(x, y):
+        def replica_stats(state, x, y):
             # Count, mean and centred sum of squares of this replica's per-example gradients.
-            values = _variable_values(variables)
+            values = list(state[0])
             with tf.GradientTape() as tape:
                 tape.watch(values)
-                losses = example_losses(x, y)
+                losses = example_losses(values, state[1], x, y)
             jac = tape.jacobian(losses, values, unconnected_gradients=_ZERO, experimental_use_pfor=True)
             b = tf.shape(losses)[0]
             grads = tf.concat([tf.reshape(tf.cast(j, tf.float64), [b, -1]) for j in jac], axis=1)
@@ -78,40 +79,36 @@ class _NoiseTraced:
             mean = tf.reduce_sum(grads, axis=0) / tf.maximum(count, 1.0)
             return count, mean, tf.reduce_sum(tf.square(grads - mean))
 
-        def replica_cov(x, y, vec):
+        def replica_cov(state, x, y, vec):
             # Σ_i g_i (g_i·v) over this replica's examples.
-            values = _variable_values(variables)
+            values = list(state[0])
             with tf.GradientTape() as tape:
                 tape.watch(values)
-                with tf.autodiff.ForwardAccumulator(values, _unflatten(vec, variables)) as acc:
-                    losses = example_losses(x, y)
+                with tf.autodiff.ForwardAccumulator(values, _unflatten(vec, specs)) as acc:
+                    losses = example_losses(values, state[1], x, y)
             directional = acc.jvp(losses, unconnected_gradients=_ZERO)
             out = tape.gradient(losses, values, output_gradients=directional, unconnected_gradients=_ZERO)
             return _flat64(out)
 
-        def stats(x, y):
-            return strategy.run(replica_stats, args=(x, y))
+        def stats(state, x, y):
+            return strategy.run(replica_stats, args=(state, x, y))
 
-        def cov(x, y, vec):
-            per_replica = strategy.run(replica_cov, args=(x, y, vec))
+        def cov(state, x, y, vec):
+            per_replica = strategy.run(replica_cov, args=(state, x, y, vec))
             return strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica, axis=None)
 
         self.stats = tf.function(stats, reduce_retracing=True, autograph=False)
         self.cov = tf.function(cov, reduce_retracing=True, autograph=False)
 
 
-def _noise_functions(model, loss, training, strategy) -> _NoiseTraced:
+def _noise_functions(model, loss, training, strategy, architecture=None) -> _NoiseTraced:
     strategy = strategy or tf.distribute.get_strategy()
-    key = (
-        "noise",
-        hessian.loss_key(model, loss),
-        bool(training),
-        strategy,
-        tuple(id(v) for v in model.trainable_variables),
-    )
-    return hessian.cached(
-        model, key, lambda: _NoiseTraced(model, hessian.resolve_loss(model, loss), training, strategy)
-    )
+    key = ("noise", hessian.loss_key(model, loss), bool(training), strategy)
+
+    def make(template):
+        return _NoiseTraced(template, hessian.resolve_loss(template(), loss), training, strategy)
+
+    return hessian.traced(model, key, make, architecture)
 
 
 def _auto_chunk(n_params: int) -> int:
@@ -139,14 +136,15 @@ class GradientNoise:
         return self.trace_cov / self.grad_norm_sq if self.grad_norm_sq > 0 else float("inf")
 
 
-def _per_example_moments(model, data, *, loss, training, strategy, chunk_size):
+def _per_example_moments(model, data, *, loss, training, strategy, chunk_size, architecture=None):
     """``(N, G, M2)`` with ``M2 = Σ ‖g_i − G‖²``, merging chunk/replica moments pairwise (Chan et al.)."""
-    fns = _noise_functions(model, loss, training, strategy)
-    n_params = sum(int(np.prod(v.shape)) for v in fns.variables)
+    fns = _noise_functions(model, loss, training, strategy, architecture)
+    n_params = sum(int(np.prod(v.shape)) for v in fns.specs)
+    state = model_state(model)
     batches = PlacedBatches(data, chunk_size or _auto_chunk(n_params), fns.strategy)
     count, mean, m2 = 0.0, np.zeros(n_params), 0.0
     for x, y in batches:
-        parts = [fns.strategy.experimental_local_results(t) for t in fns.stats(x, y)]
+        parts = [fns.strategy.experimental_local_results(t) for t in fns.stats(state, x, y)]
         for c, mu, q in zip(*parts):
             c, mu, q = float(c.numpy()), mu.numpy(), float(q.numpy())
             if c == 0:
@@ -167,16 +165,19 @@ def gradient_covariance_trace(
     chunk_size: int | None = None,
     training: bool = False,
     strategy=None,
+    architecture=None,
 ) -> GradientNoise:
     """``Tr(C)`` of the per-example gradients over ``data`` (and ``‖G‖²``, hence :attr:`GradientNoise.b_simple`).
 
     Per-example gradients come ``chunk_size`` examples at a time (default: as many as keep the chunk's
-    Jacobian near 2^24 numbers) and are never stored beyond one chunk.
+    Jacobian near 2^24 numbers) and are never stored beyond one chunk. ``architecture``: as in
+    :func:`tfminima.hessian.traced_functions`.
     """
     start = time.perf_counter()
     with hessian.solver_context(model, training):
         n, mean, m2 = _per_example_moments(
-            model, data, loss=loss, training=training, strategy=strategy, chunk_size=chunk_size
+            model, data, loss=loss, training=training, strategy=strategy, chunk_size=chunk_size,
+            architecture=architecture,
         )
     g2 = float(mean @ mean)
     return GradientNoise(
@@ -210,11 +211,14 @@ class CovarianceOperator:
         strategy=None,
         batch_size: int = DEFAULT_BATCH_SIZE,
         hvp_mode: str = "forward",
+        architecture=None,
     ):
         self.hessian = HessianOperator(
-            model, data, loss=loss, training=training, strategy=strategy, batch_size=batch_size, mode=hvp_mode
+            model, data, loss=loss, training=training, strategy=strategy, batch_size=batch_size, mode=hvp_mode,
+            architecture=architecture,
         )
-        self.fns = _noise_functions(model, loss, training, self.hessian.strategy)
+        self.model = model
+        self.fns = _noise_functions(model, loss, training, self.hessian.strategy, architecture)
         self.n = self.hessian.n
         self.count = 0
         self._gradient = None
@@ -230,9 +234,9 @@ class CovarianceOperator:
         v = np.asarray(v, np.float64).reshape(-1)
         vec = tf.constant(v)
         batches = self.hessian.batches
-        total = None
+        total, state = None, model_state(self.model)
         for x, y in batches:
-            part = self.fns.cov(x, y, vec)
+            part = self.fns.cov(state, x, y, vec)
             total = part if total is None else total + part
         self.count += 1
         g = self.gradient
@@ -308,20 +312,22 @@ def theory_check(
     strategy=None,
     eval_batch_size: int = DEFAULT_BATCH_SIZE,
     hvp_mode: str = "forward",
+    architecture=None,
 ) -> TheoryCheck:
     """Test the paper's stationary-state predictions at the model's current weights on ``data``.
 
     ``lr``/``batch_size``/``momentum`` are the η, S, β SGD ran with. ``Tr(H)`` by Hutchinson
     (``trace_probes`` products, optional ``trace_tol``), ``Tr(C)`` exactly from per-example gradients,
     the top eigenpairs of H and C by Lanczos (``tol``; ``init_h``/``init_c`` warm starts).
-    ``hvp_mode`` as in :class:`tfminima.hessian.HessianOperator` (``"reverse"`` is cheaper to trace).
+    ``hvp_mode`` as in :class:`tfminima.hessian.HessianOperator` (``"reverse"`` is cheaper to trace),
+    ``architecture`` as in :func:`tfminima.hessian.traced_functions`.
     """
     if lr <= 0 or batch_size < 1 or not 0 <= momentum < 1:
         raise ValueError(f"need lr > 0, batch_size >= 1, 0 <= momentum < 1; got {lr}, {batch_size}, {momentum}")
     start = time.perf_counter()
     cov = CovarianceOperator(
         model, data, loss=loss, training=training, strategy=strategy, batch_size=eval_batch_size,
-        hvp_mode=hvp_mode,
+        hvp_mode=hvp_mode, architecture=architecture,
     )
     op = cov.hessian
     with hessian.solver_context(model, training):
@@ -330,7 +336,8 @@ def theory_check(
         eig_h = hessian.lanczos(op.matvec, op.n, 1, tol=tol, seed=seed, init=init_h)
         eig_c = hessian.lanczos(cov.matvec, cov.n, 1, tol=tol, seed=seed + 1, init=init_c)
     noise = gradient_covariance_trace(
-        model, data, loss=loss, chunk_size=chunk_size, training=training, strategy=op.strategy
+        model, data, loss=loss, chunk_size=chunk_size, training=training, strategy=op.strategy,
+        architecture=architecture,
     )
     v_h, v_c = eig_h.eigenvectors[0], eig_c.eigenvectors[0]
     lambda_c = float(eig_c.eigenvalues[0])

@@ -14,6 +14,7 @@ the step (``tf.nn.compute_average_loss`` semantics), so a mirrored run equals a 
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import time
 from typing import Any, Sequence
@@ -305,8 +306,15 @@ class Trainer:
             batch_size_at=lambda e: self.plan[min(e, len(self.plan) - 1)].batch_size,
             momentum=self.spec.optimizer.momentum, run_dir=self.run_dir,
             eval_batch_size=self.spec.eval_batch_size, evaluate=self.evaluate,
-            predict_classes=self.predict_classes,
+            predict_classes=self.predict_classes, architecture=self.architecture(),
         )
+
+    def architecture(self) -> str:
+        """What the model is built from (not its weights): runs that agree here share traced functions."""
+        return json.dumps({
+            "model": self.spec.model.model_dump(mode="json"), "input_shape": list(self.splits.input_shape),
+            "num_classes": self.splits.num_classes, "mixed_precision": self.spec.distribution.mixed_precision,
+        }, sort_keys=True)
 
     # ------------------------------------------------------------------------------ fit
     def fit(self) -> TrainResult:
