@@ -1,6 +1,10 @@
 """Cost of the sharpness, noise and memorisation monitors as a fraction of training time.
 
     python benchmarks/bench_monitors.py [--rounds 2] [--config experiments/quickstart.yaml]
+    python benchmarks/bench_monitors.py --only noise --set dataset.train_size=40000 --set epochs=10 --runs 2
+
+``--set`` overrides the config as ``tfminima run --set`` does (e.g. a training set of realistic size:
+a measurement costs the same whatever the epoch's length); ``--runs N`` keeps the sweep's first N runs.
 
 Every run of the experiment is trained twice per round, with and without the monitor, alternating
 which goes first; the overhead is (time with − time without) / time without, over the whole fit
@@ -23,6 +27,7 @@ from tfminima.train import Trainer  # noqa: E402
 MONITORS = {
     "sharpness (quickstart settings)": None,  # whatever the config lists
     "noise (every 10, 512 samples)": [{"noise": {"every": 10, "samples": 512}}],
+    "noise (defaults: every 5, 512 samples, 100 probes)": [{"noise": {}}],
     "memorization (every epoch)": [{"memorization": {}}],
 }
 
@@ -39,12 +44,15 @@ def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--config", default="experiments/quickstart.yaml")
     p.add_argument("--rounds", type=int, default=2)
-    p.add_argument("--only", choices=["sharpness", "noise", "memorization"], help="one monitor only")
+    p.add_argument("--only", help="the monitors whose label starts with this (e.g. sharpness, noise, noise (defaults)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override")
+    p.add_argument("--runs", type=int, help="the sweep's first N runs only")
     args = p.parse_args()
-    base = config.load(args.config)
-    plans = expand(base)
+    base = config.load(args.config, args.set)
+    plans = expand(base)[: args.runs]
     splits = data.load(plans[0].spec.dataset)
-    print(f"{args.config}: {len(plans)} runs × {base.epochs} epochs, {args.rounds} rounds")
+    print(f"{args.config} {' '.join(args.set)}: {len(plans)} runs × {base.epochs} epochs of "
+          f"{len(splits.x_train)} examples, {args.rounds} rounds")
     for label, monitors in MONITORS.items():
         if args.only and not label.startswith(args.only):
             continue
@@ -61,7 +69,7 @@ def main() -> None:
                     sink.append(timed_fit(spec, splits))
         total_on, total_off = sum(with_t), sum(without_t)
         per_run = [(a - b) / b for a, b in zip(with_t, without_t)]
-        print(f"  {label:34s} training {total_off / args.rounds:6.1f} s a sweep, with monitor "
+        print(f"  {label:50s} training {total_off / args.rounds:6.1f} s a sweep, with monitor "
               f"{total_on / args.rounds:6.1f} s: overhead {100 * (total_on - total_off) / total_off:5.1f} % "
               f"(per run median {100 * statistics.median(per_run):5.1f} %)")
 

@@ -158,6 +158,8 @@ class Trainer:
         # and converting Keras' layer code made tracing several times slower.
         self._train_fn = tf.function(self._train_function, autograph=False)
         self._eval_fn = tf.function(self._eval_function, autograph=False)
+        self._eval_cache: dict = {}
+        self._no_labels = np.zeros(0, dtype=np.int32)
 
     def _distribute(self, ds: tf.data.Dataset):
         """The dataset as the strategy's replicas take it.
@@ -243,14 +245,30 @@ class Trainer:
         return total[0], total[1], total[2], self.strategy.experimental_local_results(preds)[0]
 
     # ------------------------------------------------------------------------------ eval
-    def _run_eval(self, x: np.ndarray, y: np.ndarray) -> tuple[float, float, np.ndarray]:
+    def _eval_data(self, x: np.ndarray, y: np.ndarray):
+        """The distributed eval pipeline of ``(x, y)``, built once per pair of arrays and batch size.
+
+        The same arrays are evaluated every epoch (the validation split; the memorisation monitor's pass
+        over the training set): rebuilding the pipeline each time cost as much as the pass itself on
+        small models. The arrays must not be changed in place afterwards (the trainer's never are).
+        """
         bs = self.spec.eval_batch_size
         bs = max(self.replicas, bs - bs % self.replicas)
-        dist = self._distribute(eval_dataset(x, y, bs))
+        key = (id(x), id(y), bs)
+        hit = self._eval_cache.get(key)
+        if hit is None or hit[0] is not x or hit[1] is not y:
+            hit = (x, y, self._distribute(eval_dataset(x, y, bs)), steps_per_epoch(len(x), bs, False))
+            self._eval_cache[key] = hit
+            while len(self._eval_cache) > 4:
+                self._eval_cache.pop(next(iter(self._eval_cache)))
+        return hit[2], hit[3]
+
+    def _run_eval(self, x: np.ndarray, y: np.ndarray) -> tuple[float, float, np.ndarray]:
+        dist, steps = self._eval_data(x, y)
         it = iter(dist)
         loss = correct = count = 0.0
         preds = []
-        for _ in range(steps_per_epoch(len(x), bs, False)):
+        for _ in range(steps):
             l_, c_, n_, p_ = self._eval_fn(it)
             loss += float(l_)
             correct += float(c_)
@@ -265,7 +283,9 @@ class Trainer:
 
     def predict_classes(self, x: np.ndarray) -> np.ndarray:
         """Argmax predictions in inference mode (order preserved)."""
-        _, _, preds = self._run_eval(x, np.zeros(len(x), dtype=np.int32))
+        if len(self._no_labels) != len(x):
+            self._no_labels = np.zeros(len(x), dtype=np.int32)
+        _, _, preds = self._run_eval(x, self._no_labels)
         return preds
 
     # ------------------------------------------------------------------------------ callbacks
