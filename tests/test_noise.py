@@ -80,6 +80,36 @@ def test_trace_of_covariance_matches_brute_force(mlp, chunk_size):
     np.testing.assert_allclose(G, full, rtol=0, atol=1e-13)
 
 
+@pytest.mark.parametrize("training", [False, True], ids=["inference", "training"])
+def test_trace_of_covariance_with_batch_norm_in_both_modes(float64_policy, training):
+    """Inference mode (running statistics: examples independent, a vectorised one-example gradient) and
+    training mode (batch statistics couple the examples: the Jacobian of the batch's losses), each against
+    one tape per example's loss; the batch-norm statistics are left as they were."""
+    keras.utils.set_random_seed(6)
+    rng = np.random.default_rng(6)
+    model = keras.Sequential([
+        keras.Input((4,)), keras.layers.Dense(5), keras.layers.BatchNormalization(),
+        keras.layers.Activation("tanh"), keras.layers.Dense(3),
+    ])
+    bn = model.layers[1]
+    bn.moving_mean.assign(np.linspace(-0.4, 0.6, 5))
+    bn.moving_variance.assign(np.linspace(0.5, 1.5, 5))
+    x, y = rng.standard_normal((13, 4)), rng.integers(0, 3, 13)
+    rows = []
+    for i in range(len(x)):
+        with tf.GradientTape() as tape:  # example i's loss, from the forward pass over the whole batch
+            logits = model(x, training=training)
+            loss = keras.losses.sparse_categorical_crossentropy(y, logits, from_logits=True)[i]
+        rows.append(np.concatenate([g.numpy().ravel() for g in tape.gradient(loss, model.trainable_variables)]))
+    g = np.array(rows)
+    before = [v.numpy().copy() for v in model.non_trainable_variables]
+    res = noise.gradient_covariance_trace(model, (x, y), training=training)
+    assert res.trace_cov == pytest.approx(np.trace(np.cov(g.T, bias=True)), rel=1e-12)
+    assert res.grad_norm_sq == pytest.approx(g.mean(0) @ g.mean(0), rel=1e-12)
+    for v, b in zip(model.non_trainable_variables, before):
+        np.testing.assert_array_equal(v.numpy(), b)
+
+
 def test_covariance_operator_matches_explicit_matrix(mlp):
     model, x, y = mlp
     g = per_example_gradients(model, x, y)
