@@ -27,7 +27,7 @@ from tfminima.train import Trainer  # noqa: E402
 MONITORS = {
     "sharpness (quickstart settings)": None,  # whatever the config lists
     "noise (every 10, 512 samples)": [{"noise": {"every": 10, "samples": 512}}],
-    "noise (defaults: every 5, 512 samples, 100 probes)": [{"noise": {}}],
+    "noise (defaults: every 5, 512 samples, 30 probes)": [{"noise": {}}],
     "memorization (every epoch)": [{"memorization": {}}],
 }
 

@@ -156,7 +156,7 @@ class NoiseMonitor(_SubsetMonitor):
         samples: int = 512,
         seed: int = 0,
         *,
-        trace_probes: int = 100,
+        trace_probes: int = 30,
         tol: float = 1e-3,
         chunk_size: int | None = None,
     ):
