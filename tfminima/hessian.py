@@ -343,7 +343,7 @@ class _Traced:
                 return strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica, axis=None)
 
             # No AutoGraph (Keras' fit does not use it either): it made tracing the double-backward
-            # HVP 8x slower (2.4 s against 0.3 s on the quickstart MLP), paid once per model.
+            # HVP 8x slower (2.4 s against 0.3 s on the quickstart MLP), paid once per trace.
             return tf.function(run, reduce_retracing=True, jit_compile=jit_compile or None, autograph=False)
 
         self.hvp = distributed(replica_hvp)
