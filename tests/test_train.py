@@ -274,3 +274,18 @@ def test_sweep_hparams_config_is_declared_once_per_group(tmp_path):
     tblog.write_sweep_hparams_config(tmp_path, plans)
     assert len(list(tmp_path.glob("events.out.tfevents.*"))) == 1
     assert tb_scalars(tmp_path).PluginTagToContent("hparams")
+
+
+def test_eval_pipeline_is_reused_for_the_splits_only():
+    """The validation split's pipeline is built once and gives the same numbers again; an array from
+    elsewhere is read afresh each call, so changing it in place is seen."""
+    t = Trainer(spec("epochs: 1\n"))
+    t.fit()
+    s = t.splits
+    first = t.evaluate(s.x_val, s.y_val)
+    assert len(t._eval_cache) == 1 and t.evaluate(s.x_val, s.y_val) == first
+    x = s.x_val.copy()
+    assert t.evaluate(x, s.y_val) == first
+    x[:] = 0.0
+    assert t.evaluate(x, s.y_val) != first and len(t._eval_cache) == 1
+    np.testing.assert_array_equal(t.predict_classes(s.x_train), t.predict_classes(s.x_train.copy()))

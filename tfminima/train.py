@@ -246,21 +246,23 @@ class Trainer:
 
     # ------------------------------------------------------------------------------ eval
     def _eval_data(self, x: np.ndarray, y: np.ndarray):
-        """The distributed eval pipeline of ``(x, y)``, built once per pair of arrays and batch size.
+        """The distributed eval pipeline of ``(x, y)``; built once for the trainer's own split arrays.
 
-        The same arrays are evaluated every epoch (the validation split; the memorisation monitor's pass
-        over the training set): rebuilding the pipeline each time cost as much as the pass itself on
-        small models. The arrays must not be changed in place afterwards (the trainer's never are).
+        The same splits are evaluated every epoch (validation; the memorisation monitor's pass over the
+        training set): rebuilding the pipeline each time cost as much as the pass itself on small
+        models. Arrays from elsewhere (``evaluate`` called by a user) get a fresh pipeline every call,
+        so changing them in place between calls is safe.
         """
         bs = self.spec.eval_batch_size
         bs = max(self.replicas, bs - bs % self.replicas)
+        s = self.splits
+        if not any(x is a for a in (s.x_train, s.x_val, s.x_test)):
+            return self._distribute(eval_dataset(x, y, bs)), steps_per_epoch(len(x), bs, False)
         key = (id(x), id(y), bs)
         hit = self._eval_cache.get(key)
         if hit is None or hit[0] is not x or hit[1] is not y:
             hit = (x, y, self._distribute(eval_dataset(x, y, bs)), steps_per_epoch(len(x), bs, False))
             self._eval_cache[key] = hit
-            while len(self._eval_cache) > 4:
-                self._eval_cache.pop(next(iter(self._eval_cache)))
         return hit[2], hit[3]
 
     def _run_eval(self, x: np.ndarray, y: np.ndarray) -> tuple[float, float, np.ndarray]:
