@@ -383,6 +383,6 @@ def test_second_ctrl_c_still_leaves_a_readable_run_directory(tiny_yaml, tmp_path
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err[-3000:]
-    assert "Traceback" not in err
-    assert run.status()["state"] == "cancelled"
+    assert "Traceback" not in err, err[-3000:]
+    assert run.status()["state"] == "cancelled", (run.status(), err[-3000:])
     assert_readable(run)
