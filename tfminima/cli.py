@@ -117,6 +117,8 @@ def cmd_run(args) -> int:
     except KeyboardInterrupt:
         _err("tfminima run: interrupted (the run directory keeps its last checkpoint; continue with --resume)")
         return 130
+    finally:
+        _exit_quietly_on_ctrl_c()
     if isinstance(outcomes, int):
         return outcomes
     for o in outcomes:
@@ -182,6 +184,21 @@ def _install_stop_handlers(stop: threading.Event) -> None:
         stop.set()
 
     signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
+
+
+def _exit_quietly_on_ctrl_c() -> None:
+    """Once every run is recorded, a Ctrl-C can only interrupt the interpreter's exit (an atexit
+    callback, with a traceback): exit at once instead, status 130."""
+
+    def handler(signum, frame):
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (OSError, ValueError):
+                pass
+        os._exit(130)
+
     signal.signal(signal.SIGINT, handler)
 
 
