@@ -139,16 +139,31 @@ def assert_readable(run):
 
 
 def make_unwritable(path):
-    """Make a directory unwritable even for root (immutable flag), or by mode bits; returns the undo."""
+    """Make writing below a directory fail; returns the undo.
+
+    Other users: mode bits. Root: the immutable flag (``chattr +i``, EPERM); where root may not set it
+    (containers without CAP_LINUX_IMMUTABLE), the directory is set aside and a regular file put in its
+    place, so writing below the path fails with ENOTDIR -- for root too, never a skipped test.
+    """
     path = Path(path)
-    if os.geteuid() == 0:
-        r = subprocess.run(["chattr", "+i", str(path)], capture_output=True)
-        if r.returncode != 0:
-            pytest.skip("running as root without chattr +i: cannot make a directory unwritable")
-        return lambda: subprocess.run(["chattr", "-i", str(path)], check=True)
-    mode = path.stat().st_mode
-    path.chmod(0o555)
-    return lambda: path.chmod(mode)
+    if os.geteuid() != 0:
+        mode = path.stat().st_mode
+        path.chmod(0o555)
+        return lambda: path.chmod(mode)
+    try:
+        if subprocess.run(["chattr", "+i", str(path)], capture_output=True).returncode == 0:
+            return lambda: subprocess.run(["chattr", "-i", str(path)], check=True)
+    except OSError:  # no chattr at all
+        pass
+    aside = path.with_name(path.name + ".aside")
+    path.rename(aside)
+    path.write_text("not a directory while the test needs it unwritable\n")
+
+    def undo():
+        path.unlink()
+        aside.rename(path)
+
+    return undo
 
 
 # ------------------------------------------------------------------------- storage
@@ -237,8 +252,8 @@ def test_checkpoints_folder_turning_read_only_keeps_the_last_good_checkpoint(tmp
 
 @pytest.mark.parametrize("how", ["under_a_file", "immutable"])
 def test_unwritable_output_directory_is_a_message_not_a_traceback(tiny_yaml, tmp_path, how):
-    """``--out`` where nothing can be written: below a regular file (for every user, root included), or
-    in a directory made unwritable (needs ``chattr +i`` when running as root)."""
+    """``--out`` where nothing can be written: below a regular file, or in a directory made unwritable
+    (see :func:`make_unwritable`)."""
     ro = tmp_path / "ro"
     if how == "under_a_file":
         ro.write_text("a file, not a folder\n")

@@ -13,6 +13,7 @@ between the rename and the pointer update).
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
@@ -30,6 +31,8 @@ def _name(epochs_done: int, step: int) -> str:
 def save(directory: Path, epochs_done: int, model, optimizer, state: dict, keep: int = 2, step: int = 0) -> Path:
     """Write checkpoint ``epoch-<epochs_done>[-step-<step>]``; prune all but the newest ``keep``."""
     directory = Path(directory)
+    if directory.exists() and not directory.is_dir():  # mkdir would say "exists": name the real problem
+        raise NotADirectoryError(errno.ENOTDIR, "Not a directory", str(directory))
     directory.mkdir(parents=True, exist_ok=True)
     final = directory / _name(epochs_done, step)
     tmp = directory / f".tmp-{final.name}-{os.getpid()}"

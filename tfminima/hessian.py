@@ -235,28 +235,14 @@ def set_flat_weights(model, flat: np.ndarray) -> None:
 
 
 @contextlib.contextmanager
-def keep_non_trainable(model, active: bool = True):
-    """Restore non-trainable variables on exit: a ``training=True`` forward pass moves batch-norm statistics."""
-    if not active:
-        yield
-        return
-    saved = [(v, v.numpy()) for v in model.non_trainable_variables]
-    try:
-        yield
-    finally:
-        for v, value in saved:
-            v.assign(value)
-
-
-@contextlib.contextmanager
-def solver_context(model, training: bool = False):
-    """What every model-level solver runs inside: training-mode side effects undone, BLAS on one thread.
+def solver_context():
+    """What every model-level solver runs inside: NumPy's BLAS on one thread.
 
     Between products the solvers do small vector operations in NumPy; OpenBLAS threads then spin-wait
     for more work and take the cores TensorFlow needs for the next product (measured on 2 cores: each
     product ~70 % slower). TensorFlow does the heavy work, so NumPy's BLAS gets one thread meanwhile.
     """
-    with keep_non_trainable(model, training), _single_threaded_blas():
+    with _single_threaded_blas():
         yield
 
 
@@ -565,8 +551,7 @@ def hvp(
     op = HessianOperator(
         model, data, loss=loss, training=training, mode=mode, strategy=strategy, batch_size=batch_size
     )
-    with keep_non_trainable(model, training):
-        return op.matvec(_flatten_vector(vector, op.variables))
+    return op.matvec(_flatten_vector(vector, op.variables))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -1110,7 +1095,7 @@ def top_eigenvalues(
     start = time.perf_counter()
     op = _operator(model, data, loss, training, mode, strategy, batch_size)
     kwargs = {} if max_hvps is None else {"max_iter": max_hvps}
-    with solver_context(op.model, op.training):
+    with solver_context():
         result = _EIGEN_METHODS[method](
             op.matvec,
             op.n,
@@ -1145,7 +1130,7 @@ def trace(
     or ``method="hutch++"`` (uses the whole ``max_hvps`` budget)."""
     start = time.perf_counter()
     op = _operator(model, data, loss, training, mode, strategy, batch_size)
-    with solver_context(op.model, op.training):
+    with solver_context():
         if method == "hutchinson":
             result = hutchinson(op.matvec, op.n, tol=tol, max_probes=max_hvps, min_probes=min_probes, seed=seed)
         elif method == "hutch++":
@@ -1172,7 +1157,7 @@ def density(
     """Hessian spectral density by stochastic Lanczos quadrature (``runs × steps`` products); see :func:`slq`."""
     start = time.perf_counter()
     op = _operator(model, data, loss, training, mode, strategy, batch_size)
-    with solver_context(op.model, op.training):
+    with solver_context():
         result = slq(op.matvec, op.n, runs=runs, steps=steps, seed=seed)
     result.seconds = time.perf_counter() - start
     return result
@@ -1206,7 +1191,7 @@ def frobenius_norm(
         matvec = lambda v: op.finite_difference_matvec(v, epsilon)
     else:
         raise ValueError(f"method must be 'hvp' or 'finite_difference', got {method!r}")
-    with solver_context(op.model, op.training):
+    with solver_context():
         result = frobenius_estimate(matvec, op.n, probes=probes, seed=seed)
     result.method = method
     result.seconds = time.perf_counter() - start

@@ -26,9 +26,9 @@ from tfminima.hessian import (
     PlacedBatches,
     as_batches,
     get_flat_weights,
+    model_state,
     set_flat_weights,
     solver_context,
-    model_state,
     traced_functions,
 )
 
@@ -267,7 +267,7 @@ def epsilon_sharpness(
         calls[0] += 1
         return op.loss_and_gradient()
 
-    with solver_context(model, training):
+    with solver_context():
         try:
             base, _ = op.loss_and_gradient()
             best = base

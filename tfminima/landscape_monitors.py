@@ -105,7 +105,7 @@ class SharpnessMonitor(_SubsetMonitor):
         if mode not in ("forward", "reverse"):
             raise ValueError(f"mode must be 'forward' or 'reverse', got {mode!r}")
         # Double backward by default here: as exact as forward-over-backward and about 5x faster to
-        # trace (0.3 s against 1.5 s for the quickstart MLP), which a new model per run pays once.
+        # trace (0.3 s against 1.5 s for the quickstart MLP), paid once per architecture and sweep.
         self.mode = mode
         self._batches = None
         self._init = None

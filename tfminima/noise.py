@@ -189,7 +189,7 @@ def gradient_covariance_trace(
     :func:`tfminima.hessian.traced_functions`.
     """
     start = time.perf_counter()
-    with hessian.solver_context(model, training):
+    with hessian.solver_context():
         n, mean, m2 = _per_example_moments(
             model, data, loss=loss, training=training, strategy=strategy, chunk_size=chunk_size,
             architecture=architecture,
@@ -345,7 +345,7 @@ def theory_check(
         hvp_mode=hvp_mode, architecture=architecture,
     )
     op = cov.hessian
-    with hessian.solver_context(model, training):
+    with hessian.solver_context():
         loss_value, _ = op.loss_and_gradient()
         tr = hessian.hutchinson(op.matvec, op.n, tol=trace_tol, max_probes=trace_probes, seed=seed)
         eig_h = hessian.lanczos(op.matvec, op.n, 1, tol=tol, seed=seed, init=init_h)

@@ -258,7 +258,7 @@ class Trainer:
         s = self.splits
         if not any(x is a for a in (s.x_train, s.x_val, s.x_test)):
             return self._distribute(eval_dataset(x, y, bs)), steps_per_epoch(len(x), bs, False)
-        key = (id(x), id(y), bs)
+        key = (id(x), id(y))
         hit = self._eval_cache.get(key)
         if hit is None or hit[0] is not x or hit[1] is not y:
             hit = (x, y, self._distribute(eval_dataset(x, y, bs)), steps_per_epoch(len(x), bs, False))
