@@ -57,7 +57,7 @@ async def wait_for(pilot, predicate, timeout=90.0):
 
 
 def state(app) -> str | None:
-    rows = app.store.rows()
+    rows = app.rows()
     return rows[0].state if rows else None
 
 
