@@ -70,7 +70,7 @@ def test_unknown_names_fail_and_other_submodules_still_import():
     assert sweep.__name__ == "tfminima.sweep"
 
 
-def test_load_config_and_fit_from_the_top_level(tmp_path):
+def test_load_config_and_fit_from_the_top_level():
     spec = tfminima.load_config(
         QUICKSTART,
         overrides=["epochs=1", "dataset.train_size=64", "dataset.val_size=32", "dataset.test_size=32",
