@@ -5,6 +5,12 @@ Each run is ``tfminima run EXP.yaml --out ROOT --group GROUP --only RUN_ID --qui
 app leaves it running), stdout and stderr going to ``GROUP/RUN_ID.log``. At most ``max_parallel``
 children run at once; the rest wait in a queue that :meth:`Launcher.tick` drains. A child that
 exits without writing a final status is reported as ``crashed`` with its exit code and log tail.
+
+What the app uses: queue work (:meth:`~Launcher.launch`, :meth:`~Launcher.resume`,
+:meth:`~Launcher.rerun`), drive it (:meth:`~Launcher.tick` from the app's poll loop), stop it
+(:meth:`~Launcher.cancel`, :meth:`~Launcher.cancel_all`) and ask what it knows that the run files
+do not say yet (:meth:`~Launcher.state_override`, :meth:`~Launcher.crash_message`,
+:meth:`~Launcher.without_status`). It never reads the app's store nor builds its rows.
 No Textual and no TensorFlow here.
 """
 
