@@ -4,8 +4,8 @@ The app orchestrates: it owns the :class:`~tui.store.RunStore` (what is on disk)
 :class:`~tui.launcher.Launcher` (the ``tfminima run`` children) and the selection. Its poll loop,
 a named thread worker, lets the launcher reap and start children, then the store read the disk;
 the screens see the two combined (:func:`tui.runview.rows`). It redraws the visible screen at most
-``redraw_hz`` times a second when either changed. It never imports TensorFlow: runs are subprocesses and
-everything passes through their run directories.
+``redraw_hz`` times a second when either changed. It never imports TensorFlow: runs are
+subprocesses and everything passes through their run directories.
 """
 
 from __future__ import annotations
