@@ -1,5 +1,8 @@
 """Sweep expansion: grid, zip, ratio (both derivations), seeds, ids, shards."""
 
+import subprocess
+import sys
+
 import pytest
 
 from tfminima import config
@@ -45,7 +48,8 @@ def test_ratio_derives_the_batch_size_from_the_learning_rate():
     ))
     assert {(r.lr, r.batch_size) for r in runs} == {(0.064, 64), (0.064, 128), (0.128, 128), (0.128, 256)}
     with pytest.raises(SweepError, match="not an integer"):
-        expand_data({"optimizer": {"lr": 0.1}, "sweep": {"ratio": [0.003], "derive": "batch_size"}})
+        expand_data({"optimizer": {"lr": 0.1}, "sweep": {"ratio": [0.003], "derive": "batch_size"}},
+                    defaults=config.ExperimentSpec().model_dump(mode="json"))
 
 
 def test_runs_record_noise_scales_with_momentum():
@@ -85,3 +89,22 @@ def test_labels_name_runs_that_vary_whole_sections():
                                         "cyclic-bs-lr0.1-bs128-conversionlr_to_batch_size-s0"]
     assert runs[1].spec.schedule_conversion == "lr_to_batch_size"
     assert runs[0].hparams()["label"] == "cyclic-lr" and "lr_schedule" not in runs[0].hparams()
+
+
+def test_raw_data_takes_what_it_leaves_out_from_the_schema_defaults():
+    defaults = config.ExperimentSpec().model_dump(mode="json")
+    base = config.ExperimentSpec().optimizer
+    (run,) = expand_data({"sweep": {"ratio": [0.001]}}, defaults=defaults)
+    assert run.data["optimizer"]["lr"] == pytest.approx(0.001 * base.batch_size)
+    assert run.run_id == expand(spec("sweep: {ratio: [0.001]}\n"))[0].run_id
+    # a grid value replacing the whole optimizer section: the defaults still fill the id
+    (run,) = expand_data({"sweep": {"grid": {"optimizer": [{"momentum": 0.9}]}}}, defaults=defaults)
+    assert run.run_id.startswith(f"lr{base.lr:g}-bs{base.batch_size}-")
+
+
+def test_sweep_never_imports_the_schema():
+    code = ("import sys; from tfminima.sweep import expand_data; "
+            "expand_data({'sweep': {'seeds': [0, 1]}, 'optimizer': {'lr': 0.1, 'batch_size': 8}, 'seed': 0},"
+            " defaults={}); print('tfminima.config' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

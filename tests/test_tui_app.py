@@ -7,10 +7,9 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-from tui_support import build_runs
+from tui_support import build_runs, wait_for
 
 from tfminima import config, rundir, sweep
 from tui.app import create_app
@@ -23,15 +22,6 @@ EXPERIMENTS = sorted((ROOT / "experiments").glob("*.yaml"))
 
 def run(coro):
     return asyncio.run(coro)
-
-
-async def wait_for(pilot, predicate, timeout=10.0):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if predicate():
-            return True
-        await pilot.pause(0.05)
-    return predicate()
 
 
 async def show(pilot, form, section, key):

@@ -148,7 +148,7 @@ def test_series_and_downsample():
 
 
 def test_headless_core_imports_neither_textual_nor_tensorflow():
-    code = ("import sys, tui.store, tui.launcher, tui.formspec, tui.comparison; "
+    code = ("import sys, tui.store, tui.launcher, tui.runview, tui.formspec, tui.comparison; "
             "print(sorted({m.split('.')[0] for m in sys.modules} & {'tensorflow', 'keras', 'textual'}))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
@@ -159,6 +159,7 @@ def test_launcher_queues_limits_and_cancels(tmp_path):
     import os
     import time
 
+    from tui import runview
     from tui.launcher import Launcher
 
     fake = tmp_path / "fake-python"
@@ -181,10 +182,19 @@ def test_launcher_queues_limits_and_cancels(tmp_path):
         # killed before it wrote any status: shown as cancelled (it was asked), not crashed
         assert launcher.state_override(jobs[0].key, {}, "pending") == "cancelled"
         assert jobs[1].state == "started" and jobs[2].state == "dropped"
-        rows = {r.key: r.state for r in launcher.pending_rows()}
+        rows = {r.key: r.state for r in runview.rows(RunStore(tmp_path / "runs"), launcher)}
         assert rows == {jobs[0].key: "cancelled", jobs[1].key: "starting", jobs[2].key: "cancelled"}
         assert launcher.cancel_all() == 1
     finally:
         for job in jobs:
             if job.proc is not None and job.proc.poll() is None:
                 job.proc.kill()
+
+
+def test_store_and_launcher_do_not_know_each_other():
+    """The app owns the poll loop and combines the two (tui.runview): neither imports the other."""
+    code = ("import sys, importlib; m = importlib.import_module(sys.argv[1]); "
+            "print(sorted(n for n in sys.modules if n in ('tui.store', 'tui.launcher', 'tui.runview')))")
+    for module, other in (("tui.store", "tui.launcher"), ("tui.launcher", "tui.store")):
+        out = subprocess.run([sys.executable, "-c", code, module], capture_output=True, text=True, check=True)
+        assert out.stdout.strip() == str([module]), (module, other, out.stdout)

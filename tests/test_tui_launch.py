@@ -7,10 +7,11 @@ Each test trains a tiny MNIST-1D model (the quickstart with ``--set``-style over
 import asyncio
 import os
 import signal
-import time
+from functools import partial
 from pathlib import Path
 
 import pytest
+import tui_support
 
 from tfminima import rundir
 from tui.app import create_app
@@ -47,17 +48,12 @@ def make_app(tmp_path):
                 job.proc.wait()
 
 
-async def wait_for(pilot, predicate, timeout=90.0):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if predicate():
-            return True
-        await pilot.pause(0.1)
-    return predicate()
+# each run is a subprocess importing TensorFlow and training: allow minutes, not seconds
+wait_for = partial(tui_support.wait_for, timeout=90.0, interval=0.1)
 
 
 def state(app) -> str | None:
-    rows = app.store.rows()
+    rows = app.rows()
     return rows[0].state if rows else None
 
 

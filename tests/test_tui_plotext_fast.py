@@ -4,13 +4,12 @@ figures, and panels over a frame's building budget are drawn in the next frames,
 import asyncio
 import math
 import random
-import time
 
 import numpy as np
 import plotext
 import pytest
 from textual_plotext.plot import Plot
-from tui_support import build_runs
+from tui_support import build_runs, wait_for
 
 from tui.app import create_app
 from tui.widgets import plotext_fast as fast
@@ -115,23 +114,17 @@ def test_installed_on_the_checked_version():
 def test_panels_over_the_frame_budget_draw_in_the_next_frames(tmp_path, monkeypatch):
     build_runs(tmp_path / "runs")
 
-    async def until(pilot, predicate, timeout=20.0):
-        end = time.monotonic() + timeout
-        while time.monotonic() < end and not predicate():
-            await pilot.pause(0.02)
-        return predicate()
-
     async def main():
         app = create_app(tmp_path / "runs", start="monitor")
         async with app.run_test(size=(160, 50)) as pilot:
-            assert await until(pilot, lambda: len(app.store.records) == 8 and app._poller.is_finished)
+            assert await wait_for(pilot, lambda: len(app.store.records) == 8 and app._poller.is_finished, interval=0.02)
             panels = list(app.screen.query(MetricPlot))
             shown = lambda: [p for p in panels if p.region.area]
             drawn = lambda: all(p._cache and p._cache[0][0] == p._signature and not p._pending
                                 for p in shown())
             app.selected = {"quickstart/lr0.01-bs32-s0", "memo/lr0.05-bs50-s0"}
             app.redraw()
-            assert await until(pilot, drawn)
+            assert await wait_for(pilot, drawn, interval=0.02)
             for p in panels:
                 p.min_interval = 0
             monkeypatch.setattr(plots, "FRAME_BUDGET", 0.0)  # one build a frame
@@ -141,7 +134,7 @@ def test_panels_over_the_frame_budget_draw_in_the_next_frames(tmp_path, monkeypa
                                                                     build(self))[1])
             app.selected = {"quickstart/lr0.16-bs32-s0", "quickstart/lr0.04-bs128-s0", "memo/lr0.05-bs200-s0"}
             app.redraw()
-            assert await until(pilot, drawn)
+            assert await wait_for(pilot, drawn, interval=0.02)
             assert len(shown()) == 8 and len(frame_spent) >= 8 and not any(frame_spent)
             for p in shown():  # what each panel shows is a build of its traces
                 assert p._cache[1] == build(p)

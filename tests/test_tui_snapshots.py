@@ -5,11 +5,10 @@ fixture's folder with relative paths, so nothing machine-specific reaches the pi
 Update after an intended change with ``pytest tests/test_tui_snapshots.py --snapshot-update``.
 """
 
-import time
 from pathlib import Path
 
 import pytest
-from tui_support import QUICKSTART, build_runs
+from tui_support import QUICKSTART, build_runs, wait_for
 
 from tui.app import create_app
 from tui.widgets.plots import MetricPlot
@@ -29,20 +28,12 @@ def app(start=None, config=None):
     return create_app("runs", config_path=config, start=start)
 
 
-async def until(pilot, predicate, timeout=20.0):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end and not predicate():
-        await pilot.pause(0.05)
-
-
 def settle(select=None, then=None):
     """Wait for the poller's first pass, optionally select runs, redraw, run ``then``."""
 
     async def run_before(pilot):
         a = pilot.app
-        end = time.monotonic() + 20
-        while time.monotonic() < end and (len(a.store.records) < 8 or not a._poller.is_finished):
-            await pilot.pause(0.05)
+        assert await wait_for(pilot, lambda: len(a.store.records) >= 8 and a._poller.is_finished)
         # colours go to runs in the order they are first drawn, and the first draws race the poller
         # (live runs are shown before anything is selected): start the picture from a fresh book
         a.colours.assigned.clear()
@@ -54,8 +45,7 @@ def settle(select=None, then=None):
             await then(pilot)
         await pilot.pause()
         # plots rebuild at most once a second: wait for a deferred rebuild to happen
-        while time.monotonic() < end and any(p._pending for p in a.screen.query(MetricPlot)):
-            await pilot.pause(0.05)
+        assert await wait_for(pilot, lambda: not any(p._pending for p in a.screen.query(MetricPlot)))
         await pilot.pause()
 
     return run_before
@@ -69,8 +59,8 @@ def test_configure_sweep_preview(snap_compare, runs_here):
     async def sweep(pilot):
         screen = pilot.app.screen
         screen.form.show_section("sweep")
-        await until(pilot, lambda: screen.query("#plan-runs") and screen.query_one("#plan-runs").row_count == 6)
-        await until(pilot, lambda: screen.query_one("#plan-schedule DataTable").row_count == 12)
+        assert await wait_for(pilot, lambda: screen.query("#plan-runs") and screen.query_one("#plan-runs").row_count == 6)
+        assert await wait_for(pilot, lambda: screen.query_one("#plan-schedule DataTable").row_count == 12)
 
     assert snap_compare(app(config="quickstart.yaml"), terminal_size=(100, 40), run_before=settle(then=sweep))
 
@@ -79,10 +69,10 @@ def test_configure_invalid_value(snap_compare, runs_here):
     async def invalid(pilot):
         form = pilot.app.screen.form
         form.show_section("optimizer")
-        await until(pilot, lambda: "optimizer.lr" in form.active_rows() and form.row("optimizer.lr").query(".control"))
+        assert await wait_for(pilot, lambda: "optimizer.lr" in form.active_rows() and form.row("optimizer.lr").query(".control"))
         form.row("optimizer.lr").control.value = "-0.5"
         form.row("optimizer.momentum").control.value = "1.5"
-        await until(pilot, lambda: form.row("optimizer.momentum").has_class("-invalid"))
+        assert await wait_for(pilot, lambda: form.row("optimizer.momentum").has_class("-invalid"))
 
     assert snap_compare(app(config="quickstart.yaml"), terminal_size=(80, 24), run_before=settle(then=invalid))
 
@@ -97,7 +87,7 @@ def test_runs_failed_details(snap_compare, runs_here):
         screen.table.move_cursor(row=screen.table._order.index("quickstart/lr0.16-bs128-s0"))
         await pilot.pause()
         screen.action_details()
-        await until(pilot, lambda: pilot.app.screen is not screen)
+        assert await wait_for(pilot, lambda: pilot.app.screen is not screen)
 
     assert snap_compare(app(start="runs"), terminal_size=(100, 30), run_before=settle(then=details))
 
@@ -124,6 +114,6 @@ def test_compare_large_sharpness(snap_compare, runs_here):
 def test_help(snap_compare, runs_here):
     async def help_screen(pilot):
         await pilot.press("question_mark")
-        await until(pilot, lambda: pilot.app.screen.TITLE != "Runs")
+        assert await wait_for(pilot, lambda: pilot.app.screen.TITLE != "Runs")
 
     assert snap_compare(app(start="runs"), terminal_size=(80, 24), run_before=settle(then=help_screen))

@@ -1,4 +1,5 @@
-"""Fixture run directories with known numbers, for the TUI's Pilot and snapshot tests.
+"""Fixture run directories with known numbers, for the TUI's Pilot and snapshot tests, and the
+one way those tests wait for the app.
 
 Everything is deterministic (fixed times, closed-form curves) and written through the engine's
 own ``config.to_yaml`` and ``sweep.expand`` so the files look exactly like a runner's.
@@ -9,12 +10,26 @@ from __future__ import annotations
 import json
 import math
 import socket
+import time
 from pathlib import Path
 
 from tfminima import config, rundir, sweep
 
 T0 = 1_700_000_000.0
 DEAD_PID = 4_999_999  # above Linux's pid_max: never alive
+
+
+async def wait_for(pilot, predicate, timeout: float = 20.0, interval: float = 0.05) -> bool:
+    """Let the app run until ``predicate()`` holds (True), or give up after ``timeout`` s (False).
+
+    The timeout only bounds a failing test; a passing one returns as soon as the app is there.
+    """
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if predicate():
+            return True
+        await pilot.pause(interval)
+    return bool(predicate())
 
 QUICKSTART = """\
 name: quickstart

@@ -1,7 +1,8 @@
 """The experiment spec: a typed schema, YAML loading, and errors a researcher can act on.
 
-No TensorFlow here: the CLI's ``validate``, the sweep expander and the TUI import this module
-and must stay fast and light.
+No TensorFlow here: the CLI's ``validate`` and the TUI import this module and must stay fast
+and light. It imports :mod:`tfminima.sweep` (every run a sweep expands is validated here);
+the sweep expander never imports this module.
 
 Every problem in a file is collected (not just the first) and reported as
 ``file:line: dotted.key: what is wrong (did you mean 'x'?)`` through :class:`ConfigError`.
@@ -26,6 +27,9 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+
+from tfminima import sweep as sweep_lib
+from tfminima.dotted import get_dotted, set_dotted  # noqa: F401  (config.get_dotted: the TUI's form)
 
 # --------------------------------------------------------------------------- errors
 
@@ -604,26 +608,6 @@ def parse_override(item: str) -> tuple[str, Any]:
     return key.strip(), value
 
 
-def set_dotted(data: dict, key: str, value: Any) -> None:
-    """Set ``a.b.c`` in nested dicts, creating sections as needed."""
-    parts = key.split(".")
-    node = data
-    for part in parts[:-1]:
-        if not isinstance(node.get(part), dict):
-            node[part] = {}
-        node = node[part]
-    node[parts[-1]] = value
-
-
-def get_dotted(data: dict, key: str, default: Any = None) -> Any:
-    node: Any = data
-    for part in key.split("."):
-        if not isinstance(node, dict) or part not in node:
-            return default
-        node = node[part]
-    return node
-
-
 def validate_data(
     data: Any, *, file: str = "<config>", lines: dict[tuple, int] | None = None
 ) -> ExperimentSpec:
@@ -728,13 +712,11 @@ def _check_sweep_keys(data: dict, lines, file) -> list[Problem]:
 
 def _check_sweep_runs(spec: ExperimentSpec, data: dict, lines, file) -> list[Problem]:
     """Every expanded run must itself be a valid experiment; report against the sweep's lines."""
-    from tfminima.sweep import SweepError, expand_data
-
     if spec.sweep.is_empty:
         return []
     try:
-        runs = expand_data(data)
-    except SweepError as err:
+        runs = sweep_lib.expand_data(data, defaults=ExperimentSpec().model_dump(mode="json"))
+    except sweep_lib.SweepError as err:
         return [Problem(file, _line_for(lines, ("sweep",)), "sweep", str(err))]
     problems: list[Problem] = []
     for run in runs:
@@ -852,15 +834,6 @@ def load(path: str | Path, overrides: list[str] | None = None, profile: str | No
     """Load and validate an experiment YAML file (optionally with one of its profiles applied)."""
     path = Path(path)
     return load_text(_read_text(path), str(path), overrides, profile)
-
-
-def load_data(path: str | Path, overrides: list[str] | None = None) -> dict:
-    """The raw dict of a YAML file with overrides applied (for the sweep expander)."""
-    data, _ = read_yaml(_read_text(Path(path)), str(path))
-    for item in overrides or []:
-        key, value = parse_override(item)
-        set_dotted(data, key, value)
-    return data
 
 
 class _Dumper(yaml.SafeDumper):

@@ -154,9 +154,6 @@ class RunDir:
     def write_summary(self, summary: dict) -> None:
         atomic_write_json(self.summary_path, summary)
 
-    def config_text(self) -> str:
-        return self.config_path.read_text()
-
     # events -----------------------------------------------------------------------------
     def events(self) -> list[dict]:
         return list(read_events(self.metrics_path))

@@ -100,16 +100,3 @@ def plan(spec: Any, replicas: int = 1) -> list[EpochSetting]:
         for e in range(epochs):
             out.append(EpochSetting(e, lr0 * lr_m[e], round_batch_size(bs0 * bs_m[e], replicas)))
     return out
-
-
-def unconverted(spec: Any) -> list[EpochSetting]:
-    """The schedule as written, before any conversion (to compare η/S against ``plan``)."""
-    epochs = spec.epochs
-    return [
-        EpochSetting(
-            e,
-            spec.optimizer.lr * multiplier(spec.lr_schedule, e, epochs),
-            spec.optimizer.batch_size * multiplier(spec.batch_size_schedule, e, epochs),
-        )
-        for e in range(epochs)
-    ]

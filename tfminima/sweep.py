@@ -4,6 +4,9 @@ Axes, crossed in this order: ``grid`` (cartesian), ``zip`` (paired lists), ``rat
 the learning rate follows as ratio × batch size, or the batch size as lr / ratio with
 ``derive: batch_size``) and ``seeds``. Each run gets a readable id such as ``lr0.05-bs128-s0``
 and records η, S, β and the noise scales η/S and η/(S(1−β)).
+
+The schema stays in :mod:`tfminima.config`, which imports this module (never the reverse): a
+validated spec brings its own class, and raw data comes with the schema's defaults.
 """
 
 from __future__ import annotations
@@ -12,6 +15,8 @@ import copy
 import dataclasses
 import itertools
 from typing import TYPE_CHECKING, Any
+
+from tfminima.dotted import get_dotted, set_dotted
 
 if TYPE_CHECKING:
     from tfminima.config import ExperimentSpec
@@ -84,25 +89,6 @@ class RunPlan:
         return hp
 
 
-def _get(data: dict, key: str, default: Any = None) -> Any:
-    node: Any = data
-    for part in key.split("."):
-        if not isinstance(node, dict) or part not in node:
-            return default
-        node = node[part]
-    return node
-
-
-def _set(data: dict, key: str, value: Any) -> None:
-    parts = key.split(".")
-    node = data
-    for part in parts[:-1]:
-        if not isinstance(node.get(part), dict):
-            node[part] = {}
-        node = node[part]
-    node[parts[-1]] = value
-
-
 def _fmt(value: Any) -> str:
     if isinstance(value, bool):
         return str(value).lower()
@@ -120,17 +106,23 @@ def _round_sig(x: float, digits: int = 12) -> float:
     return float(f"{x:.{digits}g}")
 
 
-def run_id_for(data: dict, varied: dict[str, Any]) -> str:
+def _value(run: dict, key: str, defaults: dict) -> Any:
+    """A run's value for ``key``, the schema's default where the run's data leaves it out."""
+    return get_dotted(run, key, get_dotted(defaults, key))
+
+
+def run_id_for(data: dict, varied: dict[str, Any], defaults: dict) -> str:
     """A readable id: [label], lr, batch size, then other varied keys, then the seed.
 
     A sweep axis may carry ``label`` values (not a config key): they name the runs, and keys whose
-    values are whole sections (schedules, models) are then left out of the id.
+    values are whole sections (schedules, models) are then left out of the id. ``defaults`` is a
+    resolved config standing in for keys ``data`` leaves out (a section that is not a mapping
+    counts as missing: each run's validation reports it).
     """
-    opt = data.get("optimizer")
-    opt = opt if isinstance(opt, dict) else {}  # not a mapping: each run's validation says so
     label = varied.get(LABEL)
     parts = [str(label)] if label is not None else []
-    parts += [f"lr{_fmt(opt.get('lr', 0.1))}", f"bs{_fmt(opt.get('batch_size', 128))}"]
+    parts += [f"lr{_fmt(_value(data, 'optimizer.lr', defaults))}",
+              f"bs{_fmt(_value(data, 'optimizer.batch_size', defaults))}"]
     for key, value in varied.items():
         if key in ("optimizer.lr", "optimizer.batch_size", "seed", "ratio", LABEL):
             continue
@@ -138,12 +130,16 @@ def run_id_for(data: dict, varied: dict[str, Any]) -> str:
             continue
         short = SHORT_NAMES.get(key, key.split(".")[-1])
         parts.append(f"{short}{_fmt(value)}")
-    parts.append(f"s{_fmt(data.get('seed', 0))}")
+    parts.append(f"s{_fmt(_value(data, 'seed', defaults))}")
     return "-".join(parts).replace("/", "_")
 
 
-def expand_data(data: dict) -> list[RunPlan]:
-    """Expand raw config data (a dict, sweep section included) into run plans (unvalidated)."""
+def expand_data(data: dict, *, defaults: dict) -> list[RunPlan]:
+    """Expand raw config data (a dict, sweep section included) into run plans (unvalidated).
+
+    ``defaults`` is a resolved config (every key at the schema's default, e.g.
+    ``ExperimentSpec().model_dump()``): ids and η/S ratios read it where a run leaves a key out.
+    """
     sweep = data.get("sweep") or {}
     base = copy.deepcopy(data)
     base.pop("sweep", None)
@@ -167,7 +163,7 @@ def expand_data(data: dict) -> list[RunPlan]:
     if seeds:
         axes.append([{"seed": s} for s in _as_list(seeds, "sweep.seeds")])
 
-    derive = sweep.get("derive", "lr")
+    derive = sweep.get("derive", get_dotted(defaults, "sweep.derive"))
     plans: list[RunPlan] = []
     for combo in itertools.product(*axes) if axes else [()]:
         run = copy.deepcopy(base)
@@ -176,33 +172,33 @@ def expand_data(data: dict) -> list[RunPlan]:
             for key, value in assignment.items():
                 varied[key] = value
                 if key not in ("ratio", LABEL):
-                    _set(run, key, copy.deepcopy(value))
+                    set_dotted(run, key, copy.deepcopy(value))
         if "ratio" in varied:
-            _apply_ratio(run, float(varied["ratio"]), derive)
-        plans.append(RunPlan(run_id_for(run, varied), run, varied))
+            _apply_ratio(run, float(varied["ratio"]), derive, defaults)
+        plans.append(RunPlan(run_id_for(run, varied, defaults), run, varied))
     _make_ids_unique(plans)
     return plans
 
 
-def _apply_ratio(run: dict, ratio: float, derive: str) -> None:
+def _apply_ratio(run: dict, ratio: float, derive: str, defaults: dict) -> None:
     if derive == "lr":
-        bs = _number(run, "optimizer.batch_size", 128, "the learning rate")
-        _set(run, "optimizer.lr", _round_sig(ratio * bs))
+        bs = _number(run, "optimizer.batch_size", defaults, "the learning rate")
+        set_dotted(run, "optimizer.lr", _round_sig(ratio * bs))
     elif derive == "batch_size":
-        lr = _number(run, "optimizer.lr", 0.1, "the batch size")
+        lr = _number(run, "optimizer.lr", defaults, "the batch size")
         bs = lr / ratio
         if abs(bs - round(bs)) > 1e-6 * max(1.0, bs):
             raise SweepError(
                 f"batch size lr/ratio = {lr}/{ratio} = {bs:.6g} is not an integer; "
                 "pick ratios that divide the learning rate, or derive the learning rate instead"
             )
-        _set(run, "optimizer.batch_size", int(round(bs)))
+        set_dotted(run, "optimizer.batch_size", int(round(bs)))
     else:
         raise SweepError(f"derive must be 'lr' or 'batch_size', got {derive!r}")
 
 
-def _number(run: dict, key: str, default: float, derived: str) -> float:
-    value = _get(run, key, default)
+def _number(run: dict, key: str, defaults: dict, derived: str) -> float:
+    value = _value(run, key, defaults)
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise SweepError(f"{key} is {value!r}, not a number: sweep.ratio cannot derive {derived} from it")
     return value
@@ -226,15 +222,16 @@ def _make_ids_unique(plans: list[RunPlan]) -> None:
 
 
 def expand(spec: "ExperimentSpec") -> list[RunPlan]:
-    """Expand a validated spec into validated run plans (each with its own ``spec``)."""
-    from tfminima.config import ExperimentSpec
+    """Expand a validated spec into validated run plans (each with its own ``spec``).
 
-    data = spec.model_dump(mode="json")
-    plans = expand_data(data)
+    Each run is validated by the spec's own class, so this module needs no import of the schema.
+    """
+    schema = type(spec)
+    plans = expand_data(spec.model_dump(mode="json"), defaults=schema().model_dump(mode="json"))
     for plan in plans:
         plan.data.pop("sweep", None)
         plan.data.pop("profiles", None)  # a run's config is resolved: no variants left in it
-        plan.spec = ExperimentSpec.model_validate(plan.data)
+        plan.spec = schema.model_validate(plan.data)
     return plans
 
 

@@ -1,10 +1,11 @@
 """tfminima-tui: configure, launch, watch and compare η/S experiments.
 
 The app orchestrates: it owns the :class:`~tui.store.RunStore` (what is on disk), the
-:class:`~tui.launcher.Launcher` (the ``tfminima run`` children) and the selection, runs the
-disk polling in a named thread worker, and redraws the visible screen at most ``redraw_hz``
-times a second when the store changed. It never imports TensorFlow: runs are subprocesses and
-everything passes through their run directories.
+:class:`~tui.launcher.Launcher` (the ``tfminima run`` children) and the selection. Its poll loop,
+a named thread worker, lets the launcher reap and start children, then the store read the disk;
+the screens see the two combined (:func:`tui.runview.rows`). It redraws the visible screen at most
+``redraw_hz`` times a second when either changed. It never imports TensorFlow: runs are
+subprocesses and everything passes through their run directories.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from textual.binding import Binding, BindingType
 from textual.worker import Worker, WorkerState
 
 from tfminima import config as config_lib
+from tui import runview
 from tui.colours import ColourBook
 from tui.launcher import Launcher
 from tui.messages import LaunchRequested, RunAction, SelectionChanged
@@ -31,7 +33,7 @@ from tui.screens.help import HelpScreen
 from tui.screens.modals import ErrorModal, QuitModal
 from tui.screens.monitor import MonitorScreen
 from tui.screens.runs import RunsScreen
-from tui.store import RunStore
+from tui.store import RunRow, RunStore
 
 ACTIVE = ("running", "starting", "queued")
 
@@ -60,7 +62,7 @@ class MinimaApp(App):
         self.config_path = Path(config_path) if config_path else None
         self.initial_model = load_model(config_path, list(overrides), profile) if config_path else None
         self.launcher = Launcher(self.runs_dir, max_parallel=max_parallel, python=python)
-        self.store = RunStore(self.runs_dir, self.launcher)
+        self.store = RunStore(self.runs_dir)
         self.colours = ColourBook()
         self.selected: set[str] = set()
         self.poll_interval, self.redraw_hz = poll_interval, redraw_hz
@@ -68,6 +70,7 @@ class MinimaApp(App):
                                     else "runs")
         self._poller: Worker | None = None
         self._poll_paused = False
+        self._launcher_changes = 0  # ticks in which the launcher started or reaped a child
         self._drawn_version = -1
 
     # lifecycle -------------------------------------------------------------------------
@@ -78,20 +81,36 @@ class MinimaApp(App):
         self.poll_now()
 
     def poll_now(self) -> Worker | None:
-        """Start one pass of the disk poller unless one is still running (or an error is shown)."""
+        """Start one pass of the poll loop unless one is still running (or an error is shown)."""
         if self._poll_paused or (self._poller is not None and not self._poller.is_finished):
             return None
-        self._poller = self.run_worker(self.store.poll, name="poll-runs", group="poll", thread=True,
+        self._poller = self.run_worker(self._poll, name="poll-runs", group="poll", thread=True,
                                        exit_on_error=False)
         return self._poller
 
+    def _poll(self) -> None:
+        """One pass (in the worker thread): the launcher reaps and starts children, then the store
+        reads the disk, looking for new run directories at once when a child started or ended."""
+        launcher_changed = self.launcher.tick()
+        self.store.poll(force_scan=launcher_changed)
+        if launcher_changed:
+            self._launcher_changes += 1
+
+    def _view_version(self) -> int:
+        # Both counters only grow, so their sum moves whenever either does.
+        return self.store.version + self._launcher_changes
+
+    def rows(self) -> list[RunRow]:
+        """Every run the screens show: run directories, then launches with no status yet."""
+        return runview.rows(self.store, self.launcher)
+
     def _redraw_tick(self) -> None:
-        if self.store.version != self._drawn_version:
+        if self._view_version() != self._drawn_version:
             self.redraw()
 
     def redraw(self) -> None:
         """Redraw the visible main screen from the store (hidden screens redraw when shown)."""
-        self._drawn_version = self.store.version
+        self._drawn_version = self._view_version()
         if isinstance(self.screen, AppScreen) and self.screen.ready:
             self.screen.refresh_data()
 
@@ -135,7 +154,7 @@ class MinimaApp(App):
         done, skipped, new = [], [], []
         for key in keys:
             record = self.store.get(key)
-            state = self.store.state_of(record) if record else "queued"
+            state = runview.run_state(record, self.store, self.launcher) if record else "queued"
             if action == "cancel":
                 outcome = self.launcher.cancel(key, record.status if record else None)
                 (done if outcome != "not running" else skipped).append(key)

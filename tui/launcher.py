@@ -5,6 +5,12 @@ Each run is ``tfminima run EXP.yaml --out ROOT --group GROUP --only RUN_ID --qui
 app leaves it running), stdout and stderr going to ``GROUP/RUN_ID.log``. At most ``max_parallel``
 children run at once; the rest wait in a queue that :meth:`Launcher.tick` drains. A child that
 exits without writing a final status is reported as ``crashed`` with its exit code and log tail.
+
+What the app uses: queue work (:meth:`~Launcher.launch`, :meth:`~Launcher.resume`,
+:meth:`~Launcher.rerun`), drive it (:meth:`~Launcher.tick` from the app's poll loop), stop it
+(:meth:`~Launcher.cancel`, :meth:`~Launcher.cancel_all`) and ask what it knows that the run files
+do not say yet (:meth:`~Launcher.state_override`, :meth:`~Launcher.crash_message`,
+:meth:`~Launcher.without_status`). It never reads the app's store nor builds its rows.
 No Textual and no TensorFlow here.
 """
 
@@ -17,14 +23,10 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from tfminima import config as config_lib
 from tfminima import rundir
 from tfminima import sweep as sweep_lib
-
-if TYPE_CHECKING:
-    from tui.store import RunRow
 
 
 def new_group_dir(root: Path, name: str) -> Path:
@@ -226,26 +228,11 @@ class Launcher:
         what = "cancelled before it could record a status" if job.cancel_requested else "left no final status"
         return f"process {job.proc.pid} {how}: {what} (log: {job.log_path.name})" + (f"\n{tail}" if tail else "")
 
-    def pending_rows(self) -> list[RunRow]:
-        """Rows for launches whose run directory does not exist yet."""
-        from tui.store import RunRow
-
-        rows = []
+    def without_status(self) -> list[Job]:
+        """Copies of the launches whose run has written no status yet (the store cannot see them)."""
         with self.lock:
-            for job in self.jobs.values():
-                if (self.root / job.key / "status.json").exists():
-                    continue
-                hp = job.hparams
-                state = {"queued": "queued", "dropped": "cancelled", "started": "starting"}.get(
-                    job.state, "cancelled" if job.cancel_requested else "crashed")
-                error = "cancelled before it started" if job.state == "dropped" else self.crash_message(job.key)
-                rows.append(RunRow(
-                    key=job.key, group=job.group.relative_to(self.root).as_posix(), run_id=job.run_id,
-                    state=state, lr=hp.get("lr"), batch_size=hp.get("batch_size"), momentum=hp.get("momentum"),
-                    eta_over_s=hp.get("eta_over_s"), eta_over_s_momentum=hp.get("eta_over_s_momentum"),
-                    seed=hp.get("seed"), epochs=job.epochs, error=error,
-                ))
-        return rows
+            return [dataclasses.replace(job) for job in self.jobs.values()
+                    if not (self.root / job.key / "status.json").exists()]
 
 
 def _is_group_leader(pid: int) -> bool:

@@ -1,10 +1,12 @@
 """Everything the app knows about the runs under RUNS_DIR, read from their files only.
 
-A thread worker calls :meth:`RunStore.poll` a few times a second: it discovers run directories
+The app's poll worker calls :meth:`RunStore.poll` a few times a second: it discovers run directories
 with ``find_runs`` (also those started from the CLI), re-reads ``status.json`` / ``summary.json``
 when they change, and tails every ``metrics.jsonl`` with ``MetricsTail`` into numpy series.
 The UI reads under :attr:`RunStore.lock` and redraws only when :attr:`RunStore.version` moved,
-so many events arriving at once cost one redraw. No Textual and no TensorFlow here.
+so many events arriving at once cost one redraw. The store knows nothing of the launcher: the
+app lays what the launcher knows over these rows (:mod:`tui.runview`). No Textual and no
+TensorFlow here.
 """
 
 from __future__ import annotations
@@ -13,15 +15,11 @@ import dataclasses
 import threading
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import yaml
 
 from tfminima import rundir
 from tui.series import Series, channels_of
-
-if TYPE_CHECKING:
-    from tui.launcher import Launcher
 
 
 def _mtime(path: Path) -> float | None:
@@ -125,7 +123,7 @@ class RunRecord:
 
 @dataclasses.dataclass
 class RunRow:
-    """What a table row shows about one run (a queued launch has no directory yet)."""
+    """What a table row shows about one run (a queued launch has no directory yet: :mod:`tui.runview`)."""
 
     key: str
     group: str
@@ -152,9 +150,8 @@ class RunRow:
 class RunStore:
     """The runs under ``root``; ``poll()`` from a worker thread, read under ``lock`` from the UI."""
 
-    def __init__(self, root: str | Path, launcher: Launcher | None = None, scan_interval: float = 2.0):
+    def __init__(self, root: str | Path, scan_interval: float = 2.0):
         self.root = Path(root)
-        self.launcher = launcher
         self.scan_interval = scan_interval
         self.records: dict[str, RunRecord] = {}
         self.lock = threading.RLock()
@@ -162,10 +159,9 @@ class RunStore:
         self._last_scan = 0.0
 
     def poll(self, force_scan: bool = False) -> bool:
-        """One pass over the disk (and the launcher's children); True if anything changed."""
+        """One pass over the disk; True if anything changed. ``force_scan`` looks for new run
+        directories now (e.g. a child just started) instead of every ``scan_interval`` seconds."""
         changed = False
-        if self.launcher is not None and self.launcher.tick():
-            changed, force_scan = True, True
         now = time.monotonic()
         if force_scan or now - self._last_scan >= self.scan_interval or not self.records:
             self._last_scan = now
@@ -195,16 +191,11 @@ class RunStore:
 
     # views -------------------------------------------------------------------------------
     def state_of(self, record: RunRecord) -> str:
-        state = rundir.effective_state(record.status)
-        if self.launcher is not None:
-            state = self.launcher.state_override(record.key, record.status, state)
-        return state
+        """The run's state as its files tell it (a dead pid turns running into crashed)."""
+        return rundir.effective_state(record.status)
 
     def error_of(self, record: RunRecord) -> str:
-        if self.launcher is not None:
-            crash = self.launcher.crash_message(record.key)
-            if crash:
-                return crash
+        """Why the run ended badly, as its files tell it."""
         if rundir.effective_state(record.status) == "crashed":
             return f"process {record.status.get('pid')} is gone and left no final status"
         return record.status.get("error") or record.summary.get("error") or ""
@@ -225,13 +216,9 @@ class RunStore:
         )
 
     def rows(self) -> list[RunRow]:
-        """Every run, directories first (sorted by key), then launches not started yet."""
+        """Every run directory, sorted by key."""
         with self.lock:
-            rows = [self.row(r) for _, r in sorted(self.records.items())]
-        if self.launcher is not None:
-            known = {r.key for r in rows}
-            rows += [row for row in self.launcher.pending_rows() if row.key not in known]
-        return rows
+            return [self.row(r) for _, r in sorted(self.records.items())]
 
     def get(self, key: str) -> RunRecord | None:
         with self.lock:

@@ -43,10 +43,6 @@ class Splits:
     def input_shape(self) -> tuple[int, ...]:
         return tuple(self.x_train.shape[1:])
 
-    @property
-    def is_image(self) -> bool:
-        return self.x_train.ndim == 4
-
 
 def load(spec) -> Splits:
     """Load ``spec`` (a ``config.DatasetSpec``) into :class:`Splits`."""

@@ -51,7 +51,7 @@ class CompareScreen(AppScreen):
 
     def refresh_data(self) -> None:
         app = self.app
-        self.rows = comparison.comparable([r for r in app.store.rows() if r.state != "queued"])
+        self.rows = comparison.comparable([r for r in app.rows() if r.state != "queued"])
         metrics = comparison.available_metrics(self.rows) or ["val_accuracy"]
         if metrics != self.metrics:
             self.metrics = metrics

@@ -58,7 +58,7 @@ class MonitorScreen(AppScreen):
         app = self.app
         if app.selected:
             return sorted(app.selected), True
-        live = [r.key for r in app.store.rows() if r.state in ("running", "starting")]
+        live = [r.key for r in app.rows() if r.state in ("running", "starting")]
         return live[:MAX_AUTO], False
 
     def refresh_data(self) -> None:
@@ -67,7 +67,7 @@ class MonitorScreen(AppScreen):
         colours = app.colours.colours(keys)
         store = app.store
         data: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]] = {}
-        states = {row.key: row.state for row in store.rows()}  # queued launches have no record yet
+        states = {row.key: row.state for row in app.rows()}  # queued launches have no record yet
         with store.lock:
             for key in keys:
                 record = store.records.get(key)

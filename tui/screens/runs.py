@@ -53,7 +53,7 @@ class RunsScreen(AppScreen):
 
     def refresh_data(self) -> None:
         app = self.app
-        rows = app.store.rows()
+        rows = app.rows()
         self.rows = {r.key: r for r in rows}
         colours = {k: hex_colour(c) for k, c in app.colours.colours(sorted(app.selected)).items()}
         self.table.show_rows(rows, app.selected, colours)
