@@ -464,8 +464,7 @@ def _field_type(model: Any, part: Any, node: Any) -> Any:
     if model is MonitorItem:  # {name: options}: the name selects the spec
         return MONITOR_SPECS.get(part)
     if typing.get_origin(model) is list:  # an entry (monitors.0)
-        index = part if isinstance(part, int) else int(part) if str(part).isdigit() else None
-        return typing.get_args(model)[0] if index is not None else None
+        return typing.get_args(model)[0] if str(part).isdigit() else None
     model = _resolve_union(model, node)
     if isinstance(model, type) and issubclass(model, BaseModel):
         f = model.model_fields.get(part)
