@@ -112,15 +112,15 @@ def run_work(spec, m: dict, rate: float, floor: float) -> dict:
         gpu += steps * max(per_step / rate, floor)
         flops += 3 * f * d.train_size
     extra = (d.val_size * spec.epochs + d.test_size) * f
-    for name, opts in spec.monitor_options():
-        times = len([e for e in range(spec.epochs) if (e + 1) % opts["every"] == 0 or e == spec.epochs - 1])
-        if name == "sharpness":
-            hvps = LANCZOS_HVPS.get(opts["k"], 4 * opts["k"]) + (opts["trace_probes"] if opts["trace"] else 0)
-            extra += times * hvps * opts["samples"] * 6 * f
-        elif name == "memorization":
+    for mon in spec.monitors:
+        times = len([e for e in range(spec.epochs) if (e + 1) % mon.every == 0 or e == spec.epochs - 1])
+        if mon.name == "sharpness":
+            hvps = LANCZOS_HVPS.get(mon.k, 4 * mon.k) + (mon.trace_probes if mon.trace else 0)
+            extra += times * hvps * mon.samples * 6 * f
+        elif mon.name == "memorization":
             extra += times * d.train_size * f
-        elif name == "noise":
-            extra += times * opts["samples"] * 3 * f * (1 + opts["trace_probes"] / 10)
+        elif mon.name == "noise":
+            extra += times * mon.samples * 3 * f * (1 + mon.trace_probes / 10)
     flops += extra
     gpu += extra / rate
     return {"flops": flops, "gpu": gpu, "cpu_examples": spec.epochs * d.train_size, "extra_flops": extra}

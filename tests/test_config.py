@@ -7,6 +7,7 @@ import textwrap
 import pytest
 
 from tfminima import config
+from tfminima.monitor_specs import SharpnessMonitorSpec
 
 
 def load_text(text, **kw):
@@ -84,8 +85,9 @@ def test_monitors_are_validated_by_name_and_options():
     assert [(p.line, p.key) for p in ps] == [(2, "monitors.0"), (3, "monitors.1.sharpness.evry")]
     assert "did you mean 'sharpness'" in ps[0].message and "did you mean 'every'" in ps[1].message
     spec = load_text("monitors: [memorization, {sharpness: {every: 3}}]\n")
-    assert spec.monitor_options()[1] == ("sharpness", spec.monitor_options()[1][1])
-    assert spec.monitor_options()[1][1]["every"] == 3 and spec.monitor_options()[1][1]["k"] == 1
+    assert [m.name for m in spec.monitors] == ["memorization", "sharpness"]
+    assert isinstance(spec.monitors[1], SharpnessMonitorSpec)
+    assert spec.monitors[1].every == 3 and spec.monitors[1].k == 1
 
 
 def test_yaml_syntax_error_has_line():

@@ -6,9 +6,8 @@ import pytest
 import tensorflow as tf
 
 from tfminima import hessian, noise
-from tfminima.config import MONITOR_SPECS
-from tfminima.landscape_monitors import NoiseMonitor, SharpnessMonitor, fixed_subset
-from tfminima.monitors import MonitorContext, monitor_class
+from tfminima.monitor_specs import MONITOR_SPECS
+from tfminima.monitors import MonitorContext, NoiseMonitor, SharpnessMonitor, fixed_subset, monitor_class
 
 
 def per_example_loss(labels, logits):

@@ -3,8 +3,7 @@
 import numpy as np
 
 from tfminima import config
-from tfminima.memorization import MemorizationMonitor
-from tfminima.monitors import MonitorContext
+from tfminima.monitors import MemorizationMonitor, MonitorContext
 from tfminima.train import Trainer
 
 

@@ -37,9 +37,9 @@ _EXPORTS: dict[str, str] = {
     "RunLogger": "tfminima.callbacks:RunLogger",
     # monitors: the classes tfminima.monitors registers under their YAML names
     "Monitor": "tfminima.monitors:Monitor",
-    "MemorizationMonitor": "tfminima.memorization:MemorizationMonitor",
-    "SharpnessMonitor": "tfminima.landscape_monitors:SharpnessMonitor",
-    "NoiseMonitor": "tfminima.landscape_monitors:NoiseMonitor",
+    "MemorizationMonitor": "tfminima.monitors:MemorizationMonitor",
+    "SharpnessMonitor": "tfminima.monitors:SharpnessMonitor",
+    "NoiseMonitor": "tfminima.monitors:NoiseMonitor",
     # instruments for any Keras model
     "hessian": "tfminima.hessian",
     "landscape": "tfminima.landscape",

@@ -30,6 +30,7 @@ from pydantic import (
 
 from tfminima import sweep as sweep_lib
 from tfminima.dotted import get_dotted, set_dotted  # noqa: F401  (config.get_dotted: the TUI's form)
+from tfminima.monitor_specs import MONITOR_SPECS, MemorizationMonitorSpec, MonitorItem, MonitorSpec, normalise_items
 
 # --------------------------------------------------------------------------- errors
 
@@ -226,50 +227,6 @@ ScheduleSpec = Annotated[
 ]
 
 
-class MemorizationMonitorSpec(Spec):
-    """Accuracy on the noisy subset (against its noisy labels) and on the clean subset."""
-
-    every: int = Field(1, ge=1)
-
-
-class SharpnessMonitorSpec(Spec):
-    """λ_max (top-k, Lanczos) and Tr(H) (Hutchinson) on a fixed training subset."""
-
-    every: int = Field(5, ge=1)
-    k: int = Field(1, ge=1)
-    trace: bool = True
-    samples: int = Field(2048, gt=0)
-    tol: float = Field(1e-3, gt=0.0)
-    trace_probes: int = Field(100, ge=2)
-    trace_tol: float | None = Field(None, gt=0.0, description="stop Hutchinson at this relative stderr")
-    max_hvps: int | None = Field(None, gt=0, description="cap on Hessian-vector products for the eigenvalues")
-    density: bool = False
-    density_runs: int = Field(10, ge=1)
-    density_steps: int = Field(80, ge=2)
-    method: Literal["lanczos", "power", "eigsh"] = "lanczos"
-    mode: Literal["forward", "reverse"] = Field("reverse", description="HVP by forward-over-backward or double backward")
-    seed: int = 0
-
-
-class NoiseMonitorSpec(Spec):
-    """Gradient covariance trace, gradient noise scale and the paper's E[L] vs (η/4S)Tr(H) check."""
-
-    every: int = Field(5, ge=1)
-    samples: int = Field(512, gt=0)
-    seed: int = 0
-    # Tr(H) enters ratios (E[L] against (η/4S)·Tr(H), Tr(C)/Tr(H)): ~3 % standard error is plenty
-    trace_probes: int = Field(30, ge=2)
-    tol: float = Field(1e-3, gt=0.0)
-    chunk_size: int | None = Field(None, gt=0, description="examples per per-example-gradient chunk")
-
-
-MONITOR_SPECS: dict[str, type[Spec]] = {
-    "memorization": MemorizationMonitorSpec,
-    "sharpness": SharpnessMonitorSpec,
-    "noise": NoiseMonitorSpec,
-}
-
-
 class DistributionSpec(Spec):
     """Which tf.distribute strategy runs the training, and on which devices."""
 
@@ -339,7 +296,7 @@ class ExperimentSpec(Spec):
         "none",
         description="realise the lr schedule through the batch size (or back) with η/S equal at every epoch",
     )
-    monitors: list[dict[str, Any]] = Field(default_factory=list)
+    monitors: list[MonitorItem] = Field(default_factory=list)
     distribution: DistributionSpec = Field(default_factory=DistributionSpec)
     deterministic: bool = Field(True, description="seeded, op-deterministic: reruns are bitwise equal")
     eval_batch_size: int = Field(1024, gt=0)
@@ -374,19 +331,7 @@ class ExperimentSpec(Spec):
     @field_validator("monitors", mode="before")
     @classmethod
     def _monitors(cls, value: Any) -> Any:
-        if value is None:
-            return []
-        if not isinstance(value, list):
-            raise ValueError("must be a list like [{sharpness: {every: 5}}, memorization]")
-        out = []
-        for i, item in enumerate(value):
-            if isinstance(item, str):
-                item = {item: {}}
-            if not isinstance(item, dict) or len(item) != 1:
-                raise ValueError(f"item {i} must be a monitor name or a one-key mapping name: {{options}}")
-            (name, options), = item.items()
-            out.append({name: options or {}})
-        return out
+        return normalise_items(value)
 
     @model_validator(mode="after")
     def _cross_checks(self, info: ValidationInfo) -> "ExperimentSpec":
@@ -421,13 +366,13 @@ class ExperimentSpec(Spec):
             return 1
         return None
 
-    def monitor_options(self) -> list[tuple[str, dict[str, Any]]]:
-        """Monitors as (name, validated options with defaults filled)."""
-        out = []
-        for item in self.monitors:
-            (name, options), = item.items()
-            out.append((name, MONITOR_SPECS[name](**options).model_dump()))
-        return out
+    def monitors_to_run(self) -> list[MonitorSpec]:
+        """The listed monitors, and the memorisation monitor (at its defaults) when labels are noisy
+        and it is not listed: a noisy-label run always logs what SGD memorised."""
+        specs = list(self.monitors)
+        if self.dataset.label_noise > 0 and not any(isinstance(m, MemorizationMonitorSpec) for m in specs):
+            specs.append(MemorizationMonitorSpec())
+        return specs
 
     @property
     def noise_scale(self) -> float:
@@ -493,6 +438,8 @@ def _fields_at(data: Any, path: tuple) -> list[str]:
         node = node.get(part) if isinstance(node, dict) else None
         if model is None:
             return []
+    if model is MonitorItem:  # a monitors entry's only key is the monitor's name
+        return list(MONITOR_SPECS)
     model = _resolve_union(model, node)
     if isinstance(model, type) and issubclass(model, BaseModel):
         return list(model.model_fields)
@@ -517,14 +464,14 @@ def _resolve_union(tp: Any, node: Any) -> Any:
 
 
 def _field_type(model: Any, part: Any, node: Any) -> Any:
+    if model is MonitorItem:  # {name: options}: the name selects the spec
+        return MONITOR_SPECS.get(part)
+    if typing.get_origin(model) is list:  # an entry (monitors.0)
+        return typing.get_args(model)[0] if str(part).isdigit() else None
     model = _resolve_union(model, node)
     if isinstance(model, type) and issubclass(model, BaseModel):
-        if model is ExperimentSpec and part == "monitors":
-            return list
         f = model.model_fields.get(part)
         return f.annotation if f is not None else None
-    if isinstance(part, int):
-        return None
     return None
 
 
@@ -548,6 +495,9 @@ def _problems_from_validation(
         if e["type"] == "extra_forbidden":
             parent = path[:-1]
             msg = "unknown key" + _suggest(path[-1], _fields_at(data, parent))
+        elif e["type"] == "union_tag_invalid" and path[:1] == ("monitors",):
+            got = e.get("ctx", {}).get("tag")  # the entry's key names no monitor
+            msg = f"unknown monitor {got!r}" + _suggest(got, list(MONITOR_SPECS))
         elif e["type"] == "union_tag_invalid":
             ctx = e.get("ctx", {})
             tag_key = str(ctx.get("discriminator", "")).strip("'")
@@ -625,7 +575,6 @@ def validate_data(
         spec = ExperimentSpec.model_validate(data, context={"sweep_base": has_sweep})
     except ValidationError as err:
         problems += _problems_from_validation(err, data, lines, file)
-    problems += _check_monitors(data, lines, file)
     problems += _check_sweep_keys(data, lines, file)
     if spec is not None and not problems:
         problems += _check_sweep_runs(spec, data, lines, file)
@@ -661,32 +610,6 @@ def _check_finite_tree(data: Any, file: str) -> None:
                                                            "(a recursive document)")])
             inner = ancestors | {id(node)}
             stack.extend((v, inner) for v in (node.values() if isinstance(node, dict) else node))
-
-
-def _check_monitors(data: dict, lines, file) -> list[Problem]:
-    problems = []
-    monitors = data.get("monitors")
-    for i, item in enumerate(monitors if isinstance(monitors, list) else []):
-        if not (isinstance(item, str) or (isinstance(item, dict) and len(item) == 1)):
-            continue  # the schema's own check reports the item's shape
-        name = item if isinstance(item, str) else next(iter(item))
-        options = {} if isinstance(item, str) else (item[name] or {})
-        if name not in MONITOR_SPECS:
-            problems.append(
-                Problem(file, _line_for(lines, ("monitors", i)), f"monitors.{i}",
-                        f"unknown monitor {name!r}" + _suggest(name, list(MONITOR_SPECS)))
-            )
-            continue
-        try:
-            MONITOR_SPECS[name].model_validate(options)
-        except ValidationError as err:
-            for e in err.errors():
-                path = ("monitors", i, name) + tuple(e["loc"])
-                msg = e["msg"]
-                if e["type"] == "extra_forbidden":
-                    msg = "unknown key" + _suggest(e["loc"][-1], list(MONITOR_SPECS[name].model_fields))
-                problems.append(Problem(file, _line_for(lines, path), ".".join(map(str, path)), msg))
-    return problems
 
 
 def _check_sweep_keys(data: dict, lines, file) -> list[Problem]:
@@ -741,10 +664,7 @@ def _is_valid_path(data: dict, parts: tuple) -> bool:
         return True
     if len(parts) == 1:
         return parts[0] in ExperimentSpec.model_fields and parts[0] != "sweep"
-    valid = _fields_at(data, parts[:-1])
-    if parts[:1] == ("monitors",):
-        return True
-    return parts[-1] in valid
+    return parts[-1] in _fields_at(data, parts[:-1])
 
 
 def load_text(

@@ -30,7 +30,7 @@ from tfminima.callbacks import BatchSizeScheduler, LearningRateScheduler, RunLog
 from tfminima.data.pipeline import eval_dataset, steps_per_epoch, svag_dataset, train_dataset
 from tfminima.distribute import DistributionError, agree, describe, is_chief, is_multi_worker, make_strategy
 from tfminima.models import build_model
-from tfminima.monitors import Monitor, MonitorContext, monitor_class
+from tfminima.monitors import Monitor, MonitorContext, build_all
 from tfminima.optim import make_optimizer
 
 DIVERGENCE_CHECK_EVERY = 50  # steps between (cheap) mid-epoch divergence checks
@@ -292,11 +292,7 @@ class Trainer:
 
     # ------------------------------------------------------------------------------ callbacks
     def _monitors(self) -> list[Monitor]:
-        names = [name for name, _ in self.spec.monitor_options()]
-        monitors = [monitor_class(name)(**options) for name, options in self.spec.monitor_options()]
-        if self.spec.dataset.label_noise > 0 and "memorization" not in names:
-            monitors.append(monitor_class("memorization")())
-        return monitors
+        return build_all(self.spec)
 
     def _callbacks(self, monitors: list[Monitor]) -> list[keras.callbacks.Callback]:
         plan = self.plan

@@ -14,6 +14,7 @@ from typing import Any
 import yaml
 
 from tfminima import config as config_lib
+from tfminima.monitor_specs import monitor_name
 from tui.formspec import BS_KEY, LR_KEY, MISSING, FieldDef, UnionDef, union_tags
 
 
@@ -210,9 +211,7 @@ class FormModel:
             items = self._monitor_items()
             i = int(parts[1])
             if i < len(items):
-                item = items[i]
-                name = item if isinstance(item, str) else next(iter(item), None) if isinstance(item, dict) else None
-                parts = ["monitors", str(name)] + parts[3:4]
+                parts = ["monitors", str(monitor_name(items[i]))] + parts[3:4]
         if parts[:2] == ["sweep", "grid"]:
             rest = ".".join(parts[2:])
             for name, axis in ((LR_KEY, "sweep.lr"), (BS_KEY, "sweep.batch_size")):

@@ -1,9 +1,10 @@
 """The Configure form described from the config schema. No Textual.
 
-:func:`sections` walks ``ExperimentSpec.model_fields`` (and nested models, tagged unions and
-``MONITOR_SPECS``) into field descriptions: Literal → select, bool → switch, int / float / str →
-input, lists and mappings → input in YAML flow syntax. New schema fields and sections appear in
-the form without changes here. :mod:`tui.formmodel` holds the data those fields edit.
+:func:`sections` walks ``ExperimentSpec.model_fields`` (and nested models, tagged unions and the
+monitor specs of :mod:`tfminima.monitor_specs`) into field descriptions: Literal → select, bool →
+switch, int / float / str → input, lists and mappings → input in YAML flow syntax. New schema
+fields, sections, monitors and monitor options appear in the form without changes here.
+:mod:`tui.formmodel` holds the data those fields edit.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from pydantic import BaseModel
 from pydantic_core import PydanticUndefined
 
 from tfminima import config as config_lib
+from tfminima.monitor_specs import MONITOR_SPECS, MonitorItem
 
 
 class _Missing:
@@ -97,6 +99,10 @@ def _is_model(tp: Any) -> bool:
     return isinstance(tp, type) and issubclass(tp, BaseModel)
 
 
+def _is_monitor_list(tp: Any) -> bool:
+    return typing.get_origin(tp) is list and typing.get_args(tp)[0] is MonitorItem
+
+
 def _default(finfo) -> Any:
     if finfo.default is not PydanticUndefined:
         return finfo.default
@@ -157,8 +163,8 @@ def sections() -> list[Section]:
         tp, _ = _strip_optional(finfo.annotation)
         if name == "sweep":
             out.append(Section("sweep", "Sweep", sweep_fields()))
-        elif name == "monitors":
-            out.append(Section("monitors", "Monitors", monitor_fields()))
+        elif _is_monitor_list(tp):
+            out.append(Section(name, name.capitalize(), monitor_fields(name)))
         elif name in SCHEDULE_KEYS:
             if not schedules.items:
                 out.append(schedules)
@@ -179,13 +185,14 @@ def sections() -> list[Section]:
     return out
 
 
-def monitor_fields() -> list:
+def monitor_fields(key: str = "monitors") -> list:
+    """A switch per monitor (``<key>.<name>``), then its spec's options, shown while it is on."""
     items: list = []
-    for name, model in config_lib.MONITOR_SPECS.items():
-        items.append(FieldDef(f"monitors.{name}", name, "switch", (), False,
+    for name, model in MONITOR_SPECS.items():
+        items.append(FieldDef(f"{key}.{name}", name, "switch", (), False,
                               description=(model.__doc__ or "").strip().splitlines()[0]))
-        items += [dataclasses.replace(f, union=f"monitors.{name}", member="on")
-                  for f in model_fields(model, f"monitors.{name}")]
+        items += [dataclasses.replace(f, union=f"{key}.{name}", member="on")
+                  for f in model_fields(model, f"{key}.{name}")]
     return items
 
 

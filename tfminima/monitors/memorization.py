@@ -15,15 +15,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from tfminima.monitors import Monitor, register_monitor
+from tfminima.monitor_specs import MemorizationMonitorSpec
+from tfminima.monitors.base import Monitor
 
 
-@register_monitor("memorization")
 class MemorizationMonitor(Monitor):
-    kind = "memorization"
-
-    def __init__(self, every: int = 1):
-        super().__init__(every=every)
+    spec_type = MemorizationMonitorSpec
 
     def measure(self, epoch: int) -> dict[str, float]:
         c = self.context

@@ -1,20 +1,16 @@
-"""Monitors: Keras callbacks that measure something about the model at epoch ends.
+"""The monitor base class and what the trainer hands a monitor.
 
-A monitor runs every ``every`` epochs (and always after the last epoch), returns a flat
-dict of numbers from :meth:`Monitor.measure`, and the trainer's event logger writes them to
-``metrics.jsonl`` as one event of the monitor's ``kind`` (lists, e.g. top-k eigenvalues,
-included) and to TensorBoard as ``<kind>/<name>`` scalars. Scalar values are also put into
-the epoch ``logs`` under the same ``<kind>/<name>`` keys, so Keras' own CSVLogger or
-TensorBoard callbacks see them too.
+A monitor is a Keras callback that runs every ``every`` epochs (and always after the last epoch),
+returns a flat dict of numbers from :meth:`Monitor.measure`, and the trainer's event logger writes
+them to ``metrics.jsonl`` as one event of the monitor's ``kind`` (lists, e.g. top-k eigenvalues,
+included) and to TensorBoard as ``<kind>/<name>`` scalars. Scalar values are also put into the epoch
+``logs`` under the same ``<kind>/<name>`` keys, so Keras' own CSVLogger or TensorBoard callbacks see
+them too.
 
-Monitors are registered by name so the experiment YAML can list them::
-
-    monitors:
-      - memorization: {}
-      - sharpness: {every: 5, k: 1, trace: true, samples: 2048}
-
-A new monitor subclasses :class:`Monitor`, sets ``kind`` and decorates itself with
-``@register_monitor("name")``; its constructor takes the YAML options as keyword arguments.
+A monitor is built from its spec (:mod:`tfminima.monitor_specs`), which holds its options and their
+defaults: ``SharpnessMonitor(every=2, k=3)`` validates the options by ``SharpnessMonitorSpec``, and
+``SharpnessMonitor(spec)`` takes a spec from a config. :meth:`measure` reads the options as attributes
+(``self.k``).
 """
 
 from __future__ import annotations
@@ -25,30 +21,7 @@ from typing import Any, Callable
 import keras
 import numpy as np
 
-_REGISTRY: dict[str, type["Monitor"]] = {}
-
-
-def register_monitor(name: str) -> Callable[[type["Monitor"]], type["Monitor"]]:
-    """Class decorator that makes a monitor available under ``name`` in YAML."""
-
-    def deco(cls: type[Monitor]) -> type[Monitor]:
-        _REGISTRY[name] = cls
-        return cls
-
-    return deco
-
-
-def monitor_class(name: str) -> type["Monitor"]:
-    # Import the modules that define monitors so that they register themselves.
-    from tfminima import memorization  # noqa: F401
-
-    try:
-        from tfminima import landscape_monitors  # noqa: F401
-    except ImportError:  # the landscape instruments are optional at import time
-        pass
-    if name not in _REGISTRY:
-        raise KeyError(f"unknown monitor {name!r}; known: {sorted(_REGISTRY)}")
-    return _REGISTRY[name]
+from tfminima.monitor_specs import MonitorSpec
 
 
 @dataclasses.dataclass
@@ -88,17 +61,27 @@ class MonitorContext:
 
 
 class Monitor(keras.callbacks.Callback):
-    """Base class: measure every ``every`` epochs and after the last one."""
+    """Base class: measure every ``every`` epochs and after the last one.
 
-    kind = "monitor"
+    ``spec_type`` is the monitor's option model; its ``name`` is the monitor's ``kind``.
+    """
 
-    def __init__(self, every: int = 1):
+    spec_type: type[MonitorSpec] = MonitorSpec
+
+    def __init__(self, spec: MonitorSpec | None = None, **options: Any):
         super().__init__()
-        if every < 1:
-            raise ValueError(f"every must be >= 1, got {every}")
-        self.every = int(every)
+        self.spec = self.spec_type.from_options(spec, **options)
+        for option, value in self.spec:  # measure() reads self.<option>
+            if hasattr(type(self), option):
+                raise TypeError(f"{type(self).__name__}: option {option!r} would hide a class attribute")
+            setattr(self, option, value)
         self.context: MonitorContext | None = None
         self.last: dict[str, float] = {}
+
+    @property
+    def kind(self) -> str:
+        """The kind of the events this monitor logs: its YAML name."""
+        return self.spec.name
 
     def setup(self, context: MonitorContext) -> None:
         """Called once by the trainer, after the model is built, before training."""
