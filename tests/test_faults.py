@@ -79,8 +79,14 @@ def test_run_files_survive_40_sigkills_at_random_moments(tmp_path):
     saved = []
     for _ in range(40):
         proc = subprocess.Popen([sys.executable, "-c", WRITER, str(run.path)], cwd=ROOT)
-        deadline = time.time() + 60
-        while not run.status_path.exists() and time.time() < deadline:  # imports done, writing
+        # Kill only once this process has written a checkpoint of its own (however loaded the machine),
+        # then at a random moment of its writing.
+        previous = saved[-1] if saved else 0
+        deadline = time.time() + 120
+        while time.time() < deadline and proc.poll() is None:
+            latest = ckpt.latest(run.checkpoints_dir) if run.status_path.exists() else None
+            if latest is not None and ckpt.position(latest)[0] > previous:
+                break
             time.sleep(0.01)
         time.sleep(rng.uniform(0.0, 0.3))
         proc.kill()
@@ -94,7 +100,7 @@ def test_run_files_survive_40_sigkills_at_random_moments(tmp_path):
         with np.load(latest / "variables.npz") as z:
             assert len(z.files) == 8 and all((z[k] == n).all() for k in z.files)
         saved.append(n)
-    assert saved == sorted(saved) and saved[-1] > 40  # progress across kills, never a step back
+    assert all(a < b for a, b in zip(saved, saved[1:])), saved  # progress at every kill, never a step back
     assert len(list(run.checkpoints_dir.glob("epoch-*"))) <= 3  # pruning survives kills too
 
 
