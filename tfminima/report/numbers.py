@@ -9,11 +9,11 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
-import warnings
 from collections.abc import Callable, Iterable
 
 import numpy as np
 
+from tfminima.report import stats
 from tfminima.report.loading import Run, Series
 
 
@@ -22,33 +22,16 @@ def ratio_key(value: float) -> float:
     return float(f"{value:.6g}")
 
 
-@dataclasses.dataclass
-class Correlation:
-    """Spearman's rank correlation of a metric with a noise scale, over ``n`` runs."""
-
-    rho: float
-    pvalue: float
-    n: int
+Correlation = stats.RankCorrelation
 
 
 def spearman(x: Iterable[float | None], y: Iterable[float | None]) -> Correlation | None:
     """ρ over the pairs where both values are finite; None when fewer than two or one side is constant.
 
     A rank correlation, because the paper claims an ordering (higher η/S → higher accuracy,
-    lower sharpness), not a linear law.
+    lower sharpness), not a linear law. The p-value is exact for up to 8 points.
     """
-    from scipy.stats import spearmanr
-
-    pairs = [(a, b) for a, b in zip(x, y) if _finite(a) and _finite(b)]
-    if len(pairs) < 2:
-        return None
-    xs, ys = (np.array(v, dtype=float) for v in zip(*pairs))
-    if np.ptp(xs) == 0 or np.ptp(ys) == 0:
-        return None
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        res = spearmanr(xs, ys)
-    return Correlation(float(res.statistic), float(res.pvalue), len(pairs))
+    return stats.spearman(list(x), list(y))
 
 
 def _finite(v) -> bool:
