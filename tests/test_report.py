@@ -467,3 +467,11 @@ def test_cli_report_on_a_directory_without_runs_exits_2(tmp_path, capsys):
     assert "holds no runs" in err and str(tmp_path / "empty") in err
     assert main(["report", str(tmp_path / "absent")]) == 2
     assert "no such directory" in capsys.readouterr().err
+
+
+def test_the_report_cites_the_repositorys_paper_account_never_a_path_outside_it(report):
+    _, _, text, _ = report
+    assert "docs/paper.md, section E3" in text and "arXiv 1711.04623 §4" in text
+    for outside in ("PAPER.md", "../shared", "/work/"):
+        assert outside not in text
+    assert "PAPER.md" not in Path(paper.__file__).read_text()

@@ -109,7 +109,7 @@ def e1_paper_text(experiment: str) -> str:
         return ""
     ref = paper.E1_RESNET
     rows = [[f"{x:.3g}", f"{y:.1f}"] for x, y in zip(ref["eta_over_s"], ref["val_accuracy"])]
-    return f"\nPaper ({ref['setting']}; {paper.CITATION}):\n\n" + table(["η/S", "val acc (%)"], rows)
+    return f"\nPaper ({ref['setting']}; {paper.cite('E1')}):\n\n" + table(["η/S", "val acc (%)"], rows)
 
 
 # --------------------------------------------------------------------------------- heatmap
@@ -166,7 +166,7 @@ def paired_text(pairs: list[tuple[Run, Run]], unresolved: list[str], experiment:
         header.append(f"paper test acc (%) ({paper.E3_TEST_ACCURACY['setting']})")
     text = table(header, rows) if rows else ""
     if with_paper:
-        text += f"\nPaper numbers: {paper.CITATION}.\n"
+        text += f"\nPaper numbers: {paper.cite('E3')}.\n"
     for reason in unresolved:
         text += f"\n- pair not drawn: {reason}\n"
     return text
@@ -192,7 +192,7 @@ def memorization_text(runs: list[Run], experiment: str) -> str:
     out.append(table(["label noise", "peak val acc (%)", "run", "epoch", "memorisation then (%)",
                       "ρ(η/S, final memorisation)", "paper peak val acc (%)"], level_rows))
     if with_paper:
-        out.append(f"\nPaper ({paper.E4_PEAK_VAL['setting']}; {paper.CITATION}): validation accuracy peaks near "
+        out.append(f"\nPaper ({paper.E4_PEAK_VAL['setting']}; {paper.cite('E4')}): validation accuracy peaks near "
                    f"{paper.E4_PEAK_VAL[0.25]:g} % (25 % noise) and {paper.E4_PEAK_VAL[0.5]:g} % (50 %), "
                    f"then falls as memorisation grows; {paper.E4_LOW_RATIO_MEMORIZATION}.\n")
     run_rows = []
@@ -231,7 +231,7 @@ def beta_text(points: list[numbers.BetaPoint], experiment: str) -> str:
     sizes = [k for k in ref if isinstance(k, int)]
     paper_rows = [[f"{b:g}"] + [f"{ref[n][i]:.1f}" for n in sizes] for i, b in enumerate(paper.E5_BETAS)]
     label = "Paper" if paper.is_experiment(experiment, "e5_breaking_point") else "For reference, the paper"
-    text += (f"\n{label} ({ref['setting']}; {paper.CITATION}), validation accuracy (%):\n\n"
+    text += (f"\n{label} ({ref['setting']}; {paper.cite('E5')}), validation accuracy (%):\n\n"
              + table(["β"] + [f"N = {n}" for n in sizes], paper_rows))
     return text
 
@@ -259,7 +259,7 @@ def sharpness_text(runs: list[Run], experiment: str) -> str:
         header.append("paper test acc (%) / Hessian norm")
     text = table(header, rows)
     if with_paper:
-        text += f"\nPaper: {paper.E6_END['setting']} ({paper.CITATION}).\n"
+        text += f"\nPaper: {paper.E6_END['setting']} ({paper.cite('E6')}).\n"
     return text
 
 
