@@ -175,3 +175,13 @@ def test_with_three_seeds_the_interval_is_their_range_and_covers_at_one_minus_tw
     assert expected == 0.75
     coverage = _coverage(lambda rng: rng.normal(0.0, 1.0, 3), 0.0, interval)
     assert abs(coverage - expected) <= 4 * math.sqrt(expected * (1 - expected) / REPS), coverage
+
+
+def test_the_smallest_attainable_p_is_stated_so_two_seeds_never_resolve_a_difference():
+    d = stats.compare_means({0: 1.0, 1: 1.1}, {0: 0.0, 1: 0.05})
+    assert d.within_noise is False and d.pvalue == pytest.approx(0.5) and d.min_pvalue == pytest.approx(0.5)
+    assert not d.resolved
+    six = stats.compare_means({s: 1.0 + 0.01 * s for s in range(6)}, {s: 0.0 for s in range(6)})
+    assert six.min_pvalue == pytest.approx(2 / 2**6) and six.resolved
+    assert stats.compare_means([1.0, 2.0, 3.0], [4.0, 5.0, 6.0]).min_pvalue == pytest.approx(2 / math.comb(6, 3))
+    assert stats.compare_means([1.0, 2.0], [4.0, 5.0, 6.0]).min_pvalue == pytest.approx(1 / math.comb(5, 2))

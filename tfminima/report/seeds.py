@@ -146,10 +146,17 @@ class Comparison:
 
     @property
     def verdict(self) -> str:
-        within = self.diff.within_noise
-        if within is None:
+        """Within seed noise (the interval contains 0), beyond it (the interval excludes 0 and the exact
+        test has p < 0.05), or too few seeds to tell (the interval excludes 0, the test cannot agree)."""
+        d = self.diff
+        if d.within_noise is None:
             return "no interval (one seed on a side): seed noise unknown"
-        return "within seed noise" if within else "beyond seed noise"
+        if d.within_noise:
+            return "within seed noise"
+        if d.resolved:
+            return "beyond seed noise"
+        return (f"too few seeds to tell (interval excludes 0, but p = {d.pvalue:.2g}; "
+                f"with these sizes p ≥ {d.min_pvalue:.2g})")
 
 
 def compare_conditions(claim: str, a: Condition, b: Condition, metric: str,

@@ -31,6 +31,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 LEVEL = 0.95
+ALPHA = 1.0 - LEVEL  # a difference is "beyond seed noise" only when the exact test also has p < ALPHA
 RESAMPLES = 4000
 PERMUTATIONS = 20000  # random permutations when exact enumeration would need more than this
 SEED = 0
@@ -62,6 +63,9 @@ class Difference:
 
     ``within_noise`` is True when the interval contains 0 (the comparison cannot tell the two
     apart from seed noise), False when it excludes 0, None when there is no interval.
+    ``min_pvalue`` is the smallest p the permutation test can give with these sizes (2/2ⁿ for n
+    paired seeds): an interval that excludes 0 while p cannot fall below :data:`ALPHA` means too
+    few seeds to tell, not a difference.
     """
 
     diff: float
@@ -72,6 +76,7 @@ class Difference:
     n_a: int
     n_b: int
     test: str
+    min_pvalue: float | None = None
 
     @property
     def has_interval(self) -> bool:
@@ -82,6 +87,11 @@ class Difference:
         if not self.has_interval:
             return None
         return bool(self.lo <= 0.0 <= self.hi)
+
+    @property
+    def resolved(self) -> bool:
+        """The interval excludes 0 and the exact test agrees (p < ALPHA): a difference beyond seed noise."""
+        return self.within_noise is False and self.pvalue is not None and self.pvalue < ALPHA
 
 
 @dataclasses.dataclass(frozen=True)
@@ -182,7 +192,8 @@ def _paired(pairs: np.ndarray, level: float, resamples: int, seed: int) -> Diffe
     est = mean_ci(d, level=level, resamples=resamples, seed=seed)
     n = len(d)
     test = f"paired over {n} seeds: bootstrap of the mean difference, sign-flip permutation test"
-    return Difference(est.mean, est.lo, est.hi, sign_flip_pvalue(d, seed=seed), True, n, n, test)
+    floor = 2.0 / 2**n if n <= 14 else 1.0 / PERMUTATIONS
+    return Difference(est.mean, est.lo, est.hi, sign_flip_pvalue(d, seed=seed), True, n, n, test, floor)
 
 
 def sign_flip_pvalue(d: np.ndarray, *, seed: int = SEED) -> float:
@@ -208,9 +219,11 @@ def _unpaired(a: np.ndarray, b: np.ndarray, level: float, resamples: int, seed: 
         return Difference(diff, None, None, None, False, na, nb, test)
     test = f"unpaired ({na} vs {nb} values): bootstrap of the difference of means, permutation test"
     pvalue = split_pvalue(a, b, seed=seed)
+    splits = math.comb(na + nb, na)
+    floor = (2.0 if na == nb else 1.0) / splits if splits <= PERMUTATIONS else 1.0 / PERMUTATIONS
     va, vb = a.var(ddof=1), b.var(ddof=1)
     if va == 0 and vb == 0:
-        return Difference(diff, diff, diff, pvalue, False, na, nb, test)
+        return Difference(diff, diff, diff, pvalue, False, na, nb, test, floor)
     rng = np.random.default_rng(seed)
     boot = (a[rng.integers(0, na, size=(resamples, na))].mean(axis=1)
             - b[rng.integers(0, nb, size=(resamples, nb))].mean(axis=1))
@@ -219,7 +232,7 @@ def _unpaired(a: np.ndarray, b: np.ndarray, level: float, resamples: int, seed: 
     welch_df = usual**2 / ((va / na) ** 2 / (na - 1) + (vb / nb) ** 2 / (nb - 1))
     alpha = expanded_alpha(na + nb, level, factor=math.sqrt(usual / plug_in), df=welch_df)
     lo, hi = _percentiles(boot, alpha)
-    return Difference(diff, lo, hi, pvalue, False, na, nb, test)
+    return Difference(diff, lo, hi, pvalue, False, na, nb, test, floor)
 
 
 def split_pvalue(a: np.ndarray, b: np.ndarray, *, seed: int = SEED) -> float:
