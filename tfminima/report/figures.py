@@ -116,7 +116,7 @@ def curves(conds: list[Condition], styles: dict[str, RunStyle], norm: LogNorm, t
         figure_legend(fig, axes, [("runs (colour = η/S)", handles)])
     else:
         figure_legend(fig, axes, [], norm=norm, ratios=[c.eta_over_s for c in conds])
-    fig.suptitle(f"{title}: training curves, colour = η/S{_seed_note(conds)}")
+    fig.suptitle(f"{title}: training curves, colour = η/S{_seed_note(conds)}", wrap=True)
     return fig
 
 
@@ -180,7 +180,7 @@ def eta_over_s(conds: list[Condition], metrics: list[str], norm: LogNorm, title:
                               label="2(1+β)/η: edge of stability"))
     figure_legend(fig, axes, [("condition", marks), ("marks", summary)], norm=norm,
                   ratios=[c.eta_over_s for c in conds])
-    fig.suptitle(f"{title}: end-point metrics against the noise scale")
+    fig.suptitle(f"{title}: end-point metrics against the noise scale", wrap=True)
     return fig
 
 
@@ -211,7 +211,7 @@ def _ratio_panel(ax, families: dict[float, list[Condition]], scale, metric: str,
         means_x.append(x)
         means_y.append(float(np.mean(vals)))
         for i, (c, est) in enumerate(points):
-            xi = x * (1.0 + 0.04 * (i - (len(points) - 1) / 2))  # multiplicative nudge: the axis is logarithmic
+            xi = x * (1.0 + 0.07 * (i - (len(points) - 1) / 2))  # multiplicative nudge: the axis is logarithmic
             colour = CMAP(norm(c.eta_over_s))
             if est.n > 1:
                 ax.scatter([xi] * est.n, [_shown(metric, v) for v in est.values], color=colour, s=6, alpha=0.7,
@@ -305,7 +305,7 @@ def heatmap(runs: list[Run], metrics: list[str], norm: LogNorm, title: str) -> F
         ax.set_title(METRIC_LABELS[metric], fontsize=9)
     figure_legend(fig, axes, [], norm=norm, ratios=list(numbers.iso_ratio_groups(grid_runs)),
                   ratio_label="η/S of the dashed diagonals", where="bottom")
-    fig.suptitle(f"{title}: η × S grid (dashed: equal η/S)")
+    fig.suptitle(f"{title}: η × S grid (dashed: equal η/S)", wrap=True)
     return fig
 
 
@@ -342,7 +342,7 @@ def interpolation(results: list[dict], norm: LogNorm, title: str) -> Figure | No
     ratios = [res.get(f"eta_over_s_{side}") for res in results for side in "ab"]
     figure_legend(fig, axes, [("split", lines)], norm=norm, ratios=[r for r in ratios if r],
                   ratio_label="η/S of the end points (vertical lines)")
-    fig.suptitle(f"{title}: interpolation between minima")
+    fig.suptitle(f"{title}: interpolation between minima", wrap=True)
     return fig
 
 
@@ -403,7 +403,7 @@ def paired_curves(pairs: list[tuple[Condition, Condition]], title: str) -> Figur
     if seeds.max_seeds([c for pair in pairs for c in pair]) > 1:
         lines.append(Patch(color="0.3", alpha=BAND_ALPHA, label=BAND_NOTE))
     figure_legend(fig, axes, [("pair", runs), ("curves", lines)])
-    fig.suptitle(f"{title}: paired runs with equal η/S at every epoch (train solid, val dashed)")
+    fig.suptitle(f"{title}: paired runs with equal η/S at every epoch (train solid, val dashed)", wrap=True)
     return fig
 
 
@@ -439,7 +439,7 @@ def memorization(runs: list[Run], styles: dict[str, RunStyle], norm: LogNorm, ti
     axes[0, 0].set_ylabel("clean validation accuracy (%)")
     ring = Line2D([], [], marker="o", ls="", mfc="none", mec="black", ms=8, label="peak validation accuracy of a run")
     figure_legend(fig, axes, [("marks", [ring])], norm=norm, ratios=[r.eta_over_s for r in runs])
-    fig.suptitle(f"{title}: generalisation against memorisation (a point per epoch)")
+    fig.suptitle(f"{title}: generalisation against memorisation (a point per epoch)", wrap=True)
     return fig
 
 
@@ -479,7 +479,7 @@ def beta_scaling(points: list[numbers.BetaPoint], conds: dict[str, Condition], t
     sections = [("these runs" + (f" ({CI_NOTE})" if seeds.max_seeds(conds.values()) > 1 else ""),
                  ours.get_legend_handles_labels()[0]), ("the paper", theirs.get_legend_handles_labels()[0])]
     figure_legend(fig, axes, sections)
-    fig.suptitle(f"{title}: where the η/S rule breaks")
+    fig.suptitle(f"{title}: where the η/S rule breaks", wrap=True)
     return fig
 
 
@@ -512,5 +512,5 @@ def svag(comparisons: list[numbers.SvagComparison], conds: dict[str, Condition],
     if seeds.max_seeds(conds.values()) > 1:
         handles.append(Patch(color="0.3", alpha=BAND_ALPHA, label=BAND_NOTE))
     figure_legend(fig, axes, [("SVAG l", handles)])
-    fig.suptitle(f"{title}: SVAG — does SGD follow its SDE limit?")
+    fig.suptitle(f"{title}: SVAG — does SGD follow its SDE limit?", wrap=True)
     return fig

@@ -111,7 +111,7 @@ def sharpness_trajectory(conds: list[Condition], styles: dict[str, RunStyle], no
     else:
         figure_legend(fig, axes, [("marks", marks)], norm=norm, ratios=[c.eta_over_s for c in conds],
                       ratio_label="base " + ETA_S_LABEL)
-    fig.suptitle(f"{title}: sharpness along training")
+    fig.suptitle(f"{title}: sharpness along training", wrap=True)
     return fig
 
 
@@ -203,5 +203,5 @@ def sharpness_vs_loss(eq: sharpness.EqualLoss, styles: dict[str, RunStyle], norm
                       where="bottom")
     else:
         figure_legend(fig, axes, [("runs (colour = η/S)", handles), ("marks", extra)], where="bottom")
-    fig.suptitle(f"{title}: sharpness at equal training loss (training runs right → left)")
+    fig.suptitle(f"{title}: sharpness at equal training loss (training runs right → left)", wrap=True)
     return fig
