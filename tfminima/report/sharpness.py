@@ -64,6 +64,9 @@ def final_stability(run: Run) -> float | None:
     last = stability_series(run).last
     if last is not None:
         return last
+    logged = run.summary.get("sharpness/stability")
+    if isinstance(logged, (int, float)) and not isinstance(logged, bool):
+        return float(logged)
     lam = run.final("lambda_max")
     train = run.series("train", "loss")
     e = run_edge(run, float(train.epochs[-1]) if len(train) else None)
