@@ -6,6 +6,7 @@ metrics.jsonl exactly as the runner lays them out, from per-epoch lists given by
 
 from __future__ import annotations
 
+import itertools
 import json
 import struct
 from pathlib import Path
@@ -83,7 +84,6 @@ def legend_problems(fig) -> list[str]:
     vertex of a line (segments sampled every pixel), no scatter point, band, error bar or span. A
     legend must also stay clear of the figure's title.
     """
-    import numpy as np
 
     fig.canvas.draw()
     renderer = fig.canvas.get_renderer()
@@ -113,7 +113,7 @@ def _display_points(ax):
         if len(xy) < 2:
             return xy
         out = [xy[:1]]
-        for a, b in zip(xy[:-1], xy[1:]):
+        for a, b in itertools.pairwise(xy):
             steps = max(int(np.hypot(*(b - a))), 1)
             out.append(a + (b - a) * np.linspace(0, 1, steps + 1)[1:, None])
         return np.concatenate(out)

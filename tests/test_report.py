@@ -16,7 +16,14 @@ import numpy as np
 import pytest
 from report_support import config_yaml, epoch_events, make_run, monitor_events, png_size
 
-from tfminima.report import build, loading, markdown_sharpness, numbers, paper, sharpness
+from tfminima.report import (
+    build,
+    loading,
+    markdown_sharpness,
+    numbers,
+    paper,
+    sharpness,
+)
 from tfminima.report.markdown import pct
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -15,7 +15,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from report_support import config_yaml, epoch_events, legend_problems, make_run, monitor_events
+from report_support import (
+    config_yaml,
+    epoch_events,
+    legend_problems,
+    make_run,
+    monitor_events,
+)
 
 from tfminima.report import build, checks, loading, seeds, sharpness, stats
 from tfminima.report.markdown import pct
@@ -160,7 +166,7 @@ def test_mean_curve_averages_the_seeds_that_logged_each_epoch():
 
 def test_pairs_named_by_label_compare_every_seed_paired(report):
     text = report[3]["pair"]
-    (a_lr, a_bs, a), (b_lr, b_bs, b) = PAIR["const-lr"], PAIR["const-bs"]
+    a, b = PAIR["const-lr"][2], PAIR["const-bs"][2]
     d = stats.compare_means(dict(zip(SEEDS, a)), dict(zip(SEEDS, b)))
     row = next(line for line in text.splitlines() if line.startswith("| pair alike | `const-lr` | `const-bs` | test"))
     assert f"| {d.diff * 100:+.2f} pp [{d.lo * 100:+.2f}, {d.hi * 100:+.2f}] |" in row
@@ -300,7 +306,7 @@ def test_formats_are_checked_with_the_nearest_valid_one():
 
 
 def test_the_first_format_is_linked(report):
-    runs, out, rep, _ = report
+    _, out, rep, _ = report
     text = rep.path.read_text()
     assert "(seeds/curves.png)" in text and ".svg)" not in text
     assert (out / "seeds" / "curves.svg").read_text().lstrip().startswith("<?xml")

@@ -94,15 +94,15 @@ def loss_spread_warnings(runs: list[Run]) -> list[str]:
     (lo, low), (hi, high) = min(finals, key=lambda x: x[0]), max(finals, key=lambda x: x[0])
     if hi / lo <= LOSS_SPREAD:
         return []
-    return [f"the runs ended at very different training losses, from {lo:.3g} (`{low.name}`) to {hi:.3g} "
-            f"(`{high.name}`), a factor of {hi / lo:.0f}: end-point numbers (λ_max, Tr(H), accuracy) compare minima "
-            "at different depths. Compare sharpness at equal training loss (figure `sharpness_vs_loss`), or train "
-            "the slower runs longer."]
+    return [(f"the runs ended at very different training losses, from {lo:.3g} (`{low.name}`) to {hi:.3g} "
+             f"(`{high.name}`), a factor of {hi / lo:.0f}: end-point numbers (λ_max, Tr(H), accuracy) compare minima "
+             "at different depths. Compare sharpness at equal training loss (figure `sharpness_vs_loss`), or train "
+             "the slower runs longer.")]
 
 
 def running_warnings(runs: list[Run]) -> list[str]:
     active = [r for r in runs if r.state in ("running", "pending")]
     if not active:
         return []
-    return [f"{len(active)} run{'s are' if len(active) > 1 else ' is'} not finished ({_names(active)}): "
-            "their numbers are provisional and end-point tables leave them out."]
+    return [(f"{len(active)} run{'s are' if len(active) > 1 else ' is'} not finished ({_names(active)}): "
+             "their numbers are provisional and end-point tables leave them out.")]

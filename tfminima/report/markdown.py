@@ -8,6 +8,7 @@ Section texts are in :mod:`markdown_sections` and :mod:`markdown_sharpness`.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Callable, Iterable
 
@@ -220,7 +221,7 @@ def families_text(conds: list[seeds.Condition], metric: str, scale=lambda r: r.e
     unit = " pp" if metric in ACCURACIES else ""
     text = (f"{METRIC_NAMES[metric].capitalize()} by {scale_name} (conditions with equal {scale_name} pooled; "
             f"the interval resamples their runs):\n\n"
-            + table([scale_name, "conditions", "runs", f"mean [95 % CI]", "spread of the condition means" + (" (pp)" if unit else "")], rows))
+            + table([scale_name, "conditions", "runs", "mean [95 % CI]", "spread of the condition means" + (" (pp)" if unit else "")], rows))
     means = [stats.mean_ci([v for v in (r.final(metric) for c in m for r in c.runs) if _ok(v)]).mean
              for m in families.values() if any(_ok(r.final(metric)) for c in m for r in c.runs)]
     if spreads and len(means) > 1:
@@ -251,8 +252,7 @@ def family_comparisons(conds: list[seeds.Condition], metric: str, scale=lambda r
             for b in members[i + 1:]:
                 out.append(seeds.compare_conditions(f"equal {scale_name} ({key:.3g}) agree", a, b, metric))
     out = [c for c in out if c is not None][:limit]
-    keys = list(families)
-    for lo, hi in zip(keys, keys[1:]):
+    for lo, hi in itertools.pairwise(families):
         runs_lo = [r for c in families[lo] for r in c.runs]
         runs_hi = [r for c in families[hi] for r in c.runs]
         out.append(seeds.compare_runs(f"{scale_name} {hi:.3g} differs from {lo:.3g}", f"{scale_name}={hi:.3g}",

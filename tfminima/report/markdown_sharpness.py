@@ -66,7 +66,8 @@ def _extreme_families(eq: sharpness.EqualLoss, level: sharpness.LevelComparison)
     families = family_runs(seeds.conditions([p.run for p in eq.paths if p.run.run_id in level.lambda_max]))
     if len(families) < 2:
         return None
-    (lo, low), (hi, high) = list(families.items())[0], list(families.items())[-1]
+    items = list(families.items())
+    (lo, low), (hi, high) = items[0], items[-1]
     value = lambda r: level.lambda_max.get(r.run_id)
     return seeds.compare_runs(f"η/S {hi:.3g} flatter than {lo:.3g} at loss {num(level.level, 3)}",
                               f"η/S={hi:.3g}", [r for c in high for r in c.runs],
