@@ -496,3 +496,16 @@ def test_the_report_cites_the_repositorys_paper_account_never_a_path_outside_it(
     for outside in ("PAPER.md", "../shared", "/work/"):
         assert outside not in text
     assert "PAPER.md" not in Path(paper.__file__).read_text()
+
+
+def test_interpolation_says_when_the_minima_are_of_different_depth(report):
+    text = report[3]["interp"]
+    at_a, at_b = interp_loss(0.0), interp_loss(1.0)  # 0.1 and 0.2: a factor 2, not more
+    assert max(at_a, at_b) / min(at_a, at_b) <= 2.0
+    assert "Width is not compared at equal training loss" not in text
+    deep = {"run_a": "a", "run_b": "b", "alphas": ALPHAS.tolist(), "train_loss": (interp_loss(ALPHAS) * (1 + ALPHAS)
+                                                                                  + 0.01).tolist()}
+    from tfminima.report import markdown_sections
+
+    assert "**Width is not compared at equal training loss here:** the minima of `a` → `b`" in (
+        markdown_sections.interpolation_text([deep]))

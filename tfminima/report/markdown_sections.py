@@ -44,7 +44,9 @@ def heatmap_text(runs) -> str:
     diag = ", ".join(f"{k:.3g} ({len(v)} run{'s' if len(v) > 1 else ''})" for k, v in ratios.items())
     return (f"Grid: {len(sizes)} batch sizes × {len(etas)} learning rates, {len(cells)} cells with completed runs. "
             f"Dashed diagonals are equal η/S: {diag}. A cell shows the mean over its runs (n when more than one); "
-            "λ_max cells also the stability λ_max·η/(2(1+β)) of that mean (1 = the edge of stability).\n")
+            "λ_max cells also the stability λ_max·η/(2(1+β)) of that mean (1 = the edge of stability). λ_max here "
+            "is each run's end point, at its own final training loss; the comparison at equal loss is in the "
+            "sharpness sections.\n")
 
 
 # --------------------------------------------------------------------------- interpolation
@@ -63,11 +65,23 @@ def interpolation_text(results: list[dict]) -> str:
                          f"{num(res.get('eta_over_s_a'), 3)} / {num(res.get('eta_over_s_b'), 3)}",
                          num(rise.at_a), num(rise.at_b), f"{num(rise.beyond_a)} (α={-rise.d:g})",
                          f"{num(rise.beyond_b)} (α={1 + rise.d:g})", num(rise.rise_a), num(rise.rise_b), f"`{sharper}`"])
-    return ("Loss at the two minima (α = 0: A, α = 1: B) and beyond them; the rise is loss(beyond) − loss(minimum), "
+    text = ("Loss at the two minima (α = 0: A, α = 1: B) and beyond them; the rise is loss(beyond) − loss(minimum), "
             "a steeper rise means a sharper minimum. Each line is one pair of runs (one seed each): the rises "
             "carry no interval over seeds, and the sharper side can differ from seed to seed.\n\n"
             + table(["pair A → B", "split", "η/S A / B", "loss at A", "loss at B", "loss beyond A", "loss beyond B",
                      "rise A", "rise B", "sharper side"], rows))
+    deep = [res for res in results if (rise := numbers.interpolation_rise(res, "train")) is not None
+            and min(rise.at_a, rise.at_b) > 0 and max(rise.at_a, rise.at_b) / min(rise.at_a, rise.at_b) > DEPTH_RATIO]
+    if deep:
+        text += ("\n**Width is not compared at equal training loss here:** the minima of "
+                 + ", ".join(f"`{r['run_a']}` → `{r['run_b']}`" for r in deep)
+                 + f" sit at training losses more than {DEPTH_RATIO:g}× apart, so the rises compare minima of different "
+                 "depth (a line between two end points cannot be moved to a common loss). The section on sharpness "
+                 "at equal training loss (`sharpness_vs_loss`, with the sharpness monitor) makes that comparison.\n")
+    return text
+
+
+DEPTH_RATIO = 2.0  # minima whose training losses differ by more than this are of different depth
 
 
 # --------------------------------------------------------------------------- paired_curves
