@@ -102,11 +102,15 @@ class Run:
 
         Without a readable config the hyper-parameters logged in status.json stand in.
         """
-        if self.spec is not None:
-            config = self.spec.model_dump(mode="json", exclude={"seed"})
-        else:
-            config = {"hparams": {k: v for k, v in self.hparams.items() if k not in ("seed", "label")}}
-        return json.dumps({"config": config, "label": self.label}, sort_keys=True, default=str)
+        key = self._cache.get("condition_key")
+        if key is None:
+            if self.spec is not None:
+                config = self.spec.model_dump(mode="json", exclude={"seed"})
+            else:
+                config = {"hparams": {k: v for k, v in self.hparams.items() if k not in ("seed", "label")}}
+            key = self._cache["condition_key"] = json.dumps({"config": config, "label": self.label}, sort_keys=True,
+                                                            default=str)
+        return key
 
     @property
     def svag(self) -> int:
@@ -241,20 +245,6 @@ class Group:
 
     def plotted(self) -> list[Run]:
         return [r for r in self.runs if r.plotted]
-
-    def resolve(self, name: str) -> Run | str:
-        """A run by id or label; a string explaining why when there is no single match."""
-        for run in self.runs:
-            if run.run_id == name:
-                return run
-        matches = [r for r in self.runs if r.label == name] or [
-            r for r in self.runs if r.run_id.startswith(f"{name}-")
-        ]
-        if len(matches) == 1:
-            return matches[0]
-        if not matches:
-            return f"no run {name!r}"
-        return f"{name!r} is ambiguous ({', '.join(r.run_id for r in matches)})"
 
 
 def load_run(rd: rundir.RunDir) -> Run:
