@@ -468,7 +468,7 @@ def test_cli_report_exits_0_without_importing_tensorflow(tmp_path):
         make_run(group, rid, config_yaml("tiny", lr=lr, batch_size=32, figures=["eta_over_s"]),
                  summary={"val_accuracy": val}, events=_curves(rid, [val], lr=lr, bs=32))
     code = ("import json, sys; from tfminima.cli import main; rc = main(sys.argv[1:]); "
-            "print(json.dumps(sorted({m.split('.')[0] for m in sys.modules} & {'tensorflow', 'keras'}))); "
+            "print(json.dumps(sorted({m.split('.')[0] for m in sys.modules} & {'tensorflow', 'keras', 'textual'}))); "
             "sys.exit(rc)")
     out = subprocess.run([sys.executable, "-c", code, "report", str(group), "--out", str(tmp_path / "out")],
                          check=False, capture_output=True, text=True, timeout=300, cwd=ROOT)
