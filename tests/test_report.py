@@ -7,6 +7,7 @@ number is computed here from the constructed inputs, never typed in.
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -15,7 +16,14 @@ import numpy as np
 import pytest
 from report_support import config_yaml, epoch_events, make_run, monitor_events, png_size
 
-from tfminima.report import build, loading, markdown, numbers, paper
+from tfminima.report import (
+    build,
+    loading,
+    markdown_sharpness,
+    numbers,
+    paper,
+    sharpness,
+)
 from tfminima.report.markdown import pct
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -200,9 +208,9 @@ def report(tmp_path_factory):
     for name, make in GROUPS.items():
         make(runs / name)
     out = runs.parent / "out"
-    path = build.build_report(runs, out)
+    rep = build.build_report(runs, out)
     sections = {name: (out / name / "report.md").read_text() for name in GROUPS}
-    return runs, out, path.read_text(), sections
+    return runs, out, rep.path.read_text(), sections
 
 
 # ------------------------------------------------------------------------------------ tests
@@ -252,8 +260,9 @@ def test_spearman_of_a_monotone_metric_is_plus_one_and_of_a_reversed_one_minus_o
 
 def test_iso_ratio_runs_are_grouped(report):
     text = report[3]["ratio"]
-    ratio = 0.01 / 32  # = 0.02 / 64
-    assert f"| {ratio:.3g} | 2 | {pct(ratio_val(0.01, 32))} | {0:.2f} |" in text
+    ratio = 0.01 / 32  # = 0.02 / 64: two conditions, one run each, equal accuracy
+    val = pct(ratio_val(0.01, 32))
+    assert f"| {ratio:.3g} | 2 | 2 | {val} [{val}, {val}] (n=2) | {0:.2f} |" in text
 
 
 def test_failed_and_diverged_runs_are_listed_but_not_drawn(report):
@@ -303,8 +312,9 @@ def test_beta_scaling_lists_beta_and_accuracy_per_training_size(report):
     text = report[3]["beta"]
     for (n, beta), val in BETA.items():
         lr, bs = 0.016 * beta, 8 * beta
-        change = (val - BETA[(n, 1)]) * 100
-        assert f"| {n} | {beta:g} | {lr:.4g} | {bs} | {lr / bs:.3g} | {pct(val)} | {pct(val + 0.01)} | {change:+.2f} |" in text
+        change = "—" if beta == 1 else f"{(val - BETA[(n, 1)]) * 100:+.2f}"
+        assert (f"| {n} | {beta:g} | {lr:.4g} | {bs} | {lr / bs:.3g} | 1 | {pct(val)} | {pct(val + 0.01)} | {change} |"
+                in text)
     first = paper.E5_BETAS[0]
     assert f"| {first:g} | " + " | ".join(f"{paper.E5_VAL_ACCURACY[n][0]:.1f}" for n in (45000, 12000)) + " |" in text
 
@@ -321,9 +331,13 @@ def test_sharpness_trajectory_states_final_lambda_and_the_papers_numbers(report)
     text = report[3]["sharp"]
     for label, (lr, lams, test) in SHARP.items():
         acc, norm = paper.E6_END[label]
-        final = lams[max(lams)]
-        assert f"| `{label}` | {lr / 32:.3g} | {final:.4g} | {min(lams.values()):.4g} – {max(lams.values()):.4g} |" in text
-        assert f"| {pct(test)} | {acc:.2f} / {norm:g} |" in text
+        last = max(lams)
+        final = lams[last]
+        lr_then = lr * 0.2 if label == "cyclic-lr" else lr  # the η scheduled in the epoch of the last measurement
+        stability = final * lr_then / 2  # λ_max·η/(2(1+β)), β = 0
+        peak = max(v * (lr * 0.2 if label == "cyclic-lr" and e % 2 else lr) / 2 for e, v in lams.items())
+        assert (f"| `{label}` | {lr / 32:.3g} | 1 | {final:.4g} | {min(lams.values()):.4g} – {max(lams.values()):.4g} | "
+                f"{10 * final:.4g} | {stability:.3g} | {peak:.3g} | {pct(test)} | {acc:.2f} / {norm:g} |") in text
 
 
 def test_interpolation_states_the_loss_rise_beyond_each_minimum(report):
@@ -356,31 +370,37 @@ def test_sharpness_vs_loss_compares_runs_at_equal_training_loss(report):
     assert lo < hi  # the constructed runs overlap
     levels = [float(np.exp(lo + (i + 0.5) * (hi - lo) / 4)) for i in range(4)]
     assert f"All {len(LOSS_RUNS)} runs pass through training losses {np.exp(lo):.3g} – {np.exp(hi):.3g}" in text
+    n = len(LOSS_RUNS)
+    exact_p = 2 / math.factorial(len({(lr, bs) for lr, bs, _ in LOSS_RUNS.values()}))  # ρ = −1 over 4 conditions
     for level in levels:  # the power law is exact under log-log interpolation; ρ is −1 at every level
-        assert f"| {level:.3g} | {len(LOSS_RUNS)} of {len(LOSS_RUNS)} |" in text
-        row = next(line for line in text.splitlines() if line.startswith(f"| {level:.3g} | {len(LOSS_RUNS)} of"))
-        assert f"| {-1.0:.2f} |" in row and row.endswith(f"| {-1.0:.2f} |")  # λ_max and Tr(H)
+        row = next(line for line in text.splitlines() if line.startswith(f"| {level:.3g} | {n} of {n} |"))
+        assert row.endswith(f"| {-1.0:.2f} | {exact_p:.2g} | {-1.0:.2f} |")  # λ_max, its exact p, Tr(H)
     for rid, (lr, bs, losses) in LOSS_RUNS.items():
         measured = _measured_losses(losses)
-        row = next(line for line in text.splitlines() if line.startswith(f"| `{rid}` |"))
+        row = next(line for line in text.splitlines() if line.startswith(f"| `{rid.removesuffix('-s0')}` |"))
         cells = [f"{loss_lambda(lr, bs, level):.4g}" for level in levels]
-        assert (f"| `{rid}` | {lr / bs:.3g} | {len(measured)} | {min(measured):.3g} – {max(measured):.3g} | "
-                + " | ".join(cells) + f" | {measured[-1]:.3g} | {loss_lambda(lr, bs, measured[-1]):.4g} |") == row
+        stability = loss_lambda(lr, bs, levels[0]) * lr / 2  # at the first level, β = 0
+        final_stability = loss_lambda(lr, bs, measured[-1]) * lr / 2
+        assert (f"| `{rid.removesuffix('-s0')}` | {lr / bs:.3g} | 1 | {len(measured)} | "
+                f"{min(measured):.3g} – {max(measured):.3g} | " + " | ".join(cells)
+                + f" | {stability:.3g} | {measured[-1]:.3g} | {loss_lambda(lr, bs, measured[-1]):.4g} | "
+                f"{final_stability:.3g} |") == row
     iso = [rid for rid, (lr, bs, _) in LOSS_RUNS.items() if lr / bs == 0.01 / 32]
     mean = np.mean([loss_lambda(*LOSS_RUNS[r][:2], levels[0]) for r in iso])
-    assert f"| {mean:.4g} (n={len(iso)}) |" in text  # the iso-ratio pair's mean at the first level
+    assert f"| {mean:.4g} [{mean:.4g}, {mean:.4g}] (n={len(iso)}) |" in text  # the iso-ratio pair at the first level
+    assert "**Not the stability cap:**" in text  # every run is far below λ = 2/η
     assert "Not used (no sharpness measurement with a training loss of the same epoch): `lr0.08-bs32-s0`." in text
 
 
 def test_value_at_loss_takes_the_first_crossing_and_is_exact_for_a_power_law():
     loss = np.array([1.0, 0.25, 0.5, 0.1])  # goes back up once, as under a cyclic schedule
     lam = 3.0 * loss**0.7
-    assert numbers.value_at_loss(loss, lam, 0.4) == pytest.approx(3.0 * 0.4**0.7)  # first pass, 1.0 → 0.25
-    assert numbers.value_at_loss(loss, lam, 0.25) == pytest.approx(lam[1])
+    assert sharpness.value_at_loss(loss, lam, 0.4) == pytest.approx(3.0 * 0.4**0.7)  # first pass, 1.0 → 0.25
+    assert sharpness.value_at_loss(loss, lam, 0.25) == pytest.approx(lam[1])
     bumped = lam.copy()
     bumped[2] = 99.0  # a different value on the way back up: never reached first there
-    assert numbers.value_at_loss(loss, bumped, 0.4) == pytest.approx(3.0 * 0.4**0.7)
-    assert numbers.value_at_loss(loss, lam, 2.0) is None and numbers.value_at_loss(loss, lam, 0.05) is None
+    assert sharpness.value_at_loss(loss, bumped, 0.4) == pytest.approx(3.0 * 0.4**0.7)
+    assert sharpness.value_at_loss(loss, lam, 2.0) is None and sharpness.value_at_loss(loss, lam, 0.05) is None
 
 
 def test_sharpness_vs_loss_says_when_runs_share_no_loss_range(tmp_path):
@@ -391,12 +411,13 @@ def test_sharpness_vs_loss_says_when_runs_share_no_loss_range(tmp_path):
             rid, "sharpness", {2: {"lambda_max": 10.0 - i}})
         make_run(tmp_path / "g", rid, config_yaml("e1", lr=lr, batch_size=32), summary={"val_accuracy": 0.5}, events=events)
     (group,) = loading.load_groups(tmp_path)
-    paths = [numbers.loss_path(r) for r in group.runs]
-    levels = numbers.loss_levels(paths)
+    paths = [sharpness.loss_path(r) for r in group.runs]
+    levels = sharpness.loss_levels(paths)
     assert levels.levels == [] and levels.span is None
-    text = markdown.sharpness_vs_loss_text(paths, levels, numbers.compare_at_loss(paths, levels.levels), [])
+    text = markdown_sharpness.sharpness_vs_loss_text(
+        sharpness.EqualLoss(paths, [], levels, sharpness.compare_at_loss(paths, levels.levels)))
     assert "**No common training-loss range:**" in text
-    assert f"ρ(λ_max, η/S) = {-1.0:.2f} over 3 runs, with training losses from 0.2 to 0.9" in text
+    assert f"ρ(λ_max, η/S) = {-1.0:.2f} over 3 conditions, with training losses from 0.2 to 0.9" in text
 
 
 def test_sharpness_vs_loss_flags_levels_with_fewer_than_three_runs(tmp_path):
@@ -408,15 +429,15 @@ def test_sharpness_vs_loss_flags_levels_with_fewer_than_three_runs(tmp_path):
             rid, "sharpness", {e: {"lambda_max": 5.0 / lr * losses[e]} for e in range(2)})
         make_run(tmp_path / "g", rid, config_yaml("e1", lr=lr, batch_size=32), summary={"val_accuracy": 0.5}, events=events)
     (group,) = loading.load_groups(tmp_path)
-    paths = [numbers.loss_path(r) for r in group.runs]
-    levels = numbers.loss_levels(paths)
+    paths = [sharpness.loss_path(r) for r in group.runs]
+    levels = sharpness.loss_levels(paths)
     assert not levels.common and levels.min_runs == 2
     assert levels.span == pytest.approx((0.5, 0.8))
-    comparisons = numbers.compare_at_loss(paths, levels.levels)
+    comparisons = sharpness.compare_at_loss(paths, levels.levels)
     assert all(c.n == 2 and c.rho_lambda is None for c in comparisons)
-    text = markdown.sharpness_vs_loss_text(paths, levels, comparisons, [])
+    text = markdown_sharpness.sharpness_vs_loss_text(sharpness.EqualLoss(paths, [], levels, comparisons))
     assert "**The runs' loss ranges have no part in common:**" in text
-    assert "n/a (< 3 runs)" in text and "Levels reached by fewer than 3 runs (no correlation): " in text
+    assert "n/a (< 3 conditions)" in text and "Levels reached by fewer than 3 conditions (no correlation): " in text
 
 
 def test_svag_states_the_gap_between_l1_and_the_largest_l(report):
@@ -447,7 +468,7 @@ def test_cli_report_exits_0_without_importing_tensorflow(tmp_path):
         make_run(group, rid, config_yaml("tiny", lr=lr, batch_size=32, figures=["eta_over_s"]),
                  summary={"val_accuracy": val}, events=_curves(rid, [val], lr=lr, bs=32))
     code = ("import json, sys; from tfminima.cli import main; rc = main(sys.argv[1:]); "
-            "print(json.dumps(sorted({m.split('.')[0] for m in sys.modules} & {'tensorflow', 'keras'}))); "
+            "print(json.dumps(sorted({m.split('.')[0] for m in sys.modules} & {'tensorflow', 'keras', 'textual'}))); "
             "sys.exit(rc)")
     out = subprocess.run([sys.executable, "-c", code, "report", str(group), "--out", str(tmp_path / "out")],
                          check=False, capture_output=True, text=True, timeout=300, cwd=ROOT)
@@ -467,3 +488,24 @@ def test_cli_report_on_a_directory_without_runs_exits_2(tmp_path, capsys):
     assert "holds no runs" in err and str(tmp_path / "empty") in err
     assert main(["report", str(tmp_path / "absent")]) == 2
     assert "no such directory" in capsys.readouterr().err
+
+
+def test_the_report_cites_the_repositorys_paper_account_never_a_path_outside_it(report):
+    _, _, text, _ = report
+    assert "docs/paper.md, section E3" in text and "arXiv 1711.04623 §4" in text
+    for outside in ("PAPER.md", "../shared", "/work/"):
+        assert outside not in text
+    assert "PAPER.md" not in Path(paper.__file__).read_text()
+
+
+def test_interpolation_says_when_the_minima_are_of_different_depth(report):
+    text = report[3]["interp"]
+    at_a, at_b = interp_loss(0.0), interp_loss(1.0)  # 0.1 and 0.2: a factor 2, not more
+    assert max(at_a, at_b) / min(at_a, at_b) <= 2.0
+    assert "Width is not compared at equal training loss" not in text
+    deep = {"run_a": "a", "run_b": "b", "alphas": ALPHAS.tolist(), "train_loss": (interp_loss(ALPHAS) * (1 + ALPHAS)
+                                                                                  + 0.01).tolist()}
+    from tfminima.report import markdown_sections
+
+    assert "**Width is not compared at equal training loss here:** the minima of `a` → `b`" in (
+        markdown_sections.interpolation_text([deep]))

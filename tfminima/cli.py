@@ -285,11 +285,13 @@ def cmd_report(args) -> int:
         _err(f"tfminima report: no such directory {args.runs}")
         return 2
     try:
-        path = build_report(args.runs, args.out)
-    except NoRunsError as err:
+        rep = build_report(args.runs, args.out, formats=args.format)
+    except (NoRunsError, ValueError) as err:
         _err(f"tfminima report: {err}")
         return 2
-    print(f"report written to {path}")
+    for warning in rep.warnings:
+        _err(f"warning: {warning}")
+    print(f"report written to {rep.path}")
     return 0
 
 
@@ -350,6 +352,8 @@ def build_parser() -> argparse.ArgumentParser:
     rp = sub.add_parser("report", help="figures (PNG) and markdown from a runs directory (no TensorFlow)")
     rp.add_argument("runs", metavar="RUNS_DIR", help="a runs directory (groups of runs) or one group")
     rp.add_argument("--out", metavar="DIR", help="where REPORT.md and the figures go (default: RUNS_DIR/report)")
+    rp.add_argument("--format", default="png", metavar="FMT[,FMT]",
+                    help="figure formats, comma-separated: png, pdf, svg (default png; REPORT.md links the first)")
     rp.set_defaults(func=cmd_report)
 
     t = sub.add_parser("tb", help="print (or --launch) the TensorBoard command for a runs directory")

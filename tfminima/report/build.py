@@ -1,7 +1,8 @@
-"""Assemble the report: per group its figures and markdown section, then ``REPORT.md`` indexing them all.
+"""Assemble the report: per group its warnings, figures and markdown section, then ``REPORT.md`` indexing them.
 
-Each ``report.figures`` kind maps to one ``_section_<kind>`` function that draws its PNG (through
-:mod:`figures`) and writes its text (through :mod:`markdown`) from the same computed numbers.
+Each ``report.figures`` kind maps to one ``_section_<kind>`` function that draws its figure (through
+:mod:`figures` / :mod:`figures_sharpness`) and writes its text (through the markdown modules) from
+the same computed numbers. Runs equal up to the seed are aggregated into conditions everywhere.
 """
 
 from __future__ import annotations
@@ -9,12 +10,24 @@ from __future__ import annotations
 import dataclasses
 import datetime
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from tfminima.report import figures, markdown, numbers
+from matplotlib.figure import Figure
+
+from tfminima.report import (
+    checks,
+    figures,
+    figures_sharpness,
+    markdown,
+    markdown_sections,
+    markdown_sharpness,
+    numbers,
+    seeds,
+    sharpness,
+)
 from tfminima.report.loading import Group, Run, load_groups, slug
-from tfminima.report.style import ratio_norm, run_styles
+from tfminima.report.style import parse_formats, ratio_norm, run_styles, save
 
 
 class NoRunsError(Exception):
@@ -23,7 +36,7 @@ class NoRunsError(Exception):
 
 @dataclasses.dataclass
 class Context:
-    """What every section needs: the group, its drawable runs, colours, and where files go."""
+    """What every section needs: the group, its drawable runs and conditions, colours, and where files go."""
 
     group: Group
     runs: list[Run]  # drawable: not failed, not diverged
@@ -31,13 +44,34 @@ class Context:
     out: Path
     norm: object
     styles: dict
+    formats: tuple[str, ...] = ("png",)
+    kept: dict[str, Figure] | None = None  # figures by kind, when the caller wants to inspect them
+    kinds: tuple[str, ...] = ()  # the sections this report has
+
+    @property
+    def full_equal_loss_elsewhere(self) -> bool:
+        """The sharpness_vs_loss section tabulates every level: other sections only summarise."""
+        return "sharpness_vs_loss" in self.kinds
 
     @property
     def title(self) -> str:
         return self.group.experiment
 
-    def path(self, kind: str) -> Path:
-        return self.out / f"{kind}.png"
+    @property
+    def conds(self) -> list[seeds.Condition]:
+        return seeds.conditions(self.runs)
+
+    @property
+    def completed_conds(self) -> list[seeds.Condition]:
+        return seeds.conditions(self.completed)
+
+    def save(self, kind: str, fig: Figure | None) -> Path | None:
+        """Write ``fig`` in every format; returns the file REPORT.md links (the first format)."""
+        if fig is None:
+            return None
+        if self.kept is not None:
+            self.kept[kind] = fig
+        return save(fig, self.out / kind, self.formats)
 
 
 @dataclasses.dataclass
@@ -53,14 +87,17 @@ class GroupReport:
     group: Group
     out: Path
     sections: list[Section]
+    warnings: list[str] = dataclasses.field(default_factory=list)
 
     def markdown(self, prefix: str = "") -> str:
         """The group's section; image links are ``prefix`` + file name."""
         g = self.group
         states = Counter(r.state for r in g.runs)
-        lines = [f"## {g.name}\n",
-                 f"Experiment `{g.experiment}`, {len(g.runs)} runs ("
-                 + ", ".join(f"{n} {s}" for s, n in sorted(states.items())) + f"), folder `{g.path}`.\n"]
+        lines = [f"## {g.name}\n"]
+        if self.warnings:
+            lines.append(markdown.warnings_text(self.warnings))
+        lines.append(f"Experiment `{g.experiment}`, {len(g.runs)} runs ("
+                     + ", ".join(f"{n} {s}" for s, n in sorted(states.items())) + f"), folder `{g.path}`.\n")
         spec = g.spec
         if spec is not None and spec.description:
             lines.append(spec.description.strip() + "\n")
@@ -68,11 +105,20 @@ class GroupReport:
         if skipped:
             lines.append("Not drawn (no trustworthy numbers): "
                          + ", ".join(f"`{r.run_id}` ({r.state})" for r in skipped) + ".\n")
+        conds = seeds.conditions(g.plotted())
+        lines.append(markdown.seed_note(conds))
         for s in self.sections:
             lines.append(f"### {s.title}\n")
             if s.figure is not None:
                 lines.append(markdown.image(prefix + s.figure.name, s.title))
             lines.append(s.text)
+        analyses = markdown.analyses_text(g.runs)
+        if analyses:
+            lines.append("### Hessian analyses (`tfminima analyze`)\n")
+            lines.append(analyses)
+        if seeds.max_seeds(conds) > 1:
+            lines.append("### Conditions (means over seeds)\n")
+            lines.append(markdown.conditions_table(conds))
         lines.append("### Runs\n")
         lines.append(markdown.runs_table(g))
         return "\n".join(lines)
@@ -80,10 +126,12 @@ class GroupReport:
 
 # --------------------------------------------------------------------------------- sections
 def _section_curves(ctx: Context) -> Section:
-    fig = figures.curves(ctx.runs, ctx.styles, ctx.norm, ctx.title, ctx.path("curves"))
-    text = "Loss (log scale) and accuracy against epoch for every drawn run; colour = η/S, " \
-           "line style tells apart runs with equal η/S.\n"
-    return Section("curves", "Training curves", fig, text if fig else "No training events yet.\n")
+    fig = ctx.save("curves", figures.curves(ctx.conds, ctx.styles, ctx.norm, ctx.title))
+    text = ("Loss (log scale) and accuracy against epoch for every drawn condition; colour = η/S, line style tells "
+            "apart conditions with equal η/S.")
+    if seeds.max_seeds(ctx.conds) > 1:
+        text += " Each line is the mean over the condition's seeds; the shaded band spans their min–max."
+    return Section("curves", "Training curves", fig, text + "\n" if fig else "No training events yet.\n")
 
 
 def _end_metrics(runs: list[Run]) -> list[str]:
@@ -92,110 +140,144 @@ def _end_metrics(runs: list[Run]) -> list[str]:
 
 
 def correlations(runs: list[Run], metrics: list[str]) -> dict[tuple[str, str], numbers.Correlation | None]:
-    """Spearman ρ of each metric with η/S, and with η/(S(1−β)) when the momentum varies."""
-    scales = {"eta_over_s": lambda r: r.eta_over_s}
+    """Spearman ρ of each metric with η/S (and with η/(S(1−β)) when the momentum varies), over conditions."""
+    conds = seeds.conditions(runs)
+    scales = {"eta_over_s": lambda c: c.first.eta_over_s}
     if numbers.varies(r.momentum for r in runs):
-        scales["eta_over_s_momentum"] = lambda r: r.eta_over_s_momentum
-    return {(m, name): numbers.spearman([scale(r) for r in runs], [r.final(m) for r in runs])
-            for name, scale in scales.items() for m in metrics}
+        scales["eta_over_s_momentum"] = lambda c: c.first.eta_over_s_momentum
+    return {(m, name): seeds.rank_correlation(conds, scale, m) for name, scale in scales.items() for m in metrics}
 
 
 def _section_eta_over_s(ctx: Context) -> Section:
-    runs = ctx.completed
+    runs, conds = ctx.completed, ctx.completed_conds
     metrics = _end_metrics(runs)
     corr = correlations(runs, metrics)
-    fig = figures.eta_over_s(runs, metrics, ctx.norm, ctx.title, ctx.path("eta_over_s"), corr)
+    fig = ctx.save("eta_over_s", figures.eta_over_s(conds, metrics, ctx.norm, ctx.title, corr))
     if not metrics:
         return Section("eta_over_s", "End-point metrics against η/S", None, "No completed runs with final metrics.\n")
-    text = markdown.correlations_text(corr) + "\n" + markdown.iso_text(numbers.iso_spreads(runs, "val_accuracy"))
+    text = markdown.correlations_text(corr)
+    scales = [(lambda r: r.eta_over_s, "η/S")]
     if numbers.varies(r.momentum for r in runs):
-        spreads = numbers.iso_spreads(runs, "val_accuracy", lambda r: r.eta_over_s_momentum)
-        text += "\n" + markdown.iso_text(spreads, "η/(S(1−β))")
-    text += markdown.e1_paper_text(ctx.group.experiment)
+        scales.append((lambda r: r.eta_over_s_momentum, "η/(S(1−β))"))
+    comparisons = []
+    for scale, name in scales:
+        text += "\n" + markdown.families_text(conds, "val_accuracy", scale, name)
+        comparisons += markdown.family_comparisons(conds, "val_accuracy", scale, name)
+    if comparisons:
+        text += "\nThe claims, tested (A − B of the final validation accuracy):\n\n" + markdown.comparisons_table(comparisons)
+    text += markdown_sections.e1_paper_text(ctx.group.experiment)
+    if "lambda_max" in metrics:
+        text += ("\n**Sharpness.** The λ_max and Tr(H) rows above compare end points, which the runs reach at "
+                 "different training losses.\n\n" + markdown_sharpness.equal_loss_summary(
+                     sharpness.equal_loss(runs), table_too=not ctx.full_equal_loss_elsewhere))
     return Section("eta_over_s", "End-point metrics against η/S", fig, text)
 
 
 def _section_heatmap(ctx: Context) -> Section:
     metrics = [m for m in _end_metrics(ctx.completed) if m in ("val_accuracy", "lambda_max")]
-    fig = figures.heatmap(ctx.completed, metrics, ctx.norm, ctx.title, ctx.path("heatmap"))
-    text = markdown.heatmap_text(ctx.completed) if fig else "No completed runs on the η × S grid.\n"
+    fig = ctx.save("heatmap", figures.heatmap(ctx.completed, metrics, ctx.norm, ctx.title))
+    text = markdown_sections.heatmap_text(ctx.completed) if fig else "No completed runs on the η × S grid.\n"
     return Section("heatmap", "η × S grid", fig, text)
 
 
 def _ordered_interpolations(ctx: Context) -> list[dict]:
     """The group's interpolation results, those of ``report.pairs`` first and in their order."""
-    results = list(ctx.group.interpolations)
-    order = []
-    for a, b in ctx.group.report.pairs:
-        ra, rb = ctx.group.resolve(a), ctx.group.resolve(b)
-        if isinstance(ra, Run) and isinstance(rb, Run):
-            order.append((ra.run_id, rb.run_id))
-    rank = lambda res: order.index((res["run_a"], res["run_b"])) if (res["run_a"], res["run_b"]) in order else len(order)
-    return sorted(results, key=rank)
+    pairs, _ = resolved_pairs(ctx.group)
+    cond_of = seeds.condition_of(ctx.group.runs)
+
+    def rank(res: dict) -> int:
+        a, b = cond_of.get(res["run_a"]), cond_of.get(res["run_b"])
+        for i, (ca, cb) in enumerate(pairs):
+            if a is not None and b is not None and (a.key, b.key) == (ca.key, cb.key):
+                return i
+        return len(pairs)
+
+    return sorted(ctx.group.interpolations, key=rank)
 
 
 def _section_interpolation(ctx: Context) -> Section:
     results = _ordered_interpolations(ctx)
-    fig = figures.interpolation(results, ctx.norm, ctx.title, ctx.path("interpolation"))
-    return Section("interpolation", "Interpolation between minima", fig, markdown.interpolation_text(results))
+    fig = ctx.save("interpolation", figures.interpolation(results, ctx.norm, ctx.title))
+    return Section("interpolation", "Interpolation between minima", fig, markdown_sections.interpolation_text(results))
 
 
-def resolved_pairs(group: Group) -> tuple[list[tuple[Run, Run]], list[str]]:
-    """``report.pairs`` as runs; pairs with a missing, ambiguous or undrawable run are explained instead."""
+def resolve_condition(group: Group, name: str) -> seeds.Condition | str:
+    """A condition by run id, label, or id stem (``const-lr`` for ``const-lr-...-s0``); a reason when there is no
+    single match. All seeds of a condition match together."""
+    conds = seeds.conditions(group.runs)
+    for c in conds:
+        if any(r.run_id == name for r in c.runs):
+            return c
+    matches = ([c for c in conds if c.first.label == name] or [c for c in conds if c.name == name]
+               or [c for c in conds if any(r.run_id.startswith(f"{name}-") for r in c.runs)])
+    if len(matches) == 1:
+        return matches[0]
+    if not matches:
+        return f"no run {name!r}"
+    return f"{name!r} is ambiguous ({', '.join(c.name for c in matches)})"
+
+
+def resolved_pairs(group: Group) -> tuple[list[tuple[seeds.Condition, seeds.Condition]], list[str]]:
+    """``report.pairs`` as conditions (every seed); a pair with a missing, ambiguous or undrawable side is explained."""
     pairs, unresolved = [], []
     for a, b in group.report.pairs:
-        ra, rb = group.resolve(a), group.resolve(b)
-        problems = [x for x in (ra, rb) if isinstance(x, str)]
-        problems += [f"`{x.run_id}` is {x.state}" for x in (ra, rb) if isinstance(x, Run) and not x.plotted]
+        ca, cb = resolve_condition(group, a), resolve_condition(group, b)
+        problems = [x for x in (ca, cb) if isinstance(x, str)]
+        for c in (ca, cb):
+            if isinstance(c, seeds.Condition) and not any(r.plotted for r in c.runs):
+                problems.append(f"`{c.name}` is {', '.join(sorted({r.state for r in c.runs}))}")
         if problems:
             unresolved.append(f"{a} vs {b}: " + "; ".join(problems))
         else:
-            pairs.append((ra, rb))
+            drawable = lambda c: seeds.Condition(c.key, [r for r in c.runs if r.plotted])
+            pairs.append((drawable(ca), drawable(cb)))
     return pairs, unresolved
 
 
 def _section_paired_curves(ctx: Context) -> Section:
     pairs, unresolved = resolved_pairs(ctx.group)
-    fig = figures.paired_curves(pairs, ctx.title, ctx.path("paired_curves"))
-    text = markdown.paired_text(pairs, unresolved, ctx.group.experiment)
+    fig = ctx.save("paired_curves", figures.paired_curves(pairs, ctx.title))
+    text = markdown_sections.paired_text(pairs, unresolved, ctx.group.experiment)
     if not ctx.group.report.pairs:
         text = "The experiment names no `report.pairs`.\n"
     return Section("paired_curves", "Paired runs (equal η/S at every epoch)", fig, text)
 
 
 def _section_memorization(ctx: Context) -> Section:
-    fig = figures.memorization(ctx.runs, ctx.styles, ctx.norm, ctx.title, ctx.path("memorization"))
+    fig = ctx.save("memorization", figures.memorization(ctx.runs, ctx.styles, ctx.norm, ctx.title))
     return Section("memorization", "Memorisation of random labels", fig,
-                   markdown.memorization_text(ctx.runs, ctx.group.experiment))
+                   markdown_sections.memorization_text(ctx.runs, ctx.group.experiment))
 
 
 def _section_beta_scaling(ctx: Context) -> Section:
     points = numbers.beta_points(ctx.completed)
-    fig = figures.beta_scaling(points, ctx.title, ctx.path("beta_scaling"))
-    return Section("beta_scaling", "Scaling η and S together (β)", fig, markdown.beta_text(points, ctx.group.experiment))
+    cond_of = seeds.condition_of(ctx.completed)
+    fig = ctx.save("beta_scaling", figures.beta_scaling(points, cond_of, ctx.title))
+    return Section("beta_scaling", "Scaling η and S together (β)", fig,
+                   markdown_sections.beta_text(points, cond_of, ctx.group.experiment))
 
 
 def _section_sharpness_trajectory(ctx: Context) -> Section:
-    fig = figures.sharpness_trajectory(ctx.runs, ctx.styles, ctx.norm, ctx.title, ctx.path("sharpness_trajectory"))
-    return Section("sharpness_trajectory", "Sharpness along training", fig,
-                   markdown.sharpness_text(ctx.runs, ctx.group.experiment))
+    fig = ctx.save("sharpness_trajectory",
+                   figures_sharpness.sharpness_trajectory(ctx.conds, ctx.styles, ctx.norm, ctx.title))
+    pairs, _ = resolved_pairs(ctx.group)
+    text = markdown_sharpness.sharpness_text(ctx.conds, sharpness.equal_loss(ctx.runs), ctx.group.experiment, pairs,
+                                             table_too=not ctx.full_equal_loss_elsewhere)
+    return Section("sharpness_trajectory", "Sharpness along training", fig, text)
 
 
 def _section_sharpness_vs_loss(ctx: Context) -> Section:
-    paths = {r.run_id: numbers.loss_path(r) for r in ctx.runs}
-    drawn = [p for p in paths.values() if p is not None]
-    levels = numbers.loss_levels(drawn)
-    comparisons = numbers.compare_at_loss(drawn, levels.levels)
-    fig = figures.sharpness_vs_loss(drawn, levels, ctx.styles, ctx.norm, ctx.title, ctx.path("sharpness_vs_loss"))
-    skipped = [r for r in ctx.runs if paths[r.run_id] is None]
+    eq = sharpness.equal_loss(ctx.runs)
+    fig = ctx.save("sharpness_vs_loss", figures_sharpness.sharpness_vs_loss(eq, ctx.styles, ctx.norm, ctx.title))
     return Section("sharpness_vs_loss", "Sharpness at equal training loss", fig,
-                   markdown.sharpness_vs_loss_text(drawn, levels, comparisons, skipped))
+                   markdown_sharpness.sharpness_vs_loss_text(eq))
 
 
 def _section_svag(ctx: Context) -> Section:
     comparisons = numbers.svag_comparisons(ctx.runs)
-    fig = figures.svag(comparisons, ctx.title, ctx.path("svag"))
-    return Section("svag", "SVAG: SGD against its SDE limit", fig, markdown.svag_text(comparisons))
+    cond_of = seeds.condition_of(ctx.runs)
+    fig = ctx.save("svag", figures.svag(comparisons, cond_of, ctx.title))
+    return Section("svag", "SVAG: SGD against its SDE limit", fig, markdown_sections.svag_text(comparisons, cond_of))
 
 
 SECTIONS: dict[str, Callable[[Context], Section]] = {
@@ -213,20 +295,48 @@ SECTIONS: dict[str, Callable[[Context], Section]] = {
 
 
 # ------------------------------------------------------------------------------------ build
-def report_group(group: Group, out: Path) -> GroupReport:
-    """Draw the group's ``report.figures`` into ``out`` and write ``out/report.md``."""
+def section_kinds(group: Group) -> list[str]:
+    """The experiment's ``report.figures``, plus ``interpolation`` when ``tfminima analyze`` left results."""
+    kinds = list(dict.fromkeys(group.report.figures))
+    if group.interpolations and "interpolation" not in kinds:
+        kinds.append("interpolation")
+    return kinds
+
+
+def report_group(group: Group, out: Path, formats: Sequence[str] = ("png",),
+                 kept: dict[str, Figure] | None = None) -> GroupReport:
+    """Draw the group's figures into ``out`` (each in every format) and write ``out/report.md``.
+
+    Pass a dict as ``kept`` to receive the drawn figures by kind (tests inspect their artists).
+    """
     out.mkdir(parents=True, exist_ok=True)
     runs = group.plotted()
     norm = ratio_norm([r.eta_over_s for r in runs])
-    ctx = Context(group, runs, [r for r in runs if r.state == "completed"], out, norm, run_styles(runs, norm))
-    sections = [SECTIONS[kind](ctx) for kind in dict.fromkeys(group.report.figures)]
-    rep = GroupReport(group, out, sections)
+    kinds = tuple(section_kinds(group))
+    ctx = Context(group, runs, [r for r in runs if r.state == "completed"], out, norm,
+                  run_styles(seeds.conditions(runs), norm), tuple(formats), kept, kinds)
+    sections = [SECTIONS[kind](ctx) for kind in kinds]
+    rep = GroupReport(group, out, sections, checks.group_warnings(group))
     (out / "report.md").write_text(f"# {group.name}\n\n" + rep.markdown())
     return rep
 
 
-def build_report(runs_dir: str | Path, out: str | Path | None = None) -> Path:
-    """Write the report of every group under ``runs_dir`` to ``out`` (default ``runs_dir/report``); returns REPORT.md."""
+@dataclasses.dataclass
+class Report:
+    """What ``build_report`` wrote: REPORT.md's path, and the warnings as ``group: message``."""
+
+    path: Path
+    warnings: list[str]
+    groups: list[GroupReport]
+
+
+def build_report(runs_dir: str | Path, out: str | Path | None = None, formats: str | Sequence[str] = ("png",)) -> Report:
+    """Write the report of every group under ``runs_dir`` to ``out`` (default ``runs_dir/report``).
+
+    ``formats`` (``"png,pdf"`` or a sequence; png, pdf, svg) are written for every figure; REPORT.md
+    links the first. Raises :class:`NoRunsError` without runs, ValueError for an unknown format.
+    """
+    formats = parse_formats(formats)
     runs_dir = Path(runs_dir)
     groups = load_groups(runs_dir)
     if not groups:
@@ -239,10 +349,11 @@ def build_report(runs_dir: str | Path, out: str | Path | None = None) -> Path:
         while folder in used:
             folder += "_"
         used.add(folder)
-        reports.append((folder, report_group(group, out / folder)))
+        reports.append((folder, report_group(group, out / folder, formats)))
     path = out / "REPORT.md"
     path.write_text(_index(runs_dir, reports))
-    return path
+    warnings = [f"{rep.group.name}: {w}" for _, rep in reports for w in rep.warnings]
+    return Report(path, warnings, [rep for _, rep in reports])
 
 
 def _index(runs_dir: Path, reports: list[tuple[str, GroupReport]]) -> str:
@@ -254,10 +365,10 @@ def _index(runs_dir: Path, reports: list[tuple[str, GroupReport]]) -> str:
         states = Counter(r.state for r in g.runs)
         figs = ", ".join(f"[{s.kind}]({folder}/{s.figure.name})" for s in rep.sections if s.figure) or markdown.DASH
         rows.append([f"[{g.name}](#{_anchor(g.name)})", f"`{g.experiment}`", str(len(g.runs)),
-                     ", ".join(f"{n} {s}" for s, n in sorted(states.items())), figs])
+                     ", ".join(f"{n} {s}" for s, n in sorted(states.items())), str(len(rep.warnings)), figs])
     head = (f"# tfminima report\n\nRuns in `{runs_dir}`, read {when}. Every number below is computed from the run "
             "files except the paper's, which are cited.\n\n"
-            + markdown.table(["group", "experiment", "runs", "states", "figures"], rows))
+            + markdown.table(["group", "experiment", "runs", "states", "warnings", "figures"], rows))
     return head + "\n" + "\n".join(rep.markdown(prefix=f"{folder}/") for folder, rep in reports)
 
 

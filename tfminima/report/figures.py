@@ -1,36 +1,41 @@
-"""The report's figures, one function per ``report.figures`` kind; each writes one PNG and returns its path.
+"""The report's figures, one function per ``report.figures`` kind; each returns a Figure (or None).
 
 Every function receives only runs that may be drawn (failed and diverged runs are filtered out
-by the caller) and returns None when there is nothing to draw, so a half-finished sweep still
-gets the figures it can have.
+by the caller), grouped into conditions (runs equal up to the seed): a condition is drawn as its
+mean over seeds with a band (min–max over the seeds) or an error bar (the 95 % bootstrap interval),
+and the caption says which. None means nothing to draw, so a half-finished sweep still gets the
+figures it can have. The caller saves the figure in each requested format. Sharpness figures are
+in :mod:`tfminima.report.figures_sharpness`.
 """
 
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import numpy as np
 from matplotlib.colors import LogNorm
+from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
-from tfminima.report import numbers, paper
+from tfminima.report import numbers, paper, seeds, sharpness
 from tfminima.report.loading import Run
+from tfminima.report.seeds import Condition
 from tfminima.report.style import (
+    BAND_ALPHA,
     CMAP,
     ETA_S_LABEL,
     MARKERS,
+    MAX_ENTRIES,
     PAIR_COLOURS,
     SVAG_CMAP,
     PlainLogFormatter,
     RunStyle,
-    colourbar,
     epoch_axis,
-    legend,
+    epoch_limits,
+    figure_legend,
     log_axis,
     new_figure,
-    save,
     schedule_xy,
 )
 
@@ -41,6 +46,8 @@ METRIC_LABELS = {
     "trace": "Tr(H), Hessian trace",
 }
 PERCENT = {"val_accuracy", "test_accuracy", "train_accuracy", "noisy_accuracy"}
+BAND_NOTE = "band: min–max over seeds"
+CI_NOTE = "error bar: 95 % bootstrap interval over seeds"
 
 
 def _shown(metric: str, value: float | None) -> float | None:
@@ -50,17 +57,40 @@ def _shown(metric: str, value: float | None) -> float | None:
     return value * 100 if metric in PERCENT else value
 
 
-def _plot_series(ax, series, style: RunStyle, label: str | None, scale: float = 1.0, **kwargs) -> None:
-    if len(series):
-        marker = style.marker if len(series) <= 30 else None
-        ax.plot(series.epochs, series.values * scale, color=style.colour, linestyle=style.linestyle,
-                marker=marker, markersize=3, label=label, **kwargs)
+def plot_mean(ax, cond: Condition, kind: str, key: str, split: str | None, style: RunStyle, *,
+              scale: float = 1.0, label: str | None = None, colour=None, lw: float = 1.2, band: bool = True) -> bool:
+    """A condition's mean curve over its seeds, with the seeds' min–max as a band; False if it has no points."""
+    curve = seeds.mean_curve(cond, kind, key, split)
+    if not len(curve):
+        return False
+    colour = style.colour if colour is None else colour
+    marker = style.marker if len(curve) <= 30 else None
+    ax.plot(curve.epochs, curve.mean * scale, color=colour, linestyle=style.linestyle, marker=marker, markersize=3,
+            lw=lw, label=label)
+    if band and (curve.count > 1).any():
+        ax.fill_between(curve.epochs, curve.lo * scale, curve.hi * scale, color=colour, alpha=BAND_ALPHA, lw=0)
+    return True
+
+
+def condition_label(cond: Condition) -> str:
+    seeds_note = f", {cond.n} seeds" if cond.n > 1 else ""
+    return f"{cond.name}  (η/S={cond.eta_over_s:.3g}{seeds_note})"
+
+
+def _last_epoch(conds: list[Condition], kind: str = "train", key: str = "loss") -> float:
+    ends = [r.series(kind, key).epochs[-1] for c in conds for r in c.runs if len(r.series(kind, key))]
+    return max(ends, default=1.0)
+
+
+def _seed_note(conds: list[Condition]) -> str:
+    n = seeds.max_seeds(conds)
+    return f"; mean over up to {n} seeds, {BAND_NOTE}" if n > 1 else ""
 
 
 # ----------------------------------------------------------------------------------- curves
-def curves(runs: list[Run], styles: dict[str, RunStyle], norm: LogNorm, title: str, path: Path) -> Path | None:
-    """Train and validation loss and accuracy against epoch, one line per run, coloured by η/S."""
-    if not any(len(r.series("train", "loss")) for r in runs):
+def curves(conds: list[Condition], styles: dict[str, RunStyle], norm: LogNorm, title: str) -> Figure | None:
+    """Train and validation loss and accuracy against epoch, one mean line per condition, coloured by η/S."""
+    if not any(len(r.series("train", "loss")) for c in conds for r in c.runs):
         return None
     fig, axes = new_figure(2, 2, sharex=True)
     panels = [
@@ -70,10 +100,10 @@ def curves(runs: list[Run], styles: dict[str, RunStyle], norm: LogNorm, title: s
         (axes[1, 1], "eval", "accuracy", "val", "validation accuracy (%)"),
     ]
     for ax, kind, key, split, ylabel in panels:
-        for r in runs:
-            scale = 100.0 if key == "accuracy" else 1.0
-            label = f"{r.name}  (η/S={r.eta_over_s:.3g})" if ax is axes[0, 0] else None
-            _plot_series(ax, r.series(kind, key, split), styles[r.run_id], label, scale, lw=1.2)
+        for c in conds:
+            label = condition_label(c) if ax is axes[0, 0] else None
+            plot_mean(ax, c, kind, key, split, styles[c.first.run_id], scale=100.0 if key == "accuracy" else 1.0,
+                      label=label)
         ax.set_ylabel(ylabel)
         ax.grid(alpha=0.3)
         epoch_axis(ax)
@@ -81,14 +111,17 @@ def curves(runs: list[Run], styles: dict[str, RunStyle], norm: LogNorm, title: s
             log_axis(ax)
     for ax in axes[1]:
         ax.set_xlabel("epoch")
-    legend(axes[0, 0], loc="upper right")
-    colourbar(fig, axes, norm)
-    fig.suptitle(f"{title}: training curves, colour = η/S")
-    return save(fig, path)
+    handles = axes[0, 0].get_legend_handles_labels()[0]
+    if 0 < len(handles) <= MAX_ENTRIES:
+        figure_legend(fig, axes, [("runs (colour = η/S)", handles)])
+    else:
+        figure_legend(fig, axes, [], norm=norm, ratios=[c.eta_over_s for c in conds])
+    fig.suptitle(f"{title}: training curves, colour = η/S{_seed_note(conds)}", wrap=True)
+    return fig
 
 
 # ------------------------------------------------------------------------------- eta_over_s
-FACTORS = (  # what else may differ between runs with equal η/S: (label, value of a run)
+FACTORS = (  # what else may differ between conditions with equal η/S: (label, value of a run)
     ("S", lambda r: r.batch_size, lambda v: f"S={v}"),
     ("β", lambda r: r.momentum, lambda v: f"β={v:g}"),
     ("noise", lambda r: r.label_noise, lambda v: f"noise={v:.0%}"),
@@ -102,16 +135,18 @@ def factor_keys(runs: list[Run]) -> dict[str, str]:
     return {r.run_id: ", ".join(fmt(get(r)) for get, fmt in varying) for r in runs}
 
 
-def eta_over_s(runs: list[Run], metrics: list[str], norm: LogNorm, title: str, path: Path,
-               correlations: dict[tuple[str, str], numbers.Correlation | None]) -> Path | None:
-    """Final metrics against η/S (and η/(S(1−β)) when β varies); iso-ratio runs joined by a bar.
+def eta_over_s(conds: list[Condition], metrics: list[str], norm: LogNorm, title: str,
+               correlations: dict[tuple[str, str], numbers.Correlation | None]) -> Figure | None:
+    """Final metrics against η/S (and η/(S(1−β)) when β varies), a marker per condition.
 
-    Marker shape tells apart the runs sharing an η/S (by batch size, momentum, ...), nudged
-    sideways so none hides another; the dashed line joins the mean of each η/S value, so the
-    trend the paper claims is visible at a glance.
+    A condition's marker sits at its mean over seeds with the 95 % interval as an error bar and its
+    seeds as small dots; marker shape tells apart conditions sharing an η/S (batch size, momentum,
+    ...), nudged sideways so none hides another; the dashed line joins the mean of each η/S value.
+    λ_max panels mark each condition's edge of stability 2(1+β)/η with a short bar in its colour.
     """
-    if not runs or not metrics:
+    if not conds or not metrics:
         return None
+    runs = [r for c in conds for r in c.runs]
     key_of = factor_keys(runs)
     scales = [("eta_over_s", lambda r: r.eta_over_s, ETA_S_LABEL)]
     if numbers.varies(r.momentum for r in runs):
@@ -125,41 +160,72 @@ def eta_over_s(runs: list[Run], metrics: list[str], norm: LogNorm, title: str, p
     for ax in axes.flat[len(panels):]:
         ax.set_visible(False)
     for ax, ((scale_name, scale, xlabel), metric) in zip(axes.flat, panels):
-        groups = numbers.iso_ratio_groups(runs, scale)
-        _ratio_panel(ax, groups, metric, norm, key_of, marker_of)
-        log_axis(ax, "x", list(groups))
+        families = _families(conds, scale)
+        _ratio_panel(ax, families, scale, metric, norm, key_of, marker_of)
+        log_axis(ax, "x", list(families))
         ax.tick_params(axis="x", labelrotation=30)
         ax.set_xlabel(xlabel)
         ax.set_ylabel(METRIC_LABELS[metric])
         ax.grid(alpha=0.3, which="both")
         corr = correlations.get((metric, scale_name))
         ax.set_title("Spearman ρ = " + (f"{corr.rho:.2f} (n={corr.n})" if corr else "n/a"), fontsize=9)
-    handles = [Line2D([], [], marker=marker_of[k], color="0.4", linestyle="", label=k) for k in keys if k]
-    handles.append(Line2D([], [], color="0.55", lw=3, alpha=0.45, label="runs with equal η/S (range)"))
-    handles.append(Line2D([], [], color="0.35", ls="--", label="mean per η/S"))
-    axes[0, 0].legend(handles=handles, fontsize=7, loc="best")
-    colourbar(fig, axes, norm)
-    fig.suptitle(f"{title}: end-point metrics against the noise scale")
-    return save(fig, path)
+    marks = [Line2D([], [], marker=marker_of[k], color="0.4", linestyle="", label=k) for k in keys if k]
+    summary = [Line2D([], [], color="0.55", lw=3, alpha=0.45, label="conditions with equal η/S (range)"),
+               Line2D([], [], color="0.35", ls="--", label="mean per η/S")]
+    if seeds.max_seeds(conds) > 1:
+        summary += [Line2D([], [], color="0.3", marker="o", ls="", markersize=2.5, label="one seed"),
+                    Line2D([], [], color="0.3", marker="|", ls="", markersize=8, label=CI_NOTE)]
+    if any(m == "lambda_max" for m in metrics):
+        summary.append(Line2D([], [], color="0.3", marker="_", ls="", markersize=12, mew=2,
+                              label="2(1+β)/η: edge of stability"))
+    figure_legend(fig, axes, [("condition", marks), ("marks", summary)], norm=norm,
+                  ratios=[c.eta_over_s for c in conds])
+    fig.suptitle(f"{title}: end-point metrics against the noise scale", wrap=True)
+    return fig
 
 
-def _ratio_panel(ax, groups: dict[float, list[Run]], metric: str, norm: LogNorm, key_of: dict, marker_of: dict) -> None:
-    """One metric against one noise scale: a marker per run, a bar per iso-ratio group, the means joined."""
+def _families(conds: list[Condition], scale) -> dict[float, list[Condition]]:
+    families: dict[float, list[Condition]] = {}
+    for c in conds:
+        value = scale(c.first)
+        if value is not None:
+            families.setdefault(numbers.ratio_key(value), []).append(c)
+    return dict(sorted(families.items()))
+
+
+def _ratio_panel(ax, families: dict[float, list[Condition]], scale, metric: str, norm: LogNorm, key_of: dict,
+                 marker_of: dict) -> None:
+    """One metric against one noise scale: a marker per condition, a bar per iso-ratio family, the means joined."""
     means_x, means_y = [], []
-    for x, members in groups.items():
-        pts = [(r, _shown(metric, r.final(metric))) for r in members]
-        pts = [(r, y) for r, y in pts if y is not None and math.isfinite(y)]
-        if not pts:
+    for x, members in families.items():
+        points = []
+        for c in members:
+            est = c.estimate(metric)
+            if est is not None:
+                points.append((c, est))
+        if not points:
             continue
-        vals = [y for _, y in pts]
-        if len(pts) > 1:
+        vals = [_shown(metric, e.mean) for _, e in points]
+        if len(points) > 1:
             ax.vlines(x, min(vals), max(vals), color="0.55", lw=3, alpha=0.45, zorder=1)
         means_x.append(x)
         means_y.append(float(np.mean(vals)))
-        for i, (r, y) in enumerate(pts):
-            nudge = 1.0 + 0.04 * (i - (len(pts) - 1) / 2)  # multiplicative: the axis is logarithmic
-            ax.scatter([x * nudge], [y], color=CMAP(norm(r.eta_over_s)), marker=marker_of[key_of[r.run_id]],
+        for i, (c, est) in enumerate(points):
+            xi = x * (1.0 + 0.07 * (i - (len(points) - 1) / 2))  # multiplicative nudge: the axis is logarithmic
+            colour = CMAP(norm(c.eta_over_s))
+            if est.n > 1:
+                ax.scatter([xi] * est.n, [_shown(metric, v) for v in est.values], color=colour, s=6, alpha=0.7,
+                           zorder=2, lw=0)
+            if est.has_interval:
+                ax.errorbar([xi], [_shown(metric, est.mean)], yerr=[[_shown(metric, est.mean - est.lo)],
+                                                                     [_shown(metric, est.hi - est.mean)]],
+                            fmt="none", ecolor=colour, elinewidth=1.2, capsize=2, zorder=2)
+            ax.scatter([xi], [_shown(metric, est.mean)], color=colour, marker=marker_of[key_of[c.first.run_id]],
                        edgecolor="black", linewidth=0.5, s=42, zorder=3)
+            if metric == "lambda_max":
+                edge = sharpness.run_edge(c.first)
+                if edge:
+                    ax.plot([xi], [edge], marker="_", markersize=12, mew=2, color=colour, ls="", zorder=3)
     if means_x:
         ax.plot(means_x, means_y, "--", color="0.35", lw=1, zorder=2)
     if metric in ("lambda_max", "trace") and means_y and min(means_y) > 0:
@@ -178,11 +244,12 @@ def _edges(values: list[float]) -> np.ndarray:
     return np.exp(mids)
 
 
-def heatmap(runs: list[Run], metrics: list[str], norm: LogNorm, title: str, path: Path) -> Path | None:
+def heatmap(runs: list[Run], metrics: list[str], norm: LogNorm, title: str) -> Figure | None:
     """The η × S grid (rows S, columns η, log axes) of end-point metrics, iso-ratio lines drawn over it.
 
     On log axes a line of constant η/S is a diagonal; its colour is the η/S colour of every figure.
-    Cells with several runs (seeds, other axes) show the mean and the count.
+    Cells with several runs (seeds, other axes) show the mean and the count; λ_max cells also the
+    stability λ_max·η/(2(1+β)) of that mean (1 = the edge of stability).
     """
     grid_runs = [r for r in runs if r.lr and r.batch_size]
     if not grid_runs or not metrics:
@@ -194,12 +261,15 @@ def heatmap(runs: list[Run], metrics: list[str], norm: LogNorm, title: str, path
     for ax, metric in zip(axes[0], metrics):
         cells = np.full((len(sizes), len(etas)), np.nan)
         counts = np.zeros_like(cells, dtype=int)
+        edges = np.full_like(cells, np.nan)
         for i, s in enumerate(sizes):
             for j, eta in enumerate(etas):
-                vals = [_shown(metric, r.final(metric)) for r in grid_runs if r.batch_size == s and r.lr == eta]
+                members = [r for r in grid_runs if r.batch_size == s and r.lr == eta]
+                vals = [_shown(metric, r.final(metric)) for r in members]
                 vals = [v for v in vals if v is not None and math.isfinite(v)]
                 if vals:
                     cells[i, j], counts[i, j] = float(np.mean(vals)), len(vals)
+                    edges[i, j] = sharpness.run_edge(members[0]) or np.nan
         sharp = metric in ("lambda_max", "trace")
         finite = cells[np.isfinite(cells)]
         cnorm = LogNorm(finite.min(), finite.max()) if sharp and len(finite) and finite.min() > 0 else None
@@ -213,6 +283,8 @@ def heatmap(runs: list[Run], metrics: list[str], norm: LogNorm, title: str, path
             for j, eta in enumerate(etas):
                 if counts[i, j]:
                     text = f"{cells[i, j]:.1f}" if not sharp else f"{cells[i, j]:.3g}"
+                    if metric == "lambda_max" and math.isfinite(edges[i, j]):
+                        text += f"\nstab. {cells[i, j] / edges[i, j]:.2f}"
                     if counts[i, j] > 1:
                         text += f"\nn={counts[i, j]}"
                     ax.text(math.sqrt(xe[j] * xe[j + 1]), math.sqrt(ye[i] * ye[i + 1]), text,
@@ -231,13 +303,14 @@ def heatmap(runs: list[Run], metrics: list[str], norm: LogNorm, title: str, path
         ax.set_xlabel("learning rate η")
         ax.set_ylabel("batch size S")
         ax.set_title(METRIC_LABELS[metric], fontsize=9)
-    colourbar(fig, axes, norm, label="η/S of the dashed iso-ratio diagonals", location="bottom")
-    fig.suptitle(f"{title}: η × S grid (dashed: equal η/S)")
-    return save(fig, path)
+    figure_legend(fig, axes, [], norm=norm, ratios=list(numbers.iso_ratio_groups(grid_runs)),
+                  ratio_label="η/S of the dashed diagonals", where="bottom")
+    fig.suptitle(f"{title}: η × S grid (dashed: equal η/S)", wrap=True)
+    return fig
 
 
 # ---------------------------------------------------------------------------- interpolation
-def interpolation(results: list[dict], norm: LogNorm, title: str, path: Path) -> Path | None:
+def interpolation(results: list[dict], norm: LogNorm, title: str) -> Figure | None:
     """Loss (log) and accuracy along (1−α)θ_A + αθ_B for each pair; train solid, validation dashed.
 
     The vertical lines at α = 0 and 1 carry the η/S colours of A and B.
@@ -250,24 +323,27 @@ def interpolation(results: list[dict], norm: LogNorm, title: str, path: Path) ->
         for split, style in (("train", "-"), ("val", "--")):
             loss, acc = res.get(f"{split}_loss"), res.get(f"{split}_accuracy")
             if loss:
-                row[0].plot(alphas, _floats(loss), style, color="black", label=split)
+                row[0].plot(alphas, _floats(loss), style, color="black")
             if acc:
-                row[1].plot(alphas, _floats(acc) * 100, style, color="black", label=split)
+                row[1].plot(alphas, _floats(acc) * 100, style, color="black")
         for ax in row:
             for alpha, side in ((0.0, "a"), (1.0, "b")):
                 ratio = res.get(f"eta_over_s_{side}")
                 ax.axvline(alpha, color=CMAP(norm(ratio)) if ratio else "0.5", lw=2, alpha=0.8)
             ax.set_xlabel("α   (0: run A, 1: run B)")
             ax.grid(alpha=0.3)
-            ax.legend(fontsize=7)
         log_axis(row[0])
         row[0].set_ylabel("cross-entropy loss (log)")
         row[1].set_ylabel("accuracy (%)")
         row[0].set_title(f"A = {res['run_a']} (η/S={_g(res.get('eta_over_s_a'))})\n"
                          f"B = {res['run_b']} (η/S={_g(res.get('eta_over_s_b'))})", fontsize=8, loc="left")
-    colourbar(fig, axes, norm, label="η/S of the end points (vertical lines)")
-    fig.suptitle(f"{title}: interpolation between minima")
-    return save(fig, path)
+    lines = [Line2D([], [], color="black", ls="-", label="training set"),
+             Line2D([], [], color="black", ls="--", label="validation set")]
+    ratios = [res.get(f"eta_over_s_{side}") for res in results for side in "ab"]
+    figure_legend(fig, axes, [("split", lines)], norm=norm, ratios=[r for r in ratios if r],
+                  ratio_label="η/S of the end points (vertical lines)")
+    fig.suptitle(f"{title}: interpolation between minima", wrap=True)
+    return fig
 
 
 def _floats(values) -> np.ndarray:
@@ -279,47 +355,56 @@ def _g(value) -> str:
 
 
 # ---------------------------------------------------------------------------- paired_curves
-def paired_curves(pairs: list[tuple[Run, Run]], title: str, path: Path) -> Path | None:
+def paired_curves(pairs: list[tuple[Condition, Condition]], title: str) -> Figure | None:
     """Each pair's accuracy and loss overlaid (train solid, val dashed), its schedules beneath.
 
-    Paired runs share η/S by design, so here colour tells the two runs apart (blue A, red B);
-    the η/S row below shows the schedules really are equal.
+    Paired conditions share η/S by design, so here colour tells the two apart (blue A, red B); the
+    η/S row below shows the schedules really are equal. Every panel starts at epoch 0, so the
+    columns and rows line up.
     """
     if not pairs:
         return None
-    fig, axes = new_figure(4, len(pairs), width=4.8, height=2.6, sharex="col")
+    fig, axes = new_figure(4, len(pairs), width=4.8, height=2.6, sharex=True)
+    last = _last_epoch([c for pair in pairs for c in pair])
     for col, (a, b) in enumerate(pairs):
         acc, loss, ratio, lr = axes[:, col]
-        for run, colour in zip((a, b), PAIR_COLOURS):
-            for kind, split, ls, what in (("train", None, "-", "train"), ("eval", "val", "--", "val")):
-                s = run.series(kind, "accuracy", split)
-                acc.plot(s.epochs, s.values * 100, ls, color=colour, label=f"{run.name} {what}")
-                s = run.series(kind, "loss", split)
-                loss.plot(s.epochs, s.values, ls, color=colour)
-            width, alpha = (3.5, 0.6) if run is a else (1.5, 1.0)
+        for cond, colour in zip((a, b), PAIR_COLOURS):
+            for kind, split, ls in (("train", None, "-"), ("eval", "val", "--")):
+                style = RunStyle(colour, ls, "o")
+                plot_mean(acc, cond, kind, "accuracy", split, style, scale=100.0, colour=colour)
+                plot_mean(loss, cond, kind, "loss", split, style, colour=colour)
+            run = cond.first  # the schedule is part of the config: equal for every seed
+            width, alpha = (3.5, 0.6) if cond is a else (1.5, 1.0)
             ratio.step(*schedule_xy(run.series("schedule", "eta_over_s")), where="pre", color=colour, lw=width,
-                       alpha=alpha, label=run.name)
+                       alpha=alpha)
             lr.step(*schedule_xy(run.series("schedule", "lr")), where="pre", color=colour, lw=width, alpha=alpha)
         twin = lr.twinx()
-        for run, colour in zip((a, b), PAIR_COLOURS):
-            twin.step(*schedule_xy(run.series("schedule", "batch_size")), where="pre", color=colour, ls=":", lw=1.5)
+        for cond, colour in zip((a, b), PAIR_COLOURS):
+            twin.step(*schedule_xy(cond.first.series("schedule", "batch_size")), where="pre", color=colour,
+                      ls=":", lw=1.5)
         twin.set_ylabel("batch size S (dotted)")
-        log_axis(twin, values=_schedule_values((a, b), "batch_size"))
-        acc.set_title(f"{a.name}  vs  {b.name}", fontsize=9)
+        log_axis(twin, values=_schedule_values((a.first, b.first), "batch_size"))
+        acc.set_title(f"A: {a.name}  vs  B: {b.name}", fontsize=9)
         acc.set_ylabel("accuracy (%)")
         loss.set_ylabel("loss (log)")
         log_axis(loss)
         ratio.set_ylabel("η/S schedule")
-        log_axis(ratio, values=_schedule_values((a, b), "eta_over_s"))
+        log_axis(ratio, values=_schedule_values((a.first, b.first), "eta_over_s"))
         lr.set_ylabel("learning rate η (solid)")
-        log_axis(lr, values=_schedule_values((a, b), "lr"))
+        log_axis(lr, values=_schedule_values((a.first, b.first), "lr"))
         lr.set_xlabel("epoch")
         for ax in (acc, loss, ratio, lr):
             ax.grid(alpha=0.3)
             epoch_axis(ax)
-        acc.legend(fontsize=7, loc="lower right")
-    fig.suptitle(f"{title}: paired runs with equal η/S at every epoch (train solid, val dashed)")
-    return save(fig, path)
+            epoch_limits(ax, last)
+    runs = [Line2D([], [], color=PAIR_COLOURS[0], lw=2, label="A (first of each pair)"),
+            Line2D([], [], color=PAIR_COLOURS[1], lw=2, label="B (second)")]
+    lines = [Line2D([], [], color="0.3", ls="-", label="train"), Line2D([], [], color="0.3", ls="--", label="validation")]
+    if seeds.max_seeds([c for pair in pairs for c in pair]) > 1:
+        lines.append(Patch(color="0.3", alpha=BAND_ALPHA, label=BAND_NOTE))
+    figure_legend(fig, axes, [("pair", runs), ("curves", lines)])
+    fig.suptitle(f"{title}: paired runs with equal η/S at every epoch (train solid, val dashed)", wrap=True)
+    return fig
 
 
 def _schedule_values(runs, key: str) -> list[float]:
@@ -327,10 +412,11 @@ def _schedule_values(runs, key: str) -> list[float]:
 
 
 # ----------------------------------------------------------------------------- memorization
-def memorization(runs: list[Run], styles: dict[str, RunStyle], norm: LogNorm, title: str, path: Path) -> Path | None:
+def memorization(runs: list[Run], styles: dict[str, RunStyle], norm: LogNorm, title: str) -> Figure | None:
     """Clean validation accuracy against memorisation, a point per epoch, one panel per noise level.
 
-    A run's points are joined in epoch order; its validation peak is ringed in black.
+    A run's points are joined in epoch order; its validation peak is ringed in black. Seeds are
+    drawn one by one (a mean over seeds would mix different memorisation levels).
     """
     levels = sorted({r.label_noise for r in runs if len(numbers.memorization_points(r)[0])})
     if not levels:
@@ -351,16 +437,18 @@ def memorization(runs: list[Run], styles: dict[str, RunStyle], norm: LogNorm, ti
         ax.set_xlabel("memorisation: accuracy on the noisy-label subset (%)")
         ax.grid(alpha=0.3)
     axes[0, 0].set_ylabel("clean validation accuracy (%)")
-    axes[0, 0].legend(handles=[Line2D([], [], marker="o", ls="", mfc="none", mec="black", ms=8,
-                                      label="peak validation accuracy of a run")], fontsize=7, loc="lower left")
-    colourbar(fig, axes, norm)
-    fig.suptitle(f"{title}: generalisation against memorisation (a point per epoch)")
-    return save(fig, path)
+    ring = Line2D([], [], marker="o", ls="", mfc="none", mec="black", ms=8, label="peak validation accuracy of a run")
+    figure_legend(fig, axes, [("marks", [ring])], norm=norm, ratios=[r.eta_over_s for r in runs])
+    fig.suptitle(f"{title}: generalisation against memorisation (a point per epoch)", wrap=True)
+    return fig
 
 
 # ----------------------------------------------------------------------------- beta_scaling
-def beta_scaling(points: list[numbers.BetaPoint], title: str, path: Path) -> Path | None:
-    """Validation accuracy against β (η = η₀β, S = S₀β) per training-set size, the paper's beside it."""
+def beta_scaling(points: list[numbers.BetaPoint], conds: dict[str, Condition], title: str) -> Figure | None:
+    """Validation accuracy against β (η = η₀β, S = S₀β) per training-set size, the paper's beside it.
+
+    A point per condition (mean over seeds, error bar: 95 % bootstrap interval).
+    """
     drawn = [p for p in points if p.run.final("val_accuracy") is not None]
     if not drawn:
         return None
@@ -368,58 +456,36 @@ def beta_scaling(points: list[numbers.BetaPoint], title: str, path: Path) -> Pat
     ours, theirs = axes[0]
     sizes = sorted({p.train_size or 0 for p in drawn})
     for i, n in enumerate(sizes):
-        pts = [p for p in drawn if (p.train_size or 0) == n]
-        ours.plot([p.beta for p in pts], [p.run.final("val_accuracy") * 100 for p in pts],
-                  marker=MARKERS[i % len(MARKERS)], color=f"C{i}", label=f"N = {n}")
+        xs, ys, lo, hi = [], [], [], []
+        for p in drawn:
+            if (p.train_size or 0) != n or (xs and p.beta == xs[-1]):
+                continue  # one point per β: the condition's mean over its seeds
+            est = conds[p.run.run_id].estimate("val_accuracy")
+            xs.append(p.beta)
+            ys.append(est.mean * 100)
+            lo.append((est.mean - (est.lo if est.has_interval else est.mean)) * 100)
+            hi.append(((est.hi if est.has_interval else est.mean) - est.mean) * 100)
+        ours.errorbar(xs, ys, yerr=[lo, hi], marker=MARKERS[i % len(MARKERS)], color=f"C{i}", capsize=2,
+                      label=f"N = {n}")
     ratios = sorted({numbers.ratio_key(p.run.eta_over_s) for p in drawn})
     ours.set_title(f"this run: η/S = {', '.join(f'{r:.3g}' for r in ratios)}", fontsize=9)
     for i, (n, accs) in enumerate((k, v) for k, v in paper.E5_VAL_ACCURACY.items() if isinstance(k, int)):
-        theirs.plot(paper.E5_BETAS, accs, marker=MARKERS[i], color="0.3" if i == 0 else "0.6", label=f"N = {n}")
+        theirs.plot(paper.E5_BETAS, accs, marker=MARKERS[i], color="0.3" if i == 0 else "0.6", label=f"paper, N = {n}")
     theirs.set_title(f"paper: {paper.E5_VAL_ACCURACY['setting']}", fontsize=9)
     for ax in (ours, theirs):
         ax.set_xlabel("β   (η = η₀β, S = S₀β: η/S fixed)")
         ax.set_ylabel("final validation accuracy (%)")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-    fig.suptitle(f"{title}: where the η/S rule breaks")
-    return save(fig, path)
-
-
-# --------------------------------------------------------------------- sharpness_trajectory
-def sharpness_trajectory(runs: list[Run], styles: dict[str, RunStyle], norm: LogNorm, title: str,
-                         path: Path) -> Path | None:
-    """λ_max (and Tr(H)) against epoch per run, the η/S schedule beneath on the same epoch axis."""
-    runs = [r for r in runs if len(r.series("sharpness", "lambda_max"))]
-    if not runs:
-        return None
-    with_trace = any(len(r.series("sharpness", "trace")) for r in runs)
-    rows = [("lambda_max", "λ_max (log)")] + ([("trace", "Tr(H) (log)")] if with_trace else [])
-    fig, axes = new_figure(len(rows) + 1, 1, width=8.5, height=2.8, sharex=True)
-    for ax, (key, ylabel) in zip(axes[:, 0], rows):
-        for r in runs:
-            _plot_series(ax, r.series("sharpness", key), styles[r.run_id], r.name if key == "lambda_max" else None)
-        log_axis(ax)
-        ax.set_ylabel(ylabel)
-        ax.grid(alpha=0.3, which="both")
-    sched = axes[-1, 0]
-    for i, r in enumerate(runs):  # earlier runs drawn wider, so equal schedules stay visible
-        st = styles[r.run_id]
-        sched.step(*schedule_xy(r.series("schedule", "eta_over_s")), where="pre", color=st.colour,
-                   linestyle=st.linestyle, lw=max(3.0 - 0.6 * i, 1.0), alpha=0.85)
-    log_axis(sched, values=_schedule_values(runs, "eta_over_s"))
-    epoch_axis(sched)
-    sched.set_ylabel("η/S schedule (log)")
-    sched.set_xlabel("epoch")
-    sched.grid(alpha=0.3, which="both")
-    legend(axes[0, 0], loc="best")
-    colourbar(fig, axes, norm, label="base " + ETA_S_LABEL)
-    fig.suptitle(f"{title}: sharpness along training")
-    return save(fig, path)
+    sections = [("these runs" + (f" ({CI_NOTE})" if seeds.max_seeds(conds.values()) > 1 else ""),
+                 ours.get_legend_handles_labels()[0]), ("the paper", theirs.get_legend_handles_labels()[0])]
+    figure_legend(fig, axes, sections)
+    fig.suptitle(f"{title}: where the η/S rule breaks", wrap=True)
+    return fig
 
 
 # --------------------------------------------------------------------------------------- svag
-def svag(comparisons: list[numbers.SvagComparison], title: str, path: Path) -> Path | None:
-    """Per learning rate, train loss and val accuracy for each SVAG l (l = 1 is plain SGD)."""
+def svag(comparisons: list[numbers.SvagComparison], conds: dict[str, Condition], title: str) -> Figure | None:
+    """Per learning rate, train loss and val accuracy for each SVAG l (l = 1 is plain SGD), means over seeds."""
     comparisons = [c for c in comparisons if c.runs]
     if not comparisons:
         return None
@@ -430,11 +496,9 @@ def svag(comparisons: list[numbers.SvagComparison], title: str, path: Path) -> P
     for col, comp in enumerate(comparisons):
         loss_ax, val_ax = axes[:, col]
         for l, run in comp.runs.items():
-            label = "l = 1 (SGD)" if l == 1 else f"l = {l}"
-            s = run.series("train", "loss")
-            loss_ax.plot(s.epochs, s.values, color=colour_of[l], lw=1.4, label=label)
-            s = run.series("eval", "accuracy", "val")
-            val_ax.plot(s.epochs, s.values * 100, color=colour_of[l], lw=1.4, label=label)
+            style = RunStyle(colour_of[l], "-", "o")
+            plot_mean(loss_ax, conds[run.run_id], "train", "loss", None, style, lw=1.4)
+            plot_mean(val_ax, conds[run.run_id], "eval", "accuracy", "val", style, scale=100.0, lw=1.4)
         any_run = next(iter(comp.runs.values()))
         loss_ax.set_title(f"η = {comp.lr:g}, S = {any_run.batch_size}, η/S = {any_run.eta_over_s:.3g}", fontsize=9)
         log_axis(loss_ax)
@@ -444,69 +508,9 @@ def svag(comparisons: list[numbers.SvagComparison], title: str, path: Path) -> P
         val_ax.set_xlabel("epoch (SDE time: l× steps at η/l)")
         for ax in (loss_ax, val_ax):
             ax.grid(alpha=0.3)
-        loss_ax.legend(fontsize=7)
-    fig.suptitle(f"{title}: SVAG — does SGD follow its SDE limit?")
-    return save(fig, path)
-
-
-# ------------------------------------------------------------------------ sharpness_vs_loss
-LOSS_AXIS_LABEL = "training loss (mean over the epoch, log scale)"
-
-
-def sharpness_vs_loss(paths: list[numbers.LossPath], levels: numbers.LossLevels, styles: dict[str, RunStyle],
-                      norm: LogNorm, title: str, path: Path) -> Path | None:
-    """λ_max (and Tr(H) ± s.e.) against training loss, one line per run along its trajectory.
-
-    Training moves each line from right (high loss) to left; the last measurement is ringed in
-    black. The grey band is the loss range the runs are compared over, the dotted lines the
-    levels of the report's table: at one of them, colour (η/S) should order the heights.
-    """
-    if not paths:
-        return None
-    with_trace = any(np.isfinite(p.trace).any() for p in paths)
-    panels = [("lambda_max", "λ_max, largest Hessian eigenvalue (log)")]
-    if with_trace:
-        panels.append(("trace", "Tr(H), Hessian trace (log, bars ±1 s.e.)"))
-    fig, axes = new_figure(1, len(panels), width=5.6, height=4.4, sharex=True)
-    for ax, (key, ylabel) in zip(axes[0], panels):
-        if levels.span is not None:
-            ax.axvspan(*levels.span, color="0.88", zorder=0, lw=0)
-            for level in levels.levels:
-                ax.axvline(level, color="0.45", ls=":", lw=1.0, zorder=1)
-        for p in paths:
-            st = styles[p.run.run_id]
-            y = getattr(p, key)
-            ok = np.isfinite(y) & (y > 0)
-            if not ok.any():
-                continue
-            x, y = p.loss[ok], y[ok]
-            label = f"{p.run.name}  (η/S={p.run.eta_over_s:.3g})" if key == "lambda_max" else None
-            ax.plot(x, y, color=st.colour, linestyle=st.linestyle, marker=st.marker, markersize=4, lw=1.4,
-                    label=label, zorder=3)
-            if key == "trace":
-                err = p.trace_stderr[ok]
-                has = np.isfinite(err)
-                if has.any():
-                    ax.errorbar(x[has], y[has], yerr=err[has], fmt="none", ecolor=st.colour, elinewidth=0.9,
-                                capsize=2, zorder=2)
-            ax.scatter(x[-1:], y[-1:], s=70, facecolor="none", edgecolor="black", linewidth=1.1, zorder=4)
-        log_axis(ax, "x")
-        log_axis(ax)
-        ax.set_xlabel(LOSS_AXIS_LABEL)
-        ax.set_ylabel(ylabel)
-        ax.grid(alpha=0.3, which="both")
-    extra = [Line2D([], [], marker="o", ls="", mfc="none", mec="black", ms=8, label="last measurement")]
-    if levels.span is not None:
-        extra.append(Patch(color="0.88", label="loss range compared" + ("" if levels.common else
-                                                                          f" (≥ {levels.min_runs} runs)")))
-        extra.append(Line2D([], [], color="0.45", ls=":", label="levels in the table"))
-    handles, labels = axes[0, 0].get_legend_handles_labels()
-    if len(handles) > 18:  # too many runs to name: the colour bar tells η/S
-        handles, labels = [], []
-    handles += extra
-    # Below the panels: trajectories fill the whole plot area, a legend inside would hide some.
-    fig.legend(handles, labels + [h.get_label() for h in extra], fontsize=7, loc="outside lower center",
-               ncol=min(4, len(handles)), frameon=False)
-    colourbar(fig, axes, norm)
-    fig.suptitle(f"{title}: sharpness at equal training loss (training runs right → left)")
-    return save(fig, path)
+    handles = [Line2D([], [], color=colour_of[l], lw=2, label="l = 1 (SGD)" if l == 1 else f"l = {l}") for l in ls]
+    if seeds.max_seeds(conds.values()) > 1:
+        handles.append(Patch(color="0.3", alpha=BAND_ALPHA, label=BAND_NOTE))
+    figure_legend(fig, axes, [("SVAG l", handles)])
+    fig.suptitle(f"{title}: SVAG — does SGD follow its SDE limit?", wrap=True)
+    return fig

@@ -1,13 +1,16 @@
 """Read a runs directory into plain records: one :class:`Run` per run directory, grouped by sweep.
 
-Only files are read (config.yaml, status.json, summary.json, metrics.jsonl, the group's
-``analysis/interpolation--A--B.json``); nothing here imports TensorFlow. A run whose files are
-broken still becomes a record (with its error), so the report can list it.
+Only files are read (config.yaml, status.json, summary.json, metrics.jsonl, a run's
+``analysis/hessian-epoch-N.json`` and the group's ``analysis/interpolation--A--B.json``); nothing
+here imports TensorFlow. A run whose files are broken still becomes a record (with its error), so
+the report can list it. This is the only module that reads run files or knows how an event's
+``epoch`` maps to epochs completed.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import re
 from pathlib import Path
 from typing import Any
@@ -44,6 +47,11 @@ class Series:
 EMPTY = Series(np.zeros(0), np.zeros(0))
 
 
+def epochs_completed(event_epoch: float) -> float:
+    """Events carry the 0-based index of the epoch they close; figures and tables count epochs completed."""
+    return float(event_epoch) + 1
+
+
 @dataclasses.dataclass
 class Run:
     """Everything the report needs from one run directory."""
@@ -56,6 +64,7 @@ class Run:
     summary: dict
     error: str | None
     events: list[dict]
+    analyses: list[dict] = dataclasses.field(default_factory=list)  # analysis/hessian-epoch-N.json, by epoch
     _cache: dict = dataclasses.field(default_factory=dict, repr=False, compare=False)
 
     # identity ---------------------------------------------------------------------------
@@ -75,6 +84,33 @@ class Run:
     @property
     def momentum(self) -> float:
         return float(self._opt("momentum", "momentum", 0.0) or 0.0)
+
+    @property
+    def nesterov(self) -> bool:
+        return bool(self._opt("nesterov", "nesterov", False))
+
+    @property
+    def seed(self) -> int | None:
+        if self.spec is not None:
+            return int(self.spec.seed)
+        seed = self.hparams.get("seed")
+        return int(seed) if isinstance(seed, (int, float)) and not isinstance(seed, bool) else None
+
+    @property
+    def condition_key(self) -> str:
+        """Equal for runs whose resolved configs differ only in ``seed`` (and that carry the same label).
+
+        Without a readable config the hyper-parameters logged in status.json stand in.
+        """
+        key = self._cache.get("condition_key")
+        if key is None:
+            if self.spec is not None:
+                config = self.spec.model_dump(mode="json", exclude={"seed"})
+            else:
+                config = {"hparams": {k: v for k, v in self.hparams.items() if k not in ("seed", "label")}}
+            key = self._cache["condition_key"] = json.dumps({"config": config, "label": self.label}, sort_keys=True,
+                                                            default=str)
+        return key
 
     @property
     def svag(self) -> int:
@@ -120,6 +156,15 @@ class Run:
         return self.state not in SKIPPED_STATES and self.eta_over_s is not None
 
     # numbers ----------------------------------------------------------------------------
+    def lr_at(self, epoch: float) -> float | None:
+        """The nominal learning rate used during ``epoch`` (epochs completed): its schedule event, its
+        train event's ``lr``, else the config's base value."""
+        for kind in ("schedule", "train"):
+            value = self.series(kind, "lr").at(epoch)
+            if value is not None:
+                return value
+        return self.lr
+
     def series(self, kind: str, key: str, split: str | None = None) -> Series:
         """``key`` of every ``kind`` event (of ``split`` for eval events), by epochs completed.
 
@@ -143,7 +188,7 @@ class Run:
                 continue
             epoch, value = e.get("epoch"), e.get(key)
             if isinstance(epoch, (int, float)) and isinstance(value, (int, float)) and not isinstance(value, bool):
-                points[float(epoch) + 1] = float(value)
+                points[epochs_completed(epoch)] = float(value)
         if not points:
             return EMPTY
         epochs = np.array(sorted(points))
@@ -201,20 +246,6 @@ class Group:
     def plotted(self) -> list[Run]:
         return [r for r in self.runs if r.plotted]
 
-    def resolve(self, name: str) -> Run | str:
-        """A run by id or label; a string explaining why when there is no single match."""
-        for run in self.runs:
-            if run.run_id == name:
-                return run
-        matches = [r for r in self.runs if r.label == name] or [
-            r for r in self.runs if r.run_id.startswith(f"{name}-")
-        ]
-        if len(matches) == 1:
-            return matches[0]
-        if not matches:
-            return f"no run {name!r}"
-        return f"{name!r} is ambiguous ({', '.join(r.run_id for r in matches)})"
-
 
 def load_run(rd: rundir.RunDir) -> Run:
     """Read one run directory; problems become the record's ``error`` instead of exceptions."""
@@ -232,8 +263,23 @@ def load_run(rd: rundir.RunDir) -> Run:
     return Run(
         run_id=rd.run_id, path=rd.path, state=rundir.effective_state(status) if status else "unknown",
         spec=spec, hparams=hparams, summary=summary, error="; ".join(errors) or None,
-        events=rd.events(),
+        events=rd.events(), analyses=load_hessian_analyses(rd.path),
     )
+
+
+_HESSIAN_FILE = re.compile(r"^hessian-epoch-(\d+)\.json$")
+
+
+def load_hessian_analyses(run_dir: Path) -> list[dict]:
+    """The run's ``analysis/hessian-epoch-N.json`` results (``tfminima analyze``) with eigenvalues, by epoch."""
+    out = []
+    for path in (run_dir / "analysis").glob("hessian-epoch-*.json"):
+        m = _HESSIAN_FILE.match(path.name)
+        data = rundir.read_json(path)
+        if m and isinstance(data, dict) and data.get("eigenvalues"):
+            data.setdefault("epochs_done", int(m.group(1)))
+            out.append(dict(data, file=path.name))
+    return sorted(out, key=lambda d: (d.get("epochs_done") or 0, d["file"]))
 
 
 def load_interpolations(group_dir: Path) -> list[dict]:

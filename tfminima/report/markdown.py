@@ -1,19 +1,26 @@
-"""Markdown text of the report: tables and sentences built from computed numbers only.
+"""Markdown building blocks of the report: number formats and the tables every section shares.
 
 Accuracies print as percentages with two decimals, gaps between accuracies in percentage
-points (pp), correlations with two decimals; the paper's numbers come from
-:mod:`tfminima.report.paper` and say so.
+points (pp), correlations with two decimals. A mean over seeds prints with its 95 % bootstrap
+interval and n (``54.20 [52.10, 56.30] (n=3)``), a single seed as its value and ``(n=1)``.
+Section texts are in :mod:`markdown_sections` and :mod:`markdown_sharpness`.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
-from tfminima.report import numbers, paper
+from tfminima.report import numbers, seeds, sharpness, stats
 from tfminima.report.loading import Group, Run
 
 DASH = "—"
+ACCURACIES = {"val_accuracy", "test_accuracy", "train_accuracy", "best_val_accuracy", "noisy_accuracy"}
+METRIC_NAMES = {"val_accuracy": "final val accuracy", "test_accuracy": "test accuracy", "train_loss": "final train loss",
+                "train_accuracy": "final train accuracy", "best_val_accuracy": "best val accuracy",
+                "lambda_max": "λ_max", "trace": "Tr(H)", "noisy_accuracy": "final memorisation",
+                "stability": "stability λ_max·η/(2(1+β))"}
 
 
 # ------------------------------------------------------------------------------ formatting
@@ -50,11 +57,97 @@ def image(path: str, alt: str) -> str:
     return f"![{alt}]({path})\n"
 
 
+def value_format(metric: str) -> Callable[[float | None], str]:
+    return pct if metric in ACCURACIES else num
+
+
+def estimate(est: stats.Estimate | None, fmt: Callable[[float | None], str] = num) -> str:
+    """``mean [lo, hi] (n=k)``; one value: the value alone (the group's seed note says there is no interval)."""
+    if est is None:
+        return DASH
+    if not est.has_interval:
+        return fmt(est.mean)
+    return f"{fmt(est.mean)} [{fmt(est.lo)}, {fmt(est.hi)}] (n={est.n})"
+
+
+def difference(d: stats.Difference, metric: str) -> str:
+    """mean(A) − mean(B) with its interval; accuracies in percentage points."""
+    scale, unit, fmt = (100.0, " pp", "+.2f") if metric in ACCURACIES else (1.0, "", "+.4g")
+    text = f"{d.diff * scale:{fmt}}{unit}"
+    if d.has_interval:
+        text += f" [{d.lo * scale:{fmt}}, {d.hi * scale:{fmt}}]"
+    return text
+
+
+def correlation(corr: stats.RankCorrelation | None) -> str:
+    """``ρ [lo, hi]``; without seeds to resample, ρ alone."""
+    if corr is None:
+        return "n/a"
+    if corr.has_interval:
+        return f"{corr.rho:.2f} [{corr.lo:.2f}, {corr.hi:.2f}]"
+    return f"{corr.rho:.2f}"
+
+
+def pvalue(corr_or_diff) -> str:
+    p = getattr(corr_or_diff, "pvalue", None)
+    return DASH if p is None else f"{p:.2g}"
+
+
+# -------------------------------------------------------------------------- seeds and tests
+def seed_note(conds: list[seeds.Condition]) -> str:
+    """How the group's numbers aggregate seeds, and what the intervals can promise."""
+    if not conds:
+        return ""
+    most = seeds.max_seeds(conds)
+    if most < 2:
+        return (f"One seed per condition ({len(conds)} conditions): the numbers are single runs, with no interval "
+                "over seeds. Comparisons between η/S values resample the runs that share an η/S instead.\n")
+    small = sorted({c.n for c in conds if 2 <= c.n <= 5})
+    text = (f"Seeds: {len(conds)} conditions (runs whose configs differ only in `seed`), up to {most} seeds each. "
+            "Tables give the mean over seeds, [a 95 % bootstrap interval over seeds] (expanded percentile, "
+            "Hesterberg 2015) and n; figures draw the mean.")
+    if small:
+        cover = ", ".join(f"{stats.range_coverage(n):.1%} with {n}" for n in small)
+        text += (f" With n ≤ 5 seeds the interval is (close to) the seeds' range, which covers the true mean only "
+                 f"with probability 1 − 2^(1−n) ({cover}): more seeds, not a different method, narrow it.")
+    return text + "\n"
+
+
+def comparisons_table(comparisons: list[seeds.Comparison]) -> str:
+    """Every comparison with its difference, interval, test, p-value and verdict."""
+    rows = [[c.claim, f"`{c.a}`", f"`{c.b}`", METRIC_NAMES.get(c.metric, c.metric), difference(c.diff, c.metric),
+             c.diff.test, pvalue(c.diff), f"**{c.verdict}**"] for c in comparisons if c is not None]
+    if not rows:
+        return ""
+    return table(["comparison", "A", "B", "metric", "A − B [95 % CI]", "test", "p", "verdict"], rows)
+
+
+CONDITION_METRICS = ("train_loss", "val_accuracy", "test_accuracy", "lambda_max", "trace")
+
+
+def conditions_table(conds: list[seeds.Condition]) -> str:
+    """Per condition, each end metric's mean over seeds with its interval, and the end stability."""
+    metrics = [m for m in CONDITION_METRICS if any(c.final(m) for c in conds)]
+    header = ["condition", "η/S", "seeds"] + [METRIC_NAMES[m] for m in metrics]
+    with_stability = "lambda_max" in metrics
+    header += ["stability at the end"] if with_stability else []
+    rows = []
+    for c in conds:
+        row = [f"`{c.name}`", num(c.eta_over_s, 3), ", ".join(str(s) for s in c.seeds)]
+        row += [estimate(c.estimate(m), value_format(m)) for m in metrics]
+        if with_stability:
+            row.append(estimate(c.estimate(sharpness.final_stability), lambda v: num(v, 3)))
+        rows.append(row)
+    return table(header, rows)
+
+
 # ------------------------------------------------------------------------------ runs table
 def runs_table(group: Group) -> str:
     """Every run of the group, drawn or not, with its state; errors listed under the table."""
     with_noisy = any(r.final("noisy_accuracy") is not None for r in group.runs)
+    with_sharp = any(r.final("lambda_max") is not None for r in group.runs)
     header = ["run", "η", "S", "β", "η/S", "epochs", "train acc (%)", "val acc (%)", "test acc (%)", "λ_max", "Tr(H)"]
+    header += ["stability"] if with_sharp else []
     header += ["noisy acc (%)"] if with_noisy else []
     header += ["state"]
     rows = []
@@ -63,288 +156,134 @@ def runs_table(group: Group) -> str:
                epoch(r.series("train", "loss").epochs[-1]) if len(r.series("train", "loss")) else "0",
                pct(r.final("train_accuracy")), pct(r.final("val_accuracy")), pct(r.final("test_accuracy")),
                num(r.final("lambda_max")), num(r.final("trace"))]
+        row += [num(sharpness.final_stability(r), 3)] if with_sharp else []
         row += [pct(r.final("noisy_accuracy"))] if with_noisy else []
         row += [r.state if r.plotted else f"**{r.state}** (not drawn)"]
         rows.append(row)
     text = table(header, rows)
+    if with_sharp:
+        text += ("\nstability = λ_max·η/(2(1+β)) at the last sharpness measurement, with that epoch's η: 1 is the "
+                 "edge of stability of heavy-ball gradient descent (Cohen et al. 2021), where a step this large "
+                 "allows no sharper minimum.\n")
     problems = [r for r in group.runs if r.error]
     if problems:
         text += "\n" + "".join(f"- `{r.run_id}` ({r.state}): {r.error.splitlines()[0][:300]}\n" for r in problems)
     return text
 
 
-# ------------------------------------------------------------------------------ eta_over_s
+# ------------------------------------------------------------------------------ correlations
 SCALE_NAMES = {"eta_over_s": "η/S", "eta_over_s_momentum": "η/(S(1−β))"}
-METRIC_NAMES = {"val_accuracy": "final val accuracy", "test_accuracy": "test accuracy",
-                "lambda_max": "λ_max", "trace": "Tr(H)"}
 
 
-def correlations_text(correlations: dict[tuple[str, str], numbers.Correlation | None]) -> str:
-    """Spearman ρ of each metric with each noise scale."""
+def correlations_text(correlations: dict[tuple[str, str], stats.RankCorrelation | None]) -> str:
+    """Spearman ρ of each metric with each noise scale, over conditions, with the seed interval and p."""
     rows = []
     for (metric, scale), corr in correlations.items():
-        rows.append([METRIC_NAMES[metric], SCALE_NAMES[scale], rho(corr),
-                     DASH if corr is None else f"{corr.pvalue:.2g}", DASH if corr is None else str(corr.n)])
-    return "Spearman rank correlation with the noise scale (completed runs):\n\n" + table(
-        ["metric", "against", "ρ", "p", "runs"], rows)
+        rows.append([METRIC_NAMES[metric], SCALE_NAMES[scale], correlation(corr), pvalue(corr),
+                     DASH if corr is None else str(corr.n), DASH if corr is None else str(corr.seeds)])
+    with_ci = any(c is not None and c.has_interval for c in correlations.values())
+    text = ("Spearman rank correlation with the noise scale over conditions (completed runs; a condition's value is "
+            "its mean over seeds):\n\n"
+            + table(["metric", "against", "ρ" + (" [95 % CI]" if with_ci else ""), "p", "conditions", "seeds (most)"],
+                    rows))
+    notes = ""
+    if with_ci:
+        notes += "The interval resamples seeds within each condition: how much ρ depends on the seeds drawn. "
+    notes += (f"p is exact (every ordering of the conditions enumerated) up to {stats.EXACT_RANKS} conditions, "
+              "scipy's t approximation beyond.")
+    return text + "\n" + notes + "\n"
 
 
-def iso_text(spreads: list[numbers.IsoSpread], scale: str = "η/S") -> str:
-    """Mean and spread of the final val accuracy inside each η/S value: the paper's 'equal η/S, similar result'."""
-    if not spreads:
+# ------------------------------------------------------------------------------ families
+def families_text(conds: list[seeds.Condition], metric: str, scale=lambda r: r.eta_over_s,
+                  scale_name: str = "η/S") -> str:
+    """Per noise-scale value: its conditions, the mean over its runs with an interval, and the spread
+    between its conditions (the paper: equal η/S, similar result)."""
+    families = family_runs(conds, scale)
+    rows = []
+    spreads = []
+    for key, members in families.items():
+        runs = [r for c in members for r in c.runs]
+        values = [r.final(metric) for r in runs]
+        values = [v for v in values if _ok(v)]
+        if not values:
+            continue
+        est = stats.mean_ci(values)
+        means = [e.mean for e in (c.estimate(metric) for c in members) if e is not None]
+        spread = max(means) - min(means)
+        if len(means) > 1:
+            spreads.append(spread)
+        fmt = value_format(metric)
+        rows.append([f"{key:.3g}", str(len(members)), str(len(values)), estimate(est, fmt),
+                     f"{spread * 100:.2f}" if metric in ACCURACIES else num(spread)])
+    if not rows:
         return ""
-    rows = [[f"{s.ratio:.3g}", str(s.n), pct(s.mean), f"{s.spread * 100:.2f}"] for s in spreads]
-    text = f"Final validation accuracy by {scale} (runs with equal {scale} grouped):\n\n" + table(
-        [scale, "runs", "mean val acc (%)", "spread max−min (pp)"], rows)
-    within = [s.spread for s in spreads if s.n > 1]
-    if within and len(spreads) > 1:
-        across = max(s.mean for s in spreads) - min(s.mean for s in spreads)
-        text += (f"\nMean spread within equal-{scale} runs: {sum(within) / len(within) * 100:.2f} pp; "
-                 f"range of the per-{scale} means: {across * 100:.2f} pp.\n")
+    unit = " pp" if metric in ACCURACIES else ""
+    text = (f"{METRIC_NAMES[metric].capitalize()} by {scale_name} (conditions with equal {scale_name} pooled; "
+            f"the interval resamples their runs):\n\n"
+            + table([scale_name, "conditions", "runs", "mean [95 % CI]", "spread of the condition means" + (" (pp)" if unit else "")], rows))
+    means = [stats.mean_ci([v for v in (r.final(metric) for c in m for r in c.runs) if _ok(v)]).mean
+             for m in families.values() if any(_ok(r.final(metric)) for c in m for r in c.runs)]
+    if spreads and len(means) > 1:
+        scale_by = 100.0 if metric in ACCURACIES else 1.0
+        text += (f"\nMean spread within equal-{scale_name} conditions: {sum(spreads) / len(spreads) * scale_by:.2f}{unit}; "
+                 f"range of the per-{scale_name} means: {(max(means) - min(means)) * scale_by:.2f}{unit}.\n")
     return text
 
 
-def e1_paper_text(experiment: str) -> str:
-    if not paper.is_experiment(experiment, "e1_resnet"):
-        return ""
-    ref = paper.E1_RESNET
-    rows = [[f"{x:.3g}", f"{y:.1f}"] for x, y in zip(ref["eta_over_s"], ref["val_accuracy"])]
-    return f"\nPaper ({ref['setting']}; {paper.CITATION}):\n\n" + table(["η/S", "val acc (%)"], rows)
+def family_runs(conds: list[seeds.Condition], scale=lambda r: r.eta_over_s) -> dict[float, list[seeds.Condition]]:
+    """Conditions by their noise scale (up to rounding), ascending."""
+    out: dict[float, list[seeds.Condition]] = {}
+    for c in conds:
+        value = scale(c.first)
+        if value is not None:
+            out.setdefault(numbers.ratio_key(value), []).append(c)
+    return dict(sorted(out.items()))
 
 
-# --------------------------------------------------------------------------------- heatmap
-def heatmap_text(runs: list[Run]) -> str:
-    etas = sorted({r.lr for r in runs if r.lr})
-    sizes = sorted({r.batch_size for r in runs if r.batch_size})
-    cells = {(r.lr, r.batch_size) for r in runs if r.lr and r.batch_size}
-    ratios = numbers.iso_ratio_groups(runs)
-    diag = ", ".join(f"{k:.3g} ({len(v)} run{'s' if len(v) > 1 else ''})" for k, v in ratios.items())
-    return (f"Grid: {len(sizes)} batch sizes × {len(etas)} learning rates, {len(cells)} cells with completed runs. "
-            f"Dashed diagonals are equal η/S: {diag}.\n")
-
-
-# --------------------------------------------------------------------------- interpolation
-def interpolation_text(results: list[dict]) -> str:
-    """Loss at both minima and half a unit beyond each: the steeper rise marks the sharper minimum."""
-    if not results:
-        return "No interpolation results in `analysis/` (run `tfminima analyze GROUP --pairs`).\n"
-    rows = []
-    for res in results:
-        for split in ("train", "val"):
-            rise = numbers.interpolation_rise(res, split)
-            if rise is None:
-                continue
-            sharper = res["run_a"] if rise.rise_a > rise.rise_b else res["run_b"]
-            rows.append([f"`{res['run_a']}` → `{res['run_b']}`", split,
-                         f"{num(res.get('eta_over_s_a'), 3)} / {num(res.get('eta_over_s_b'), 3)}",
-                         num(rise.at_a), num(rise.at_b), f"{num(rise.beyond_a)} (α={-rise.d:g})",
-                         f"{num(rise.beyond_b)} (α={1 + rise.d:g})", num(rise.rise_a), num(rise.rise_b), f"`{sharper}`"])
-    return ("Loss at the two minima (α = 0: A, α = 1: B) and beyond them; the rise is loss(beyond) − loss(minimum), "
-            "a steeper rise means a sharper minimum.\n\n"
-            + table(["pair A → B", "split", "η/S A / B", "loss at A", "loss at B", "loss beyond A", "loss beyond B",
-                     "rise A", "rise B", "sharper side"], rows))
-
-
-# --------------------------------------------------------------------------- paired_curves
-def paired_text(pairs: list[tuple[Run, Run]], unresolved: list[str], experiment: str) -> str:
-    """Largest gaps between the paired curves and the test accuracies, with the paper's."""
-    with_paper = paper.is_experiment(experiment, "e3_schedules")
-    rows = []
-    for a, b in pairs:
-        val = numbers.largest_gap(a.series("eval", "accuracy", "val"), b.series("eval", "accuracy", "val"))
-        loss = numbers.largest_gap(a.series("train", "loss"), b.series("train", "loss"))
-        row = [f"`{a.name}` vs `{b.name}`",
-               DASH if val is None else f"{val.value * 100:.2f} pp at epoch {epoch(val.epoch)}",
-               DASH if loss is None else f"{num(loss.value)} at epoch {epoch(loss.epoch)}",
-               f"{pct(a.final('test_accuracy'))} vs {pct(b.final('test_accuracy'))}"]
-        if with_paper:
-            ref = paper.E3_TEST_ACCURACY
-            row.append(f"{ref.get(a.label, DASH)} vs {ref.get(b.label, DASH)}")
-        rows.append(row)
-    header = ["pair (A vs B)", "max |val acc A − B|", "max |train loss A − B|", "test acc A vs B (%)"]
-    if with_paper:
-        header.append(f"paper test acc (%) ({paper.E3_TEST_ACCURACY['setting']})")
-    text = table(header, rows) if rows else ""
-    if with_paper:
-        text += f"\nPaper numbers: {paper.CITATION}.\n"
-    for reason in unresolved:
-        text += f"\n- pair not drawn: {reason}\n"
-    return text
-
-
-# ---------------------------------------------------------------------------- memorization
-def memorization_text(runs: list[Run], experiment: str) -> str:
-    """Per noise level the peak validation accuracy; per run the memorisation at its peak and at the end."""
-    levels = sorted({r.label_noise for r in runs if numbers.memorization_summary(r)})
-    if not levels:
-        return "No memorisation measurements (add the `memorization` monitor).\n"
-    with_paper = paper.is_experiment(experiment, "e4_memorization")
+def family_comparisons(conds: list[seeds.Condition], metric: str, scale=lambda r: r.eta_over_s,
+                       scale_name: str = "η/S", limit: int = 12) -> list[seeds.Comparison]:
+    """The two claims of E1 on ``metric``: conditions with equal η/S agree (each pair within a family,
+    paired by seed), and neighbouring η/S values differ (their runs pooled, unpaired)."""
+    families = family_runs(conds, scale)
     out = []
-    level_rows = []
-    for level in levels:
-        members = [(r, numbers.memorization_summary(r)) for r in runs if r.label_noise == level]
-        members = [(r, m) for r, m in members if m is not None]
-        best_run, best = max(members, key=lambda rm: rm[1].peak_val)
-        corr = numbers.spearman([r.eta_over_s for r, _ in members], [m.final_mem for _, m in members])
-        ref = paper.E4_PEAK_VAL.get(level)
-        level_rows.append([f"{level:.0%}", pct(best.peak_val), f"`{best_run.name}`", epoch(best.peak_epoch),
-                           pct(best.mem_at_peak), rho(corr), f"≈{ref:g}" if ref is not None else DASH])
-    out.append(table(["label noise", "peak val acc (%)", "run", "epoch", "memorisation then (%)",
-                      "ρ(η/S, final memorisation)", "paper peak val acc (%)"], level_rows))
-    if with_paper:
-        out.append(f"\nPaper ({paper.E4_PEAK_VAL['setting']}; {paper.CITATION}): validation accuracy peaks near "
-                   f"{paper.E4_PEAK_VAL[0.25]:g} % (25 % noise) and {paper.E4_PEAK_VAL[0.5]:g} % (50 %), "
-                   f"then falls as memorisation grows; {paper.E4_LOW_RATIO_MEMORIZATION}.\n")
-    run_rows = []
-    for r in runs:
-        m = numbers.memorization_summary(r)
-        if m is None:
-            continue
-        run_rows.append([f"`{r.run_id}`", f"{r.label_noise:.0%}", num(r.eta_over_s, 3), num(r.momentum, 3),
-                         pct(m.peak_val), epoch(m.peak_epoch), pct(m.mem_at_peak), pct(m.final_val),
-                         pct(m.final_mem), epoch(m.final_epoch)])
-    out.append("\nPer run (memorisation = accuracy on the noisy-label subset against its noisy labels):\n\n")
-    out.append(table(["run", "noise", "η/S", "β", "peak val acc (%)", "at epoch", "memorisation at peak (%)",
-                      "final val acc (%)", "final memorisation (%)", "final epoch"], run_rows))
-    return "".join(out)
+    for key, members in families.items():
+        for i, a in enumerate(members):
+            for b in members[i + 1:]:
+                out.append(seeds.compare_conditions(f"equal {scale_name} ({key:.3g}) agree", a, b, metric))
+    out = [c for c in out if c is not None][:limit]
+    for lo, hi in itertools.pairwise(families):
+        runs_lo = [r for c in families[lo] for r in c.runs]
+        runs_hi = [r for c in families[hi] for r in c.runs]
+        out.append(seeds.compare_runs(f"{scale_name} {hi:.3g} differs from {lo:.3g}", f"{scale_name}={hi:.3g}",
+                                      runs_hi, f"{scale_name}={lo:.3g}", runs_lo, metric))
+    return [c for c in out if c is not None]
 
 
-# ---------------------------------------------------------------------------- beta_scaling
-def beta_text(points: list[numbers.BetaPoint], experiment: str) -> str:
-    """Validation accuracy per β and training-set size, the change from β = 1, and the paper's table."""
-    if not points:
-        return "No runs with a β (labels `b<β>` or several batch sizes).\n"
-    rows = []
-    base: dict = {}
-    for p in points:
-        base.setdefault(p.train_size, p)
-    for p in points:
-        val = p.run.final("val_accuracy")
-        ref = base[p.train_size].run.final("val_accuracy")
-        change = f"{(val - ref) * 100:+.2f}" if _ok(val) and _ok(ref) else DASH
-        rows.append([str(p.train_size or DASH), f"{p.beta:g}", num(p.run.lr), str(p.run.batch_size),
-                     num(p.run.eta_over_s, 3), pct(val), pct(p.run.final("best_val_accuracy")),
-                     change, f"`{p.run.run_id}`"])
-    text = table(["N (train size)", "β", "η", "S", "η/S", "final val acc (%)", "best val acc (%)",
-                  "vs smallest β (pp)", "run"], rows)
-    ref = paper.E5_VAL_ACCURACY
-    sizes = [k for k in ref if isinstance(k, int)]
-    paper_rows = [[f"{b:g}"] + [f"{ref[n][i]:.1f}" for n in sizes] for i, b in enumerate(paper.E5_BETAS)]
-    label = "Paper" if paper.is_experiment(experiment, "e5_breaking_point") else "For reference, the paper"
-    text += (f"\n{label} ({ref['setting']}; {paper.CITATION}), validation accuracy (%):\n\n"
-             + table(["β"] + [f"N = {n}" for n in sizes], paper_rows))
-    return text
-
-
-# -------------------------------------------------------------------- sharpness_trajectory
-def sharpness_text(runs: list[Run], experiment: str) -> str:
-    """Final λ_max, its range along the run, and test accuracy, next to the paper's end points."""
-    with_paper = paper.is_experiment(experiment, "e6_cyclic_sharpness")
+# ------------------------------------------------------------------------------ analyses
+def analyses_text(runs: list[Run]) -> str:
+    """``tfminima analyze`` results: per run and checkpoint, λ_max, top-k, Tr(H) ± s.e., samples, stability."""
     rows = []
     for r in runs:
-        lam = r.series("sharpness", "lambda_max")
-        if not len(lam):
-            continue
-        row = [f"`{r.name}`", num(r.eta_over_s, 3), num(r.final("lambda_max")),
-               f"{num(float(lam.values.min()))} – {num(float(lam.values.max()))}", num(r.final("trace")),
-               pct(r.final("test_accuracy"))]
-        if with_paper:
-            acc, norm = paper.E6_END.get(r.label or "", (None, None))
-            row.append(DASH if acc is None else f"{acc:.2f} / {norm:g}")
-        rows.append(row)
+        for a in r.analyses:
+            eig = [v for v in a.get("eigenvalues") or [] if _ok(v)]
+            done = a.get("epochs_done")
+            edge = sharpness.run_edge(r, done) if _ok(done) else None
+            lam = eig[0] if eig else None
+            trace = a.get("trace")
+            err = a.get("trace_stderr")
+            rows.append([f"`{r.run_id}`", DASH if done is None else str(done), num(lam),
+                         ", ".join(num(v) for v in eig), f"{num(trace)} ± {num(err, 2)}" if _ok(trace) else DASH,
+                         str(a.get("samples", DASH)), num(lam / edge, 3) if lam is not None and edge else DASH,
+                         f"`analysis/{a['file']}`"])
     if not rows:
-        return "No sharpness measurements (add the `sharpness` monitor).\n"
-    header = ["run", "base η/S", "final λ_max", "λ_max range along the run", "final Tr(H)", "test acc (%)"]
-    if with_paper:
-        header.append("paper test acc (%) / Hessian norm")
-    text = table(header, rows)
-    if with_paper:
-        text += f"\nPaper: {paper.E6_END['setting']} ({paper.CITATION}).\n"
-    return text
+        return ""
+    return ("Hessian at a checkpoint, measured after training by `tfminima analyze` (top-k eigenvalues by "
+            "Lanczos, Tr(H) by Hutchinson ± its standard error, on a training subset of `samples` examples):\n\n"
+            + table(["run", "after epoch", "λ_max", "top-k eigenvalues", "Tr(H) ± s.e.", "samples",
+                     "stability λ_max·η/(2(1+β))", "file"], rows))
 
 
-# ------------------------------------------------------------------------------------ svag
-def svag_text(comparisons: list[numbers.SvagComparison]) -> str:
-    """Per learning rate: final val accuracy for each l and the largest gap between l = 1 and the largest l."""
-    rows = []
-    for c in comparisons:
-        finals = ", ".join(f"l={l}: {pct(r.final('val_accuracy'))}" for l, r in c.runs.items())
-        rows.append([num(c.lr), finals, str(c.largest_l),
-                     DASH if c.loss_gap is None else f"{num(c.loss_gap.value)} at epoch {epoch(c.loss_gap.epoch)}",
-                     DASH if c.val_gap is None else f"{c.val_gap.value * 100:.2f} pp at epoch {epoch(c.val_gap.epoch)}"])
-    if not rows:
-        return "No SVAG runs.\n"
-    return table(["η", "final val acc (%) by l", "largest l", "max |train loss l=1 − largest l|",
-                  "max |val acc l=1 − largest l|"], rows)
-
-
-# ----------------------------------------------------------------------- sharpness_vs_loss
-def _rho_cell(corr: numbers.Correlation | None, n: int) -> str:
-    if n < numbers.MIN_RUNS_FOR_RHO:
-        return f"n/a (< {numbers.MIN_RUNS_FOR_RHO} runs)"
-    return "n/a (no ranking)" if corr is None else f"{corr.rho:.2f}"
-
-
-def sharpness_vs_loss_text(paths: list[numbers.LossPath], levels: numbers.LossLevels,
-                           comparisons: list[numbers.LevelComparison], skipped: list[Run]) -> str:
-    """λ_max per run at common training-loss levels, ρ(λ_max, η/S) per level, and the end points beside them."""
-    if not paths:
-        text = "No sharpness measurements paired with a training loss (add the `sharpness` monitor).\n"
-        if skipped:
-            text += "\nRuns without sharpness measurements: " + ", ".join(f"`{r.name}`" for r in skipped) + ".\n"
-        return text
-    out = [("Each run's λ_max is compared at the same training loss (the mean loss over the epoch of the "
-            "measurement), interpolated linearly in log λ_max against log loss between its measurements; "
-            "a run that crosses a level more than once is taken at its first crossing.\n")]
-    if levels.span is None:
-        out.append(f"\n**No common training-loss range:** the runs' loss ranges at their sharpness measurements do not "
-                   f"overlap, and no loss is reached by {levels.min_runs} or more of the {levels.runs} runs, so they "
-                   f"cannot be compared at equal loss. Measure sharpness more often (`sharpness: {{every: ...}}`) or "
-                   f"train the runs to similar losses.\n")
-    elif levels.common:
-        out.append(f"\nAll {levels.runs} runs pass through training losses {num(levels.span[0], 3)} – "
-                   f"{num(levels.span[1], 3)}; levels are log-spaced inside that range.\n")
-    else:
-        out.append(f"\n**The runs' loss ranges have no part in common:** levels are placed where at least "
-                   f"{levels.min_runs} of the {levels.runs} runs pass ({num(levels.span[0], 3)} – "
-                   f"{num(levels.span[1], 3)}); each level says how many runs reach it.\n")
-    groups = numbers.iso_ratio_groups([p.run for p in paths])
-    if comparisons:
-        with_groups = len(groups) <= 6
-        header = ["training loss", "runs at this loss"]
-        header += [f"mean λ_max, η/S={r:.3g}" for r in groups] if with_groups else []
-        header += ["ρ(λ_max, η/S)", "p", "ρ(Tr(H), η/S)"]
-        rows = []
-        for c in comparisons:
-            row = [num(c.level, 3), f"{c.n} of {len(paths)}"]
-            if with_groups:
-                for members in groups.values():
-                    vals = [c.lambda_max[r.run_id] for r in members if r.run_id in c.lambda_max]
-                    row.append(DASH if not vals else num(sum(vals) / len(vals)) + (f" (n={len(vals)})" if len(vals) > 1 else ""))
-            row += [_rho_cell(c.rho_lambda, c.n), DASH if c.rho_lambda is None else f"{c.rho_lambda.pvalue:.2g}",
-                    _rho_cell(c.rho_trace, len(c.trace))]
-            rows.append(row)
-        out.append("\nAt equal training loss:\n\n" + table(header, rows))
-        few = [c for c in comparisons if c.n < numbers.MIN_RUNS_FOR_RHO]
-        if few:
-            out.append(f"\nLevels reached by fewer than {numbers.MIN_RUNS_FOR_RHO} runs (no correlation): "
-                       + ", ".join(num(c.level, 3) for c in few) + ".\n")
-    header = ["run", "η/S", "sharpness measurements", "training loss range"]
-    header += [f"λ_max at loss {num(c.level, 3)}" for c in comparisons]
-    header += ["final loss", "final λ_max"]
-    rows = []
-    for p in paths:
-        lo, hi = p.loss_range
-        rows.append([f"`{p.run.name}`", num(p.run.eta_over_s, 3), str(len(p.loss)),
-                     num(lo, 3) if num(lo, 3) == num(hi, 3) else f"{num(lo, 3)} – {num(hi, 3)}"]
-                    + [num(c.lambda_max.get(p.run.run_id)) for c in comparisons]
-                    + [num(float(p.loss[-1]), 3), num(float(p.lambda_max[-1]))])
-    out.append("\nPer run (— : the run never reaches that loss between its measurements):\n\n" + table(header, rows))
-    end = numbers.spearman([p.run.eta_over_s for p in paths], [float(p.lambda_max[-1]) for p in paths])
-    finals = [float(p.loss[-1]) for p in paths]
-    out.append(f"\nAt the last measurements, for contrast: ρ(λ_max, η/S) = {rho(end)} over {len(paths)} runs, with "
-               f"training losses from {num(min(finals), 3)} to {num(max(finals), 3)}.\n")
-    if skipped:
-        out.append("\nNot used (no sharpness measurement with a training loss of the same epoch): "
-                   + ", ".join(f"`{r.name}`" for r in skipped) + ".\n")
-    return "".join(out)
+def warnings_text(warnings: list[str]) -> str:
+    """One quoted block, a paragraph per warning."""
+    return "\n>\n".join(f"> **Warning:** {w}" for w in warnings) + "\n" if warnings else ""

@@ -9,11 +9,11 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
-import warnings
 from collections.abc import Callable, Iterable
 
 import numpy as np
 
+from tfminima.report import seeds, stats
 from tfminima.report.loading import Run, Series
 
 
@@ -22,33 +22,16 @@ def ratio_key(value: float) -> float:
     return float(f"{value:.6g}")
 
 
-@dataclasses.dataclass
-class Correlation:
-    """Spearman's rank correlation of a metric with a noise scale, over ``n`` runs."""
-
-    rho: float
-    pvalue: float
-    n: int
+Correlation = stats.RankCorrelation
 
 
 def spearman(x: Iterable[float | None], y: Iterable[float | None]) -> Correlation | None:
     """ρ over the pairs where both values are finite; None when fewer than two or one side is constant.
 
     A rank correlation, because the paper claims an ordering (higher η/S → higher accuracy,
-    lower sharpness), not a linear law.
+    lower sharpness), not a linear law. The p-value is exact for up to 8 points.
     """
-    from scipy.stats import spearmanr
-
-    pairs = [(a, b) for a, b in zip(x, y) if _finite(a) and _finite(b)]
-    if len(pairs) < 2:
-        return None
-    xs, ys = (np.array(v, dtype=float) for v in zip(*pairs))
-    if np.ptp(xs) == 0 or np.ptp(ys) == 0:
-        return None
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        res = spearmanr(xs, ys)
-    return Correlation(float(res.statistic), float(res.pvalue), len(pairs))
+    return stats.spearman(list(x), list(y))
 
 
 def _finite(v) -> bool:
@@ -211,7 +194,8 @@ def interpolation_rise(result: dict, split: str = "train", d: float = 0.5) -> Ri
 
 @dataclasses.dataclass
 class SvagComparison:
-    """At one learning rate: the SVAG runs by l, and how far the largest l moves from l = 1."""
+    """At one learning rate: a run of each SVAG l (its condition's first seed), and how far the mean
+    curves of the largest l move from those of l = 1."""
 
     lr: float
     runs: dict[int, Run]
@@ -224,180 +208,26 @@ class SvagComparison:
 
 
 def svag_comparisons(runs: list[Run]) -> list[SvagComparison]:
-    """Per learning rate (and batch size), l = 1 against the largest l: train loss and val accuracy."""
-    by_lr: dict[tuple, dict[int, Run]] = {}
-    for r in runs:
+    """Per learning rate (and batch size), l = 1 against the largest l: train loss and val accuracy,
+    each a mean over the condition's seeds."""
+    by_lr: dict[tuple, dict[int, seeds.Condition]] = {}
+    for c in seeds.conditions(runs):
+        r = c.first
         if r.lr is not None:
-            by_lr.setdefault((r.lr, r.batch_size), {})[r.svag] = r
+            by_lr.setdefault((r.lr, r.batch_size), {})[r.svag] = c
     out = []
     for (lr, _), members in sorted(by_lr.items()):
         members = dict(sorted(members.items()))
         one, top = members.get(1), members[max(members)]
         loss_gap = val_gap = None
         if one is not None and top is not one:
-            loss_gap = largest_gap(one.series("train", "loss"), top.series("train", "loss"))
-            val_gap = largest_gap(one.series("eval", "accuracy", "val"), top.series("eval", "accuracy", "val"))
-        out.append(SvagComparison(lr, members, loss_gap, val_gap))
+            mean = lambda c, *key: seeds.mean_curve(c, *key).as_series()
+            loss_gap = largest_gap(mean(one, "train", "loss"), mean(top, "train", "loss"))
+            val_gap = largest_gap(mean(one, "eval", "accuracy", "val"), mean(top, "eval", "accuracy", "val"))
+        out.append(SvagComparison(lr, {l: c.first for l, c in members.items()}, loss_gap, val_gap))
     return out
 
 
 def varies(values: Iterable) -> bool:
     """More than one distinct value (after rounding noise away)."""
     return len({ratio_key(v) for v in values if _finite(v)}) > 1
-
-
-# ------------------------------------------------------------------------- sharpness_vs_loss
-@dataclasses.dataclass
-class LossPath:
-    """A run's sharpness measurements, each with the training loss of the same epoch, in epoch order.
-
-    The loss is the ``train`` event's: the mean training loss over that epoch. ``trace`` and
-    ``trace_stderr`` are NaN where the monitor measured no trace.
-    """
-
-    run: Run
-    epochs: np.ndarray
-    loss: np.ndarray
-    lambda_max: np.ndarray
-    trace: np.ndarray
-    trace_stderr: np.ndarray
-
-    @property
-    def loss_range(self) -> tuple[float, float]:
-        return float(self.loss.min()), float(self.loss.max())
-
-    def at_loss(self, level: float, key: str = "lambda_max") -> float | None:
-        """``key`` where the run first reaches training loss ``level`` (see :func:`value_at_loss`)."""
-        return value_at_loss(self.loss, getattr(self, key), level)
-
-
-def loss_path(run: Run) -> LossPath | None:
-    """The run's (loss, λ_max, Tr(H)) points at epochs with both a sharpness and a train event; None if none.
-
-    Points whose loss is not positive and finite, or whose λ_max is not finite, are left out
-    (a log axis cannot place them).
-    """
-    lam = run.series("sharpness", "lambda_max")
-    loss = run.series("train", "loss")
-    epochs, il, it = np.intersect1d(lam.epochs, loss.epochs, return_indices=True)
-    if not len(epochs):
-        return None
-    lam_v, loss_v = lam.values[il], loss.values[it]
-    keep = np.isfinite(lam_v) & np.isfinite(loss_v) & (loss_v > 0)
-    if not keep.any():
-        return None
-    epochs, lam_v, loss_v = epochs[keep], lam_v[keep], loss_v[keep]
-
-    def aligned(key: str) -> np.ndarray:
-        s = run.series("sharpness", key)
-        return np.array([np.nan if (v := s.at(e)) is None else v for e in epochs], dtype=float)
-
-    return LossPath(run, epochs, loss_v, lam_v, aligned("trace"), aligned("trace_stderr"))
-
-
-def value_at_loss(loss: np.ndarray, values: np.ndarray, level: float) -> float | None:
-    """The value where the trajectory first reaches training loss ``level``; None if it never does.
-
-    Points are taken in epoch order and joined by straight lines in (log loss, log value), so a
-    power law ``value = c · loss^p`` is recovered exactly between measurements (linear in the value
-    when one end is not positive). A loss that goes back up (a cyclic schedule) can cross a level
-    more than once: the first crossing counts, the moment the run first got that far.
-    """
-    if not (level > 0 and math.isfinite(level)):
-        return None
-    x = np.log(np.asarray(loss, dtype=float))
-    y = np.asarray(values, dtype=float)
-    target = math.log(level)
-    for i in range(len(x)):
-        if x[i] == target:
-            return float(y[i]) if math.isfinite(y[i]) else None
-        if i + 1 < len(x) and (x[i] - target) * (x[i + 1] - target) < 0:
-            a, b = y[i], y[i + 1]
-            if not (math.isfinite(a) and math.isfinite(b)):
-                return None
-            t = (target - x[i]) / (x[i + 1] - x[i])
-            if a > 0 and b > 0:
-                return float(math.exp(math.log(a) + t * (math.log(b) - math.log(a))))
-            return float(a + t * (b - a))
-    return None
-
-
-@dataclasses.dataclass
-class LossLevels:
-    """Training-loss levels at which runs are compared, and the span they were placed in.
-
-    ``common`` is True when every run's loss range covers the span; otherwise the span is where at
-    least ``min_runs`` runs reach (the runs' ranges have no common part). ``levels`` is empty when
-    no span exists.
-    """
-
-    levels: list[float]
-    span: tuple[float, float] | None
-    common: bool
-    min_runs: int
-    runs: int
-
-
-def loss_levels(paths: list[LossPath], n: int = 4) -> LossLevels:
-    """``n`` log-spaced levels (centres of ``n`` equal log bins) inside the loss range all runs pass through.
-
-    When the runs' ranges do not all overlap, the span falls back to the losses reached by at least
-    half the runs (and at least two); when even that is empty there are no levels.
-    """
-    if not paths:
-        return LossLevels([], None, False, 0, 0)
-    ranges = np.log(np.array([p.loss_range for p in paths]))
-    lo, hi = float(ranges[:, 0].max()), float(ranges[:, 1].min())
-    if lo <= hi:
-        return LossLevels(_log_centres(lo, hi, n), (math.exp(lo), math.exp(hi)), True, len(paths), len(paths))
-    need = max(2, math.ceil(len(paths) / 2))
-    grid = np.unique(np.concatenate([ranges.ravel(), np.linspace(ranges.min(), ranges.max(), 512)]))
-    cover = ((ranges[:, :1] <= grid) & (grid <= ranges[:, 1:])).sum(axis=0)
-    ok = grid[cover >= need]
-    if not len(ok):
-        return LossLevels([], None, False, need, len(paths))
-    lo, hi = float(ok.min()), float(ok.max())
-    return LossLevels(_log_centres(lo, hi, n), (math.exp(lo), math.exp(hi)), False, need, len(paths))
-
-
-def _log_centres(lo: float, hi: float, n: int) -> list[float]:
-    if hi <= lo:
-        return [math.exp(lo)]
-    return [math.exp(lo + (i + 0.5) * (hi - lo) / n) for i in range(n)]
-
-
-MIN_RUNS_FOR_RHO = 3
-
-
-@dataclasses.dataclass
-class LevelComparison:
-    """λ_max and Tr(H) of each run at one training-loss level, and their Spearman ρ with η/S there.
-
-    ``rho_*`` is None when fewer than :data:`MIN_RUNS_FOR_RHO` runs reach the level.
-    """
-
-    level: float
-    lambda_max: dict[str, float]  # run id -> λ_max at this loss (runs that reach it)
-    trace: dict[str, float]
-    rho_lambda: Correlation | None
-    rho_trace: Correlation | None
-
-    @property
-    def n(self) -> int:
-        return len(self.lambda_max)
-
-
-def compare_at_loss(paths: list[LossPath], levels: list[float]) -> list[LevelComparison]:
-    """At each level, every run's interpolated λ_max and Tr(H) and their rank correlation with η/S."""
-    ratio = {p.run.run_id: p.run.eta_over_s for p in paths}
-    out = []
-    for level in levels:
-        values = {}
-        for key in ("lambda_max", "trace"):
-            at = {p.run.run_id: p.at_loss(level, key) for p in paths}
-            values[key] = {rid: v for rid, v in at.items() if v is not None and math.isfinite(v)}
-        # Interpolated values equal up to float noise (iso-ratio runs on one law) rank as ties.
-        rhos = [spearman([ratio[r] for r in values[key]], [float(f"{v:.10g}") for v in values[key].values()])
-                if len(values[key]) >= MIN_RUNS_FOR_RHO else None for key in ("lambda_max", "trace")]
-        out.append(LevelComparison(level, values["lambda_max"], values["trace"], *rhos))
-    return out

@@ -1,14 +1,21 @@
-"""The paper's reference numbers, copied from /work/shared/PAPER.md (section 2), for side-by-side tables.
+"""The paper's reference numbers, for side-by-side tables.
 
-Jastrzębski et al., "Three Factors Influencing Minima in SGD" (arXiv 1711.04623). These are the
-only numbers in the report typed in by hand; everything else is computed from the run files.
+Jastrzębski et al., "Three Factors Influencing Minima in SGD" (arXiv 1711.04623, experiments in §4),
+as set out in the repository's ``docs/paper.md`` (section 2, "E1" ... "E6"). These are the only
+numbers in the report typed in by hand; everything else is computed from the run files.
 Experiments are matched by the prefix of the experiment name (``e3_schedules_cpu`` → E3) and
 runs by their sweep label.
 """
 
 from __future__ import annotations
 
-CITATION = "Jastrzębski et al. 2017 (arXiv 1711.04623), as summarised in PAPER.md §2"
+PAPER = "Jastrzębski et al. 2017, arXiv 1711.04623"
+
+
+def cite(experiment: str) -> str:
+    """Where a reader checks the paper's numbers for ``experiment`` ("E1" ... "E6"): the arXiv paper's
+    experiment section and the repository's account of it (never a path outside the repository)."""
+    return f"{PAPER} §4, experiment {experiment}; see docs/paper.md, section {experiment}"
 
 # E1, ResNet-56 on CIFAR-10: validation accuracy (%) against η/S.
 E1_RESNET = {

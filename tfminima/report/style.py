@@ -1,12 +1,17 @@
-"""One look for every figure: η/S colours on a log scale, line styles for runs sharing an η/S.
+"""One look for every figure: η/S colours on a log scale, line styles for runs sharing an η/S, legends
+outside the data.
 
 Figures are built on :class:`matplotlib.figure.Figure` with the Agg canvas, never through pyplot,
-so the report leaves no global plotting state behind and needs no display.
+so the report leaves no global plotting state behind and needs no display. Legends go outside the
+axes (a legend inside hides whichever curve happens to run under it); a few η/S values get a
+discrete key, many a colour bar.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import difflib
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import matplotlib
@@ -14,10 +19,11 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.cm import ScalarMappable
 from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 from matplotlib.ticker import LogFormatter, MaxNLocator, NullLocator
 
-from tfminima.report.loading import Run
-from tfminima.report.numbers import iso_ratio_groups
+from tfminima.report import seeds
+from tfminima.report.numbers import ratio_key
 
 CMAP = matplotlib.colormaps["viridis"]
 SVAG_CMAP = matplotlib.colormaps["plasma"]  # l is not a noise scale: a different map
@@ -26,6 +32,23 @@ MARKERS = ["o", "s", "^", "D", "v", "P", "X", "<", ">", "*"]
 PAIR_COLOURS = ("tab:blue", "tab:red")  # the two runs of a pair share η/S, so η/S cannot tell them apart
 DPI = 110
 ETA_S_LABEL = "η/S (learning rate / batch size)"
+FORMATS = ("png", "pdf", "svg")
+DISCRETE_RATIOS = 5  # up to this many η/S values: a discrete key; more: a continuous colour bar
+BAND_ALPHA = 0.18
+
+
+def parse_formats(text: str | Sequence[str]) -> tuple[str, ...]:
+    """``"png,pdf"`` → ("png", "pdf"); raises ValueError naming the nearest valid format."""
+    items = [t.strip().lower().lstrip(".") for t in (text.split(",") if isinstance(text, str) else text)]
+    items = [t for t in items if t]
+    if not items:
+        raise ValueError(f"no figure format given (choose from {', '.join(FORMATS)})")
+    for item in items:
+        if item not in FORMATS:
+            near = difflib.get_close_matches(item, FORMATS, n=1)
+            hint = f"; did you mean {near[0]!r}?" if near else ""
+            raise ValueError(f"unknown figure format {item!r} (choose from {', '.join(FORMATS)}){hint}")
+    return tuple(dict.fromkeys(items))
 
 
 def ratio_norm(values: list[float]) -> LogNorm:
@@ -44,14 +67,18 @@ class RunStyle:
     marker: str
 
 
-def run_styles(runs: list[Run], norm: LogNorm) -> dict[str, RunStyle]:
-    """Colour from η/S; runs with the same η/S get different line styles and markers."""
+def run_styles(conds: list[seeds.Condition], norm: LogNorm) -> dict[str, RunStyle]:
+    """By run id: colour from η/S; conditions with the same η/S get different line styles and markers,
+    and the seeds of one condition share its style."""
+    families: dict[float, list[seeds.Condition]] = {}
+    for c in conds:
+        if c.eta_over_s is not None:
+            families.setdefault(ratio_key(c.eta_over_s), []).append(c)
     styles = {}
-    for members in iso_ratio_groups(runs).values():
-        for i, run in enumerate(members):
-            styles[run.run_id] = RunStyle(
-                CMAP(norm(run.eta_over_s)), LINESTYLES[i % len(LINESTYLES)], MARKERS[i % len(MARKERS)]
-            )
+    for members in families.values():
+        for i, cond in enumerate(members):
+            style = RunStyle(CMAP(norm(cond.eta_over_s)), LINESTYLES[i % len(LINESTYLES)], MARKERS[i % len(MARKERS)])
+            styles.update({r.run_id: style for r in cond.runs})
     return styles
 
 
@@ -72,17 +99,63 @@ def colourbar(fig: Figure, axes, norm: LogNorm, label: str = ETA_S_LABEL, locati
     axis.set_minor_formatter(PlainLogFormatter(labelOnlyBase=False, minor_thresholds=(1.5, 0.6)))
 
 
-def save(fig: Figure, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=DPI)
-    return path
+def save(fig: Figure, stem: Path, formats: Sequence[str] = ("png",)) -> Path:
+    """Write ``stem.<format>`` for every format; returns the first (the one REPORT.md links)."""
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    paths = [stem.with_suffix(f".{fmt}") for fmt in formats]
+    for path in paths:
+        fig.savefig(path, dpi=DPI)
+    return paths[0]
 
 
-def legend(ax, *, max_entries: int = 14, **kwargs) -> None:
-    """A legend when it stays readable; beyond ``max_entries`` the colour bar has to do."""
-    handles, labels = ax.get_legend_handles_labels()
-    if 0 < len(handles) <= max_entries:
-        ax.legend(handles, labels, fontsize=7, **kwargs)
+MAX_ENTRIES = 14  # beyond this many runs a legend is unreadable: colour (η/S) has to do
+
+
+def heading(text: str) -> Line2D:
+    """A legend entry with no symbol, drawn bold: the title of the entries below it."""
+    return Line2D([], [], linestyle="", marker="", label=text)
+
+
+def ratio_handles(norm: LogNorm, ratios: Iterable[float]) -> list[Line2D]:
+    return [Line2D([], [], color=CMAP(norm(r)), lw=4, label=f"{r:.3g}") for r in distinct(ratios)]
+
+
+def distinct(values: Iterable[float | None]) -> list[float]:
+    return sorted({ratio_key(v) for v in values if v})
+
+
+def figure_legend(fig: Figure, axes, sections: list[tuple[str | None, list]], *, norm: LogNorm | None = None,
+                  ratios: Iterable[float] = (), ratio_label: str = ETA_S_LABEL, where: str = "right") -> None:
+    """One legend outside the axes, in titled sections, and the η/S key.
+
+    ``sections`` are (title, handles); a handle's ``get_label()`` is its text. With ``norm``, η/S
+    gets a section of its own when there are at most :data:`DISCRETE_RATIOS` values, a colour bar
+    otherwise.
+    """
+    sections = [(t, list(h)) for t, h in sections if h]
+    if norm is not None:
+        values = distinct(ratios)
+        if 0 < len(values) <= DISCRETE_RATIOS:
+            sections.append((ratio_label, ratio_handles(norm, values)))
+        elif values:
+            colourbar(fig, axes, norm, label=ratio_label)
+    if not sections:
+        return
+    handles, titles = [], set()
+    for title, items in sections:
+        if title and (len(sections) > 1 or where != "right"):
+            handles.append(heading(title))
+            titles.add(len(handles) - 1)
+        handles.extend(items)
+    single_title = sections[0][0] if len(sections) == 1 and where == "right" else None
+    # "right center", not "upper": an upper legend would run into the figure's title
+    loc = "outside right center" if where == "right" else "outside lower center"
+    ncol = 1 if where == "right" else min(4, max(1, len(handles) // 3))
+    leg = fig.legend(handles, [h.get_label() for h in handles], loc=loc, fontsize=7, ncol=ncol,
+                     title=single_title, title_fontsize=8, frameon=False)
+    for i, text in enumerate(leg.get_texts()):
+        if i in titles:
+            text.set_fontweight("bold")
 
 
 class PlainLogFormatter(LogFormatter):
@@ -108,6 +181,11 @@ def log_axis(ax, which: str = "y", values: list[float] | None = None) -> None:
 def epoch_axis(ax) -> None:
     """Epochs are counts: integer ticks only."""
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+
+
+def epoch_limits(ax, last: float) -> None:
+    """Every epoch axis starts at 0 (the initial weights), so figures side by side share an origin."""
+    ax.set_xlim(0, max(float(last), 1.0))
 
 
 def schedule_xy(series) -> tuple:
