@@ -11,16 +11,6 @@ L2 = 2.0**-6
 
 
 @pytest.fixture(scope="module")
-def float64_policy():
-    old_policy, old_floatx = keras.config.dtype_policy(), keras.config.floatx()
-    keras.config.set_dtype_policy("float64")
-    keras.config.set_floatx("float64")
-    yield
-    keras.config.set_dtype_policy(old_policy)
-    keras.config.set_floatx(old_floatx)
-
-
-@pytest.fixture(scope="module")
 def mlp(float64_policy):
     keras.utils.set_random_seed(5)
     rng = np.random.default_rng(5)
