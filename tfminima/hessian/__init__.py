@@ -61,7 +61,42 @@ _EXPORTS = {
 }
 _MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
 
-__all__ = sorted(_MODULE_OF)
+__all__ = [  # the names of _EXPORTS
+    "DEFAULT_BATCH_SIZE",
+    "DensityResult",
+    "EigenResult",
+    "FrobeniusResult",
+    "HessianOperator",
+    "HessianProducts",
+    "Matvec",
+    "PlacedBatches",
+    "ProductOptions",
+    "TraceResult",
+    "arpack",
+    "as_batches",
+    "density",
+    "density_curve",
+    "frobenius_estimate",
+    "frobenius_norm",
+    "get_flat_weights",
+    "hutch_plus_plus",
+    "hutchinson",
+    "hvp",
+    "lanczos",
+    "lanczos_tridiagonal",
+    "loss_key",
+    "model_state",
+    "plot_density",
+    "power_iteration",
+    "resolve_loss",
+    "set_flat_weights",
+    "slq",
+    "solver_context",
+    "top_eigenvalues",
+    "trace",
+    "traced",
+    "traced_functions",
+]
 
 
 def __getattr__(name: str):
@@ -78,14 +113,30 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # what type checkers and editors see; at run time __getattr__ imports on first use
-    from tfminima.hessian.api import density, frobenius_norm, hvp, top_eigenvalues, trace
+    from tfminima.hessian.api import (
+        density,
+        frobenius_norm,
+        hvp,
+        top_eigenvalues,
+        trace,
+    )
     from tfminima.hessian.batches import PlacedBatches, as_batches
     from tfminima.hessian.cache import loss_key, traced
     from tfminima.hessian.operator import HessianOperator
     from tfminima.hessian.options import DEFAULT_BATCH_SIZE, ProductOptions
     from tfminima.hessian.plots import density_curve, plot_density
-    from tfminima.hessian.products import HessianProducts, model_state, resolve_loss, traced_functions
-    from tfminima.hessian.results import DensityResult, EigenResult, FrobeniusResult, TraceResult
+    from tfminima.hessian.products import (
+        HessianProducts,
+        model_state,
+        resolve_loss,
+        traced_functions,
+    )
+    from tfminima.hessian.results import (
+        DensityResult,
+        EigenResult,
+        FrobeniusResult,
+        TraceResult,
+    )
     from tfminima.hessian.solvers import (
         Matvec,
         arpack,
