@@ -18,6 +18,23 @@ def pytest_configure(config):
         pass
 
 
+@pytest.fixture(scope="module")
+def float64_policy():
+    """Keras computes in float64 for the module's tests (comparisons with exact float64 Hessians).
+
+    The policy makes layers compute in float64; floatx makes ``keras.Input`` float64 too (else the
+    inputs are rounded to float32 before the first layer). Both are restored after the module.
+    """
+    import keras
+
+    old_policy, old_floatx = keras.config.dtype_policy(), keras.config.floatx()
+    keras.config.set_dtype_policy("float64")
+    keras.config.set_floatx("float64")
+    yield
+    keras.config.set_dtype_policy(old_policy)
+    keras.config.set_floatx(old_floatx)
+
+
 @pytest.fixture
 def tiny_yaml(tmp_path):
     """Write a small, fast experiment YAML; returns a function taking extra YAML text."""

@@ -1,9 +1,13 @@
 """Hessian instruments against exact Hessians (nested tapes), closed forms and matrices with known spectra."""
 
+import dataclasses
+import gc
+import importlib
 import json
 import os
 import subprocess
 import sys
+import weakref
 from pathlib import Path
 
 import keras
@@ -12,20 +16,9 @@ import pytest
 import tensorflow as tf
 
 from tfminima import hessian as H
+from tfminima.hessian.options import ProductKeywords
 
 L2 = 2.0**-7  # exactly representable: Keras stores the L2 factor in float32
-
-
-@pytest.fixture(scope="module")
-def float64_policy():
-    # The policy makes layers compute in float64; floatx makes keras.Input float64 too (else the
-    # inputs are rounded to float32 before the first layer).
-    old_policy, old_floatx = keras.config.dtype_policy(), keras.config.floatx()
-    keras.config.set_dtype_policy("float64")
-    keras.config.set_floatx("float64")
-    yield
-    keras.config.set_dtype_policy(old_policy)
-    keras.config.set_floatx(old_floatx)
 
 
 class WithUnused(keras.layers.Layer):
@@ -220,6 +213,81 @@ def _exact_gradient(model, x, y):
         logits = model(x, training=False)
         loss = tf.reduce_mean(keras.losses.sparse_categorical_crossentropy(y, logits, from_logits=True))
     return np.concatenate([g.numpy().ravel() for g in tape.gradient(loss, model.trainable_variables)])
+
+
+@pytest.mark.parametrize("architecture", [None, "freed-net"])
+def test_a_model_dropped_by_the_user_is_freed(float64_policy, architecture):
+    """The trace cache holds no model: a model that only the cache (and its traced functions) still knows
+    is garbage collected. A shared trace outlives it and traces a new data shape with another live model
+    of its architecture, exactly."""
+    keras.utils.set_random_seed(8)
+    rng = np.random.default_rng(8)
+    x, y = rng.standard_normal((37, 5)), rng.integers(0, 3, 37)
+    model = _mlp()
+    op = H.HessianOperator(model, (x, y), mode="reverse", architecture=architecture)
+    op.matvec(np.ones(op.n))
+    op.loss_and_gradient()
+    fns, dropped = op.fns, weakref.ref(model)
+    del model, op
+    gc.collect()
+    assert dropped() is None
+    other = _mlp()
+    again = H.HessianOperator(other, (x[:20], y[:20]), mode="reverse", architecture=architecture)
+    v = rng.standard_normal(again.n)
+    np.testing.assert_allclose(again.matvec(v), exact_hessian(other, x[:20], y[:20]) @ v, rtol=0, atol=1e-10)
+    if architecture is not None:
+        assert again.fns is fns and fns.hvp.experimental_get_tracing_count() == 2
+
+
+def test_product_options_as_keywords_or_gathered(zoo):
+    model, x, y, hess = zoo["mlp"]
+    v = np.random.default_rng(4).standard_normal(hess.shape[0])
+    options = H.ProductOptions(mode="reverse", batch_size=10)
+    gathered = H.hvp(model, (x, y), v, options=options)
+    np.testing.assert_array_equal(gathered, H.hvp(model, (x, y), v, mode="reverse", batch_size=10))
+    np.testing.assert_allclose(gathered, hess @ v, rtol=0, atol=1e-10)
+    op = H.HessianOperator(model, (x, y), options=options, mode="forward")  # a keyword overrides
+    assert (op.options.mode, op.options.batch_size, len(op.batches)) == ("forward", 10, 4)
+    with pytest.raises(TypeError, match="'tols'"):
+        H.trace(model, (x, y), tols=0.1)
+    with pytest.raises(ValueError, match="mode must be 'forward' or 'reverse'"):
+        H.hvp(model, (x, y), v, mode="sideways")
+    with pytest.raises(TypeError, match="options must be a ProductOptions"):
+        H.traced_functions(model, "mse")  # the loss is a keyword now
+    assert set(ProductKeywords.__annotations__) == {f.name for f in dataclasses.fields(H.ProductOptions)}
+
+
+def test_package_exports_each_name_of_its_layers():
+    layers = ["api", "batches", "cache", "operator", "options", "plots", "products", "results", "solvers", "vectors"]
+    modules = {name: importlib.import_module(f"tfminima.hessian.{name}") for name in layers}
+    owner = {name: module for module in modules.values() for name in module.__all__}
+    for name in H.__all__:
+        assert getattr(H, name) is getattr(owner[name], name), name
+    assert set(H.__all__) <= set(dir(H))
+    with pytest.raises(AttributeError, match="no_such_name"):
+        H.no_such_name  # noqa: B018
+
+
+def test_solvers_and_plots_work_without_tensorflow():
+    """The matrix layer is NumPy/SciPy only: in a fresh interpreter it neither needs nor loads TensorFlow."""
+    code = (
+        "import json, sys\n"
+        "import numpy as np\n"
+        "from tfminima.hessian import ProductOptions, density_curve, lanczos, slq\n"
+        "A = np.diag(np.arange(1.0, 41.0))\n"
+        "top = lanczos(lambda v: A @ v, 40, 2, tol=1e-10)\n"
+        "grid, values = density_curve(slq(lambda v: A @ v, 40, runs=2, steps=10))\n"
+        "print(json.dumps({'top': top.eigenvalues.tolist(), 'area': float(np.trapezoid(values, grid)),\n"
+        "                  'mode': ProductOptions().mode,\n"
+        "                  'loaded': sorted({m.split('.')[0] for m in sys.modules} & {'tensorflow', 'keras'})}))\n"
+    )
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).parents[1]))
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=False)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out["loaded"] == [] and out["mode"] == "forward"
+    np.testing.assert_allclose(out["top"], [40.0, 39.0], rtol=1e-10)
+    assert abs(out["area"] - 1.0) < 1e-3
 
 
 # ----------------------------------------------------------------------------- eigenvalues on models

@@ -8,16 +8,6 @@ import tensorflow as tf
 from tfminima import hessian, landscape
 
 
-@pytest.fixture(scope="module")
-def float64_policy():
-    old_policy, old_floatx = keras.config.dtype_policy(), keras.config.floatx()
-    keras.config.set_dtype_policy("float64")
-    keras.config.set_floatx("float64")
-    yield
-    keras.config.set_dtype_policy(old_policy)
-    keras.config.set_floatx(old_floatx)
-
-
 def _bn_model():
     model = keras.Sequential(
         [
@@ -60,6 +50,7 @@ def test_evaluate_matches_keras_evaluate(setup):
     keras_loss, keras_acc = model.evaluate(x, y, batch_size=32, verbose=0)
     assert abs(loss - keras_loss) < 1e-9 * max(1.0, keras_loss)
     assert acc == pytest.approx(keras_acc, abs=1e-12)
+    assert hessian.HessianOperator(model, (x, y), batch_size=32).evaluate() == (loss, acc)  # one implementation
 
 
 def test_interpolating_statistics_reproduces_both_end_points_exactly(setup):

@@ -156,13 +156,13 @@ def test_the_runs_of_a_sweep_share_the_monitors_traces():
                                          "t.yaml"))
                 for h, lr in [(16, 0.05), (16, 0.2), (12, 0.05)]]
     results = [t.fit() for t in trainers]
-    fns = [hessian.traced_functions(t.model, run_loss, mode="reverse", strategy=t.strategy,
+    fns = [hessian.traced_functions(t.model, loss=run_loss, mode="reverse", strategy=t.strategy,
                                     architecture=t.architecture()) for t in trainers]
     assert trainers[0].architecture() == trainers[1].architecture() != trainers[2].architecture()
     assert fns[0] is fns[1] and fns[2] is not fns[0]
     assert fns[0].hvp.experimental_get_tracing_count() == 1
-    noise_fns = noise._noise_functions(trainers[1].model, run_loss, False, trainers[1].strategy,
-                                       trainers[1].architecture())
+    noise_fns = noise.covariance_functions(trainers[1].model, hessian.ProductOptions(
+        loss=run_loss, strategy=trainers[1].strategy, architecture=trainers[1].architecture()))
     assert noise_fns.cov.experimental_get_tracing_count() == 1
     lam = [r.history[-1]["sharpness/lambda_max"] for r in results[:2]]
     op = hessian.HessianOperator(trainers[1].model, trainers[1]._monitor_list[0].data, loss=run_loss)

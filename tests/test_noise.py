@@ -11,16 +11,6 @@ L2 = 2.0**-6
 
 
 @pytest.fixture(scope="module")
-def float64_policy():
-    old_policy, old_floatx = keras.config.dtype_policy(), keras.config.floatx()
-    keras.config.set_dtype_policy("float64")
-    keras.config.set_floatx("float64")
-    yield
-    keras.config.set_dtype_policy(old_policy)
-    keras.config.set_floatx(old_floatx)
-
-
-@pytest.fixture(scope="module")
 def mlp(float64_policy):
     keras.utils.set_random_seed(5)
     rng = np.random.default_rng(5)
@@ -121,6 +111,12 @@ def test_covariance_operator_matches_explicit_matrix(mlp):
         v = rng.standard_normal(C.shape[0])
         np.testing.assert_allclose(op.matvec(v), C @ v, rtol=0, atol=1e-12 * max(1.0, np.abs(C @ v).max()))
     assert op.count == 2
+    # hvp_mode is the mode of the Hessian operator it carries; C itself does not depend on it
+    reverse = noise.CovarianceOperator(model, (x, y), batch_size=10, hvp_mode="reverse")
+    assert reverse.hessian.options.mode == "reverse" and reverse.fns is op.fns
+    np.testing.assert_allclose(reverse.matvec(v), C @ v, rtol=0, atol=1e-12 * max(1.0, np.abs(C @ v).max()))
+    with pytest.raises(TypeError, match="hvp_mode or mode"):
+        noise.CovarianceOperator(model, (x, y), hvp_mode="reverse", mode="forward")
 
 
 def test_theory_check_fields_against_exact_matrices(mlp):

@@ -20,17 +20,12 @@ import numpy as np
 import scipy.optimize
 import tensorflow as tf
 
-from tfminima.hessian import (
-    DEFAULT_BATCH_SIZE,
-    HessianOperator,
-    PlacedBatches,
-    as_batches,
-    get_flat_weights,
-    model_state,
-    set_flat_weights,
-    solver_context,
-    traced_functions,
-)
+from tfminima.hessian.batches import PlacedBatches, as_batches
+from tfminima.hessian.operator import HessianOperator
+from tfminima.hessian.options import DEFAULT_BATCH_SIZE, ProductOptions
+from tfminima.hessian.products import model_state, traced_functions
+from tfminima.hessian.solvers import solver_context
+from tfminima.hessian.vectors import get_flat_weights, set_flat_weights
 
 __all__ = [
     "InterpolationResult",
@@ -51,14 +46,9 @@ def evaluate(model, data, *, loss=None, batch_size: int = DEFAULT_BATCH_SIZE, st
     The loss is ``Σ_i ℓ_i / N + sum(model.losses)`` summed in float64; accuracy is the argmax accuracy
     (NaN for single-output models). Returns ``(loss, accuracy)``.
     """
-    fns = traced_functions(model, loss, training=False, strategy=strategy)
-    batches = data if isinstance(data, PlacedBatches) else PlacedBatches(data, batch_size, fns.strategy)
-    total, correct, state = 0.0, 0.0, model_state(model)
-    for x, y in batches:
-        l, c = fns.eval(state, x, y, batches.inv_n)
-        total += float(l.numpy())
-        correct += float(c.numpy())
-    return total, correct / batches.num_examples
+    options = ProductOptions(loss=loss, strategy=strategy, batch_size=batch_size).resolved()
+    fns = traced_functions(model, options)
+    return fns.evaluate(model_state(model), PlacedBatches.of(data, batch_size, options.strategy))
 
 
 # --------------------------------------------------------------------------------------------------

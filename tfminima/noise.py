@@ -22,28 +22,25 @@ from __future__ import annotations
 
 import dataclasses
 import time
-import weakref
+from typing import Unpack
 
 import numpy as np
 import tensorflow as tf
 
-from tfminima import hessian
-from tfminima.hessian import (
-    DEFAULT_BATCH_SIZE,
-    HessianOperator,
-    PlacedBatches,
-    _flat64,
-    _per_example_loss,
-    _regularization,
-    _stateless_forward,
-    _unflatten,
-    model_state,
-)
+from tfminima.hessian.batches import PlacedBatches
+from tfminima.hessian.cache import Template, loss_key, traced
+from tfminima.hessian.operator import HessianOperator
+from tfminima.hessian.options import DEFAULT_BATCH_SIZE, ProductKeywords, ProductOptions
+from tfminima.hessian.products import StatelessLoss, distributed_function, model_state, resolve_loss
+from tfminima.hessian.solvers import hutchinson, lanczos, solver_context
+from tfminima.hessian.vectors import flatten_tensors, unflatten_vector
 
 __all__ = [
     "CovarianceOperator",
+    "CovarianceProducts",
     "GradientNoise",
     "TheoryCheck",
+    "covariance_functions",
     "gradient_covariance_trace",
     "gradient_noise_scale",
     "theory_check",
@@ -52,78 +49,74 @@ __all__ = [
 _ZERO = tf.UnconnectedGradients.ZERO
 
 
-class _NoiseTraced:
+class CovarianceProducts:
     """tf.functions for per-example statistics and covariance products, on the model's ``state``
-    (:func:`tfminima.hessian.model_state`) like :class:`tfminima.hessian._Traced`, so shareable alike."""
+    (:func:`tfminima.hessian.products.model_state`) like :class:`tfminima.hessian.products.HessianProducts`,
+    so shareable alike.
 
-    def __init__(self, template, loss_fn, training: bool, strategy):
+    ``stats(state, x, y)`` gives each replica's count, mean and centred sum of squares of its per-example
+    gradients (not reduced); ``cov(state, x, y, vec)`` ``Σ_i g_i (g_i·v)`` over the batch.
+    """
+
+    def __init__(self, template: Template, options: ProductOptions):
+        options = options.resolved()
         self.specs = [tf.TensorSpec(tuple(v.shape), v.dtype) for v in template().trainable_variables]
-        self.strategy = strategy
-        specs = self.specs
+        self.strategy = options.strategy
+        self.training = options.training
+        self.loss = StatelessLoss(template, resolve_loss(template(), options.loss), options.training)
+        self.stats = distributed_function(self._replica_stats, self.strategy, reduce=False)
+        self.cov = distributed_function(self._replica_cov, self.strategy)
 
-        def example_losses(values, non_trainable, x, y):
-            pred, losses = _stateless_forward(template(), (values, non_trainable), x, training)
-            per_example = _per_example_loss(loss_fn, y, pred)
-            return per_example + _regularization(losses, per_example.dtype)
+    def _example_losses(self, values, non_trainable, x, y):
+        per_example, regularization, _ = self.loss.terms((values, non_trainable), x, y)
+        return per_example + regularization
 
-        def per_example_gradients(state, x, y):
-            values = list(state[0])
-            if training:  # batch statistics couple the examples: differentiate each loss of the batch
-                with tf.GradientTape() as tape:
-                    tape.watch(values)
-                    losses = example_losses(values, state[1], x, y)
-                return tape.jacobian(losses, values, unconnected_gradients=_ZERO, experimental_use_pfor=True)
-
-            # In inference mode examples do not interact, so a vectorised one-example gradient gives the
-            # same numbers as the Jacobian of the batch's losses -- ~13x faster on the quickstart MLP.
-            def one(example):
-                xi, yi = example
-                with tf.GradientTape() as tape:
-                    tape.watch(values)
-                    loss = example_losses(values, state[1], xi[None], yi[None])[0]
-                return tape.gradient(loss, values, unconnected_gradients=_ZERO)
-
-            return tf.vectorized_map(one, (x, y))
-
-        def replica_stats(state, x, y):
-            # Count, mean and centred sum of squares of this replica's per-example gradients.
-            jac = per_example_gradients(state, x, y)
-            b = tf.shape(x)[0]
-            grads = tf.concat([tf.reshape(tf.cast(j, tf.float64), [b, -1]) for j in jac], axis=1)
-            count = tf.cast(b, tf.float64)
-            mean = tf.reduce_sum(grads, axis=0) / tf.maximum(count, 1.0)
-            return count, mean, tf.reduce_sum(tf.square(grads - mean))
-
-        def replica_cov(state, x, y, vec):
-            # Σ_i g_i (g_i·v) over this replica's examples.
-            values = list(state[0])
+    def _per_example_gradients(self, state, x, y):
+        values = list(state[0])
+        if self.training:  # batch statistics couple the examples: differentiate each loss of the batch
             with tf.GradientTape() as tape:
                 tape.watch(values)
-                with tf.autodiff.ForwardAccumulator(values, _unflatten(vec, specs)) as acc:
-                    losses = example_losses(values, state[1], x, y)
-            directional = acc.jvp(losses, unconnected_gradients=_ZERO)
-            out = tape.gradient(losses, values, output_gradients=directional, unconnected_gradients=_ZERO)
-            return _flat64(out)
+                losses = self._example_losses(values, state[1], x, y)
+            return tape.jacobian(losses, values, unconnected_gradients=_ZERO, experimental_use_pfor=True)
 
-        def stats(state, x, y):
-            return strategy.run(replica_stats, args=(state, x, y))
+        # In inference mode examples do not interact, so a vectorised one-example gradient gives the
+        # same numbers as the Jacobian of the batch's losses -- ~13x faster on the quickstart MLP.
+        def one(example):
+            xi, yi = example
+            with tf.GradientTape() as tape:
+                tape.watch(values)
+                loss = self._example_losses(values, state[1], xi[None], yi[None])[0]
+            return tape.gradient(loss, values, unconnected_gradients=_ZERO)
 
-        def cov(state, x, y, vec):
-            per_replica = strategy.run(replica_cov, args=(state, x, y, vec))
-            return strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica, axis=None)
+        return tf.vectorized_map(one, (x, y))
 
-        self.stats = tf.function(stats, reduce_retracing=True, autograph=False)
-        self.cov = tf.function(cov, reduce_retracing=True, autograph=False)
+    def _replica_stats(self, state, x, y):
+        # Count, mean and centred sum of squares of this replica's per-example gradients.
+        jac = self._per_example_gradients(state, x, y)
+        b = tf.shape(x)[0]
+        grads = tf.concat([tf.reshape(tf.cast(j, tf.float64), [b, -1]) for j in jac], axis=1)
+        count = tf.cast(b, tf.float64)
+        mean = tf.reduce_sum(grads, axis=0) / tf.maximum(count, 1.0)
+        return count, mean, tf.reduce_sum(tf.square(grads - mean))
+
+    def _replica_cov(self, state, x, y, vec):
+        # Σ_i g_i (g_i·v) over this replica's examples.
+        values = list(state[0])
+        with tf.GradientTape() as tape:
+            tape.watch(values)
+            with tf.autodiff.ForwardAccumulator(values, unflatten_vector(vec, self.specs)) as acc:
+                losses = self._example_losses(values, state[1], x, y)
+        directional = acc.jvp(losses, unconnected_gradients=_ZERO)
+        out = tape.gradient(losses, values, output_gradients=directional, unconnected_gradients=_ZERO)
+        return flatten_tensors(out)
 
 
-def _noise_functions(model, loss, training, strategy, architecture=None) -> _NoiseTraced:
-    strategy = strategy or tf.distribute.get_strategy()
-    key = ("noise", hessian.loss_key(model, loss), bool(training), strategy)
-
-    def make(template):
-        return _NoiseTraced(template, hessian.resolve_loss(template(), loss), training, strategy)
-
-    return hessian.traced(model, key, make, architecture)
+def covariance_functions(model, options: ProductOptions) -> CovarianceProducts:
+    """The cached :class:`CovarianceProducts` for this model and options (``loss``, ``training``,
+    ``strategy``, ``architecture`` matter), memoised like the Hessian's (:mod:`tfminima.hessian.cache`)."""
+    opts = options.resolved()
+    key = ("noise", loss_key(model, opts.loss), opts.training, opts.strategy)
+    return traced(model, key, lambda template: CovarianceProducts(template, opts), opts.architecture)
 
 
 def _auto_chunk(n_params: int) -> int:
@@ -151,9 +144,9 @@ class GradientNoise:
         return self.trace_cov / self.grad_norm_sq if self.grad_norm_sq > 0 else float("inf")
 
 
-def _per_example_moments(model, data, *, loss, training, strategy, chunk_size, architecture=None):
+def _per_example_moments(model, data, options: ProductOptions, chunk_size: int | None):
     """``(N, G, M2)`` with ``M2 = Σ ‖g_i − G‖²``, merging chunk/replica moments pairwise (Chan et al.)."""
-    fns = _noise_functions(model, loss, training, strategy, architecture)
+    fns = covariance_functions(model, options)
     n_params = sum(int(np.prod(v.shape)) for v in fns.specs)
     state = model_state(model)
     batches = PlacedBatches(data, chunk_size or _auto_chunk(n_params), fns.strategy)
@@ -172,6 +165,20 @@ def _per_example_moments(model, data, *, loss, training, strategy, chunk_size, a
     return int(count), mean, m2
 
 
+def _gradient_noise(model, data, options: ProductOptions, chunk_size: int | None) -> GradientNoise:
+    start = time.perf_counter()
+    with solver_context():
+        n, mean, m2 = _per_example_moments(model, data, options, chunk_size)
+    g2 = float(mean @ mean)
+    return GradientNoise(
+        trace_cov=m2 / n,
+        grad_norm_sq=g2,
+        mean_sq_norm=m2 / n + g2,
+        num_examples=n,
+        seconds=time.perf_counter() - start,
+    )
+
+
 def gradient_covariance_trace(
     model,
     data,
@@ -185,23 +192,11 @@ def gradient_covariance_trace(
     """``Tr(C)`` of the per-example gradients over ``data`` (and ``‖G‖²``, hence :attr:`GradientNoise.b_simple`).
 
     Per-example gradients come ``chunk_size`` examples at a time (default: as many as keep the chunk's
-    Jacobian near 2^24 numbers) and are never stored beyond one chunk. ``architecture``: as in
-    :func:`tfminima.hessian.traced_functions`.
+    Jacobian near 2^24 numbers) and are never stored beyond one chunk. ``loss``, ``training``,
+    ``strategy``, ``architecture``: as in :class:`tfminima.hessian.options.ProductOptions`.
     """
-    start = time.perf_counter()
-    with hessian.solver_context():
-        n, mean, m2 = _per_example_moments(
-            model, data, loss=loss, training=training, strategy=strategy, chunk_size=chunk_size,
-            architecture=architecture,
-        )
-    g2 = float(mean @ mean)
-    return GradientNoise(
-        trace_cov=m2 / n,
-        grad_norm_sq=g2,
-        mean_sq_norm=m2 / n + g2,
-        num_examples=n,
-        seconds=time.perf_counter() - start,
-    )
+    options = ProductOptions(loss=loss, training=training, strategy=strategy, architecture=architecture)
+    return _gradient_noise(model, data, options, chunk_size)
 
 
 def gradient_noise_scale(model, data, **kwargs) -> float:
@@ -214,6 +209,8 @@ class CovarianceOperator:
 
     ``C v = (1/N) Σ g_i (g_i·v) − G (G·v)``: one forward-mode and one backward pass a product, about the
     cost of a Hessian-vector product, no per-example gradients stored. Counts products in ``count``.
+    Options as :class:`tfminima.hessian.HessianOperator`'s, whose operator on the same data it carries
+    (``hessian``, for ``G``); ``hvp_mode`` is that operator's ``mode``.
     """
 
     def __init__(
@@ -221,19 +218,17 @@ class CovarianceOperator:
         model,
         data,
         *,
-        loss=None,
-        training: bool = False,
-        strategy=None,
-        batch_size: int = DEFAULT_BATCH_SIZE,
-        hvp_mode: str = "forward",
-        architecture=None,
+        hvp_mode: str | None = None,
+        options: ProductOptions | None = None,
+        **changes: Unpack[ProductKeywords],
     ):
-        self.hessian = HessianOperator(
-            model, data, loss=loss, training=training, strategy=strategy, batch_size=batch_size, mode=hvp_mode,
-            architecture=architecture,
-        )
+        if hvp_mode is not None:
+            if "mode" in changes:
+                raise TypeError("give hvp_mode or mode, not both")
+            changes["mode"] = hvp_mode
+        self.hessian = HessianOperator(model, data, options=options, **changes)
         self.model = model
-        self.fns = _noise_functions(model, loss, training, self.hessian.strategy, architecture)
+        self.fns = covariance_functions(model, self.hessian.options)
         self.n = self.hessian.n
         self.count = 0
         self._gradient = None
@@ -334,26 +329,25 @@ def theory_check(
     ``lr``/``batch_size``/``momentum`` are the η, S, β SGD ran with. ``Tr(H)`` by Hutchinson
     (``trace_probes`` products, optional ``trace_tol``), ``Tr(C)`` exactly from per-example gradients,
     the top eigenpairs of H and C by Lanczos (``tol``; ``init_h``/``init_c`` warm starts).
-    ``hvp_mode`` as in :class:`tfminima.hessian.HessianOperator` (``"reverse"`` is cheaper to trace),
-    ``architecture`` as in :func:`tfminima.hessian.traced_functions`.
+    ``hvp_mode`` is the Hessian products' ``mode`` (``"reverse"`` is cheaper to trace); ``loss``,
+    ``training``, ``strategy``, ``architecture`` as in :class:`tfminima.hessian.options.ProductOptions`,
+    ``eval_batch_size`` its ``batch_size``.
     """
     if lr <= 0 or batch_size < 1 or not 0 <= momentum < 1:
         raise ValueError(f"need lr > 0, batch_size >= 1, 0 <= momentum < 1; got {lr}, {batch_size}, {momentum}")
     start = time.perf_counter()
-    cov = CovarianceOperator(
-        model, data, loss=loss, training=training, strategy=strategy, batch_size=eval_batch_size,
-        hvp_mode=hvp_mode, architecture=architecture,
-    )
-    op = cov.hessian
-    with hessian.solver_context():
-        loss_value, _ = op.loss_and_gradient()
-        tr = hessian.hutchinson(op.matvec, op.n, tol=trace_tol, max_probes=trace_probes, seed=seed)
-        eig_h = hessian.lanczos(op.matvec, op.n, 1, tol=tol, seed=seed, init=init_h)
-        eig_c = hessian.lanczos(cov.matvec, cov.n, 1, tol=tol, seed=seed + 1, init=init_c)
-    noise = gradient_covariance_trace(
-        model, data, loss=loss, chunk_size=chunk_size, training=training, strategy=op.strategy,
+    options = ProductOptions(
+        loss=loss, training=training, mode=hvp_mode, strategy=strategy, batch_size=eval_batch_size,
         architecture=architecture,
     )
+    cov = CovarianceOperator(model, data, options=options)
+    op = cov.hessian
+    with solver_context():
+        loss_value, _ = op.loss_and_gradient()
+        tr = hutchinson(op.matvec, op.n, tol=trace_tol, max_probes=trace_probes, seed=seed)
+        eig_h = lanczos(op.matvec, op.n, 1, tol=tol, seed=seed, init=init_h)
+        eig_c = lanczos(cov.matvec, cov.n, 1, tol=tol, seed=seed + 1, init=init_c)
+    noise = _gradient_noise(model, data, op.options, chunk_size)
     v_h, v_c = eig_h.eigenvectors[0], eig_c.eigenvectors[0]
     lambda_c = float(eig_c.eigenvalues[0])
     eta_eff = lr / (1.0 - momentum)

@@ -1,0 +1,152 @@
+"""Hessian instruments: Hessian-vector products and the spectral estimators built on them.
+
+Everything here measures the Hessian ``H`` of the **mean loss over a fixed set of examples**::
+
+    L(θ) = (1/N) Σ_i ℓ(f_θ(x_i), y_i)  +  R(θ)
+
+where ``ℓ`` is the per-example loss (the model's compiled loss if it has one, else sparse categorical
+cross-entropy from logits), the sum runs over all ``N`` examples however they are batched (a short last
+batch weighs by its size, never as a full batch), and ``R`` is ``sum(model.losses)`` -- the weight
+regularisation penalties -- added once. The model runs in inference mode by default (``training=False``:
+batch-norm running statistics, no dropout), the convention of the paper's follow-up code and of PyHessian.
+Variables the loss does not depend on get a zero gradient and zero Hessian rows instead of an error.
+
+Vectors are flat ``float64`` NumPy arrays over ``model.trainable_variables`` in their order (each
+variable flattened C-style); the products are computed in the model's own dtype and returned as float64.
+
+Modules, by layer (each uses only those above it):
+
+* ``options`` -- :class:`ProductOptions`, the options every tool shares (loss, training, mode, strategy,
+  batch size, architecture, XLA); ``results`` -- the result records; no TensorFlow in either;
+* ``batches``, ``vectors``, ``cache`` -- placed data, the flat vector layout, the trace memo (per model
+  or per architecture; it never keeps a model alive);
+* ``products`` -- the loss at variable values passed in (``stateless_call``) and the traced gradient
+  and Hessian-vector products (:class:`HessianProducts`, :func:`traced_functions`);
+* ``operator`` -- :class:`HessianOperator`: ``matvec(v) -> H v`` over placed data;
+* ``solvers`` -- pure NumPy/SciPy, only needs a ``matvec``: :func:`lanczos`, :func:`power_iteration`,
+  :func:`arpack`, :func:`hutchinson`, :func:`hutch_plus_plus`, :func:`slq`, :func:`frobenius_estimate`;
+* ``api`` -- the model-level functions :func:`hvp`, :func:`top_eigenvalues`, :func:`trace`,
+  :func:`density`, :func:`frobenius_norm`; ``plots`` -- :func:`density_curve`, :func:`plot_density`.
+
+The names below are imported on first use, so ``tfminima.hessian.solvers`` (and ``results``, ``options``,
+``plots``) can be used without loading TensorFlow.
+
+Example::
+
+    res = top_eigenvalues(model, (x, y), k=2)            # Lanczos, tol 1e-3
+    res.eigenvalues, res.residuals, res.hvp_count
+    tr = trace(model, (x, y), max_hvps=100)              # Hutchinson: tr.value ± tr.stderr
+    dens = density(model, (x, y)); plot_density(dens)
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
+
+_EXPORTS = {
+    "api": ("density", "frobenius_norm", "hvp", "top_eigenvalues", "trace"),
+    "batches": ("PlacedBatches", "as_batches"),
+    "cache": ("loss_key", "traced"),
+    "operator": ("HessianOperator",),
+    "options": ("DEFAULT_BATCH_SIZE", "ProductOptions"),
+    "plots": ("density_curve", "plot_density"),
+    "products": ("HessianProducts", "model_state", "resolve_loss", "traced_functions"),
+    "results": ("DensityResult", "EigenResult", "FrobeniusResult", "TraceResult"),
+    "solvers": (
+        "Matvec", "arpack", "frobenius_estimate", "hutch_plus_plus", "hutchinson", "lanczos",
+        "lanczos_tridiagonal", "power_iteration", "slq", "solver_context",
+    ),
+    "vectors": ("get_flat_weights", "set_flat_weights"),
+}
+_MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
+
+__all__ = [  # the names of _EXPORTS
+    "DEFAULT_BATCH_SIZE",
+    "DensityResult",
+    "EigenResult",
+    "FrobeniusResult",
+    "HessianOperator",
+    "HessianProducts",
+    "Matvec",
+    "PlacedBatches",
+    "ProductOptions",
+    "TraceResult",
+    "arpack",
+    "as_batches",
+    "density",
+    "density_curve",
+    "frobenius_estimate",
+    "frobenius_norm",
+    "get_flat_weights",
+    "hutch_plus_plus",
+    "hutchinson",
+    "hvp",
+    "lanczos",
+    "lanczos_tridiagonal",
+    "loss_key",
+    "model_state",
+    "plot_density",
+    "power_iteration",
+    "resolve_loss",
+    "set_flat_weights",
+    "slq",
+    "solver_context",
+    "top_eigenvalues",
+    "trace",
+    "traced",
+    "traced_functions",
+]
+
+
+def __getattr__(name: str):
+    module = _MODULE_OF.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+
+
+if TYPE_CHECKING:  # what type checkers and editors see; at run time __getattr__ imports on first use
+    from tfminima.hessian.api import (
+        density,
+        frobenius_norm,
+        hvp,
+        top_eigenvalues,
+        trace,
+    )
+    from tfminima.hessian.batches import PlacedBatches, as_batches
+    from tfminima.hessian.cache import loss_key, traced
+    from tfminima.hessian.operator import HessianOperator
+    from tfminima.hessian.options import DEFAULT_BATCH_SIZE, ProductOptions
+    from tfminima.hessian.plots import density_curve, plot_density
+    from tfminima.hessian.products import (
+        HessianProducts,
+        model_state,
+        resolve_loss,
+        traced_functions,
+    )
+    from tfminima.hessian.results import (
+        DensityResult,
+        EigenResult,
+        FrobeniusResult,
+        TraceResult,
+    )
+    from tfminima.hessian.solvers import (
+        Matvec,
+        arpack,
+        frobenius_estimate,
+        hutch_plus_plus,
+        hutchinson,
+        lanczos,
+        lanczos_tridiagonal,
+        power_iteration,
+        slq,
+        solver_context,
+    )
+    from tfminima.hessian.vectors import get_flat_weights, set_flat_weights

@@ -1,0 +1,172 @@
+"""Model-level Hessian instruments: a solver of :mod:`tfminima.hessian.solvers` on a :class:`HessianOperator`.
+
+Each function takes ``(model, data)`` -- or a prebuilt operator as ``model`` (``data`` and the product
+options are then ignored) -- its solver's own arguments, and the product options as keywords (``loss``,
+``training``, ``mode``, ``strategy``, ``batch_size``, ``architecture``, ``jit_compile``; see
+:class:`~tfminima.hessian.options.ProductOptions`) or gathered in ``options=``. Results carry their cost
+(``hvp_count``, ``seconds``, the operator's set-up included).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Unpack
+
+import numpy as np
+
+from tfminima.hessian.operator import HessianOperator
+from tfminima.hessian.options import ProductKeywords, ProductOptions
+from tfminima.hessian.results import DensityResult, EigenResult, FrobeniusResult, TraceResult
+from tfminima.hessian.solvers import (
+    EIGEN_SOLVERS,
+    frobenius_estimate,
+    hutch_plus_plus,
+    hutchinson,
+    slq,
+    solver_context,
+)
+from tfminima.hessian.vectors import flatten_vector
+
+__all__ = ["density", "frobenius_norm", "hvp", "top_eigenvalues", "trace"]
+
+
+def _operator(model, data, options: ProductOptions | None, changes: dict) -> HessianOperator:
+    if isinstance(model, HessianOperator):
+        return model
+    return HessianOperator(model, data, options=options, **changes)
+
+
+def hvp(
+    model, data, vector, *, options: ProductOptions | None = None, **changes: Unpack[ProductKeywords]
+) -> np.ndarray:
+    """Hessian-vector product ``H v`` of the mean loss over ``data``.
+
+    ``vector`` is a flat vector over ``model.trainable_variables`` (any array-like) or a list of arrays
+    shaped like them. Returns a flat float64 NumPy array in the same layout (see
+    :func:`~tfminima.hessian.vectors.get_flat_weights`).
+    """
+    op = HessianOperator(model, data, options=options, **changes)
+    return op.matvec(flatten_vector(vector, op.variables))
+
+
+def top_eigenvalues(
+    model,
+    data,
+    k: int = 1,
+    *,
+    method: str = "lanczos",
+    tol: float = 1e-3,
+    max_hvps: int | None = None,
+    seed: int = 0,
+    which: str = "largest",
+    init=None,
+    return_eigenvectors: bool = True,
+    options: ProductOptions | None = None,
+    **changes: Unpack[ProductKeywords],
+) -> EigenResult:
+    """The ``k`` largest (``which="smallest"``: smallest) Hessian eigenvalues of the mean loss over ``data``.
+
+    ``method="lanczos"`` (default; see :func:`~tfminima.hessian.solvers.lanczos` for the stopping rule),
+    ``"power"`` (PyHessian's power iteration: ``max_hvps`` is then its ``maxIter`` per eigenvalue,
+    default 100, and ``tol`` its relative-change threshold) or ``"eigsh"`` (SciPy/ARPACK). ``init``
+    warm-starts from a previous eigenvector (or rows of them). ``hvp_count`` counts every product the
+    method used.
+    """
+    if method not in EIGEN_SOLVERS:
+        raise ValueError(f"method must be one of {sorted(EIGEN_SOLVERS)}, got {method!r}")
+    start = time.perf_counter()
+    op = _operator(model, data, options, changes)
+    kwargs = {} if max_hvps is None else {"max_iter": max_hvps}
+    with solver_context():
+        result = EIGEN_SOLVERS[method](
+            op.matvec,
+            op.n,
+            k,
+            tol=tol,
+            seed=seed,
+            which=which,
+            init=init,
+            return_eigenvectors=return_eigenvectors,
+            **kwargs,
+        )
+    result.seconds = time.perf_counter() - start
+    return result
+
+
+def trace(
+    model,
+    data,
+    *,
+    tol: float | None = None,
+    max_hvps: int = 100,
+    seed: int = 0,
+    method: str = "hutchinson",
+    min_probes: int = 10,
+    options: ProductOptions | None = None,
+    **changes: Unpack[ProductKeywords],
+) -> TraceResult:
+    """``tr(H)`` by Hutchinson (Rademacher probes; with ``tol`` stops when ``stderr/|mean| < tol``)
+    or ``method="hutch++"`` (uses the whole ``max_hvps`` budget)."""
+    start = time.perf_counter()
+    op = _operator(model, data, options, changes)
+    with solver_context():
+        if method == "hutchinson":
+            result = hutchinson(op.matvec, op.n, tol=tol, max_probes=max_hvps, min_probes=min_probes, seed=seed)
+        elif method == "hutch++":
+            result = hutch_plus_plus(op.matvec, op.n, max_probes=max_hvps, seed=seed)
+        else:
+            raise ValueError(f"method must be 'hutchinson' or 'hutch++', got {method!r}")
+    result.seconds = time.perf_counter() - start
+    return result
+
+
+def density(
+    model,
+    data,
+    *,
+    runs: int = 10,
+    steps: int = 80,
+    seed: int = 0,
+    options: ProductOptions | None = None,
+    **changes: Unpack[ProductKeywords],
+) -> DensityResult:
+    """Hessian spectral density by stochastic Lanczos quadrature (``runs × steps`` products); see
+    :func:`~tfminima.hessian.solvers.slq`."""
+    start = time.perf_counter()
+    op = _operator(model, data, options, changes)
+    with solver_context():
+        result = slq(op.matvec, op.n, runs=runs, steps=steps, seed=seed)
+    result.seconds = time.perf_counter() - start
+    return result
+
+
+def frobenius_norm(
+    model,
+    data,
+    *,
+    probes: int = 30,
+    seed: int = 0,
+    method: str = "hvp",
+    epsilon: float = 1e-3,
+    options: ProductOptions | None = None,
+    **changes: Unpack[ProductKeywords],
+) -> FrobeniusResult:
+    """``‖H‖_F`` estimated as ``sqrt(mean ‖H z‖²)`` over Rademacher probes ``z``.
+
+    ``method="hvp"`` uses exact products; ``method="finite_difference"`` the paper's v1 variant,
+    ``H z ≈ ‖z‖ (∇L(θ+εu) − ∇L(θ−εu)) / 2ε`` with ``u = z/‖z‖`` (two gradients a probe; the truncation
+    error is O(ε²), the rounding error O(machine-ε·‖∇L‖/ε)).
+    """
+    start = time.perf_counter()
+    op = _operator(model, data, options, changes)
+    if method == "hvp":
+        matvec = op.matvec
+    elif method == "finite_difference":
+        matvec = lambda v: op.finite_difference_matvec(v, epsilon)
+    else:
+        raise ValueError(f"method must be 'hvp' or 'finite_difference', got {method!r}")
+    with solver_context():
+        result = frobenius_estimate(matvec, op.n, probes=probes, seed=seed)
+    result.method = method
+    result.seconds = time.perf_counter() - start
+    return result

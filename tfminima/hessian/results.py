@@ -1,0 +1,77 @@
+"""Result records of the spectral estimators: what was estimated, how well, and what it cost.
+
+Plain dataclasses shared by the matrix-level solvers (:mod:`tfminima.hessian.solvers`) and the
+model-level functions (:mod:`tfminima.hessian.api`); no TensorFlow.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+__all__ = ["DensityResult", "EigenResult", "FrobeniusResult", "TraceResult"]
+
+
+@dataclasses.dataclass
+class EigenResult:
+    """Extreme eigenpairs of a symmetric operator.
+
+    ``eigenvalues`` descending (largest algebraic first, also for ``which="smallest"``), ``eigenvectors``
+    one unit vector a row in the same order (or None), ``residuals`` ``‖H v − λ v‖`` a pair, ``hvp_count``
+    operator products used, ``converged`` whether the stopping rule was met before the budget ran out.
+    """
+
+    eigenvalues: np.ndarray
+    eigenvectors: np.ndarray | None
+    residuals: np.ndarray
+    hvp_count: int
+    seconds: float
+    converged: bool
+    method: str
+
+    @property
+    def lambda_max(self) -> float:
+        return float(self.eigenvalues[0])
+
+
+@dataclasses.dataclass
+class TraceResult:
+    """A stochastic trace estimate: ``value ± stderr`` from ``hvp_count`` products (``samples`` per probe)."""
+
+    value: float
+    stderr: float
+    hvp_count: int
+    seconds: float
+    converged: bool
+    method: str
+    samples: np.ndarray
+
+
+@dataclasses.dataclass
+class DensityResult:
+    """Stochastic Lanczos quadrature: the spectral density ≈ Σ weights · δ(t − nodes).
+
+    ``nodes``/``weights`` are ``(runs, steps)`` arrays (runs that stopped early are padded with weight 0);
+    the weights sum to 1, so :meth:`moment` ``(p)`` estimates ``tr(H^p)/n``.
+    """
+
+    nodes: np.ndarray
+    weights: np.ndarray
+    hvp_count: int
+    seconds: float
+
+    def moment(self, p: int) -> float:
+        return float(np.sum(self.weights * self.nodes**p))
+
+
+@dataclasses.dataclass
+class FrobeniusResult:
+    """``‖H‖_F`` estimate ``value ± stderr`` from ``E‖H z‖² = tr(H²)`` over ``hvp_count`` probes."""
+
+    value: float
+    stderr: float
+    hvp_count: int
+    seconds: float
+    method: str
+    samples: np.ndarray
