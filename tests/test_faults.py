@@ -224,6 +224,30 @@ def test_disk_full_while_logging_fails_the_run_cleanly(tmp_path, monkeypatch):
     assert_readable(run)
 
 
+def test_a_final_file_the_disk_refuses_is_reported_and_the_rest_recorded(tmp_path, monkeypatch):
+    """Recording a run's end is best effort: summary.json cannot be written, the status still is, and the
+    caller hears what is missing (the runner prints nothing itself)."""
+    import errno
+
+    from tfminima import runner
+    from tfminima.rundir import RunDir
+
+    spec, run = new_run(tmp_path, "no_summary")
+    refused = OSError(errno.ENOSPC, "No space left on device")
+
+    def write_summary(self, summary):
+        raise refused
+
+    monkeypatch.setattr(RunDir, "write_summary", write_summary)
+    notices = []
+    outcome = runner.train_run(run, spec, {}, on_notice=notices.append)
+    assert outcome.state == "completed" and outcome.final["epochs_done"] == spec.epochs
+    assert notices == [f"{run.path}: could not record the final state 'completed': {refused}"]
+    assert run.status()["state"] == "completed" and not run.summary_path.exists()
+    assert [e["state"] for e in run.events() if e["kind"] == "status"][-1] == "completed"
+    assert_readable(run)
+
+
 def test_checkpoints_folder_turning_read_only_keeps_the_last_good_checkpoint(tmp_path):
     import keras
 

@@ -1,7 +1,7 @@
 """What one call of ``Trainer.fit`` changes, in one object: its callbacks, where it starts, what it has done.
 
-A fit resumed from a checkpoint starts from the state the checkpoint saved (:meth:`FitState.resumed`);
-a checkpoint saves what :meth:`FitState.saved` gives, so the two stay in step.
+A checkpoint keeps what :meth:`FitState.to_checkpoint` gives, and a resumed fit starts from
+:meth:`FitState.from_checkpoint` of it, so the two stay in step.
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ class FitState:
     stop_sent: float = 0.0
 
     @classmethod
-    def resumed(cls, callbacks: FitCallbacks, start_epoch: int, saved: dict) -> "FitState":
+    def from_checkpoint(cls, callbacks: FitCallbacks, start_epoch: int, saved: dict) -> "FitState":
         """The state a fit starts from: ``saved`` is a checkpoint's state (empty: from scratch)."""
         return cls(
             callbacks, start_epoch=start_epoch, history=list(saved.get("history", [])),
@@ -59,8 +59,8 @@ class FitState:
             partial=saved.get("partial_sums"),
         )
 
-    def saved(self, *, partial_sums: list[float] | None, seed: int, schedule: list) -> dict:
-        """What a checkpoint keeps for :meth:`resumed` (and, for readers, the seed and the schedule so far)."""
+    def to_checkpoint(self, *, partial_sums: list[float] | None, seed: int, schedule: list) -> dict:
+        """What a checkpoint keeps for :meth:`from_checkpoint` (and, for readers, the seed and the schedule so far)."""
         return {
             "partial_sums": partial_sums,
             "first_loss": self.first_loss,

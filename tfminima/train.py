@@ -239,11 +239,11 @@ class Trainer:
         start_epoch, saved = 0, {}
         if self.recorder is not None:
             start_epoch, saved = self.recorder.restore(self.model, self.optimizer, self.strategy)
-        return FitState.resumed(callbacks, start_epoch, saved)
+        return FitState.from_checkpoint(callbacks, start_epoch, saved)
 
     def _checkpoint(self, epochs_done: int, step: int = 0) -> None:
-        """Checkpoint the model, the optimizer and what :meth:`FitState.resumed` needs."""
-        saved = self.state.saved(partial_sums=self.steps.sums() if step else None, seed=self.spec.seed,
+        """Checkpoint the model, the optimizer and what :meth:`FitState.from_checkpoint` needs."""
+        saved = self.state.to_checkpoint(partial_sums=self.steps.sums() if step else None, seed=self.spec.seed,
                                  schedule=self.plan[: epochs_done + (1 if step else 0)])
         self.recorder.save(epochs_done, self.model, self.optimizer, saved, step=step)
 
@@ -266,46 +266,46 @@ class Trainer:
         A resume inside an epoch skips the ``state.skip`` batches already done and restores the
         running sums of that epoch's loss and accuracy from ``state.partial``.
         """
-        spec, s, state, steps_fns = self.spec, self.splits, self.state, self.steps
+        spec, s, state, replica_steps = self.spec, self.splits, self.state, self.steps
         cbs, batch_hooks = state.callbacks.all, state.callbacks.batch_hooks
         cbs.on_epoch_begin(epoch)
         bs = state.callbacks.batch_size.current
         if bs % self.replicas:
             raise ValueError(f"batch size {bs} at epoch {epoch} is not divisible by {self.replicas} replicas")
-        ds, steps = epoch_data(spec, s, bs, epoch, self.replicas, self.batch_norm)
+        ds, n_steps = epoch_data(spec, s, bs, epoch, self.replicas, self.batch_norm)
         skip = state.skip
         if skip:
             ds = ds.skip(skip)
-        iterator = iter(steps_fns.distribute(ds))
-        cbs.params["steps"] = steps
-        steps_fns.reset_sums(state.partial)
+        iterator = iter(replica_steps.distribute(ds))
+        cbs.params["steps"] = n_steps
+        replica_steps.reset_sums(state.partial)
         t0 = time.perf_counter()
         state.steps_done = skip
-        for step in range(skip, steps):
+        for step in range(skip, n_steps):
             if self._stop_requested():
                 return None
             if self.multi_worker:
                 self._share_stop_request()
             if batch_hooks:
                 cbs.on_train_batch_begin(step)
-            steps_fns.train(iterator)
+            replica_steps.train(iterator)
             state.steps_done = step + 1
             if batch_hooks:
                 cbs.on_train_batch_end(step, None)
             if state.first_loss is None:
-                state.first_loss = steps_fns.running_loss()
+                state.first_loss = replica_steps.running_loss()
             if (step + 1) % DIVERGENCE_CHECK_EVERY == 0:
                 self._check_divergence(epoch, step)
         seconds = time.perf_counter() - t0
-        count = float(steps_fns.count.numpy())
+        count = float(replica_steps.count.numpy())
         logs = {
-            "loss": float(steps_fns.sum_loss.numpy()) / max(count, 1.0),
-            "accuracy": float(steps_fns.sum_correct.numpy()) / max(count, 1.0),
-            "steps": steps - skip,
+            "loss": float(replica_steps.sum_loss.numpy()) / max(count, 1.0),
+            "accuracy": float(replica_steps.sum_correct.numpy()) / max(count, 1.0),
+            "steps": n_steps - skip,
             "seconds": seconds,
             "examples_per_second": count / seconds if seconds > 0 else 0.0,
         }
-        self._check_divergence(epoch, steps - 1, logs["loss"])
+        self._check_divergence(epoch, n_steps - 1, logs["loss"])
         if len(s.x_val):
             val_loss, val_acc, _ = self.evaluator.run(s.x_val, s.y_val)
             logs.update(val_loss=val_loss, val_accuracy=val_acc)
