@@ -161,10 +161,6 @@ def _train_as_chief(run_dir, spec, hparams, resume, callbacks, stop_event, on_no
     from tfminima.train import Trainer
 
     recorder = RunRecorder(run_dir, hparams, resume=resume)
-
-    def finish(state, final, error="", trace=None) -> RunOutcome:
-        return _finish(recorder, state, final, error, trace, on_notice)
-
     try:
         recorder.begin(spec.epochs)
         trainer = Trainer(spec, recorder=recorder, callbacks=callbacks, stop_event=stop_event)
@@ -172,21 +168,21 @@ def _train_as_chief(run_dir, spec, hparams, resume, callbacks, stop_event, on_no
         recorder.started(distribution)
         result = trainer.fit()
         final = dict(result.final, distribution=distribution)
-        return finish(result.status, final, result.reason)
+        return _finish(recorder, on_notice, result.status, final, result.reason)
     except OSError as err:
         if not rd.is_storage_error(err):
-            return finish("failed", {}, _describe(err), traceback.format_exc())
+            return _finish(recorder, on_notice, "failed", {}, _describe(err), traceback.format_exc())
         storage = rd.StorageError.from_os_error(err, run_dir.path)
-        finish("failed", {}, str(storage))
+        _finish(recorder, on_notice, "failed", {}, str(storage))
         raise storage from None
     except (DataNotPrepared, DistributionError, ValueError) as err:
-        return finish("failed", {}, str(err))
+        return _finish(recorder, on_notice, "failed", {}, str(err))
     except KeyboardInterrupt:
         if run_dir.status().get("state") not in rd.FINAL_STATES:  # not already recorded by _finish
-            finish("cancelled", {}, "interrupted")
+            _finish(recorder, on_notice, "cancelled", {}, "interrupted")
         raise
     except Exception as err:  # a crash of one run must not end the sweep
-        return finish("failed", {}, _describe(err), traceback.format_exc())
+        return _finish(recorder, on_notice, "failed", {}, _describe(err), traceback.format_exc())
 
 
 def _train_as_worker(run_dir, spec, hparams, resume, callbacks, stop_event) -> RunOutcome:
@@ -207,7 +203,7 @@ def _describe(err: BaseException) -> str:
     return f"{err.__class__.__name__}: {err}"
 
 
-def _finish(recorder, state, final, error="", trace=None, on_notice=None) -> RunOutcome:
+def _finish(recorder, on_notice, state, final, error="", trace=None) -> RunOutcome:
     """Record the run's end; best effort when the disk refuses (the outcome is returned anyway).
 
     A Ctrl-C that arrives meanwhile takes effect once the end is recorded: a run left ``running``
