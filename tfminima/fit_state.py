@@ -51,7 +51,7 @@ class FitState:
     stop_sent: float = 0.0
 
     @classmethod
-    def from_checkpoint(cls, callbacks: FitCallbacks, start_epoch: int, saved: dict) -> "FitState":
+    def from_checkpoint(cls, callbacks: FitCallbacks, start_epoch: int, saved: dict) -> FitState:
         """The state a fit starts from: ``saved`` is a checkpoint's state (empty: from scratch)."""
         return cls(
             callbacks, start_epoch=start_epoch, history=list(saved.get("history", [])),

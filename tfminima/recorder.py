@@ -8,7 +8,7 @@ a worker's recorder is never begun, so it has no metrics writer.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 from tfminima import checkpoint as ckpt
 from tfminima import rundir as rd

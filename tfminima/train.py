@@ -108,7 +108,7 @@ class Trainer:
         self.plan = schedules.plan(spec, self.replicas)
         self.chief = is_chief(self.strategy)
         self.multi_worker = is_multi_worker(self.strategy)
-        self.writes = recorder is not None and self.chief  # only the chief writes the run directory
+        self.writes_run_dir = recorder is not None and self.chief  # only the chief writes the run directory
         self.model, self.optimizer = build_model_and_optimizer(spec, self.splits, self.strategy)
         self.steps = ReplicaSteps(self.model, self.optimizer, self.strategy, svag=spec.optimizer.svag,
                                   jit_compile=spec.distribution.jit_compile)
@@ -147,7 +147,7 @@ class Trainer:
             lr_callback = user_lr[-1]
         others = [c for c in self.user_callbacks if c is not bs_callback and c is not lr_callback]
         cbs = [lr_callback, bs_callback] + monitors + others
-        logger = self.recorder.logger(monitors) if self.writes else None
+        logger = self.recorder.logger(monitors) if self.writes_run_dir else None
         if logger is not None:
             cbs.append(logger)
         callback_list = keras.callbacks.CallbackList(
@@ -200,15 +200,17 @@ class Trainer:
                 logs = self._train_epoch(epoch)
                 state.skip, state.partial = 0, None
                 if logs is None:  # stopped inside the epoch: keep exactly where we are
-                    if self.writes:
+                    if self.writes_run_dir:
                         self._checkpoint(epoch, step=state.steps_done)
                     status, reason = "cancelled", "stop requested"
                     break
                 state.history.append({k: v for k, v in logs.items() if isinstance(v, (int, float))})
                 last_epoch = epoch == spec.epochs - 1
-                if self.writes and ((epoch + 1) % spec.checkpoint_every == 0 or last_epoch or self._stop_requested()):
+                if self.writes_run_dir and (
+                    (epoch + 1) % spec.checkpoint_every == 0 or last_epoch or self._stop_requested()
+                ):
                     self._checkpoint(epoch + 1)
-                if self.writes:  # progress for readers of status.json
+                if self.writes_run_dir:  # progress for readers of status.json
                     self.recorder.progress(epoch + 1)
                 if self._stop_requested() and not last_epoch:
                     status, reason = "cancelled", "stop requested"
