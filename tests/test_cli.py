@@ -44,6 +44,20 @@ def test_unknown_only_and_bad_shard_exit_2(tiny_yaml):
     assert r.returncode == 2 and "--shard" in r.stderr
 
 
+def test_resuming_a_folder_prints_that_a_busy_run_was_skipped(tiny_yaml, tmp_path):
+    """The runner reports a run another process trains (it prints nothing itself); the CLI prints it."""
+    from tfminima import config, runner, sweep
+    from tfminima.locks import RunLock
+
+    spec = config.load(tiny_yaml("sweep: {grid: {optimizer.batch_size: [32, 64]}}\n", name="busy"))
+    dirs = runner.prepare_runs(spec, tmp_path / "busy", sweep.expand(spec))
+    with RunLock(dirs[0].path):  # as if another process trained the first run
+        r = run_cli("run", "--resume", str(tmp_path / "busy"), "--quiet")
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert f"{dirs[0].run_id}: skipped: " in r.stderr and "Traceback" not in r.stderr, r.stderr[-3000:]
+    assert dirs[0].status()["state"] == "pending" and dirs[1].status()["state"] == "completed"
+
+
 def test_data_prepare_offline_and_unknown():
     r = run_cli("data", "prepare", "mnist-2d")
     assert r.returncode == 2 and "unknown dataset" in r.stderr

@@ -182,7 +182,7 @@ def test_xla_under_mirrored_strategy_on_two_logical_cpus():
     text = "epochs: 2\n" + TINY
     one = Trainer(config.load_text(text)).fit()
     trainer = Trainer(config.load_text(text + "distribution: {strategy: mirrored, cpu_replicas: 2, jit_compile: 'on'}\n"))
-    assert trainer.replicas == 2 and trainer.jit_compile
+    assert trainer.replicas == 2 and trainer.steps.jit_compile
     two = trainer.fit()
     for a, b in zip(one.model.variables, two.model.variables):
         np.testing.assert_allclose(a.numpy(), b.numpy(), atol=1e-5)

@@ -165,6 +165,6 @@ def test_the_runs_of_a_sweep_share_the_monitors_traces():
         loss=run_loss, strategy=trainers[1].strategy, architecture=trainers[1].architecture()))
     assert noise_fns.cov.experimental_get_tracing_count() == 1
     lam = [r.history[-1]["sharpness/lambda_max"] for r in results[:2]]
-    op = hessian.HessianOperator(trainers[1].model, trainers[1]._monitor_list[0].data, loss=run_loss)
+    op = hessian.HessianOperator(trainers[1].model, trainers[1].state.callbacks.monitors[0].data, loss=run_loss)
     assert lam[0] != lam[1]
     assert hessian.top_eigenvalues(op, None, tol=1e-6).eigenvalues[0] == pytest.approx(lam[1], rel=2e-3)

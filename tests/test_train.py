@@ -90,7 +90,7 @@ def test_batch_size_schedule_runs_exact_steps_and_traces_once():
     assert [h["batch_size"] for h in result.history] == [32, 64, 16, 48]
     assert [h["steps"] for h in result.history] == [8, 4, 16, 6]  # ceil(256 / S)
     assert int(trainer.optimizer.iterations.numpy()) == 34
-    assert trainer.train_traces == 1
+    assert trainer.steps.train_traces == 1
     # the lr stayed put: a batch-size schedule does not touch it
     assert {h["lr"] for h in result.history} == {0.05}
 
@@ -223,7 +223,7 @@ def test_xla_and_mixed_precision_track_the_float32_run(extra):
         assert other_trainer.model.layers[1].dtype_policy.compute_dtype in ("float16", "bfloat16")
         assert keras.config.dtype_policy().name == "float32"  # the global policy is restored
     else:
-        assert other_trainer.jit_compile
+        assert other_trainer.steps.jit_compile
 
 
 def test_svag_runs_l_times_the_steps_at_eta_over_l_with_the_nominal_ratio():
@@ -260,7 +260,7 @@ def test_svag_gradient_is_the_weighted_combination_of_two_batches():
     it = iter(trainer2.strategy.experimental_distribute_dataset(
         svag_dataset(trainer2.splits.x_train, trainer2.splits.y_train, 32, epoch=0, seed=0, l=2)))
     trainer2.optimizer.learning_rate.assign(0.05 / 2)
-    trainer2._train_fn(it)
+    trainer2.steps.train(it)
     for got, want in zip(trainer2.model.trainable_variables, expect):
         np.testing.assert_allclose(got.numpy(), want, rtol=1e-5, atol=1e-6)
 
@@ -283,9 +283,9 @@ def test_eval_pipeline_is_reused_for_the_splits_only():
     t.fit()
     s = t.splits
     first = t.evaluate(s.x_val, s.y_val)
-    assert len(t._eval_cache) == 1 and t.evaluate(s.x_val, s.y_val) == first
+    assert len(t.evaluator.pipelines) == 1 and t.evaluate(s.x_val, s.y_val) == first
     x = s.x_val.copy()
     assert t.evaluate(x, s.y_val) == first
     x[:] = 0.0
-    assert t.evaluate(x, s.y_val) != first and len(t._eval_cache) == 1
+    assert t.evaluate(x, s.y_val) != first and len(t.evaluator.pipelines) == 1
     np.testing.assert_array_equal(t.predict_classes(s.x_train), t.predict_classes(s.x_train.copy()))

@@ -84,7 +84,6 @@ class RunLogger(keras.callbacks.Callback):
         self.tb_dir = str(tb_dir) if tb_dir else None
         self._tb = None
         self.step = 0
-        self.epoch_seconds = 0.0
 
     def on_train_begin(self, logs=None):
         if self.tb_dir and self._tb is None:

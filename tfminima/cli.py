@@ -143,14 +143,14 @@ def _train(args, spec, shard, targets, stop):
                 outcomes = runner.resume_runs(
                     targets, single=(Path(args.resume) / "config.yaml").exists(),
                     on_run_start=progress.start_run, callbacks_for=lambda d: [progress.callback()],
-                    stop_event=stop,
+                    stop_event=stop, on_notice=_err,
                 )
             else:
                 outcomes = runner.run_sweep(
                     spec, args.out, shard=shard, only=args.only, group=args.group,
                     on_run_start=lambda i, n, d, plan: progress.start_run(i, n, d, plan.spec),
                     callbacks_for=lambda d, plan: [progress.callback()],
-                    stop_event=stop,
+                    stop_event=stop, on_notice=_err,
                 )
             progress.finish(len(outcomes))
     except (RunBusy, runner.RunExists, runner.WorkerStopped) as err:

@@ -17,6 +17,10 @@ from the file system (the group folder, whether a run may start) reaches the oth
 Storage: when the run directory cannot be written (disk full, read-only, no permission) the run
 is marked failed where that is still possible, its last good checkpoint stays, and
 :class:`tfminima.rundir.StorageError` ends the sweep: every later run would fail the same way.
+
+Nothing here prints: what the caller should hear of (a run skipped because another process trains
+it, a skipped analysis, a final state the disk refused) goes to the ``on_notice`` callback it passes.
+A run's files are written through its :class:`tfminima.recorder.RunRecorder`.
 """
 
 from __future__ import annotations
@@ -25,7 +29,6 @@ import contextlib
 import dataclasses
 import hashlib
 import signal
-import sys
 import threading
 import traceback
 from pathlib import Path
@@ -47,6 +50,9 @@ class RunOutcome:
     hparams: dict
     final: dict
     error: str = ""
+
+
+Notice = Callable[[str], None]  # receives what the caller should be told (a skipped run, ...)
 
 
 class RunExists(FileExistsError):
@@ -72,11 +78,6 @@ def new_group_index(out: str | Path, name: str) -> int:
         except FileExistsError:
             continue
     raise RuntimeError(f"no free run directory name under {out} for {name!r}")
-
-
-def new_group_dir(out: str | Path, name: str) -> Path:
-    """``out/name``, or ``out/name-2``, ``-3``, ... if taken (atomic mkdir: no two processes share one)."""
-    return Path(out) / group_name(name, new_group_index(out, name))
 
 
 def prepare_runs(
@@ -134,11 +135,13 @@ def train_run(
     resume: bool = False,
     callbacks: Sequence = (),
     stop_event: threading.Event | None = None,
+    on_notice: Notice | None = None,
 ) -> RunOutcome:
     """Train one run into ``run_dir`` and leave a final status (completed/diverged/failed/cancelled).
 
     Raises :class:`tfminima.locks.RunBusy` if another process trains the run, and
-    :class:`tfminima.rundir.StorageError` if the run directory cannot be written.
+    :class:`tfminima.rundir.StorageError` if the run directory cannot be written. What could not be
+    recorded (a best-effort final status on a refusing disk) goes to ``on_notice``.
     """
     me = cluster.role(spec.distribution)
     lock = RunLock(run_dir.path)
@@ -146,55 +149,50 @@ def train_run(
     try:
         if not me.chief:
             return _train_as_worker(run_dir, spec, hparams, resume, callbacks, stop_event)
-        return _train_as_chief(run_dir, spec, hparams, resume, callbacks, stop_event)
+        return _train_as_chief(run_dir, spec, hparams, resume, callbacks, stop_event, on_notice)
     finally:
         lock.release()
 
 
-def _train_as_chief(run_dir, spec, hparams, resume, callbacks, stop_event) -> RunOutcome:
-    from tfminima import tblog
+def _train_as_chief(run_dir, spec, hparams, resume, callbacks, stop_event, on_notice) -> RunOutcome:
     from tfminima.data import DataNotPrepared
     from tfminima.distribute import DistributionError
+    from tfminima.recorder import RunRecorder
     from tfminima.train import Trainer
 
-    writer = None
+    recorder = RunRecorder(run_dir, hparams, resume=resume)
     try:
-        if resume:
-            last = _checkpoint_epoch(run_dir)
-            run_dir.truncate_events_after(last - 1)
-        run_dir.write_status("running", epochs=spec.epochs, hparams=hparams, error=None)
-        writer = rd.MetricsWriter(run_dir.metrics_path, run_dir.run_id)
-        writer.write("status", None, None, state="running", resumed=bool(resume))
-        trainer = Trainer(spec, run_dir=run_dir, callbacks=callbacks, resume=resume, writer=writer,
-                          stop_event=stop_event)
+        recorder.begin(spec.epochs)
+        trainer = Trainer(spec, recorder=recorder, callbacks=callbacks, stop_event=stop_event)
         distribution = trainer.distribution_info()
-        run_dir.write_status("running", distribution=distribution)
-        tblog.write_run_hparams(run_dir.tb_dir, hparams)
+        recorder.started(distribution)
         result = trainer.fit()
         final = dict(result.final, distribution=distribution)
-        return _finish(run_dir, writer, result.status, hparams, final, result.reason)
+        return _finish(recorder, on_notice, result.status, final, result.reason)
     except OSError as err:
         if not rd.is_storage_error(err):
-            return _finish(run_dir, writer, "failed", hparams, {}, _describe(err), traceback.format_exc())
+            return _finish(recorder, on_notice, "failed", {}, _describe(err), traceback.format_exc())
         storage = rd.StorageError.from_os_error(err, run_dir.path)
-        _finish(run_dir, writer, "failed", hparams, {}, str(storage))
+        _finish(recorder, on_notice, "failed", {}, str(storage))
         raise storage from None
     except (DataNotPrepared, DistributionError, ValueError) as err:
-        return _finish(run_dir, writer, "failed", hparams, {}, str(err))
+        return _finish(recorder, on_notice, "failed", {}, str(err))
     except KeyboardInterrupt:
         if run_dir.status().get("state") not in rd.FINAL_STATES:  # not already recorded by _finish
-            _finish(run_dir, writer, "cancelled", hparams, {}, "interrupted")
+            _finish(recorder, on_notice, "cancelled", {}, "interrupted")
         raise
     except Exception as err:  # a crash of one run must not end the sweep
-        return _finish(run_dir, writer, "failed", hparams, {}, _describe(err), traceback.format_exc())
+        return _finish(recorder, on_notice, "failed", {}, _describe(err), traceback.format_exc())
 
 
 def _train_as_worker(run_dir, spec, hparams, resume, callbacks, stop_event) -> RunOutcome:
     """A non-chief worker: trains in step with the chief, reads checkpoints, writes nothing."""
+    from tfminima.recorder import RunRecorder
     from tfminima.train import Trainer
 
     try:
-        trainer = Trainer(spec, run_dir=run_dir, callbacks=callbacks, resume=resume, stop_event=stop_event)
+        trainer = Trainer(spec, recorder=RunRecorder(run_dir, hparams, resume=resume), callbacks=callbacks,
+                          stop_event=stop_event)
         result = trainer.fit()
     except Exception as err:
         return RunOutcome(run_dir, "failed", hparams, {}, _describe(err))
@@ -205,21 +203,21 @@ def _describe(err: BaseException) -> str:
     return f"{err.__class__.__name__}: {err}"
 
 
-def _checkpoint_epoch(run_dir: rd.RunDir) -> int:
-    from tfminima import checkpoint
-
-    path = checkpoint.latest(run_dir.checkpoints_dir)
-    return int(checkpoint.read_state(path)["epochs_done"]) if path else 0
-
-
-def _finish(run_dir, writer, state, hparams, final, error="", trace=None) -> RunOutcome:
+def _finish(recorder, on_notice, state, final, error="", trace=None) -> RunOutcome:
     """Record the run's end; best effort when the disk refuses (the outcome is returned anyway).
 
     A Ctrl-C that arrives meanwhile takes effect once the end is recorded: a run left ``running``
     by a second Ctrl-C would look alive to every reader.
     """
     with _ctrl_c_held():
-        return _record_end(run_dir, writer, state, hparams, final, error, trace)
+        for problem in recorder.finish(state, final, error, trace):
+            _notify(on_notice, problem)
+        return RunOutcome(recorder.run_dir, state, recorder.hparams, final, error)
+
+
+def _notify(on_notice: Notice | None, text: str) -> None:
+    if on_notice is not None:
+        on_notice(text)
 
 
 @contextlib.contextmanager
@@ -236,28 +234,6 @@ def _ctrl_c_held():
         signal.signal(signal.SIGINT, previous)
         for frame in held if callable(previous) else ():
             previous(signal.SIGINT, frame)
-
-
-def _record_end(run_dir, writer, state, hparams, final, error, trace) -> RunOutcome:
-    summary = dict(final, state=state, hparams=hparams, run_id=run_dir.run_id)
-    if error:
-        summary["error"] = error
-    fields = {"error": error or None, "epochs_done": final.get("epochs_done", run_dir.status().get("epochs_done"))}
-    if trace:
-        fields["traceback"] = trace
-    steps = [
-        lambda: run_dir.write_summary(summary),
-        lambda: writer is not None and writer.write("status", final.get("epochs_done"), None, state=state,
-                                                    error=error or None),
-        lambda: writer is not None and writer.close(),
-        lambda: run_dir.write_status(state, **fields),
-    ]
-    for step in steps:
-        try:
-            step()
-        except OSError as err:
-            print(f"{run_dir.path}: could not record the final state {state!r}: {err}", file=sys.stderr)
-    return RunOutcome(run_dir, state, hparams, final, error)
 
 
 def _chief_decides(spec: config_lib.ExperimentSpec, decide: Callable[[], object], value: Callable[[object], int] = lambda r: 0) -> object:
@@ -298,6 +274,7 @@ def run_sweep(
     stop_event: threading.Event | None = None,
     group: Path | None = None,
     only: Sequence[str] = (),
+    on_notice: Notice | None = None,
 ) -> list[RunOutcome]:
     """Expand and train the runs of ``spec``; returns the outcomes in sweep order.
 
@@ -305,7 +282,7 @@ def run_sweep(
     ``group`` is the folder the run directories go in (default: a new ``out/<name>[-k]``; shards
     share ``out/<name>``). In a shared folder an existing run directory is an error
     (:class:`RunExists`, before anything is trained); a run another process is training is
-    skipped with a message.
+    skipped, and ``on_notice`` told so.
     """
     all_plans = sweep_lib.expand(spec)
     plans = all_plans
@@ -346,22 +323,24 @@ def run_sweep(
             on_run_start(i, len(plans), run_dir, plan)
         extra = callbacks_for(run_dir, plan) if callbacks_for else ()
         try:
-            outcome = train_run(run_dir, plan.spec, plan.hparams(), callbacks=extra, stop_event=stop_event)
+            outcome = train_run(run_dir, plan.spec, plan.hparams(), callbacks=extra, stop_event=stop_event,
+                                on_notice=on_notice)
         except RunBusy as err:
-            print(f"{plan.run_id}: skipped: {err}", file=sys.stderr, flush=True)
+            _notify(on_notice, f"{plan.run_id}: skipped: {err}")
             continue
         outcomes.append(outcome)
         if (stop_event is not None and stop_event.is_set()) or outcome.state == "cancelled":
             return outcomes
     if not shared and me.chief:
-        run_report_analyses(spec, group)
+        run_report_analyses(spec, group, on_notice)
     return outcomes
 
 
-def run_report_analyses(spec: config_lib.ExperimentSpec, group: Path) -> list[dict]:
+def run_report_analyses(spec: config_lib.ExperimentSpec, group: Path, on_notice: Notice | None = None) -> list[dict]:
     """Measurements the experiment's report needs beyond the runs (interpolation between pairs).
 
-    A pair whose runs did not finish is skipped with a message; analyses never fail the sweep.
+    A pair whose runs did not finish is skipped, and ``on_notice`` told why; analyses never fail
+    the sweep.
     """
     if "interpolation" not in spec.report.figures or not spec.report.pairs:
         return []
@@ -370,7 +349,7 @@ def run_report_analyses(spec: config_lib.ExperimentSpec, group: Path) -> list[di
     try:
         return analysis.interpolate_pairs(group, spec)
     except (FileNotFoundError, ValueError) as err:
-        print(f"interpolation skipped: {err}", flush=True)
+        _notify(on_notice, f"interpolation skipped: {err}")
         return []
 
 
@@ -404,12 +383,13 @@ def resume_runs(
     on_run_start: Callable[[int, int, rd.RunDir, config_lib.ExperimentSpec], None] | None = None,
     callbacks_for: Callable[[rd.RunDir], Sequence] | None = None,
     stop_event: threading.Event | None = None,
+    on_notice: Notice | None = None,
 ) -> list[RunOutcome]:
     """Resume ``targets`` (:class:`tfminima.resume.ResumeTarget`) one after another.
 
     A run that another process is training is refused (:class:`RunBusy` propagates) when it is the
-    one run asked for (``single``), and skipped with a message when it is one run of a folder, so
-    several processes resuming one folder share its runs out between them.
+    one run asked for (``single``), and skipped (``on_notice`` is told) when it is one run of a
+    folder, so several processes resuming one folder share its runs out between them.
     """
     if not targets:
         return []
@@ -422,11 +402,11 @@ def resume_runs(
             on_run_start(i, len(targets), t.run_dir, t.spec)
         extra = callbacks_for(t.run_dir) if callbacks_for else ()
         try:
-            outcome = resume_run(t.run_dir, t.spec, callbacks=extra, stop_event=stop_event)
+            outcome = resume_run(t.run_dir, t.spec, callbacks=extra, stop_event=stop_event, on_notice=on_notice)
         except RunBusy as err:
             if single:
                 raise
-            print(f"{t.run_dir.run_id}: skipped: {err}", file=sys.stderr, flush=True)
+            _notify(on_notice, f"{t.run_dir.run_id}: skipped: {err}")
             continue
         outcomes.append(outcome)
         if (stop_event is not None and stop_event.is_set()) or outcome.state == "cancelled":
