@@ -7,6 +7,7 @@ is even imported. A failed run exits 1 after the sweep has finished the other ru
 from __future__ import annotations
 
 import argparse
+import atexit
 import os
 import signal
 import sys
@@ -111,6 +112,7 @@ def cmd_run(args) -> int:
             _err(f"tfminima run: {err}")
             return 2
     stop = threading.Event()
+    atexit.register(_ignore_ctrl_c_at_the_very_end)  # first registered: runs after every other callback
     _install_stop_handlers(stop)
     try:
         outcomes = _train(args, spec, shard, targets, stop)
@@ -189,7 +191,13 @@ def _install_stop_handlers(stop: threading.Event) -> None:
 
 def _exit_quietly_on_ctrl_c() -> None:
     """Once every run is recorded, a Ctrl-C can only interrupt the interpreter's exit (an atexit
-    callback, with a traceback): exit at once instead, status 130."""
+    callback, with a traceback): exit at once instead, status 130.
+
+    After the last atexit callback the interpreter puts SIGINT back to its default action, and a
+    Ctrl-C landing then would kill the process by the signal (status -2 instead of 130): the last
+    callback therefore ignores SIGINT for the few milliseconds left. It is registered first so that it
+    runs last (atexit runs callbacks in reverse order).
+    """
 
     def handler(signum, frame):
         for stream in (sys.stdout, sys.stderr):
@@ -200,6 +208,10 @@ def _exit_quietly_on_ctrl_c() -> None:
         os._exit(130)
 
     signal.signal(signal.SIGINT, handler)
+
+
+def _ignore_ctrl_c_at_the_very_end() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 # ----------------------------------------------------------------------------- data
