@@ -76,8 +76,9 @@ def batch_sharpness(
     Each batch is drawn from ``data`` (``(x, y)`` arrays, or a ``tf.data.Dataset`` of ``(x, y)``
     batches) without replacement, independently of the others, with ``seed`` (the same seed draws the
     same batches). ``batch_size`` is SGD's batch size S. Product options as the other ``hessian``
-    functions (``loss``, ``training``, ``mode``, ``strategy``, ``batch_size`` there is ``options``'
-    evaluation chunk, ``architecture``, ``jit_compile``).
+    functions: ``loss``, ``training``, ``mode``, ``strategy``, ``architecture``, ``jit_compile`` as
+    keywords; the products' own ``batch_size`` (examples a pass, default 1024: a batch larger than that
+    is summed in parts) only through ``options=ProductOptions(batch_size=...)``.
     """
     start = time.perf_counter()
     x, y = _arrays(data)
