@@ -123,9 +123,9 @@ def softmax_regression_population(num_examples=10_000, features=20, classes=10, 
 
 
 def test_b_simple_is_unbiased_against_exact_population_moments(float64_policy):
-    """The issue's reproduction: on a 10,000-example softmax regression (B_simple ≈ 277 exactly), the
-    median of the plug-in Tr(C)/‖Ĝ‖² over 512-example subsets is ~1/3 low (it cannot exceed ~n); the
-    unbiased estimate's median is within 10 % and its ‖G‖² and Tr(C) are unbiased (mean within 3
+    """The issue's reproduction: on a 10,000-example softmax regression (B_simple = 281 exactly), the
+    median of the plug-in Tr(C)/‖Ĝ‖² over 512-example subsets is ~1/3 low (183: it cannot exceed ~n); the
+    unbiased estimate's median is within 10 % (278) and its ‖G‖² and Tr(C) are unbiased (mean within 3
     standard errors of the exact values over 200 subsets)."""
     model, x, y, grads = softmax_regression_population()
     N, n = len(x), 512
