@@ -31,7 +31,8 @@ from tfminima.monitors.subset import SubsetMonitor
 
 
 class SharpnessMonitor(SubsetMonitor):
-    """Top-k Hessian eigenvalues (Lanczos, warm-started), Hutchinson trace and optionally the SLQ density."""
+    """Top-k Hessian eigenvalues (Lanczos, warm-started) and their stability ratio, Hutchinson trace and
+    optionally ‖H‖_F, the batch sharpness and the SLQ density."""
 
     spec_type = SharpnessMonitorSpec
 
