@@ -26,10 +26,23 @@ from tfminima.train import Trainer  # noqa: E402
 
 MONITORS = {
     "sharpness (quickstart settings)": None,  # whatever the config lists
+    # the config's monitors with options added to its sharpness monitor (see monitors_for)
+    "sharpness + frobenius (30 probes)": {"sharpness": {"frobenius": True}},
+    "sharpness + batch_sharpness (20 batches)": {"sharpness": {"batch_sharpness": True}},
     "noise (every 10, 512 samples)": [{"noise": {"every": 10, "samples": 512}}],
     "noise (defaults: every 5, 512 samples, 30 probes)": [{"noise": {}}],
     "memorization (every epoch)": [{"memorization": {}}],
 }
+
+
+def monitors_for(spec, entry):
+    """The monitors a row measures: the config's (None), a list of its own, or ``{name: options}`` added to
+    the config's monitor of that name (the cost of an option is this row's overhead minus the plain one's)."""
+    if entry is None:
+        return spec.monitors
+    if isinstance(entry, list):
+        return entry
+    return [m.model_copy(update=entry.get(m.name, {})) for m in spec.monitors]
 
 
 def timed_fit(spec, splits) -> float:
@@ -60,8 +73,7 @@ def main() -> None:
         for r in range(args.rounds):
             for plan in plans:
                 on = plan.spec.model_copy(deep=True)
-                if monitors is not None:
-                    on.monitors = monitors
+                on.monitors = monitors_for(plan.spec, monitors)
                 off = plan.spec.model_copy(deep=True)
                 off.monitors = []
                 order = [(on, with_t), (off, without_t)] if r % 2 == 0 else [(off, without_t), (on, with_t)]

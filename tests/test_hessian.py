@@ -258,7 +258,8 @@ def test_product_options_as_keywords_or_gathered(zoo):
 
 
 def test_package_exports_each_name_of_its_layers():
-    layers = ["api", "batches", "cache", "operator", "options", "plots", "products", "results", "solvers", "vectors"]
+    layers = ["api", "batch_curvature", "batches", "cache", "operator", "options", "plots", "products", "results",
+              "solvers", "vectors"]
     modules = {name: importlib.import_module(f"tfminima.hessian.{name}") for name in layers}
     owner = {name: module for module in modules.values() for name in module.__all__}
     for name in H.__all__:

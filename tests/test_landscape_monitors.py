@@ -1,5 +1,7 @@
 """Sharpness and noise monitors: called directly with a hand-built context, and as Keras callbacks in fit()."""
 
+import dataclasses
+
 import keras
 import numpy as np
 import pytest
@@ -95,6 +97,47 @@ def test_sharpness_measure_matches_the_hessian_of_its_subset(problem):
     assert again["trace"] == out["trace"]  # the same probes each epoch
 
 
+@pytest.mark.parametrize("momentum,nesterov,svag", [(0.0, False, 1), (0.9, False, 1), (0.9, True, 2)])
+def test_sharpness_stability_frobenius_and_batch_sharpness(problem, momentum, nesterov, svag):
+    """stability and batch_stability over the edge 2(1+β)/((1+2β if Nesterov else 1)·η/l) at the epoch's η;
+    ‖H‖_F against the subset's exact Hessian; the batch sharpness is the API's on batches of the epoch's S."""
+    model, x, y = problem
+    ctx = dataclasses.replace(make_context(x, y), momentum=momentum, nesterov=nesterov, svag=svag)
+    monitor = SharpnessMonitor(every=1, samples=100, tol=1e-8, trace=False, frobenius=True, frobenius_probes=40,
+                               batch_sharpness=True, batches=5, seed=3)
+    monitor.set_model(model)
+    monitor.setup(ctx)
+    out = monitor.measure(1)  # η = 0.05, S = 32
+    subset = (x[monitor.indices], y[monitor.indices])
+    op = hessian.HessianOperator(model, subset, loss=per_example_loss)
+    H = full_hessian(op)
+    step = 0.05 / svag
+    edge = 2 * (1 + momentum) / (step * ((1 + 2 * momentum) if nesterov else 1))
+    assert out["lambda_max"] == pytest.approx(np.linalg.eigvalsh(H)[-1], rel=1e-5)
+    assert out["stability"] == pytest.approx(out["lambda_max"] / edge, rel=1e-12)
+    assert abs(out["frobenius_norm"] - np.linalg.norm(H)) <= 3 * out["frobenius_stderr"]
+    assert out["frobenius_norm"] == pytest.approx(hessian.frobenius_norm(op, None, probes=40, seed=3).value, rel=1e-5)
+    api = hessian.batch_sharpness(model, subset, 32, batches=5, seed=3, loss=per_example_loss)
+    assert out["batch_sharpness_size"] == 32
+    assert out["batch_sharpness"] == pytest.approx(api.value, rel=1e-5)
+    assert out["batch_sharpness_stderr"] == pytest.approx(api.stderr, rel=1e-4)
+    assert out["batch_stability"] == pytest.approx(out["batch_sharpness"] / edge, rel=1e-12)
+    assert out["frobenius_hvps"] == 40 and out["batch_sharpness_hvps"] == 5
+    assert out["hvps"] == out["eigen_hvps"] + 40 + 5
+
+
+def test_batch_sharpness_batch_size_is_capped_at_the_subset(problem):
+    model, x, y = problem
+    monitor = SharpnessMonitor(every=1, samples=20, trace=False, batch_sharpness=True, batches=3)
+    monitor.set_model(model)
+    monitor.setup(make_context(x, y))
+    out = monitor.measure(2)  # S = 48 > 20 examples
+    assert out["batch_sharpness_size"] == 20
+    # every batch is the whole subset: its values agree, the standard error is round-off
+    assert out["batch_sharpness_stderr"] <= 1e-5 * out["batch_sharpness"]
+    assert "frobenius_norm" not in out and "trace" not in out
+
+
 def test_noise_measure_uses_the_scheduled_lr_and_batch_size(problem):
     model, x, y = problem
     monitor = NoiseMonitor(every=1, samples=64, seed=1, tol=1e-8)
@@ -103,10 +146,17 @@ def test_noise_measure_uses_the_scheduled_lr_and_batch_size(problem):
     out = monitor.measure(2)
     assert out["lr"] == pytest.approx(0.1 / 3) and out["batch_size"] == 48
     subset = (x[monitor.indices], y[monitor.indices])
-    stats = noise.gradient_covariance_trace(model, subset, loss=per_example_loss)
-    assert out["trace_c"] == pytest.approx(stats.trace_cov, rel=1e-6)
-    assert out["b_simple"] == pytest.approx(stats.b_simple, rel=1e-6)
+    # the subset is a sample of the 300 training examples: its unbiased moments are the population's estimates
+    stats = noise.gradient_covariance_trace(model, subset, loss=per_example_loss, population=300)
+    assert out["population"] == 300 and out["num_examples"] == 64
+    for key, value in (("trace_c", stats.trace_cov), ("grad_norm_sq", stats.grad_norm_sq), ("b_simple", stats.b_simple),
+                       ("trace_c_raw", stats.trace_cov_raw), ("grad_norm_sq_raw", stats.grad_norm_sq_raw),
+                       ("b_simple_raw", stats.b_simple_raw)):
+        assert out[key] == pytest.approx(value, rel=1e-6), key
+    assert out["gradient_resolved"] == float(stats.gradient_resolved)
     assert out["predicted_loss"] == pytest.approx(out["lr"] / (4 * 48) * out["trace_h"], rel=1e-9)
+    assert out["predicted_loss_c"] == pytest.approx(out["lr"] / (4 * 48) * out["trace_c"], rel=1e-9)
+    assert "train_loss" not in out  # measured outside fit: no epoch logs
     top = hessian.top_eigenvalues(model, subset, loss=per_example_loss, tol=1e-8)
     assert out["lambda_max_h"] == pytest.approx(top.lambda_max, rel=1e-5)
     assert all(isinstance(v, (int, float)) for v in out.values())
@@ -129,6 +179,12 @@ def test_monitors_as_keras_callbacks_in_fit(problem):
     assert "sharpness/eigenvalues" not in last  # lists stay out of Keras logs ...
     assert sharp.last["eigenvalues"] == [last["sharpness/lambda_max"]]  # ... but are in monitor.last
     assert noisy.last["lr"] == pytest.approx(0.1 / 3)
+    # E[L] is the mean training loss over the epoch's steps: Keras' epoch `loss`, beside the end-point `loss`
+    assert noisy.last["train_loss"] == pytest.approx(last["loss"], rel=1e-12)
+    assert noisy.last["train_loss_ratio"] == pytest.approx(last["loss"] / noisy.last["predicted_loss"], rel=1e-12)
+    assert noisy.last["train_loss_ratio_c"] == pytest.approx(last["loss"] / noisy.last["predicted_loss_c"], rel=1e-12)
+    assert noisy.last["loss_ratio_c"] == pytest.approx(noisy.last["loss"] / noisy.last["predicted_loss_c"], rel=1e-12)
+    assert noisy.epoch_logs == {}  # held only while measuring
 
 
 def test_measure_before_setup_fails_clearly(problem):

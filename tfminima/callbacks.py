@@ -67,7 +67,7 @@ class BatchSizeScheduler(keras.callbacks.Callback):
 
 TRAIN_KEYS = ("loss", "accuracy")
 EVAL_KEYS = ("val_loss", "val_accuracy")
-SCHEDULE_KEYS = ("lr", "batch_size", "eta_over_s", "eta_over_s_momentum", "svag")
+SCHEDULE_KEYS = ("lr", "batch_size", "eta_over_s", "eta_over_s_momentum", "eta_over_s_finite", "svag")
 
 
 class RunLogger(keras.callbacks.Callback):

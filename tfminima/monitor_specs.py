@@ -84,7 +84,8 @@ class MemorizationMonitorSpec(MonitorSpec):
 
 
 class SharpnessMonitorSpec(MonitorSpec):
-    """λ_max (top-k, Lanczos) and Tr(H) (Hutchinson) on a fixed training subset."""
+    """λ_max (top-k, Lanczos) and its stability ratio, Tr(H) (Hutchinson), optionally ‖H‖_F and the batch
+    sharpness, on a fixed training subset."""
 
     name: ClassVar[str] = "sharpness"
 
@@ -104,6 +105,12 @@ class SharpnessMonitorSpec(MonitorSpec):
     # (0.3 s against 1.5 s for the quickstart MLP), paid once per architecture and sweep.
     mode: Literal["forward", "reverse"] = Field("reverse", description="HVP by forward-over-backward or double backward")
     seed: int = 0
+    frobenius: bool = Field(False, description="also ‖H‖_F = sqrt(E‖Hz‖²) over frobenius_probes probes")
+    frobenius_probes: int = Field(30, ge=2)
+    batch_sharpness: bool = Field(
+        False, description="also E_B[g_Bᵀ H_B g_B/‖g_B‖²] over `batches` batches of the epoch's batch size"
+    )
+    batches: int = Field(20, ge=2, description="batches drawn for the batch sharpness (a gradient and an HVP each)")
 
 
 class NoiseMonitorSpec(MonitorSpec):

@@ -8,13 +8,15 @@ The paper models SGD as ``θ ← θ − η g_S`` with ``g_S = G + noise`` of cov
 every ``g_i`` alike and so only moves ``G``). The ``1/N`` normalisation is the covariance of one example
 drawn uniformly with replacement -- exactly the noise of a minibatch of such draws.
 
-* :func:`gradient_covariance_trace` -- ``Tr(C)`` from per-example gradients, vectorised with
+* :func:`gradient_covariance_trace` -- ``Tr(C)`` and ``‖G‖²`` from per-example gradients, vectorised with
   ``tf.vectorized_map`` (in training mode ``GradientTape.jacobian``, both pfor) in chunks, the chunks
-  merged with Chan et al.'s pairwise formula (no ``E‖g‖² − ‖G‖²`` cancellation).
-* :func:`gradient_noise_scale` -- McCandlish et al. (2018)'s ``B_simple = Tr(C) / ‖G‖²``.
+  merged with Chan et al.'s pairwise formula (no ``E‖g‖² − ‖G‖²`` cancellation); estimated without
+  bias for the population the examples were drawn from (:class:`GradientNoise`).
+* :func:`gradient_noise_scale` -- McCandlish et al. (2018)'s ``B_simple = Tr(C) / ‖G‖²`` from those.
 * :class:`CovarianceOperator` -- ``C v`` without per-example gradients: a forward-mode pass gives every
   ``g_i·v`` at once and one backward pass with those as output gradients gives ``Σ g_i (g_i·v)``.
-* :func:`theory_check` -- the paper's own test at an end point: ``E[L]`` against ``(η/4S) Tr(H)``,
+* :func:`theory_check` -- the paper's own test at an end point: ``E[L]`` against ``(η/4S) Tr(H)`` and
+  ``(η/4S) Tr(C)``,
   ``Tr(C)/Tr(H)`` and the alignment of the top directions of ``C`` and ``H``.
 """
 
@@ -126,22 +128,78 @@ def _auto_chunk(n_params: int) -> int:
 
 @dataclasses.dataclass
 class GradientNoise:
-    """Per-example gradient statistics over ``num_examples`` examples.
+    """Per-example gradient statistics of ``num_examples`` examples, and what they estimate.
 
-    ``trace_cov`` is ``Tr(C)`` (``1/N`` normalisation), ``grad_norm_sq`` ``‖G‖²`` of the mean gradient,
-    ``mean_sq_norm`` ``(1/N) Σ ‖g_i‖²`` (= ``trace_cov + grad_norm_sq``).
+    The examples are a sample of a population of ``population`` examples drawn without replacement
+    (``None``: drawn independently, or from an unlimited population; ``population == num_examples``: the
+    data are the whole population and nothing is estimated). The mean gradient ``Ĝ`` of a sample is
+    noisy, ``E‖Ĝ‖² = ‖G‖² + Tr(C)(1/n − 1/N)·N/(N−1)``, so the raw ``‖Ĝ‖²`` overstates ``‖G‖²`` and the
+    raw ``Tr(C)/‖Ĝ‖²`` cannot grow much beyond ``n`` (McCandlish et al. 2018, appendix A). With
+    ``s² = Σ‖g_i − Ĝ‖²/(n−1)``, an unbiased estimate of ``Σ‖g_i − G‖²/(N−1)`` over the population:
+
+    * ``grad_norm_sq`` = ``‖Ĝ‖² − s²(1/n − 1/N)``: unbiased for ``‖G‖²`` (``1/N → 0`` when
+      ``population`` is None). It is left as it is when it comes out negative (clipping would bias it).
+    * ``trace_cov`` = ``s²(N−1)/N`` (``s²`` when None): unbiased for ``Tr(C)`` with the ``1/N``
+      normalisation of the module docstring.
+    * ``grad_norm_sq_raw`` = ``‖Ĝ‖²`` and ``trace_cov_raw`` = ``Σ‖g_i − Ĝ‖²/n``: the examples' own
+      moments (``trace_cov_raw`` is the trace of :class:`CovarianceOperator`'s ``C`` on the same data).
+    * ``mean_sq_norm`` = ``(1/n) Σ ‖g_i‖²`` = ``trace_cov + grad_norm_sq`` = ``trace_cov_raw +
+      grad_norm_sq_raw``: both splits of the same unbiased ``E‖g‖²``.
     """
 
     trace_cov: float
     grad_norm_sq: float
+    trace_cov_raw: float
+    grad_norm_sq_raw: float
     mean_sq_norm: float
     num_examples: int
+    population: int | None
     seconds: float
+
+    @classmethod
+    def from_moments(
+        cls, n: int, mean: np.ndarray, m2: float, population: int | None = None, seconds: float = 0.0
+    ) -> GradientNoise:
+        """From ``n`` examples' mean gradient and ``m2 = Σ‖g_i − Ĝ‖²``; raises ValueError when nothing
+        can be estimated (fewer than 2 examples of a larger population, or more examples than it has)."""
+        g2 = float(mean @ mean)
+        if population is not None and not 1 <= n <= population:
+            raise ValueError(f"{n} examples cannot be a sample of a population of {population}")
+        if population == n:  # the whole population: its moments are known exactly
+            trace_cov, grad_norm_sq = m2 / n, g2
+        elif n < 2:
+            raise ValueError("estimating Tr(C) and ‖G‖² of a population needs at least 2 of its examples")
+        else:
+            s2 = m2 / (n - 1)
+            inv_population = 0.0 if population is None else 1.0 / population
+            trace_cov = s2 * (1.0 - inv_population)
+            grad_norm_sq = g2 - s2 * (1.0 / n - inv_population)
+        return cls(
+            trace_cov=trace_cov, grad_norm_sq=grad_norm_sq, trace_cov_raw=m2 / n, grad_norm_sq_raw=g2,
+            mean_sq_norm=m2 / n + g2, num_examples=int(n), population=population, seconds=seconds,
+        )
+
+    @property
+    def gradient_resolved(self) -> bool:
+        """Whether the unbiased ``‖G‖²`` is positive: the mean gradient stands out of the sample's noise."""
+        return self.grad_norm_sq > 0
 
     @property
     def b_simple(self) -> float:
-        """McCandlish et al.'s simple noise scale ``Tr(C)/‖G‖²`` (a critical batch size estimate)."""
-        return self.trace_cov / self.grad_norm_sq if self.grad_norm_sq > 0 else float("inf")
+        """McCandlish et al.'s simple noise scale ``Tr(C)/‖G‖²`` (a critical batch size estimate), from the
+        unbiased estimates.
+
+        ``inf`` when :attr:`gradient_resolved` is False: the true ``B_simple`` is then too large for this
+        sample to resolve (the sample's gradient noise hides ``G``). ``inf`` orders above every finite
+        value, so medians and thresholds over repeated measurements stay meaningful (NaN would not);
+        ``metrics.jsonl`` writes it as null, beside ``gradient_resolved = 0``.
+        """
+        return self.trace_cov / self.grad_norm_sq if self.gradient_resolved else float("inf")
+
+    @property
+    def b_simple_raw(self) -> float:
+        """``trace_cov_raw / grad_norm_sq_raw``: the biased-low plug-in ratio, kept for comparison."""
+        return self.trace_cov_raw / self.grad_norm_sq_raw if self.grad_norm_sq_raw > 0 else float("inf")
 
 
 def _per_example_moments(model, data, options: ProductOptions, chunk_size: int | None):
@@ -165,38 +223,38 @@ def _per_example_moments(model, data, options: ProductOptions, chunk_size: int |
     return int(count), mean, m2
 
 
-def _gradient_noise(model, data, options: ProductOptions, chunk_size: int | None) -> GradientNoise:
+def _gradient_noise(
+    model, data, options: ProductOptions, chunk_size: int | None, population: int | None = None
+) -> GradientNoise:
     start = time.perf_counter()
     with solver_context():
         n, mean, m2 = _per_example_moments(model, data, options, chunk_size)
-    g2 = float(mean @ mean)
-    return GradientNoise(
-        trace_cov=m2 / n,
-        grad_norm_sq=g2,
-        mean_sq_norm=m2 / n + g2,
-        num_examples=n,
-        seconds=time.perf_counter() - start,
-    )
+    return GradientNoise.from_moments(n, mean, m2, population, time.perf_counter() - start)
 
 
 def gradient_covariance_trace(
     model,
     data,
     *,
+    population: int | None = None,
     loss=None,
     chunk_size: int | None = None,
     training: bool = False,
     strategy=None,
     architecture=None,
 ) -> GradientNoise:
-    """``Tr(C)`` of the per-example gradients over ``data`` (and ``‖G‖²``, hence :attr:`GradientNoise.b_simple`).
+    """Unbiased ``Tr(C)`` and ``‖G‖²`` of a population from the per-example gradients of ``data``, a sample
+    of it (hence :attr:`GradientNoise.b_simple`), and the sample's own raw moments beside them.
 
+    ``population``: the number of examples ``data`` were drawn from without replacement (e.g. the training
+    set's size for a random subset of it; ``len(data)`` when ``data`` is the whole set); None: drawn
+    independently from an unlimited population (see :class:`GradientNoise`).
     Per-example gradients come ``chunk_size`` examples at a time (default: as many as keep the chunk's
     Jacobian near 2^24 numbers) and are never stored beyond one chunk. ``loss``, ``training``,
     ``strategy``, ``architecture``: as in :class:`tfminima.hessian.options.ProductOptions`.
     """
     options = ProductOptions(loss=loss, training=training, strategy=strategy, architecture=architecture)
-    return _gradient_noise(model, data, options, chunk_size)
+    return _gradient_noise(model, data, options, chunk_size, population)
 
 
 def gradient_noise_scale(model, data, **kwargs) -> float:
@@ -259,15 +317,21 @@ class CovarianceOperator:
 class TheoryCheck:
     """The paper's predictions tested at one point θ (its end point, in the paper).
 
-    Theory (§1): near a minimum with ``C ≈ H`` the stationary loss is ``E[L] = (η/4S) Tr(H)``; with
-    momentum β we use the usual effective rate ``η/(1−β)``.
+    Theory (§1): near a minimum, SGD's stationary loss above it is ``E[L] = (η/4S)·Tr(C)`` (a quadratic
+    loss, gradient noise of covariance ``C/S``); the paper assumes ``C ≈ H`` and writes ``(η/4S)·Tr(H)``.
+    With momentum β we use the usual effective rate ``η/(1−β)``.
 
-    ``loss`` mean loss L(θ) on the examples; ``predicted_loss`` ``(η_eff/4S)·Tr(H)``; ``loss_ratio``
-    ``loss / predicted_loss`` (1 when the theory holds). ``trace_h ± trace_h_stderr`` Hutchinson's
-    ``Tr(H)``; ``trace_c`` ``Tr(C)``; ``trace_ratio`` ``Tr(C)/Tr(H)`` (1 when ``C = H``).
-    ``lambda_max_h``/``lambda_max_c`` top eigenvalues; ``top_cosine`` ``|cos|`` between their eigenvectors;
-    ``rayleigh_alignment`` ``v_Hᵀ C v_H / λ_max(C)`` (1 when H's sharpest direction is C's noisiest).
-    ``grad_norm_sq`` ``‖G‖²`` and ``b_simple`` ``Tr(C)/‖G‖²``. ``hvps``/``cov_products`` the products used.
+    ``loss`` the mean loss L(θ) on the examples (one evaluation at θ); ``predicted_loss``
+    ``(η_eff/4S)·Tr(H)`` and ``predicted_loss_c`` ``(η_eff/4S)·Tr(C)`` (no ``C = H`` assumption);
+    ``loss_ratio``/``loss_ratio_c`` ``loss`` over each (1 when the theory holds). ``trace_h ±
+    trace_h_stderr`` Hutchinson's ``Tr(H)``; ``trace_c`` the unbiased ``Tr(C)`` and ``trace_c_raw`` the
+    examples' own (see :class:`GradientNoise`); ``trace_ratio`` ``Tr(C)/Tr(H)`` (1 when ``C = H``).
+    ``lambda_max_h``/``lambda_max_c`` top eigenvalues (``C`` of the examples, ``1/n``); ``top_cosine``
+    ``|cos|`` between their eigenvectors; ``rayleigh_alignment`` ``v_Hᵀ C v_H / λ_max(C)`` (1 when H's
+    sharpest direction is C's noisiest). ``grad_norm_sq`` the unbiased ``‖G‖²`` and ``b_simple``
+    ``Tr(C)/‖G‖²`` (inf when ``gradient_resolved`` is False), ``grad_norm_sq_raw`` and ``b_simple_raw``
+    the sample's plug-in values (biased low); ``population`` what the examples were drawn from.
+    ``hvps``/``cov_products`` the products used.
     """
 
     lr: float
@@ -277,17 +341,24 @@ class TheoryCheck:
     loss: float
     predicted_loss: float
     loss_ratio: float
+    predicted_loss_c: float
+    loss_ratio_c: float
     trace_h: float
     trace_h_stderr: float
     trace_c: float
+    trace_c_raw: float
     trace_ratio: float
     lambda_max_h: float
     lambda_max_c: float
     top_cosine: float
     rayleigh_alignment: float
     grad_norm_sq: float
+    grad_norm_sq_raw: float
     b_simple: float
+    b_simple_raw: float
+    gradient_resolved: bool
     num_examples: int
+    population: int | None
     hvps: int
     cov_products: int
     seconds: float
@@ -295,12 +366,16 @@ class TheoryCheck:
     top_vector_c: np.ndarray = dataclasses.field(default=None, repr=False)
 
     def as_dict(self) -> dict:
-        """The scalar fields (no eigenvectors), e.g. for a metrics log."""
+        """The scalar fields (no eigenvectors; ``population`` only when known), e.g. for a metrics log."""
         return {
             f.name: getattr(self, f.name)
             for f in dataclasses.fields(self)
-            if f.name not in ("top_vector_h", "top_vector_c")
+            if f.name not in ("top_vector_h", "top_vector_c") and getattr(self, f.name) is not None
         }
+
+
+def _ratio(a: float, b: float) -> float:
+    return a / b if b != 0 else float("nan")
 
 
 def theory_check(
@@ -310,6 +385,7 @@ def theory_check(
     batch_size: int,
     *,
     momentum: float = 0.0,
+    population: int | None = None,
     loss=None,
     trace_probes: int = 100,
     trace_tol: float | None = None,
@@ -326,8 +402,9 @@ def theory_check(
 ) -> TheoryCheck:
     """Test the paper's stationary-state predictions at the model's current weights on ``data``.
 
-    ``lr``/``batch_size``/``momentum`` are the η, S, β SGD ran with. ``Tr(H)`` by Hutchinson
-    (``trace_probes`` products, optional ``trace_tol``), ``Tr(C)`` exactly from per-example gradients,
+    ``lr``/``batch_size``/``momentum`` are the η, S, β SGD ran with; ``population`` the size of the set
+    ``data`` were drawn from (as in :func:`gradient_covariance_trace`). ``Tr(H)`` by Hutchinson
+    (``trace_probes`` products, optional ``trace_tol``), ``Tr(C)`` and ``‖G‖²`` from per-example gradients,
     the top eigenpairs of H and C by Lanczos (``tol``; ``init_h``/``init_c`` warm starts).
     ``hvp_mode`` is the Hessian products' ``mode`` (``"reverse"`` is cheaper to trace); ``loss``,
     ``training``, ``strategy``, ``architecture`` as in :class:`tfminima.hessian.options.ProductOptions`,
@@ -347,11 +424,12 @@ def theory_check(
         tr = hutchinson(op.matvec, op.n, tol=trace_tol, max_probes=trace_probes, seed=seed)
         eig_h = lanczos(op.matvec, op.n, 1, tol=tol, seed=seed, init=init_h)
         eig_c = lanczos(cov.matvec, cov.n, 1, tol=tol, seed=seed + 1, init=init_c)
-    noise = _gradient_noise(model, data, op.options, chunk_size)
+    noise = _gradient_noise(model, data, op.options, chunk_size, population)
     v_h, v_c = eig_h.eigenvectors[0], eig_c.eigenvectors[0]
     lambda_c = float(eig_c.eigenvalues[0])
     eta_eff = lr / (1.0 - momentum)
     predicted = eta_eff / (4.0 * batch_size) * tr.value
+    predicted_c = eta_eff / (4.0 * batch_size) * noise.trace_cov
     return TheoryCheck(
         lr=float(lr),
         batch_size=int(batch_size),
@@ -359,18 +437,25 @@ def theory_check(
         noise_scale=eta_eff / batch_size,
         loss=loss_value,
         predicted_loss=predicted,
-        loss_ratio=loss_value / predicted if predicted != 0 else float("nan"),
+        loss_ratio=_ratio(loss_value, predicted),
+        predicted_loss_c=predicted_c,
+        loss_ratio_c=_ratio(loss_value, predicted_c),
         trace_h=tr.value,
         trace_h_stderr=tr.stderr,
         trace_c=noise.trace_cov,
-        trace_ratio=noise.trace_cov / tr.value if tr.value != 0 else float("nan"),
+        trace_c_raw=noise.trace_cov_raw,
+        trace_ratio=_ratio(noise.trace_cov, tr.value),
         lambda_max_h=float(eig_h.eigenvalues[0]),
         lambda_max_c=lambda_c,
         top_cosine=float(abs(v_h @ v_c)),
         rayleigh_alignment=float(v_h @ cov.matvec(v_h)) / lambda_c if lambda_c > 0 else float("nan"),
         grad_norm_sq=noise.grad_norm_sq,
+        grad_norm_sq_raw=noise.grad_norm_sq_raw,
         b_simple=noise.b_simple,
+        b_simple_raw=noise.b_simple_raw,
+        gradient_resolved=noise.gradient_resolved,
         num_examples=noise.num_examples,
+        population=noise.population,
         hvps=op.hvp_count,
         cov_products=cov.count,
         seconds=time.perf_counter() - start,

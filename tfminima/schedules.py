@@ -14,6 +14,8 @@ A schedule is a multiplier of its base value (``optimizer.lr`` or ``optimizer.ba
 
 The paper's E3: a learning-rate schedule η(e) at batch size S0 is replaced by a constant learning
 rate η_max and the batch size S(e) = S0 · η_max / η(e), so η/S is the same at every epoch.
+
+With a finite training set of N examples the noise scale is η/S·(1 − S/N) (:func:`eta_over_s_finite`).
 """
 
 from __future__ import annotations
@@ -63,6 +65,19 @@ class EpochSetting:
     @property
     def eta_over_s(self) -> float:
         return self.lr / self.batch_size
+
+
+def eta_over_s_finite(lr: float, batch_size: int, num_examples: int) -> float:
+    """The noise scale of SGD on a finite training set: ``η/S·(1 − S/N)`` (Smith and Le 2018).
+
+    A batch of ``S`` examples drawn without replacement from ``N`` has gradient noise of covariance
+    ``C/S·(N−S)/(N−1)``: the temperature is ``η/S`` only while ``S ≪ N`` and vanishes for a full batch.
+    ``S ≥ N`` gives 0 (a batch can hold no more than the whole training set: no sampling noise); an
+    experiment that varies N (E5) compares runs by this, not by ``η/S``.
+    """
+    if lr < 0 or batch_size < 1 or num_examples < 1:
+        raise ValueError(f"need lr >= 0, batch_size >= 1, num_examples >= 1; got {lr}, {batch_size}, {num_examples}")
+    return lr / batch_size * max(0.0, 1.0 - batch_size / num_examples)
 
 
 def round_batch_size(value: float, replicas: int = 1) -> int:

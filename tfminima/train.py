@@ -312,6 +312,7 @@ class Trainer:
         lr = state.callbacks.lr.current * svag
         momentum = spec.optimizer.momentum
         logs.update(lr=lr, batch_size=bs, eta_over_s=lr / bs, eta_over_s_momentum=lr / (bs * (1 - momentum)))
+        logs["eta_over_s_finite"] = schedules.eta_over_s_finite(lr, bs, len(s.x_train))
         if svag > 1:
             logs["svag"] = svag
         cbs.on_epoch_end(epoch, logs)  # Keras copies logs: collect what the monitors measured

@@ -26,7 +26,10 @@ Modules, by layer (each uses only those above it):
 * ``solvers`` -- pure NumPy/SciPy, only needs a ``matvec``: :func:`lanczos`, :func:`power_iteration`,
   :func:`arpack`, :func:`hutchinson`, :func:`hutch_plus_plus`, :func:`slq`, :func:`frobenius_estimate`;
 * ``api`` -- the model-level functions :func:`hvp`, :func:`top_eigenvalues`, :func:`trace`,
-  :func:`density`, :func:`frobenius_norm`; ``plots`` -- :func:`density_curve`, :func:`plot_density`.
+  :func:`density`, :func:`frobenius_norm`; ``batch_curvature`` -- :func:`batch_sharpness`, the curvature
+  of mini-batch losses along their own gradients (one operator a batch; the module is not named after
+  the function, whose package attribute it would replace when imported directly); ``plots`` --
+  :func:`density_curve`, :func:`plot_density`.
 
 The names below are imported on first use, so ``tfminima.hessian.solvers`` (and ``results``, ``options``,
 ``plots``) can be used without loading TensorFlow.
@@ -37,6 +40,7 @@ Example::
     res.eigenvalues, res.residuals, res.hvp_count
     tr = trace(model, (x, y), max_hvps=100)              # Hutchinson: tr.value ± tr.stderr
     dens = density(model, (x, y)); plot_density(dens)
+    bs = batch_sharpness(model, (x, y), batch_size=128, batches=20)   # bs.value ± bs.stderr
 """
 
 from __future__ import annotations
@@ -46,6 +50,7 @@ from typing import TYPE_CHECKING
 
 _EXPORTS = {
     "api": ("density", "frobenius_norm", "hvp", "top_eigenvalues", "trace"),
+    "batch_curvature": ("BatchSharpnessResult", "batch_sharpness"),
     "batches": ("PlacedBatches", "as_batches"),
     "cache": ("loss_key", "traced"),
     "operator": ("HessianOperator",),
@@ -62,6 +67,7 @@ _EXPORTS = {
 _MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
 
 __all__ = [  # the names of _EXPORTS
+    "BatchSharpnessResult",
     "DEFAULT_BATCH_SIZE",
     "DensityResult",
     "EigenResult",
@@ -74,6 +80,7 @@ __all__ = [  # the names of _EXPORTS
     "TraceResult",
     "arpack",
     "as_batches",
+    "batch_sharpness",
     "density",
     "density_curve",
     "frobenius_estimate",
@@ -120,6 +127,7 @@ if TYPE_CHECKING:  # what type checkers and editors see; at run time __getattr__
         top_eigenvalues,
         trace,
     )
+    from tfminima.hessian.batch_curvature import BatchSharpnessResult, batch_sharpness
     from tfminima.hessian.batches import PlacedBatches, as_batches
     from tfminima.hessian.cache import loss_key, traced
     from tfminima.hessian.operator import HessianOperator

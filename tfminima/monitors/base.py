@@ -33,7 +33,9 @@ class MonitorContext:
     the indices whose label was replaced. ``val_x``/``val_y`` the validation split. Inputs are
     already normalised. ``strategy`` is the run's tf.distribute strategy, ``loss_fn`` maps
     ``(labels, logits) -> per-example loss``. ``lr_at``/``batch_size_at`` give the scheduled
-    values for an epoch, so monitors can relate what they measure to η/S. ``evaluate(x, y)``
+    values for an epoch, so monitors can relate what they measure to η/S; ``momentum``, ``nesterov`` and
+    ``svag`` (SVAG's l: steps at η/l) the rest of the update, which sets the edge of stability
+    (:mod:`tfminima.stability`). ``evaluate(x, y)``
     returns ``{"loss", "accuracy"}`` and ``predict_classes(x)`` the argmax labels, both in
     inference mode under the run's strategy. ``architecture`` names how the model was built (see
     :func:`tfminima.hessian.traced_functions`): the runs of a sweep share the monitors' traces.
@@ -53,6 +55,8 @@ class MonitorContext:
     lr_at: Callable[[int], float]
     batch_size_at: Callable[[int], int]
     momentum: float = 0.0
+    nesterov: bool = False
+    svag: int = 1
     run_dir: Any = None
     eval_batch_size: int = 1024
     evaluate: Callable[[np.ndarray, np.ndarray], dict] | None = None
@@ -63,7 +67,9 @@ class MonitorContext:
 class Monitor(keras.callbacks.Callback):
     """Base class: measure every ``every`` epochs and after the last one.
 
-    ``spec_type`` is the monitor's option model; its ``name`` is the monitor's ``kind``.
+    ``spec_type`` is the monitor's option model; its ``name`` is the monitor's ``kind``. ``epoch_logs``
+    holds the Keras logs of the epoch being measured (e.g. its mean training ``loss``) while
+    :meth:`measure` runs; it is empty when :meth:`measure` is called directly.
     """
 
     spec_type: type[MonitorSpec] = MonitorSpec
@@ -77,6 +83,7 @@ class Monitor(keras.callbacks.Callback):
             setattr(self, option, value)
         self.context: MonitorContext | None = None
         self.last: dict[str, float] = {}
+        self.epoch_logs: dict[str, Any] = {}
 
     @property
     def kind(self) -> str:
@@ -98,7 +105,11 @@ class Monitor(keras.callbacks.Callback):
         if not self.should_measure(epoch):
             self.last = {}
             return
-        self.last = {k: _to_number(v) for k, v in self.measure(epoch).items()}
+        self.epoch_logs = dict(logs or {})
+        try:
+            self.last = {k: _to_number(v) for k, v in self.measure(epoch).items()}
+        finally:
+            self.epoch_logs = {}
         if logs is not None:  # scalars only: Keras' TensorBoard/CSVLogger expect numbers
             logs.update(
                 {f"{self.kind}/{k}": v for k, v in self.last.items() if not isinstance(v, list)}

@@ -6,8 +6,17 @@ S. YAML (options and defaults: :class:`tfminima.monitor_specs.NoiseMonitorSpec`)
     monitors:
       - noise: {every: 5, samples: 512}
 
-Logs the fields of :class:`tfminima.noise.TheoryCheck`: ``trace_c``, ``b_simple``, ``loss`` against
-``predicted_loss = (η/4S)·Tr(H)``, ``trace_ratio``, ``top_cosine``, ``rayleigh_alignment``, ...
+Logs the fields of :class:`tfminima.noise.TheoryCheck` with the training set as the population the subset
+was drawn from: ``trace_c`` and ``grad_norm_sq`` (unbiased) and ``b_simple`` = Tr(C)/‖G‖² (inf, written
+as null, when ``gradient_resolved`` is 0), beside ``trace_c_raw``, ``grad_norm_sq_raw`` and the biased-low
+``b_simple_raw`` of the subset alone; ``predicted_loss = (η_eff/4S)·Tr(H)`` and ``predicted_loss_c =
+(η_eff/4S)·Tr(C)``, ``trace_ratio``, ``top_cosine``, ``rayleigh_alignment``, ...
+
+Two losses stand against the predictions: ``loss`` (with ``loss_ratio``, ``loss_ratio_c``) is one
+evaluation of the subset at the end point of the epoch, in inference mode; ``train_loss`` (with
+``train_loss_ratio``, ``train_loss_ratio_c``) is the mean training loss over the epoch's steps, the
+Keras logs' ``loss``: the average over SGD's stationary fluctuations that the theory's E[L] means. The
+``train_*`` fields are absent when :meth:`NoiseMonitor.measure` is called outside ``fit``.
 """
 
 from __future__ import annotations
@@ -35,6 +44,7 @@ class NoiseMonitor(SubsetMonitor):
             lr=float(ctx.lr_at(epoch)),
             batch_size=int(ctx.batch_size_at(epoch)),
             momentum=float(ctx.momentum),
+            population=len(ctx.train_x),
             loss=ctx.loss_fn,
             trace_probes=self.trace_probes,
             tol=self.tol,
@@ -48,4 +58,13 @@ class NoiseMonitor(SubsetMonitor):
             architecture=ctx.architecture,
         )
         self._init_h, self._init_c = result.top_vector_h, result.top_vector_c
-        return result.as_dict()
+        out = result.as_dict()
+        train_loss = self.epoch_logs.get("loss")
+        if train_loss is not None:
+            out.update(train_loss=float(train_loss), train_loss_ratio=_ratio(train_loss, result.predicted_loss),
+                       train_loss_ratio_c=_ratio(train_loss, result.predicted_loss_c))
+        return out
+
+
+def _ratio(a: float, b: float) -> float:
+    return float(a) / b if b != 0 else float("nan")

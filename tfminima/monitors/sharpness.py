@@ -7,9 +7,17 @@ Measures on a fixed training subset (:mod:`tfminima.monitors.subset`). YAML (opt
       - sharpness: {every: 5, k: 1, trace: true, samples: 2048, tol: 1.0e-3, trace_probes: 100}
 
 Logs ``lambda_max``, ``eigenvalues`` (top k, descending), ``residuals``, ``converged``, ``eigen_hvps``,
-and with ``trace`` ``trace ± trace_stderr`` (``trace_hvps``), with ``density`` the SLQ
+``stability`` = λ_max over the edge of stability at the epoch's scheduled η (2(1+β)/η for heavy ball; see
+:mod:`tfminima.stability` for Nesterov and SVAG), with ``trace`` ``trace ± trace_stderr`` (``trace_hvps``),
+with ``frobenius`` ``frobenius_norm ± frobenius_stderr`` (``frobenius_hvps``), with ``batch_sharpness``
+``batch_sharpness ± batch_sharpness_stderr``, ``batch_stability`` (over the same edge),
+``batch_sharpness_size`` and ``batch_sharpness_hvps``, with ``density`` the SLQ
 ``density_nodes``/``density_weights``; ``hvps`` and ``seconds`` for the whole measurement. Lanczos is
 warm-started from the previous measurement's eigenvectors, which usually saves most of its products.
+
+The batch sharpness (:func:`tfminima.hessian.batch_sharpness`) is measured on ``batches`` batches of the
+epoch's scheduled batch size S drawn from the subset with the monitor's seed (the same batches each epoch
+while S stays); S is capped at ``samples``, and ``batch_sharpness_size`` says which S was used.
 """
 
 from __future__ import annotations
@@ -18,11 +26,13 @@ import time
 
 from tfminima import hessian
 from tfminima.monitor_specs import SharpnessMonitorSpec
+from tfminima.stability import edge_of_stability
 from tfminima.monitors.subset import SubsetMonitor
 
 
 class SharpnessMonitor(SubsetMonitor):
-    """Top-k Hessian eigenvalues (Lanczos, warm-started), Hutchinson trace and optionally the SLQ density."""
+    """Top-k Hessian eigenvalues (Lanczos, warm-started) and their stability ratio, Hutchinson trace and
+    optionally ‖H‖_F, the batch sharpness and the SLQ density."""
 
     spec_type = SharpnessMonitorSpec
 
@@ -61,5 +71,25 @@ class SharpnessMonitor(SubsetMonitor):
             dens = hessian.density(op, None, runs=self.density_runs, steps=self.density_steps, seed=self.seed)
             keep = dens.weights > 0
             out.update(density_nodes=dens.nodes[keep].tolist(), density_weights=dens.weights[keep].tolist())
-        out.update(hvps=op.hvp_count, samples=len(self.indices), seconds=time.perf_counter() - start)
+        out.update(self._beside_lambda_max(epoch, op, out["lambda_max"]))
+        out.update(hvps=op.hvp_count + out.get("batch_sharpness_hvps", 0), samples=len(self.indices),
+                   seconds=time.perf_counter() - start)
+        return out
+
+    def _beside_lambda_max(self, epoch: int, op: hessian.HessianOperator, lambda_max: float) -> dict:
+        """The stability ratio, and the optional ‖H‖_F and batch sharpness (products on ``op`` counted there)."""
+        ctx = self.context
+        edge = edge_of_stability(float(ctx.lr_at(epoch)), float(ctx.momentum), nesterov=ctx.nesterov, svag=ctx.svag)
+        out = {"stability": lambda_max / edge}
+        if self.frobenius:
+            fro = hessian.frobenius_norm(op, None, probes=self.frobenius_probes, seed=self.seed)
+            out.update(frobenius_norm=fro.value, frobenius_stderr=fro.stderr, frobenius_hvps=fro.hvp_count)
+        if self.batch_sharpness:
+            size = min(int(ctx.batch_size_at(epoch)), len(self.indices))
+            options = hessian.ProductOptions(loss=ctx.loss_fn, mode=self.mode, strategy=ctx.strategy,
+                                             batch_size=ctx.eval_batch_size, architecture=ctx.architecture)
+            res = hessian.batch_sharpness(self.model, self.data, size, batches=self.batches, seed=self.seed,
+                                          options=options)
+            out.update(batch_sharpness=res.value, batch_sharpness_stderr=res.stderr,
+                       batch_stability=res.value / edge, batch_sharpness_size=size, batch_sharpness_hvps=res.hvp_count)
         return out

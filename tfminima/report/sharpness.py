@@ -18,6 +18,7 @@ import math
 
 import numpy as np
 
+from tfminima.stability import edge_of_stability
 from tfminima.report import seeds, stats
 from tfminima.report.loading import Run, Series
 
@@ -30,9 +31,9 @@ def edge(lr: float, momentum: float = 0.0, *, nesterov: bool = False, svag: int 
 
     ``lr`` is the nominal η; SVAG with l > 1 steps at η/l (the logs keep the nominal η).
     The Nesterov form is the quadratic stability limit of Nesterov's update (Cohen et al. 2021, appendix).
+    The formula is :func:`tfminima.stability.edge_of_stability`'s, which the monitors log ``stability`` with.
     """
-    step = lr / svag
-    return 2.0 * (1.0 + momentum) / (step * ((1.0 + 2.0 * momentum) if nesterov else 1.0))
+    return edge_of_stability(lr, momentum, nesterov=nesterov, svag=svag)
 
 
 def run_edge(run: Run, epoch: float | None = None) -> float | None:
