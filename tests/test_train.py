@@ -289,3 +289,21 @@ def test_eval_pipeline_is_reused_for_the_splits_only():
     x[:] = 0.0
     assert t.evaluate(x, s.y_val) != first and len(t.evaluator.pipelines) == 1
     np.testing.assert_array_equal(t.predict_classes(s.x_train), t.predict_classes(s.x_train.copy()))
+
+
+@pytest.mark.parametrize("optimizer, nesterov, svag", [
+    ("{lr: 0.05, batch_size: 32, momentum: 0.9, nesterov: true}", True, 1),
+    ("{lr: 0.05, batch_size: 32, svag: 2}", False, 2),
+])
+def test_the_trainer_gives_monitors_the_update_rule_the_edge_of_stability_depends_on(optimizer, nesterov, svag):
+    from tfminima.stability import stability_ratio
+
+    text = TINY.replace("optimizer: {lr: 0.05, batch_size: 32}", f"optimizer: {optimizer}")
+    result = Trainer(spec("epochs: 1\nmonitors: [{sharpness: {every: 1, samples: 64, trace: false}}]\n",
+                          base=text)).fit()
+    last = result.history[-1]
+    momentum = 0.9 if nesterov else 0.0
+    expected = stability_ratio(last["sharpness/lambda_max"], 0.05, momentum, nesterov=nesterov, svag=svag)
+    assert last["sharpness/stability"] == pytest.approx(expected, rel=1e-12)
+    plain = stability_ratio(last["sharpness/lambda_max"], 0.05, momentum)
+    assert last["sharpness/stability"] != pytest.approx(plain, rel=1e-3)  # the rule matters here

@@ -164,7 +164,7 @@ class Trainer:
             loss_fn=per_example_loss, seed=self.spec.seed, epochs=self.spec.epochs,
             lr_at=lambda e: self.plan[min(e, len(self.plan) - 1)].lr,
             batch_size_at=lambda e: self.plan[min(e, len(self.plan) - 1)].batch_size,
-            momentum=self.spec.optimizer.momentum,
+            momentum=self.spec.optimizer.momentum, nesterov=self.spec.optimizer.nesterov, svag=self.spec.optimizer.svag,
             run_dir=self.recorder.run_dir if self.recorder is not None else None,
             eval_batch_size=self.spec.eval_batch_size, evaluate=self.evaluate,
             predict_classes=self.predict_classes, architecture=self.architecture(),
