@@ -158,3 +158,14 @@ def test_dataset_input(setup):
     res_ds = landscape.interpolate(model, a, b, dataset, alphas=[0.25], bn="recompute")
     res_np = landscape.interpolate(model, a, b, (x, y), alphas=[0.25], bn="recompute", batch_size=25)
     assert res_ds.train_loss[0] == pytest.approx(res_np.train_loss[0], rel=1e-12)
+
+
+@pytest.mark.parametrize("points, low, high", [(11, -1.0, 2.0), (31, -1.0, 2.0), (7, -0.5, 1.5), (4, 0.2, 0.8), (2, -3.0, 5.0)])
+def test_every_interpolation_grid_holds_both_minima(points, low, high):
+    from tfminima.landscape import alpha_grid
+
+    grid = alpha_grid(points, low, high)
+    assert 0.0 in grid.tolist() and 1.0 in grid.tolist()  # exactly: the minima themselves
+    assert np.all(np.diff(grid) > 0) and len(grid) <= points + 2
+    assert grid[0] == min(low, 0.0) and grid[-1] == max(high, 1.0)
+    assert set(np.round(np.linspace(low, high, points), 12)) <= set(np.round(grid, 12))

@@ -138,7 +138,7 @@ def interpolate_runs(
         raise ValueError(f"{a.run_id} and {b.run_id} differ in model or dataset: nothing to interpolate")
     train = _subset(splits, samples, seed)
     val = (splits.x_val, splits.y_val) if len(splits.x_val) else None
-    alphas = np.linspace(alpha_min, alpha_max, points)
+    alphas = landscape.alpha_grid(points, alpha_min, alpha_max)
     res = landscape.interpolate(model, model.get_weights(), model_b.get_weights(), train, alphas, val_data=val)
     out = {
         "run_a": a.run_id, "run_b": b.run_id, "epochs_a": done_a, "epochs_b": done_b,

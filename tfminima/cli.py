@@ -358,7 +358,7 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--k", type=int, default=5, help="eigenvalues (default 5)")
     a.add_argument("--samples", type=int, default=2048, help="training examples used (default 2048)")
     a.add_argument("--trace-probes", type=int, default=100)
-    a.add_argument("--points", type=int, default=31, help="α values in [-1, 2] (default 31)")
+    a.add_argument("--points", type=int, default=31, help="α values in [-1, 2] (default 31); α = 0 and 1 (the two minima) are always added")
     a.set_defaults(func=cmd_analyze)
 
     rp = sub.add_parser("report", help="figures (PNG) and markdown from a runs directory (no TensorFlow)")

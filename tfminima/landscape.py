@@ -37,7 +37,29 @@ __all__ = [
 ]
 
 
-DEFAULT_ALPHAS = np.linspace(-1, 2, 31)  # the paper's E2 range, steps of 0.1 (0 and 1 included)
+
+
+def alpha_grid(points: int = 31, alpha_min: float = -1.0, alpha_max: float = 2.0) -> np.ndarray:
+    """``points`` evenly spaced α in [alpha_min, alpha_max], plus α = 0 and α = 1 when the spacing misses them.
+
+    α = 0 and α = 1 are the two minima themselves: a grid without them (11 points in [−1, 2] step by 0.3)
+    never shows the loss at either end point, which is what the curve is read against.
+    """
+    if points < 2:
+        raise ValueError(f"an interpolation grid needs at least 2 points, got {points}")
+    if not alpha_min < alpha_max:
+        raise ValueError(f"alpha_min {alpha_min} must be below alpha_max {alpha_max}")
+    grid = np.linspace(alpha_min, alpha_max, points)
+    for end in (0.0, 1.0):
+        nearest = np.argmin(np.abs(grid - end))
+        if abs(grid[nearest] - end) <= 1e-9 * max(1.0, alpha_max - alpha_min):
+            grid[nearest] = end  # exactly, not 0.9999999999999998
+        else:
+            grid = np.sort(np.append(grid, end))
+    return grid
+
+
+DEFAULT_ALPHAS = alpha_grid(31, -1.0, 2.0)  # the paper's E2 range, steps of 0.1 (0 and 1 included)
 
 
 def evaluate(model, data, *, loss=None, batch_size: int = DEFAULT_BATCH_SIZE, strategy=None):
