@@ -19,6 +19,7 @@ rate η_max and the batch size S(e) = S0 · η_max / η(e), so η/S is the same 
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Any
 
 
@@ -50,6 +51,39 @@ def multiplier(spec: Any, epoch: int, epochs: int) -> float:
     if kind == "table":
         return float(spec.values[min(epoch, len(spec.values) - 1)])
     raise ValueError(f"unknown schedule kind {kind!r}")
+
+
+def multiplier_range(spec: Any, epochs: int) -> tuple[tuple[float, int], tuple[float, int]]:
+    """((log of the smallest multiplier, its epoch), (log of the largest, its epoch)) over ``epochs`` epochs.
+
+    From the formulas, without listing the epochs and in logarithms, so that 10⁵ epochs of
+    ``gamma: 2`` are judged (and refused by the config's limits) instead of overflowing. Ties go to
+    the earliest epoch. Equal to the extremes of :func:`multiplier` over ``range(epochs)``.
+    """
+    last = max(epochs - 1, 0)
+    kind = spec.kind
+    if kind == "constant":
+        points = [(0.0, 0)]
+    elif kind == "step":
+        hits = sorted(m for m in spec.milestones if m <= last)
+        first = sum(1 for m in hits if m == 0)
+        log_f = math.log(float(spec.factor))
+        points = [(first * log_f, 0), (len(hits) * log_f, hits[-1] if hits else 0)]
+    elif kind == "exponential":
+        points = [(0.0, 0), (last * math.log(float(spec.gamma)), last)]
+    elif kind in ("linear", "cyclic_discrete"):  # monotone, or two levels the second of which starts at `stage`
+        ends = [0, last] if kind == "linear" else [0, spec.stage if spec.stage <= last else 0]
+        points = [(math.log(multiplier(spec, e, epochs)), e) for e in ends]
+    elif kind == "cyclic_triangular":  # extremes at the cycle start and at the phase nearest its middle
+        middle = min(spec.period // 2, min(epochs, spec.period) - 1) if epochs > 0 else 0
+        points = [(math.log(multiplier(spec, e, epochs)), e) for e in (0, middle)]
+    elif kind == "table":
+        points = [(math.log(float(v)), e) for e, v in enumerate(spec.values[: max(epochs, 1)])]
+    else:
+        raise ValueError(f"unknown schedule kind {kind!r}")
+    low = min(points, key=lambda p: (p[0], p[1]))
+    high = max(points, key=lambda p: (p[0], -p[1]))
+    return low, high
 
 
 @dataclasses.dataclass(frozen=True)
