@@ -5,6 +5,11 @@ first epochs with one setting and the rest with another, and the run directory w
 single config for both. So the stored config wins; a config file or ``--set`` given along with
 ``--resume`` is accepted only if it resolves to the same run config (useful in scripts that pass
 the same arguments every time), and refused with the differing keys otherwise.
+
+The run's other files are read with :mod:`tfminima.runfiles` before anything is trained: a stored
+config that does not validate refuses the resume (file:line, like any config), while lines of
+metrics.jsonl that are no event, or a status or summary that cannot be read, become warnings
+naming the file and line (the resume drops such lines and rewrites those files).
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from typing import Any
 
 from tfminima import config as config_lib
 from tfminima import rundir as rd
+from tfminima import runfiles
 from tfminima import sweep as sweep_lib
 
 IGNORED = ("output_dir", "sweep", "profiles")  # where runs go and how a sweep was written: not the run
@@ -28,6 +34,23 @@ class ResumeConflict(ValueError):
 class ResumeTarget:
     run_dir: rd.RunDir
     spec: config_lib.ExperimentSpec
+    warnings: list[str] = dataclasses.field(default_factory=list)  # what the resume drops or rewrites
+
+
+def file_warnings(run_dir: rd.RunDir) -> list[str]:
+    """What a resume of ``run_dir`` will drop or rewrite because it cannot be read."""
+    out = []
+    for reader, what in ((runfiles.read_status, "rewritten"), (runfiles.read_summary, "replaced at the run's end")):
+        try:
+            reader(run_dir.path)
+        except runfiles.CorruptFile as err:
+            out.append(f"{run_dir.path}: {err}; it is {what} by the resume")
+    events = runfiles.read_events(run_dir.metrics_path)
+    if events.problem:
+        out.append(events.problem)
+    if events.skipped_count:
+        out.append(events.skipped_summary() + "; the resume drops them")
+    return out
 
 
 def targets(path: str | Path, config_path: str | None = None, overrides: list[str] | None = None,
@@ -42,7 +65,7 @@ def targets(path: str | Path, config_path: str | None = None, overrides: list[st
     dirs = resumable(path)
     if not dirs:
         raise FileNotFoundError(f"no unfinished run under {path}")
-    out = [ResumeTarget(d, config_lib.load(d.config_path)) for d in dirs]
+    out = [ResumeTarget(d, config_lib.load(d.config_path), file_warnings(d)) for d in dirs]
     if config_path:
         given = config_lib.load(config_path, overrides, profile)
         plans = {p.run_id: p.spec for p in sweep_lib.expand(given)}

@@ -27,11 +27,20 @@ from tfminima.report import (
     sharpness,
 )
 from tfminima.report.loading import Group, Run, load_groups, slug
+from tfminima.runfiles import CORRUPT
 from tfminima.report.style import parse_formats, ratio_norm, run_styles, save
 
 
 class NoRunsError(Exception):
     """The directory holds no run directories (nothing with config.yaml and status.json)."""
+
+
+class NoReadableRunsError(NoRunsError):
+    """Every run directory is corrupt; ``warnings`` says what is wrong with each."""
+
+    def __init__(self, message: str, warnings: list[str]):
+        super().__init__(message)
+        self.warnings = warnings
 
 
 @dataclasses.dataclass
@@ -341,6 +350,9 @@ def build_report(runs_dir: str | Path, out: str | Path | None = None, formats: s
     groups = load_groups(runs_dir)
     if not groups:
         raise NoRunsError(f"{runs_dir} holds no runs (no folder with config.yaml and status.json)")
+    if all(r.state == CORRUPT for g in groups for r in g.runs):
+        raise NoReadableRunsError(f"{runs_dir} holds no readable run (every run directory is corrupt)",
+                                  [f"{g.name}: {w}" for g in groups for w in g.warnings])
     out = Path(out) if out else runs_dir / "report"
     reports = []
     used: set[str] = set()
