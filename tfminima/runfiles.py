@@ -153,7 +153,8 @@ def _validated(model: type[BaseModel], data: Any, name: str, path: Path) -> dict
     if not isinstance(data, dict):
         raise CorruptFile(name, f"is a JSON {type(data).__name__}, not an object", path)
     try:
-        return model.model_validate(data).model_dump(exclude_unset=True)
+        model.model_validate(data)  # strict: nothing is coerced, so the file's own dict is returned as it is
+        return data
     except ValidationError as err:
         first = err.errors()[0]
         key = ".".join(str(p) for p in first["loc"])
