@@ -169,7 +169,7 @@ def _train(args, spec, shard, targets, stop):
                     stop_event=stop,
                 )
             progress.finish(len(outcomes))
-    except (RunBusy, runner.RunExists, runner.WorkerStopped) as err:
+    except (RunBusy, runner.RunExists, runner.WorkerStopped, paths.PathError) as err:
         _err(f"tfminima run: {err}")
         return 2
     except OSError as err:

@@ -66,8 +66,9 @@ def check_inside(root: str | Path, *paths: str | Path) -> None:
     """Raise :class:`PathError` unless every path lies inside ``root`` (the folder a command writes to)."""
     for path in paths:
         if not inside(root, path):
-            raise PathError(f"{path} resolves to {os.path.realpath(path)}, outside {root}: "
-                            f"nothing is written outside the output folder")
+            real = os.path.realpath(path)
+            shown = f"{path} (that is {real})" if os.path.abspath(path) != real else str(path)
+            raise PathError(f"{shown} is outside {root}: nothing is written outside the folder a command writes to")
 
 
 def existing_directory(path: str | Path, what: str, *, must_exist: bool = True) -> Path:
