@@ -228,11 +228,19 @@ def create(root: str | Path, group: str, run_id: str, config_yaml: str, hparams:
 
 
 def find_runs(root: str | Path) -> list[RunDir]:
-    """Every run directory (a folder with config.yaml and status.json) below ``root``, sorted."""
+    """Every run directory (a folder with config.yaml and status.json) below ``root``, sorted.
+
+    An entry of either name counts whatever it is (a file, a directory, a broken link): readers then
+    show the run as corrupt, rather than not at all. Symbolic links to folders are not followed.
+    """
     root = Path(root)
-    if not root.exists():
+    if not root.is_dir():
         return []
-    found = [RunDir(p.parent) for p in root.rglob("status.json") if (p.parent / "config.yaml").exists()]
+    found = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        names = set(dirnames).union(filenames)
+        if "status.json" in names and "config.yaml" in names:
+            found.append(RunDir(Path(dirpath)))
     return sorted(found, key=lambda r: str(r.path))
 
 

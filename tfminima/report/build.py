@@ -13,6 +13,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+import matplotlib
 from matplotlib.figure import Figure
 
 from tfminima.report import (
@@ -27,8 +28,8 @@ from tfminima.report import (
     sharpness,
 )
 from tfminima.report.loading import Group, Run, load_groups, slug
-from tfminima.runfiles import CORRUPT
 from tfminima.report.style import parse_formats, ratio_norm, run_styles, save
+from tfminima.runfiles import CORRUPT
 
 
 class NoRunsError(Exception):
@@ -312,6 +313,7 @@ def section_kinds(group: Group) -> list[str]:
     return kinds
 
 
+@matplotlib.rc_context({"text.parse_math": False})  # run ids and labels are text from run files, never TeX
 def report_group(group: Group, out: Path, formats: Sequence[str] = ("png",),
                  kept: dict[str, Figure] | None = None) -> GroupReport:
     """Draw the group's figures into ``out`` (each in every format) and write ``out/report.md``.
