@@ -71,9 +71,12 @@ def multiplier_range(spec: Any, epochs: int) -> tuple[tuple[float, int], tuple[f
         points = [(first * log_f, 0), (len(hits) * log_f, hits[-1] if hits else 0)]
     elif kind == "exponential":
         points = [(0.0, 0), (last * math.log(float(spec.gamma)), last)]
-    elif kind in ("linear", "cyclic_discrete"):  # monotone, or two levels the second of which starts at `stage`
-        ends = [0, last] if kind == "linear" else [0, spec.stage if spec.stage <= last else 0]
-        points = [(math.log(multiplier(spec, e, epochs)), e) for e in ends]
+    elif kind == "linear":  # monotone: from epoch 0 to where it stops changing (end_epoch, or start_epoch)
+        end = spec.end_epoch if spec.end_epoch is not None else max(epochs - 1, 1)
+        settled = spec.start_epoch if end <= spec.start_epoch else end
+        points = [(math.log(multiplier(spec, e, epochs)), e) for e in (0, min(settled, last))]
+    elif kind == "cyclic_discrete":  # two levels; the second starts at epoch `stage`
+        points = [(math.log(multiplier(spec, e, epochs)), e) for e in (0, spec.stage if spec.stage <= last else 0)]
     elif kind == "cyclic_triangular":  # extremes at the cycle start and at the phase nearest its middle
         middle = min(spec.period // 2, min(epochs, spec.period) - 1) if epochs > 0 else 0
         points = [(math.log(multiplier(spec, e, epochs)), e) for e in (0, middle)]
