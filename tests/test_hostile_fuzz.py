@@ -21,7 +21,15 @@ import sys
 from pathlib import Path
 
 import pytest
-from hostile_support import GROUP, RUNS, VITAL, build_group, corruptions, every_kind, tree
+from hostile_support import (
+    GROUP,
+    RUNS,
+    VITAL,
+    build_group,
+    corruptions,
+    every_kind,
+    tree,
+)
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from tui_support import wait_for

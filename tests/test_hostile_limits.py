@@ -303,3 +303,9 @@ def test_report_out_that_cannot_be_written_exits_1(tmp_path):
     r = cli("report", str(runs), "--out", str(report))
     assert r.returncode == 1 and "Traceback" not in r.stderr
     assert f"tfminima report: cannot write {report / 'REPORT.md'}" in r.stderr
+
+
+def test_the_readme_lists_every_limit_with_its_default_and_variable():
+    readme = (ROOT / "README.md").read_text()
+    for limit in limits.LIMITS.values():
+        assert f"| {limits._fmt(limit.default)} | `{limit.variable}` |" in readme, limit

@@ -15,7 +15,7 @@ import threading
 from pathlib import Path
 
 import pytest
-from hostile_support import GROUP, RUNS, build_group
+from hostile_support import RUNS, build_group
 
 from tfminima import config, limits, resume, rundir, runfiles, safe_io
 

@@ -21,9 +21,8 @@ from typing import Annotated, Any, Union
 
 from pydantic import BaseModel, ValidationError
 
-from tfminima import limits
 from tfminima import sweep as sweep_lib
-from tfminima.config_schema import *  # noqa: F403  (the schema's names are config's: config.ExperimentSpec ...)
+from tfminima.config_schema import *  # noqa: F403  (the schema is config's: config.ExperimentSpec, ...)
 from tfminima.config_schema import ExperimentSpec
 from tfminima.config_yaml import (  # noqa: F401  (re-exported: config.read_yaml, config.to_yaml ...)
     MAX_DEPTH,

@@ -23,7 +23,42 @@ from pydantic import (
 )
 
 from tfminima import limits, paths, schedules
-from tfminima.monitor_specs import MemorizationMonitorSpec, MonitorItem, MonitorSpec, normalise_items
+from tfminima.monitor_specs import (
+    MemorizationMonitorSpec,
+    MonitorItem,
+    MonitorSpec,
+    normalise_items,
+)
+
+__all__ = [  # what tfminima.config re-exports
+    "CNNSpec",
+    "ConstantSchedule",
+    "DATASET_POOLS",
+    "DATASET_SIZES",
+    "CyclicDiscreteSchedule",
+    "CyclicTriangularSchedule",
+    "DatasetName",
+    "DatasetSpec",
+    "DistributionSpec",
+    "ExperimentSpec",
+    "ExponentialSchedule",
+    "FIGURES",
+    "IMAGE_DATASETS",
+    "LinearSchedule",
+    "MLPSpec",
+    "ModelSpec",
+    "OptimizerSpec",
+    "ReportSpec",
+    "ResNetSpec",
+    "SEED_MAX",
+    "ScheduleSpec",
+    "Spec",
+    "StepSchedule",
+    "SweepSpec",
+    "TableSchedule",
+    "VGGSpec",
+    "schedule_problem",
+]
 
 SEED_MAX = 2**32 - 1  # NumPy's and Keras' seeds are 32-bit unsigned
 

@@ -30,14 +30,15 @@ class Limit:
 LIMITS: dict[str, Limit] = {limit.name: limit for limit in (
     Limit("runs", 10_000, "TFMINIMA_MAX_RUNS", "runs one sweep expands to (the product of its axes' lengths)"),
     Limit("epochs", 100_000, "TFMINIMA_MAX_EPOCHS", "epochs of a run"),
-    Limit("examples", 10_000_000, "TFMINIMA_MAX_EXAMPLES",
+    Limit("examples", 1_000_000, "TFMINIMA_MAX_EXAMPLES",
           "examples of one split (train_size, val_size, test_size) and samples a measurement uses"),
     Limit("batch_size", 1_000_000, "TFMINIMA_MAX_BATCH_SIZE",
           "batch size at any epoch of its schedule (and eval_batch_size)"),
     Limit("lr", 1e6, "TFMINIMA_MAX_LR", "learning rate at any epoch of its schedule", integer=False),
-    Limit("config_bytes", 1 << 20, "TFMINIMA_MAX_CONFIG_BYTES", "size of a config YAML file, checked before parsing"),
+    Limit("config_bytes", 1 << 20, "TFMINIMA_MAX_CONFIG_BYTES",
+          "size of a config YAML file (and of a run's config.yaml), checked before parsing"),
     Limit("run_file_bytes", 16 << 20, "TFMINIMA_MAX_RUN_FILE_BYTES",
-          "size of a run directory's status.json, summary.json, config.yaml, analysis and checkpoint state files"),
+          "size of a run's status.json, summary.json, analysis and checkpoint state files"),
     Limit("metrics_bytes", 1 << 30, "TFMINIMA_MAX_METRICS_BYTES",
           "bytes of metrics.jsonl a reader takes (later lines are skipped with a warning)"),
     Limit("line_bytes", 1 << 20, "TFMINIMA_MAX_LINE_BYTES", "length of one metrics.jsonl line"),
@@ -88,8 +89,3 @@ def _fmt(x: float) -> str:
     if isinstance(x, int) or (isinstance(x, float) and x.is_integer() and abs(x) < 1e16):
         return str(int(x))
     return f"{x:.4g}"
-
-
-def table() -> list[tuple[str, str, str]]:
-    """(what, default, variable) of every limit, for the README and ``--help`` texts."""
-    return [(lim.what, _fmt(lim.default), lim.variable) for lim in LIMITS.values()]

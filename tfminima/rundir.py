@@ -92,14 +92,6 @@ def _jsonable(obj: Any) -> Any:
     return None
 
 
-def read_json(path: Path, default: Any = None) -> Any:
-    """A run file's JSON value (bounded, finite, shallow), or ``default`` when it cannot be read."""
-    try:
-        return runfiles.read_json_file(Path(path))
-    except runfiles.CorruptFile:
-        return default
-
-
 class RunDir:
     """Paths and files of one run directory."""
 
