@@ -230,8 +230,9 @@ def read_config(run_path: str | Path) -> config_lib.ExperimentSpec:
 
 
 # ----------------------------------------------------------------------------- metrics.jsonl
-def parse_event(line: bytes) -> dict:
-    """One metrics.jsonl line as an event, or ValueError saying why it is none."""
+def parse_event(line: bytes, max_epoch: int | None = None) -> dict:
+    """One metrics.jsonl line as an event, or ValueError saying why it is none (``max_epoch``: the epochs
+    limit, looked up when not given)."""
     try:
         event = safe_io.parse_json(line, depth=8)
     except safe_io.FileProblem as err:
@@ -249,7 +250,9 @@ def parse_event(line: bytes) -> dict:
             raise ValueError(f"{key} {_short(value)} is not a whole number >= 0")
     epoch = event.get("epoch")
     if epoch is not None:
-        limits.check("epochs", epoch, f"epoch {epoch}")
+        limit = limits.value("epochs") if max_epoch is None else max_epoch
+        if epoch > limit:
+            raise ValueError(limits.over("epochs", epoch, f"epoch {epoch}"))
     for key in ("run_id", "split"):
         if event.get(key) is not None and not isinstance(event[key], str):
             raise ValueError(f"{key} {_short(event[key])} is not text")
@@ -298,6 +301,7 @@ class MetricsTail:
         self.skipped_count = 0
         self._partial = b""
         self._overlong = False
+        self._max_epoch: int | None = None
 
     def _skip(self, line: int, reason: str) -> None:
         self.skipped_count += 1
@@ -306,6 +310,12 @@ class MetricsTail:
 
     def poll(self) -> list[dict]:
         self.reset = False
+        try:
+            info = os.stat(self.path)
+        except OSError:
+            info = None  # missing, or a link loop: the open below says which
+        if info is not None and stat.S_ISREG(info.st_mode) and info.st_size == self.offset and not self.problem:
+            return []  # nothing new (the common case: one stat)
         try:
             fd = _open_regular(self.path)
         except safe_io.FileProblem as err:
@@ -319,6 +329,7 @@ class MetricsTail:
                 self.__init__(self.path)
                 self.reset = True
             limit_bytes, line_limit = int(limits.value("metrics_bytes")), int(limits.value("line_bytes"))
+            self._max_epoch = int(limits.value("epochs"))
             end = min(size, limit_bytes)
             os.lseek(fd, self.offset, os.SEEK_SET)
             while self.offset < end:
@@ -358,7 +369,7 @@ class MetricsTail:
                 self._skip(self.line, f"longer than the line limit of {line_limit} bytes")
             elif data.strip():
                 try:
-                    out.append(parse_event(data))
+                    out.append(parse_event(data, self._max_epoch))
                 except ValueError as err:
                     self._skip(self.line, str(err))
         return out

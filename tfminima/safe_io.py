@@ -103,9 +103,14 @@ def _finite_float(text: str) -> float:
 
 
 def _bounded_int(text: str) -> int:
-    if len(text.lstrip("-")) > MAX_INT_DIGITS:
-        raise ValueError(f"the integer {text[:20]}... has {len(text)} digits")
+    if len(text) > MAX_INT_DIGITS + 1:  # + 1: a minus sign
+        raise ValueError(f"an integer of {len(text.lstrip('-'))} digits")
     return int(text)
+
+
+# one decoder for every call (building one per line costs more than the line); the hooks refuse what
+# Python's json accepts and no writer of ours produces: NaN, infinities (1e999), endless integers
+_DECODER = json.JSONDecoder(parse_constant=_no_constant, parse_float=_finite_float, parse_int=_bounded_int)
 
 
 def parse_json(text: str | bytes, depth: int = JSON_DEPTH) -> Any:
@@ -116,28 +121,31 @@ def parse_json(text: str | bytes, depth: int = JSON_DEPTH) -> Any:
     if isinstance(text, bytes):
         text = decode(text)
     try:
-        value = json.loads(text, parse_constant=_no_constant, parse_float=_finite_float, parse_int=_bounded_int)
+        value = _DECODER.decode(text)
     except json.JSONDecodeError as err:
         raise FileProblem(f"is not JSON (line {err.lineno} column {err.colno}: {err.msg})") from None
     except RecursionError:
         raise FileProblem("is nested too deeply") from None
     except ValueError as err:  # from the hooks above
         raise FileProblem(f"is not JSON as written by tfminima ({err})") from None
-    if nesting(value, depth) > depth:
+    if text.count("[") + text.count("{") > depth and nesting(value, depth) > depth:  # fewer brackets: cannot be deeper
         raise FileProblem(f"is nested more than {depth} levels deep")
     return value
 
 
 def nesting(value: Any, stop: int) -> int:
     """Levels of lists and objects in ``value`` (1 for a flat list), counting no further than ``stop + 1``."""
-    deepest, stack = 0, [(value, 1)]
+    if not isinstance(value, (dict, list)):
+        return 0
+    deepest, stack = 1, [(value, 1)]
     while stack:
         node, level = stack.pop()
-        if isinstance(node, (dict, list)):
-            deepest = max(deepest, level)
-            if level > stop:
-                return level
-            stack.extend((child, level + 1) for child in (node.values() if isinstance(node, dict) else node))
+        for child in node.values() if isinstance(node, dict) else node:
+            if isinstance(child, (dict, list)):
+                if level + 1 > stop:
+                    return level + 1
+                deepest = max(deepest, level + 1)
+                stack.append((child, level + 1))
     return deepest
 
 
