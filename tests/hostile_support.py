@@ -171,7 +171,7 @@ def _set_field(c: Corruption, path: Path) -> None:
     """Set a (dotted) field of a JSON object file to a hostile JSON text, keeping the rest valid."""
     try:
         data = json.loads(_bytes(path) or b"{}")
-    except ValueError:
+    except (ValueError, RecursionError):  # an earlier corruption left no JSON object there
         data = {}
     if not isinstance(data, dict):
         data = {}
@@ -190,7 +190,12 @@ def _bad_line(c: Corruption, path: Path) -> None:
     lines = _bytes(path).splitlines(keepends=True)
     i = _at(lines, c.where) if lines else 0  # type: ignore[arg-type]
     if c.key:  # an event with one hostile field
-        event = json.loads(lines[min(i, len(lines) - 1)]) if lines else {"kind": "train"}
+        try:
+            event = json.loads(lines[min(i, len(lines) - 1)]) if lines else {}
+        except (ValueError, RecursionError):
+            event = {}
+        event = event if isinstance(event, dict) else {}
+        event.setdefault("kind", "train")
         marker = "@@HOSTILE@@"
         event[c.key] = marker
         bad = json.dumps(event).replace(f'"{marker}"', c.text).encode()
