@@ -271,3 +271,13 @@ def test_cli_resume_skips_a_bad_metrics_line_with_a_warning_naming_it(tiny_yaml,
     assert rundir.RunDir(run).status()["state"] == "completed"
     assert runfiles.read_events(run / "metrics.jsonl").skipped_count == 0
     shutil.rmtree(out)
+
+
+def test_a_limit_variable_that_is_no_number_is_named_by_the_readers(group, monkeypatch):
+    monkeypatch.setenv("TFMINIMA_MAX_RUN_FILE_BYTES", "lots")
+    reason = corrupt_reason(runfiles.read_status, group / RUN)
+    assert reason == ("status.json: TFMINIMA_MAX_RUN_FILE_BYTES: 'lots' is not a positive integer (it sets the limit "
+                      f"on {limits.LIMITS['run_file_bytes'].what})")
+    monkeypatch.setenv("TFMINIMA_MAX_LINE_BYTES", "-1")
+    read = runfiles.read_events(group / RUN / "metrics.jsonl")
+    assert read.events == [] and "TFMINIMA_MAX_LINE_BYTES: '-1' is not a positive integer" in read.problem
