@@ -29,7 +29,7 @@ RUNS = {  # run id -> (lr, batch size, state)
 }
 FIGURES = ["curves", "interpolation", "sharpness_trajectory"]
 RUN_FILES = ["status.json", "summary.json", "config.yaml", "metrics.jsonl", "checkpoints/latest",
-             "checkpoints/epoch-2/state.json", "analysis/hessian-epoch-2.json"]
+             "checkpoints/epoch-2/state.json", "checkpoints/epoch-2/variables.npz", "analysis/hessian-epoch-2.json"]
 GROUP_FILES = ["analysis/interpolation--lr0.01-bs32-s0--lr0.02-bs32-s0.json"]
 JSON_FILES = {"status.json", "summary.json", "checkpoints/epoch-2/state.json", "analysis/hessian-epoch-2.json",
               GROUP_FILES[0]}

@@ -89,7 +89,8 @@ def check_readers(runs: Path, breaks, *, report: bool) -> None:
     """Every reader on ``runs``: documented outcomes only, nothing written inside ``runs``."""
     before = tree(runs)
     name = RENAMED.get(runs, {})
-    vital = {(name.get(c.run_id, c.run_id), c.file) for c in breaks if c.vital}
+    last = {(c.run_id, c.file): c for c in breaks if c.kind != "rename"}  # a later break of a file replaces an earlier
+    vital = {(name.get(c.run_id, c.run_id), c.file) for c in last.values() if c.vital}
     broken_vital = {(name.get(c.run_id, c.run_id), c.file) for c in breaks if c.file in VITAL and c.run_id}
 
     # the report's loader: every run is a record; a vital file broken beyond reading makes it corrupt
@@ -122,11 +123,12 @@ def check_readers(runs: Path, breaks, *, report: bool) -> None:
         if r.state == runfiles.CORRUPT:
             assert rows[run_id].error and any(f in rows[run_id].error for f in VITAL)
 
-    # the resume reader: the runs to resume, or a config error (file:line) or nothing to resume
+    # the resume reader: the runs to resume, or a config error (file:line), a refusal naming the file that
+    # cannot be read, or nothing to resume
     try:
         targets = resume.targets(runs / GROUP)
         assert all(t.spec is not None for t in targets)
-    except (config.ConfigError, FileNotFoundError):
+    except (config.ConfigError, FileNotFoundError, resume.ResumeRefused):
         pass
 
     # the report: written outside the runs folder, or refused when no run is readable

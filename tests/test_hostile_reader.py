@@ -281,3 +281,30 @@ def test_a_limit_variable_that_is_no_number_is_named_by_the_readers(group, monke
     monkeypatch.setenv("TFMINIMA_MAX_LINE_BYTES", "-1")
     read = runfiles.read_events(group / RUN / "metrics.jsonl")
     assert read.events == [] and "TFMINIMA_MAX_LINE_BYTES: '-1' is not a positive integer" in read.problem
+
+
+@pytest.mark.parametrize("damage, reason", [
+    ("state", "checkpoints/epoch-2/state.json: is not JSON"),
+    ("variables", "variables.npz cannot be read (File is not a zip file)"),
+    ("variables_fifo", "variables.npz is not a regular file"),
+    ("metrics_dir", "metrics.jsonl is a directory, not a file"),
+    ("metrics_big", "only the first 64 were read (set TFMINIMA_MAX_METRICS_BYTES to read more)"),
+])
+def test_resume_refuses_what_it_cannot_continue_from_faithfully(group, monkeypatch, damage, reason):
+    run = group / UNFINISHED
+    ckpt = run / "checkpoints" / "epoch-2"
+    if damage == "state":
+        (ckpt / "state.json").write_text('{"epochs_done": 2')
+    elif damage == "variables":
+        (ckpt / "variables.npz").write_bytes((ckpt / "variables.npz").read_bytes()[:-5])  # truncated
+    elif damage == "variables_fifo":
+        (ckpt / "variables.npz").unlink()
+        os.mkfifo(ckpt / "variables.npz")
+    elif damage == "metrics_dir":
+        (run / "metrics.jsonl").unlink()
+        (run / "metrics.jsonl").mkdir()
+    else:
+        monkeypatch.setenv("TFMINIMA_MAX_METRICS_BYTES", "64")
+    with pytest.raises(resume.ResumeRefused) as err:
+        resume.targets(run)
+    assert str(err.value).startswith(f"cannot continue {run} faithfully: ") and reason in str(err.value)

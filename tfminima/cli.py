@@ -65,7 +65,7 @@ def cmd_run(args) -> int:
     spec = None
     targets = []
     if args.resume:
-        from tfminima.resume import ResumeConflict, targets as resume_targets
+        from tfminima.resume import ResumeRefused, targets as resume_targets
 
         if args.shard or args.only or args.group or args.out:
             _err("tfminima run --resume: --shard, --only, --group and --out do not apply; a resumed run "
@@ -74,7 +74,7 @@ def cmd_run(args) -> int:
         try:
             paths.existing_directory(args.resume, "--resume")
             targets = resume_targets(args.resume, args.config, args.set, args.profile)
-        except (ResumeConflict, FileNotFoundError, paths.PathError) as err:
+        except (ResumeRefused, FileNotFoundError, paths.PathError) as err:
             _err(f"tfminima run --resume: {err}")
             return getattr(err, "exit_code", 2)
         for warning in (w for t in targets for w in t.warnings):
