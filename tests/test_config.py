@@ -220,3 +220,17 @@ def test_config_keeps_the_names_its_users_call_after_the_split():
     not_ours = file_names | tf_and_keras
     missing = sorted(n for n in used - not_ours if not hasattr(config, n))
     assert missing == []
+
+
+@pytest.mark.parametrize("value, why", [("1" * 5000, "an integer of more than 4300 digits"),
+                                        ("2024-13-01", "month must be in 1..12"),
+                                        ("2023-02-29", "day is out of range for month")])
+def test_yaml_values_that_cannot_be_built_name_their_line(tmp_path, value, why):
+    """YAML reads these as an integer or a date that Python cannot build: a ConfigError at the value's line."""
+    path = tmp_path / "v.yaml"
+    path.write_text(f"name: v\nmodel:\n  hidden: [8, {value}]\n")
+    with pytest.raises(config.ConfigError) as err:
+        config.load(path)
+    shown = value if len(value) <= 40 else value[:37] + "..."
+    assert str(err.value) == f"{path}:3: YAML value {shown!r} ({why}) cannot be read"
+    assert config.parse_override(f"description={value}") == ("description", value)  # --set: kept as text

@@ -125,11 +125,38 @@ def read_yaml(text: str, file: str = "<config>") -> tuple[dict, dict[tuple, int]
         raise ConfigError([Problem(file, None, "", f"YAML error: {err}")]) from None
     except RecursionError:
         raise ConfigError([Problem(file, None, "", "the document is nested too deeply")]) from None
+    except (ValueError, OverflowError):  # a scalar YAML reads as a type it cannot build (2024-13-01, 10**5000)
+        line, what = _unbuildable_scalar(text)
+        raise ConfigError([Problem(file, line, "", f"YAML value {what} cannot be read")]) from None
     if data is None:
         data = {}
     if not isinstance(data, dict):
         raise ConfigError([Problem(file, 1, "", "the top level must be a mapping of keys")])
     return data, lines
+
+
+def _unbuildable_scalar(text: str) -> tuple[int | None, str]:
+    """(line, shown value) of the first scalar whose YAML type cannot be built (a date with month 13, an
+    integer past Python's digit limit); the document already parsed, so only its scalars can fail."""
+    loader = _LineLoader(text)
+    try:
+        stack = [loader.get_single_node()]
+        while stack:
+            node = stack.pop()
+            if isinstance(node, yaml.ScalarNode):
+                try:
+                    loader.construct_object(node)
+                except (ValueError, OverflowError) as err:
+                    value = node.value if len(node.value) <= 40 else node.value[:37] + "..."
+                    why = "an integer of more than 4300 digits" if "integer string conversion" in str(err) else str(err)
+                    return node.start_mark.line + 1, f"{value!r} ({why})"
+            elif isinstance(node, yaml.MappingNode):
+                stack.extend(v for pair in reversed(node.value) for v in reversed(pair))
+            elif isinstance(node, yaml.SequenceNode):
+                stack.extend(reversed(node.value))
+    finally:
+        loader.dispose()
+    return None, "of the document"
 
 
 def check_document_shape(data: Any, file: str) -> None:
@@ -159,7 +186,7 @@ def parse_override(item: str) -> tuple[str, Any]:
     key, _, raw = item.partition("=")
     try:
         value = yaml.safe_load(raw) if raw.strip() else None
-    except (yaml.YAMLError, RecursionError):
+    except (yaml.YAMLError, RecursionError, ValueError, OverflowError):  # not YAML, or a value YAML cannot build
         value = raw
     return key.strip(), value
 

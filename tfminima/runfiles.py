@@ -216,7 +216,7 @@ def read_config(run_path: str | Path) -> config_lib.ExperimentSpec:
             if isinstance(data, dict) and isinstance(data.get("sweep"), dict) and any(data["sweep"].values()):
                 raise CorruptFile("config.yaml", "holds a sweep: a run's config is one resolved run", path)
             return config_lib.validate_data(data, file="config.yaml")
-        except (yaml.YAMLError, RecursionError, config_lib.ConfigError):
+        except (yaml.YAMLError, RecursionError, ValueError, OverflowError, config_lib.ConfigError):
             return config_lib.load_text(text, "config.yaml")  # the slow way: the same verdict, with lines
     except config_lib.ConfigError as err:
         first = err.problems[0]
