@@ -308,3 +308,17 @@ def test_resume_refuses_what_it_cannot_continue_from_faithfully(group, monkeypat
     with pytest.raises(resume.ResumeRefused) as err:
         resume.targets(run)
     assert str(err.value).startswith(f"cannot continue {run} faithfully: ") and reason in str(err.value)
+
+
+def test_a_log_that_is_no_file_shows_nothing_instead_of_hanging(tmp_path):
+    from tui.launcher import log_tail
+
+    log = tmp_path / "run.log"
+    log.write_text("".join(f"line {i}\n" for i in range(100)))
+    assert log_tail(log, 3) == "line 97\nline 98\nline 99"
+    log.unlink()
+    os.mkfifo(log)  # opening it for reading would wait for a writer forever
+    assert log_tail(log, 3) == ""
+    log.unlink()
+    os.symlink("/dev/zero", log)  # endless
+    assert log_tail(log, 3) == ""

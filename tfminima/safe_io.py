@@ -77,6 +77,26 @@ def _os_reason(err: OSError) -> str:
     return f"cannot be read ({err.strerror or err})"
 
 
+def read_tail(path: str | Path, size: int) -> bytes:
+    """The last ``size`` bytes (at most) of the regular file ``path``; FileProblem when it is anything else."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except FileNotFoundError:
+        raise FileProblem("missing", missing=True) from None
+    except OSError as err:
+        raise FileProblem(_os_reason(err)) from None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise FileProblem("is not a regular file")
+        os.lseek(fd, max(info.st_size - size, 0), os.SEEK_SET)
+        return os.read(fd, size)
+    except OSError as err:
+        raise FileProblem(_os_reason(err)) from None
+    finally:
+        os.close(fd)
+
+
 def decode(data: bytes) -> str:
     """Strict UTF-8 (a BOM is dropped); FileProblem names the first bad byte's offset."""
     try:
