@@ -229,6 +229,8 @@ async def _open_app(runs: Path):
         corrupt = [r for r in rows.values() if r.state == runfiles.CORRUPT]
         if corrupt:  # the details of a corrupt run open and close
             table = app.screen.table
+            app.redraw()
+            assert await wait_for(pilot, lambda: corrupt[0].key in table._order)  # drawn at the next redraw
             table.move_cursor(row=table._order.index(corrupt[0].key))
             await pilot.pause()
             app.screen.action_details()
