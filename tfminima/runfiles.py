@@ -213,11 +213,15 @@ def read_config(run_path: str | Path) -> config_lib.ExperimentSpec:
             raise CorruptFile("config.yaml", "is empty", path)
         try:
             data = yaml.load(text, Loader=_FAST_LOADER)
-            if isinstance(data, dict) and isinstance(data.get("sweep"), dict) and any(data["sweep"].values()):
-                raise CorruptFile("config.yaml", "holds a sweep: a run's config is one resolved run", path)
+        except (yaml.YAMLError, RecursionError, ValueError, OverflowError):
+            return config_lib.load_text(text, "config.yaml")  # the slow way: the same verdict, with its line
+        sweep = data.get("sweep") if isinstance(data, dict) else None
+        if isinstance(sweep, dict) and any(sweep.get(axis) for axis in ("grid", "zip", "ratio", "seeds")):
+            raise CorruptFile("config.yaml", "holds a sweep: a run's config is one resolved run", path)
+        try:
             return config_lib.validate_data(data, file="config.yaml")
-        except (yaml.YAMLError, RecursionError, ValueError, OverflowError, config_lib.ConfigError):
-            return config_lib.load_text(text, "config.yaml")  # the slow way: the same verdict, with lines
+        except config_lib.ConfigError:
+            return config_lib.load_text(text, "config.yaml")
     except config_lib.ConfigError as err:
         first = err.problems[0]
         where = f"line {first.line}: " if first.line else ""
