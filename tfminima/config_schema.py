@@ -311,7 +311,8 @@ class ReportSpec(Spec):
         default_factory=list,
         description="run ids (or labels) compared pairwise: interpolated between, or overlaid",
     )
-    interpolation_points: int = Field(31, ge=3, le=100_000, description="α values in [alpha_min, alpha_max]")
+    interpolation_points: int = Field(31, ge=3, le=100_000,
+                                      description="α values in [alpha_min, alpha_max]; α = 0 and 1 are always added")
     alpha_min: float = -1.0
     alpha_max: float = 2.0
     interpolation_samples: int = Field(2048, gt=0, description="training examples evaluated per α")
