@@ -3,6 +3,7 @@
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 
@@ -156,7 +157,9 @@ def test_cli_run_bad_config_exits_2_before_training(tmp_path):
 
 def test_light_modules_do_not_import_tensorflow():
     code = (
-        "import sys; import tfminima.config, tfminima.sweep, tfminima.rundir, tfminima.schedules; "
+        "import sys; import tfminima.config, tfminima.sweep, tfminima.rundir, tfminima.schedules, "
+        "tfminima.config_schema, tfminima.config_yaml, tfminima.limits, tfminima.paths, tfminima.safe_io, "
+        "tfminima.runfiles, tfminima.cluster, tfminima.resume; "
         "bad = [m for m in ('tensorflow', 'keras', 'textual') if m in sys.modules]; print(bad)"
     )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
@@ -196,3 +199,38 @@ def test_profiles_apply_dotted_overrides_and_report_their_lines(tmp_path):
 def test_sections_without_their_tag_report_plain_keys():
     ps = problems("model:\n  hidden: [0]\nlr_schedule:\n  milestones: [3]\n")
     assert [(p.line, p.key) for p in ps] == [(2, "model.hidden.0"), (4, "lr_schedule.milestones")]
+
+
+def test_config_keeps_the_names_its_users_call_after_the_split():
+    """config.py was split into config_schema and config_yaml: every name read through ``tfminima.config``
+    anywhere in the repository still resolves there."""
+    import re
+
+    root = Path(__file__).resolve().parents[1]
+    used = set()
+    for path in [*root.glob("tfminima/**/*.py"), *root.glob("tui/**/*.py"), *root.glob("tests/*.py"),
+                 *root.glob("benchmarks/*.py"), *root.glob("scripts/*.py")]:
+        text = path.read_text()
+        used |= set(re.findall(r"\bconfig(?:_lib)?\.([A-Z_a-z]\w*)", text))
+        for names in re.findall(r"from tfminima\.config import ([\w, ]+)", text):
+            used |= {n.strip() for n in names.split(",")}
+    file_names = {"yaml", "py"}  # "config.yaml", "config.py" in text
+    tf_and_keras = {n for n in used if n.startswith(("set_", "list_", "get_logical"))} | {
+        "experimental", "floatx", "dtype_policy", "LogicalDeviceConfiguration"}  # tf.config, keras.config
+    not_ours = file_names | tf_and_keras
+    missing = sorted(n for n in used - not_ours if not hasattr(config, n))
+    assert missing == []
+
+
+@pytest.mark.parametrize("value, why", [("1" * 5000, "an integer of more than 4300 digits"),
+                                        ("2024-13-01", "month must be in 1..12"),
+                                        ("2023-02-29", "day is out of range for month")])
+def test_yaml_values_that_cannot_be_built_name_their_line(tmp_path, value, why):
+    """YAML reads these as an integer or a date that Python cannot build: a ConfigError at the value's line."""
+    path = tmp_path / "v.yaml"
+    path.write_text(f"name: v\nmodel:\n  hidden: [8, {value}]\n")
+    with pytest.raises(config.ConfigError) as err:
+        config.load(path)
+    shown = value if len(value) <= 40 else value[:37] + "..."
+    assert str(err.value) == f"{path}:3: YAML value {shown!r} ({why}) cannot be read"
+    assert config.parse_override(f"description={value}") == ("description", value)  # --set: kept as text

@@ -45,8 +45,11 @@ def test_digits_offline():
     s = data.load(DatasetSpec(name="digits"))
     assert s.x_train.shape == (1197, 8, 8, 1) and s.x_test.shape == (300, 8, 8, 1)
     assert set(np.unique(s.y_train)) == set(range(10))
-    with pytest.raises(ValueError, match="has 1797 examples"):
-        data.load(DatasetSpec(name="digits", train_size=1700, val_size=100, test_size=100))
+    with pytest.raises(ValueError, match="1900 is more than the 1797 examples digits has"):
+        DatasetSpec(name="digits", train_size=1700, val_size=100, test_size=100)  # refused at validation
+    unchecked = DatasetSpec().model_copy(update=dict(name="digits", train_size=1700, val_size=100, test_size=100))
+    with pytest.raises(ValueError, match="has 1797 examples"):  # and by the loader, for a spec never validated
+        data.load(unchecked)
 
 
 def test_label_noise_fraction_mask_and_determinism():

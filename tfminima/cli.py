@@ -14,6 +14,7 @@ import sys
 import threading
 from pathlib import Path
 
+from tfminima import cluster, paths
 from tfminima import config as config_lib
 
 
@@ -65,17 +66,20 @@ def cmd_run(args) -> int:
     spec = None
     targets = []
     if args.resume:
-        from tfminima.resume import ResumeConflict, targets as resume_targets
+        from tfminima.resume import ResumeRefused, targets as resume_targets
 
         if args.shard or args.only or args.group or args.out:
             _err("tfminima run --resume: --shard, --only, --group and --out do not apply; a resumed run "
                  "stays where it is (resume a single run directory, or a folder of runs)")
             return 2
         try:
+            paths.existing_directory(args.resume, "--resume")
             targets = resume_targets(args.resume, args.config, args.set, args.profile)
-        except (ResumeConflict, FileNotFoundError) as err:
+        except (ResumeRefused, FileNotFoundError, paths.PathError) as err:
             _err(f"tfminima run --resume: {err}")
-            return 2
+            return getattr(err, "exit_code", 2)
+        for warning in (w for t in targets for w in t.warnings):
+            _err(f"warning: {warning}")
         if len(targets) == 1 and (Path(args.resume) / "config.yaml").exists():
             from tfminima.locks import RunBusy, RunLock
 
@@ -93,6 +97,13 @@ def cmd_run(args) -> int:
         from tfminima.sweep import SweepError, expand, parse_shard
 
         try:
+            paths.output_directory(args.out or spec.output_dir, "--out" if args.out else "output_dir")
+            if args.group and args.out:
+                paths.check_inside(args.out, args.group)
+        except paths.PathError as err:
+            _err(f"tfminima run: {err}")
+            return err.exit_code
+        try:
             shard = parse_shard(args.shard) if args.shard else None
             known = {p.run_id for p in expand(spec)}
             unknown = [r for r in args.only if r not in known]
@@ -103,6 +114,11 @@ def cmd_run(args) -> int:
             return 2
     _quiet_tensorflow()
     dist = (spec or targets[0].spec).distribution
+    try:
+        cluster.role(dist)  # TF_CONFIG / Slurm's variables, checked before TensorFlow reads them
+    except cluster.ClusterError as err:
+        _err(f"tfminima run: {err}")
+        return 2
     if dist.strategy == "multi_worker" or dist.cpu_replicas > 1:
         from tfminima.distribute import DistributionError, prepare
 
@@ -155,7 +171,7 @@ def _train(args, spec, shard, targets, stop):
                     stop_event=stop, on_notice=_err,
                 )
             progress.finish(len(outcomes))
-    except (RunBusy, runner.RunExists, runner.WorkerStopped) as err:
+    except (RunBusy, runner.RunExists, runner.WorkerStopped, paths.PathError) as err:
         _err(f"tfminima run: {err}")
         return 2
     except OSError as err:
@@ -247,9 +263,11 @@ def cmd_data(args) -> int:
 # ----------------------------------------------------------------------------- analyze
 def cmd_analyze(args) -> int:
     target = Path(args.run)
-    if not target.exists():
-        _err(f"tfminima analyze: no such directory {target}")
-        return 2
+    try:
+        paths.existing_directory(target, "the run")
+    except paths.PathError as err:
+        _err(f"tfminima analyze: {err}")
+        return err.exit_code
     _quiet_tensorflow()
     from tfminima import analysis
     from tfminima.rundir import RunDir
@@ -291,16 +309,26 @@ def cmd_analyze(args) -> int:
 # ----------------------------------------------------------------------------- report
 def cmd_report(args) -> int:
     """Figures and markdown from run directories; no TensorFlow, so it runs anywhere the files are."""
-    from tfminima.report import NoRunsError, build_report
+    from tfminima.report import NoReadableRunsError, NoRunsError, build_report
 
-    if not Path(args.runs).is_dir():
-        _err(f"tfminima report: no such directory {args.runs}")
-        return 2
     try:
+        paths.existing_directory(args.runs, "RUNS_DIR")
+        paths.output_directory(args.out or Path(args.runs) / "report", "--out" if args.out else "the report folder")
         rep = build_report(args.runs, args.out, formats=args.format)
+    except paths.PathError as err:
+        _err(f"tfminima report: {err}")
+        return err.exit_code
+    except NoReadableRunsError as err:
+        for warning in err.warnings:
+            _err(f"warning: {warning}")
+        _err(f"tfminima report: {err}")
+        return 1
     except (NoRunsError, ValueError) as err:
         _err(f"tfminima report: {err}")
         return 2
+    except OSError as err:  # the report folder refused a write (read-only, full)
+        _err(f"tfminima report: cannot write {err.filename or args.out}: {err.strerror or err}")
+        return 1
     for warning in rep.warnings:
         _err(f"warning: {warning}")
     print(f"report written to {rep.path}")

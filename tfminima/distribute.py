@@ -16,6 +16,8 @@ import os
 
 import tensorflow as tf
 
+from tfminima import cluster
+
 
 class DistributionError(RuntimeError):
     """The requested devices or strategy cannot be set up on this machine."""
@@ -117,6 +119,8 @@ def _multi_worker() -> tf.distribute.Strategy:
     if _MULTI_WORKER is not None:
         return _MULTI_WORKER
     if "TF_CONFIG" in os.environ:
+        if os.environ["TF_CONFIG"]:
+            cluster.parse_tf_config(os.environ["TF_CONFIG"])  # ClusterError naming what is wrong, before TF reads it
         resolver = tf.distribute.cluster_resolver.TFConfigClusterResolver()
     elif "SLURM_JOB_ID" in os.environ:
         resolver = tf.distribute.cluster_resolver.SlurmClusterResolver()

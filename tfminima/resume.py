@@ -5,22 +5,38 @@ first epochs with one setting and the rest with another, and the run directory w
 single config for both. So the stored config wins; a config file or ``--set`` given along with
 ``--resume`` is accepted only if it resolves to the same run config (useful in scripts that pass
 the same arguments every time), and refused with the differing keys otherwise.
+
+The run's other files are read with :mod:`tfminima.runfiles` before anything is trained. What the
+resume cannot continue from faithfully refuses it (:class:`ResumeRefused`, naming the file): a stored
+config that does not validate (file:line, like any config), a checkpoint whose state or variables
+cannot be read, a metrics.jsonl that is no file or is over the reading limit (rewriting it would
+lose what was not read). Lines of metrics.jsonl that are no event, or a status or summary that
+cannot be read, become warnings naming the file and line (the resume drops such lines and rewrites
+those files).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import os
+import stat
+import zipfile
 from pathlib import Path
 from typing import Any
 
 from tfminima import config as config_lib
 from tfminima import rundir as rd
+from tfminima import runfiles
 from tfminima import sweep as sweep_lib
 
 IGNORED = ("output_dir", "sweep", "profiles")  # where runs go and how a sweep was written: not the run
 
 
-class ResumeConflict(ValueError):
+class ResumeRefused(ValueError):
+    """A run cannot be resumed faithfully from its files; the message names the file and why."""
+
+
+class ResumeConflict(ResumeRefused):
     """The command asks to resume a run with a config other than its stored one."""
 
 
@@ -28,13 +44,57 @@ class ResumeConflict(ValueError):
 class ResumeTarget:
     run_dir: rd.RunDir
     spec: config_lib.ExperimentSpec
+    warnings: list[str] = dataclasses.field(default_factory=list)  # what the resume drops or rewrites
+
+
+def file_warnings(run_dir: rd.RunDir) -> list[str]:
+    """What a resume of ``run_dir`` will drop or rewrite because it cannot be read."""
+    out = []
+    for reader, what in ((runfiles.read_status, "rewritten"), (runfiles.read_summary, "replaced at the run's end")):
+        try:
+            reader(run_dir.path)
+        except runfiles.CorruptFile as err:
+            out.append(f"{run_dir.path}: {err}; it is {what} by the resume")
+    events = runfiles.read_events(run_dir.metrics_path)
+    if events.skipped_count:
+        out.append(events.skipped_summary() + "; the resume drops them")
+    return out
+
+
+def refusal(run_dir: rd.RunDir) -> str | None:
+    """Why ``run_dir`` cannot be resumed faithfully (None when it can): its log or checkpoint cannot be read."""
+    problem = runfiles.read_events(run_dir.metrics_path).problem
+    if problem:  # rewritten to match the checkpoint, it would lose what could not be read
+        return problem
+    from tfminima import checkpoint  # numpy only
+
+    try:
+        path = checkpoint.latest(run_dir.checkpoints_dir)
+    except OSError as err:
+        return f"{run_dir.checkpoints_dir} cannot be listed ({err.strerror or err})"
+    if path is None:
+        return None
+    try:
+        runfiles.read_checkpoint_state(path)
+    except runfiles.CorruptFile as err:
+        return f"{run_dir.path}: {err}"
+    variables = path / "variables.npz"
+    try:
+        if not stat.S_ISREG(os.stat(variables).st_mode):  # a FIFO would block the zip reader
+            return f"{variables} is not a regular file"
+        with zipfile.ZipFile(variables) as archive:  # its index is at the end: a truncated file has none
+            archive.namelist()
+    except (OSError, zipfile.BadZipFile) as err:
+        return f"{variables} cannot be read ({err})"
+    return None
 
 
 def targets(path: str | Path, config_path: str | None = None, overrides: list[str] | None = None,
             profile: str | None = None) -> list[ResumeTarget]:
     """The runs under ``path`` to resume, each with its stored config.
 
-    Raises ConfigError (a stored config that no longer validates), ResumeConflict (a config or
+    Raises ConfigError (a stored config that no longer validates), ResumeRefused (a log or checkpoint
+    that cannot be read), ResumeConflict (a config or
     overrides that differ from a stored config), or FileNotFoundError (nothing to resume).
     """
     from tfminima.runner import resumable
@@ -42,7 +102,11 @@ def targets(path: str | Path, config_path: str | None = None, overrides: list[st
     dirs = resumable(path)
     if not dirs:
         raise FileNotFoundError(f"no unfinished run under {path}")
-    out = [ResumeTarget(d, config_lib.load(d.config_path)) for d in dirs]
+    out = [ResumeTarget(d, config_lib.load(d.config_path), file_warnings(d)) for d in dirs]
+    for t in out:
+        problem = refusal(t.run_dir)
+        if problem:
+            raise ResumeRefused(f"cannot continue {t.run_dir.path} faithfully: {problem}")
     if config_path:
         given = config_lib.load(config_path, overrides, profile)
         plans = {p.run_id: p.spec for p in sweep_lib.expand(given)}

@@ -12,7 +12,12 @@ Layout::
 
 Event kinds: train, eval, schedule, memorization, sharpness, noise, status (and any monitor's).
 States: pending, running, completed, failed, diverged, cancelled, crashed (set by readers when the
-process died without a final state).
+process died without a final state); readers show ``corrupt`` for a run whose files they cannot read.
+
+This module writes; every read goes through :mod:`tfminima.runfiles`, which treats the files as
+untrusted. The ``RunDir`` read helpers are the lenient kind the runner needs (a status.json it
+cannot read counts as empty and is replaced by the next write); readers that must say what is
+wrong call :mod:`tfminima.runfiles` directly.
 """
 
 from __future__ import annotations
@@ -26,8 +31,8 @@ import time
 from pathlib import Path
 from typing import Any, Iterator
 
-FINAL_STATES = ("completed", "failed", "diverged", "cancelled", "crashed")
-STATES = ("pending", "running") + FINAL_STATES
+from tfminima import runfiles
+from tfminima.runfiles import FINAL_STATES, STATES, MetricsTail  # noqa: F401  (rundir.MetricsTail, rundir.STATES)
 
 # errno values that mean "this storage cannot take the run's files", not a bug in the run
 STORAGE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG,
@@ -87,13 +92,6 @@ def _jsonable(obj: Any) -> Any:
     return None
 
 
-def read_json(path: Path, default: Any = None) -> Any:
-    try:
-        return json.loads(Path(path).read_text())
-    except (OSError, ValueError):
-        return default
-
-
 class RunDir:
     """Paths and files of one run directory."""
 
@@ -131,7 +129,11 @@ class RunDir:
 
     # status -----------------------------------------------------------------------------
     def status(self) -> dict:
-        return read_json(self.status_path, {}) or {}
+        """status.json, checked; ``{}`` when it is missing or cannot be read (see :func:`runfiles.read_status`)."""
+        try:
+            return runfiles.read_status(self.path)
+        except runfiles.CorruptFile:
+            return {}
 
     def write_status(self, state: str, **fields: Any) -> dict:
         """Merge ``fields`` into status.json and set ``state`` (atomic replace)."""
@@ -149,19 +151,29 @@ class RunDir:
         return status
 
     def summary(self) -> dict:
-        return read_json(self.summary_path, {}) or {}
+        """summary.json, checked; ``{}`` when it is missing or cannot be read."""
+        try:
+            return runfiles.read_summary(self.path)
+        except runfiles.CorruptFile:
+            return {}
 
     def write_summary(self, summary: dict) -> None:
         atomic_write_json(self.summary_path, summary)
 
     # events -----------------------------------------------------------------------------
     def events(self) -> list[dict]:
-        return list(read_events(self.metrics_path))
+        """The events of metrics.jsonl; lines that are no event are skipped (:func:`runfiles.read_events`)."""
+        return runfiles.read_events(self.metrics_path).events
 
-    def truncate_events_after(self, epoch: int) -> None:
-        """Keep only events of epochs <= ``epoch`` (used on resume: the log matches the checkpoint)."""
-        kept = [e for e in self.events() if e.get("epoch", -1) is None or e.get("epoch", -1) <= epoch]
+    def truncate_events_after(self, epoch: int) -> list[str]:
+        """Keep only events of epochs <= ``epoch`` (used on resume: the log matches the checkpoint).
+
+        Lines that are no event are dropped too; returns the warnings that say which.
+        """
+        read = runfiles.read_events(self.metrics_path)
+        kept = [e for e in read.events if e.get("epoch") is None or e["epoch"] <= epoch]
         atomic_write_text(self.metrics_path, "".join(json.dumps(_jsonable(e)) + "\n" for e in kept))
+        return read.warnings()
 
 
 class MetricsWriter:
@@ -191,61 +203,9 @@ class MetricsWriter:
 
 
 def read_events(path: str | Path) -> Iterator[dict]:
-    """All complete events of a metrics.jsonl; a torn last line (no newline yet) is skipped."""
-    try:
-        with open(path) as f:
-            data = f.read()
-    except OSError:
-        return
-    for line in data.split("\n")[:-1] if not data.endswith("\n") else data.splitlines():
-        line = line.strip()
-        if not line:
-            continue
-        try:
-            yield json.loads(line)
-        except ValueError:
-            continue
-
-
-class MetricsTail:
-    """Incremental reader of a growing metrics.jsonl: ``poll()`` returns the new events only.
-
-    Keeps the byte offset and any partial last line, so a reader never sees half an event and
-    never re-reads the file from the start. If the file shrinks (a resume rewrote it), it
-    starts over and ``reset`` is set so the caller can drop what it had.
-    """
-
-    def __init__(self, path: str | Path):
-        self.path = Path(path)
-        self.offset = 0
-        self._partial = b""
-        self.reset = False
-
-    def poll(self) -> list[dict]:
-        self.reset = False
-        try:
-            size = self.path.stat().st_size
-        except OSError:
-            return []
-        if size < self.offset:
-            self.offset, self._partial, self.reset = 0, b"", True
-        if size == self.offset:
-            return []
-        with open(self.path, "rb") as f:
-            f.seek(self.offset)
-            chunk = f.read(size - self.offset)
-        self.offset += len(chunk)
-        data = self._partial + chunk
-        lines = data.split(b"\n")
-        self._partial = lines.pop()
-        out = []
-        for line in lines:
-            if line.strip():
-                try:
-                    out.append(json.loads(line))
-                except ValueError:
-                    continue
-        return out
+    """All complete events of a metrics.jsonl; a torn last line (no newline yet) and lines that are no
+    event are skipped (:func:`runfiles.read_events` says which)."""
+    yield from runfiles.iter_events(path)
 
 
 def create(root: str | Path, group: str, run_id: str, config_yaml: str, hparams: dict | None = None) -> RunDir:
@@ -260,19 +220,27 @@ def create(root: str | Path, group: str, run_id: str, config_yaml: str, hparams:
 
 
 def find_runs(root: str | Path) -> list[RunDir]:
-    """Every run directory (a folder with config.yaml and status.json) below ``root``, sorted."""
+    """Every run directory (a folder with config.yaml and status.json) below ``root``, sorted.
+
+    An entry of either name counts whatever it is (a file, a directory, a broken link): readers then
+    show the run as corrupt, rather than not at all. Symbolic links to folders are not followed.
+    """
     root = Path(root)
-    if not root.exists():
+    if not root.is_dir():
         return []
-    found = [RunDir(p.parent) for p in root.rglob("status.json") if (p.parent / "config.yaml").exists()]
+    found = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        names = set(dirnames).union(filenames)
+        if "status.json" in names and "config.yaml" in names:
+            found.append(RunDir(Path(dirpath)))
     return sorted(found, key=lambda r: str(r.path))
 
 
 def pid_alive(pid: int | None) -> bool:
-    if not pid:
-        return False
+    if isinstance(pid, bool) or not isinstance(pid, int) or not 0 < pid <= runfiles.PID_MAX:
+        return False  # 0 and negative pids address process groups, not a process
     try:
-        os.kill(int(pid), 0)
+        os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:

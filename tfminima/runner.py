@@ -34,7 +34,7 @@ import traceback
 from pathlib import Path
 from typing import Callable, Sequence
 
-from tfminima import cluster
+from tfminima import cluster, paths
 from tfminima import config as config_lib
 from tfminima import rundir as rd
 from tfminima import sweep as sweep_lib
@@ -308,6 +308,7 @@ def run_sweep(
     group = Path(group) if group is not None else out / (spec.name if shared else group_name(spec.name, index))
 
     def make_runs() -> list[rd.RunDir]:
+        paths.check_inside(group, *(group / p.run_id for p in plans))  # no run folder resolves outside its group
         group.mkdir(parents=True, exist_ok=True)
         dirs = prepare_runs(spec, group, plans, exclusive=shared)
         from tfminima import tblog

@@ -21,6 +21,7 @@ With a finite training set of N examples the noise scale is η/S·(1 − S/N) (:
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Any
 
 
@@ -52,6 +53,42 @@ def multiplier(spec: Any, epoch: int, epochs: int) -> float:
     if kind == "table":
         return float(spec.values[min(epoch, len(spec.values) - 1)])
     raise ValueError(f"unknown schedule kind {kind!r}")
+
+
+def multiplier_range(spec: Any, epochs: int) -> tuple[tuple[float, int], tuple[float, int]]:
+    """((log of the smallest multiplier, its epoch), (log of the largest, its epoch)) over ``epochs`` epochs.
+
+    From the formulas, without listing the epochs and in logarithms, so that 10⁵ epochs of
+    ``gamma: 2`` are judged (and refused by the config's limits) instead of overflowing. Ties go to
+    the earliest epoch. Equal to the extremes of :func:`multiplier` over ``range(epochs)``.
+    """
+    last = max(epochs - 1, 0)
+    kind = spec.kind
+    if kind == "constant":
+        points = [(0.0, 0)]
+    elif kind == "step":
+        hits = sorted(m for m in spec.milestones if m <= last)
+        first = sum(1 for m in hits if m == 0)
+        log_f = math.log(float(spec.factor))
+        points = [(first * log_f, 0), (len(hits) * log_f, hits[-1] if hits else 0)]
+    elif kind == "exponential":
+        points = [(0.0, 0), (last * math.log(float(spec.gamma)), last)]
+    elif kind == "linear":  # monotone: from epoch 0 to where it stops changing (end_epoch, or start_epoch)
+        end = spec.end_epoch if spec.end_epoch is not None else max(epochs - 1, 1)
+        settled = spec.start_epoch if end <= spec.start_epoch else end
+        points = [(math.log(multiplier(spec, e, epochs)), e) for e in (0, min(settled, last))]
+    elif kind == "cyclic_discrete":  # two levels; the second starts at epoch `stage`
+        points = [(math.log(multiplier(spec, e, epochs)), e) for e in (0, spec.stage if spec.stage <= last else 0)]
+    elif kind == "cyclic_triangular":  # extremes at the cycle start and at the phase nearest its middle
+        middle = min(spec.period // 2, min(epochs, spec.period) - 1) if epochs > 0 else 0
+        points = [(math.log(multiplier(spec, e, epochs)), e) for e in (0, middle)]
+    elif kind == "table":
+        points = [(math.log(float(v)), e) for e, v in enumerate(spec.values[: max(epochs, 1)])]
+    else:
+        raise ValueError(f"unknown schedule kind {kind!r}")
+    low = min(points, key=lambda p: (p[0], p[1]))
+    high = max(points, key=lambda p: (p[0], -p[1]))
+    return low, high
 
 
 @dataclasses.dataclass(frozen=True)

@@ -14,8 +14,10 @@ from __future__ import annotations
 import copy
 import dataclasses
 import itertools
+import math
 from typing import TYPE_CHECKING, Any
 
+from tfminima import limits, paths
 from tfminima.dotted import get_dotted, set_dotted
 
 if TYPE_CHECKING:
@@ -162,6 +164,8 @@ def expand_data(data: dict, *, defaults: dict) -> list[RunPlan]:
     seeds = sweep.get("seeds") or []
     if seeds:
         axes.append([{"seed": s} for s in _as_list(seeds, "sweep.seeds")])
+    _check_size(axes)
+    _check_labels(axes)
 
     derive = sweep.get("derive", get_dotted(defaults, "sweep.derive"))
     plans: list[RunPlan] = []
@@ -177,7 +181,33 @@ def expand_data(data: dict, *, defaults: dict) -> list[RunPlan]:
             _apply_ratio(run, float(varied["ratio"]), derive, defaults)
         plans.append(RunPlan(run_id_for(run, varied, defaults), run, varied))
     _make_ids_unique(plans)
+    for plan in plans:
+        problem = paths.component_problem(plan.run_id)
+        if problem:
+            raise SweepError(f"the run id {problem}; name the runs with a shorter `label` axis")
     return plans
+
+
+def _check_size(axes: list[list]) -> None:
+    """Refuse a sweep larger than the runs limit from its axes' lengths, before anything is expanded."""
+    count = math.prod(len(axis) for axis in axes)
+    try:
+        limit = limits.value("runs")
+    except limits.LimitError as err:
+        raise SweepError(str(err)) from None
+    if count > limit:
+        sizes = " × ".join(str(len(axis)) for axis in axes)
+        raise SweepError(f"the sweep expands to {count} runs ({sizes}), {limits.beyond('runs')}")
+
+
+def _check_labels(axes: list[list]) -> None:
+    """Labels name run folders: each must be one safe path component."""
+    for axis in axes:
+        for assignment in axis:
+            if LABEL in assignment:
+                problem = paths.component_problem(str(assignment[LABEL]))
+                if problem:
+                    raise SweepError(f"the label {problem}")
 
 
 def _apply_ratio(run: dict, ratio: float, derive: str, defaults: dict) -> None:

@@ -22,6 +22,7 @@ from textual.binding import Binding, BindingType
 from textual.worker import Worker, WorkerState
 
 from tfminima import config as config_lib
+from tfminima import paths
 from tui import runview
 from tui.colours import ColourBook
 from tui.launcher import Launcher
@@ -247,6 +248,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if (args.set or args.profile) and not args.config:
         parser.error("--set and --profile need --config")
+    try:
+        paths.existing_directory(args.runs_dir, "RUNS_DIR", must_exist=False)  # a file there: say so, start nothing
+    except paths.PathError as err:
+        print(f"tfminima-tui: {err}", file=sys.stderr)
+        return err.exit_code
     try:
         app = create_app(args.runs_dir, config_path=args.config, overrides=args.set, profile=args.profile,
                          max_parallel=args.max_parallel)

@@ -18,6 +18,7 @@ STATE_STYLES: dict[str, str] = {
     "failed": "bold red",
     "diverged": "magenta",
     "crashed": "bold red",
+    "corrupt": "bold magenta",  # its files cannot be read (tfminima.runfiles)
 }
 
 

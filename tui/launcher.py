@@ -25,7 +25,7 @@ import threading
 from pathlib import Path
 
 from tfminima import config as config_lib
-from tfminima import rundir
+from tfminima import rundir, safe_io
 from tfminima import sweep as sweep_lib
 
 
@@ -43,9 +43,9 @@ def new_group_dir(root: Path, name: str) -> Path:
 
 
 def log_tail(path: Path, lines: int = 12) -> str:
-    try:
-        text = path.read_text(errors="replace")
-    except OSError:
+    try:  # the end of a regular file only: a FIFO or /dev/zero in its place must not hang the app
+        text = safe_io.read_tail(path, 1 << 16).decode(errors="replace")
+    except safe_io.FileProblem:
         return ""
     return "\n".join(text.rstrip().splitlines()[-lines:])
 

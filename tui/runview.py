@@ -3,20 +3,25 @@
 The store reads run files and knows nothing of the launcher; the launcher runs children and builds
 no rows. The app combines the two here: a child the app started may not have written its status
 yet ("starting"), may have been killed before it could ("crashed", with its exit code and log
-tail), or may still wait in the queue with no directory at all. No Textual and no TensorFlow here.
+tail), or may still wait in the queue with no directory at all. A run whose files cannot be read
+stays ``corrupt`` whatever the launcher knows. No Textual and no TensorFlow here.
 """
 
 from __future__ import annotations
 
 import dataclasses
 
+from tfminima.runfiles import CORRUPT
 from tui.launcher import Job, Launcher
 from tui.store import RunRecord, RunRow, RunStore
 
 
 def run_state(record: RunRecord, store: RunStore, launcher: Launcher) -> str:
     """The state of a run directory, corrected by what the launcher knows about its child."""
-    return launcher.state_override(record.key, record.status, store.state_of(record))
+    state = store.state_of(record)
+    if state == CORRUPT:  # the files say nothing readable: no child's state stands in for them
+        return state
+    return launcher.state_override(record.key, record.status, state)
 
 
 def rows(store: RunStore, launcher: Launcher) -> list[RunRow]:
@@ -30,7 +35,7 @@ def rows(store: RunStore, launcher: Launcher) -> list[RunRow]:
 
 def _directory_row(record: RunRecord, store: RunStore, launcher: Launcher) -> RunRow:
     row = store.row(record)
-    crash = launcher.crash_message(record.key)
+    crash = "" if row.state == CORRUPT else launcher.crash_message(record.key)
     return dataclasses.replace(row, state=run_state(record, store, launcher), error=crash or row.error)
 
 

@@ -1,8 +1,11 @@
 """Everything the app knows about the runs under RUNS_DIR, read from their files only.
 
 The app's poll worker calls :meth:`RunStore.poll` a few times a second: it discovers run directories
-with ``find_runs`` (also those started from the CLI), re-reads ``status.json`` / ``summary.json``
-when they change, and tails every ``metrics.jsonl`` with ``MetricsTail`` into numpy series.
+with ``find_runs`` (also those started from the CLI), re-reads ``status.json`` / ``summary.json`` /
+``config.yaml`` when they change, and tails every ``metrics.jsonl`` with ``MetricsTail`` into numpy
+series. Files are read with :mod:`tfminima.runfiles`: a run whose status, summary or config cannot
+be read shows as ``corrupt`` with ``FILE: reason`` (its last good numbers stay), a metrics line
+that is no event is skipped and counted; nothing a file holds can stop the poll.
 The UI reads under :attr:`RunStore.lock` and redraws only when :attr:`RunStore.version` moved,
 so many events arriving at once cost one redraw. The store knows nothing of the launcher: the
 app lays what the launcher knows over these rows (:mod:`tui.runview`). No Textual and no
@@ -16,9 +19,7 @@ import threading
 import time
 from pathlib import Path
 
-import yaml
-
-from tfminima import rundir
+from tfminima import rundir, runfiles
 from tui.series import Series, channels_of
 
 
@@ -43,26 +44,55 @@ class RunRecord:
         self.events = 0
         self.last_epoch = -1
         self._tail = rundir.MetricsTail(run.metrics_path)
-        self._status_mtime = None
-        self._summary_mtime = None
+        self._mtimes: dict[str, object] = {}
         self._config_epochs: int | None = None
         self._state: str | None = None
+        self.corrupt: dict[str, str] = {}  # file -> why it cannot be read (status.json, summary.json, config.yaml)
 
     # reading files (called by the poll worker) -------------------------------------------
     def read_files(self) -> tuple[bool, list[dict], bool]:
         """Re-read what changed on disk; returns (files changed, new events, log was reset)."""
         changed = False
-        m = _mtime(self.dir.status_path)
-        if m != self._status_mtime:
-            self._status_mtime, self.status, changed = m, self.dir.status(), True
-        m = _mtime(self.dir.summary_path)
-        if m != self._summary_mtime:
-            self._summary_mtime, self.summary, changed = m, self.dir.summary(), True
+        for name, read in (("status.json", self._read_status), ("summary.json", self._read_summary),
+                           ("config.yaml", self._read_config)):
+            m = _mtime(self.dir.path / name)
+            if m != self._mtimes.get(name, -1):
+                self._mtimes[name], changed = m, True
+                try:
+                    read()
+                    self.corrupt.pop(name, None)
+                except runfiles.CorruptFile as err:
+                    self.corrupt[name] = err.reason
         state = rundir.effective_state(self.status)  # a dead pid turns running into crashed
         if state != self._state:
             self._state, changed = state, True
+        skipped = self._tail.skipped_count
         events = self._tail.poll()
-        return changed, events, self._tail.reset
+        return changed or self._tail.skipped_count != skipped, events, self._tail.reset
+
+    def _read_status(self) -> None:
+        self.status = runfiles.read_status(self.dir.path)
+
+    def _read_summary(self) -> None:
+        self.summary = runfiles.read_summary(self.dir.path)
+
+    def _read_config(self) -> None:
+        self._config_epochs = runfiles.read_config(self.dir.path).epochs
+
+    @property
+    def corruption(self) -> str:
+        """``FILE: reason`` for every file that cannot be read ("" when all can)."""
+        return "; ".join(f"{name}: {reason}" for name, reason in sorted(self.corrupt.items()))
+
+    @property
+    def skipped_lines(self) -> str:
+        """The metrics.jsonl lines skipped so far, counted, with the first one's reason ("" when none)."""
+        tail = self._tail
+        if tail.problem:
+            return tail.problem
+        if not tail.skipped_count:
+            return ""
+        return runfiles.Events([], tail.skipped, tail.skipped_count).skipped_summary()
 
     def apply(self, events: list[dict], reset: bool) -> None:
         """Add events to the series (under the store lock)."""
@@ -89,15 +119,7 @@ class RunRecord:
 
     @property
     def epochs(self) -> int | None:
-        if self.status.get("epochs"):
-            return int(self.status["epochs"])
-        if self._config_epochs is None:
-            try:
-                data = yaml.safe_load(self.dir.config_path.read_text()) or {}
-                self._config_epochs = int(data.get("epochs") or 0)
-            except (OSError, ValueError, TypeError, yaml.YAMLError):
-                self._config_epochs = 0
-        return self._config_epochs or None
+        return self.status.get("epochs") or self._config_epochs or None
 
     @property
     def epochs_done(self) -> int:
@@ -167,7 +189,7 @@ class RunStore:
             self._last_scan = now
             changed |= self._scan()
         for record in list(self.records.values()):
-            files_changed, events, reset = record.read_files()
+            files_changed, events, reset = record.read_files()  # never raises for what a file holds
             if events or reset or files_changed:
                 with self.lock:
                     record.apply(events, reset)
@@ -179,26 +201,40 @@ class RunStore:
         return changed
 
     def _scan(self) -> bool:
-        found = {}
-        for run in rundir.find_runs(self.root):
-            key = run.path.relative_to(self.root).as_posix()
-            found[key] = self.records.get(key) or RunRecord(self.root, run)
+        """Drop run directories that are gone; read each new one before it is shown (a row never
+        shows a run whose files have not been read), publishing them one by one as they load."""
+        found = {run.path.relative_to(self.root).as_posix(): run for run in rundir.find_runs(self.root)}
         if found.keys() == self.records.keys():
             return False
         with self.lock:
-            self.records = found
+            self.records = {key: record for key, record in self.records.items() if key in found}
+            self.version += 1
+        for key, run in found.items():
+            if key in self.records:
+                continue
+            record = RunRecord(self.root, run)
+            _, events, reset = record.read_files()
+            record.apply(events, reset)
+            with self.lock:
+                self.records[key] = record
+                self.version += 1
         return True
 
     # views -------------------------------------------------------------------------------
     def state_of(self, record: RunRecord) -> str:
-        """The run's state as its files tell it (a dead pid turns running into crashed)."""
+        """The run's state as its files tell it (a dead pid turns running into crashed; files that
+        cannot be read make it ``corrupt``)."""
+        if record.corrupt:
+            return runfiles.CORRUPT
         return rundir.effective_state(record.status)
 
     def error_of(self, record: RunRecord) -> str:
-        """Why the run ended badly, as its files tell it."""
+        """Why the run ended badly (or cannot be read), as its files tell it."""
+        if record.corrupt:
+            return record.corruption
         if rundir.effective_state(record.status) == "crashed":
             return f"process {record.status.get('pid')} is gone and left no final status"
-        return record.status.get("error") or record.summary.get("error") or ""
+        return record.status.get("error") or record.summary.get("error") or record.skipped_lines or ""
 
     def row(self, record: RunRecord) -> RunRow:
         hp = record.hparams

@@ -14,7 +14,7 @@ permutation tests, Spearman ρ with an interval), ``numbers`` (gaps, peaks, β v
 ``style`` (η/S colours, legends, formats), ``build`` (puts them together).
 """
 
-from tfminima.report.build import NoRunsError, Report, build_report, report_group
+from tfminima.report.build import NoReadableRunsError, NoRunsError, Report, build_report, report_group
 from tfminima.report.loading import Group, Run, load_groups
 
-__all__ = ["Group", "NoRunsError", "Report", "Run", "build_report", "load_groups", "report_group"]
+__all__ = ["Group", "NoReadableRunsError", "NoRunsError", "Report", "Run", "build_report", "load_groups", "report_group"]

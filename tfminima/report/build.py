@@ -13,6 +13,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+import matplotlib
 from matplotlib.figure import Figure
 
 from tfminima.report import (
@@ -28,10 +29,19 @@ from tfminima.report import (
 )
 from tfminima.report.loading import Group, Run, load_groups, slug
 from tfminima.report.style import parse_formats, ratio_norm, run_styles, save
+from tfminima.runfiles import CORRUPT
 
 
 class NoRunsError(Exception):
     """The directory holds no run directories (nothing with config.yaml and status.json)."""
+
+
+class NoReadableRunsError(NoRunsError):
+    """Every run directory is corrupt; ``warnings`` says what is wrong with each."""
+
+    def __init__(self, message: str, warnings: list[str]):
+        super().__init__(message)
+        self.warnings = warnings
 
 
 @dataclasses.dataclass
@@ -303,6 +313,7 @@ def section_kinds(group: Group) -> list[str]:
     return kinds
 
 
+@matplotlib.rc_context({"text.parse_math": False})  # run ids and labels are text from run files, never TeX
 def report_group(group: Group, out: Path, formats: Sequence[str] = ("png",),
                  kept: dict[str, Figure] | None = None) -> GroupReport:
     """Draw the group's figures into ``out`` (each in every format) and write ``out/report.md``.
@@ -341,6 +352,9 @@ def build_report(runs_dir: str | Path, out: str | Path | None = None, formats: s
     groups = load_groups(runs_dir)
     if not groups:
         raise NoRunsError(f"{runs_dir} holds no runs (no folder with config.yaml and status.json)")
+    if all(r.state == CORRUPT for g in groups for r in g.runs):
+        raise NoReadableRunsError(f"{runs_dir} holds no readable run (every run directory is corrupt)",
+                                  [f"{g.name}: {w}" for g in groups for w in g.warnings])
     out = Path(out) if out else runs_dir / "report"
     reports = []
     used: set[str] = set()

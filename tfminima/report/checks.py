@@ -18,7 +18,8 @@ NAMES_SHOWN = 4
 
 def group_warnings(group: Group) -> list[str]:
     runs = group.plotted()
-    return schedule_warnings(runs) + loss_spread_warnings(runs) + running_warnings(group.runs)
+    files = list(group.warnings)  # corrupt runs, skipped metrics lines and analysis files (report.loading)
+    return files + schedule_warnings(runs) + loss_spread_warnings(runs) + running_warnings(group.runs)
 
 
 def _names(runs: list[Run]) -> str:

@@ -1,10 +1,13 @@
 """Read a runs directory into plain records: one :class:`Run` per run directory, grouped by sweep.
 
 Only files are read (config.yaml, status.json, summary.json, metrics.jsonl, a run's
-``analysis/hessian-epoch-N.json`` and the group's ``analysis/interpolation--A--B.json``); nothing
-here imports TensorFlow. A run whose files are broken still becomes a record (with its error), so
-the report can list it. This is the only module that reads run files or knows how an event's
-``epoch`` maps to epochs completed.
+``analysis/hessian-epoch-N.json`` and the group's ``analysis/interpolation--A--B.json``), all
+through :mod:`tfminima.runfiles`, which treats each as untrusted; nothing here imports
+TensorFlow. A run whose status, summary or config cannot be read still becomes a record, in state
+``corrupt`` with ``FILE: reason`` as its error, so the report lists it (and never draws it); a
+metrics line or an analysis file that cannot be read is skipped with a warning naming it. This is
+the only module of the report that reads run files or knows how an event's ``epoch`` maps to
+epochs completed.
 """
 
 from __future__ import annotations
@@ -18,10 +21,10 @@ from typing import Any
 import numpy as np
 
 from tfminima import config as config_lib
-from tfminima import rundir
+from tfminima import rundir, runfiles
 
 # Runs in these states have no trustworthy numbers: they are listed, never drawn.
-SKIPPED_STATES = ("failed", "diverged")
+SKIPPED_STATES = ("failed", "diverged", runfiles.CORRUPT)
 
 
 @dataclasses.dataclass
@@ -65,6 +68,7 @@ class Run:
     error: str | None
     events: list[dict]
     analyses: list[dict] = dataclasses.field(default_factory=list)  # analysis/hessian-epoch-N.json, by epoch
+    warnings: list[str] = dataclasses.field(default_factory=list)  # lines and files of the run that were skipped
     _cache: dict = dataclasses.field(default_factory=dict, repr=False, compare=False)
 
     # identity ---------------------------------------------------------------------------
@@ -228,6 +232,7 @@ class Group:
     path: Path
     runs: list[Run]
     interpolations: list[dict]
+    warnings: list[str] = dataclasses.field(default_factory=list)  # unreadable files: corrupt runs, skipped lines
 
     @property
     def spec(self) -> config_lib.ExperimentSpec | None:
@@ -248,48 +253,78 @@ class Group:
 
 
 def load_run(rd: rundir.RunDir) -> Run:
-    """Read one run directory; problems become the record's ``error`` instead of exceptions."""
-    status = rd.status()
-    summary = rd.summary()
-    errors = []
-    try:
-        spec = config_lib.load(rd.config_path)
-    except config_lib.ConfigError as err:
-        spec = None
-        errors.append(f"config: {err}")
+    """Read one run directory; problems become the record's ``error`` (and ``warnings``), never exceptions.
+
+    A status, summary or config that cannot be read makes the run ``corrupt``, its error
+    ``FILE: reason``; lines of metrics.jsonl that are no event are skipped and counted.
+    """
+    corrupt: list[str] = []
+
+    def read(reader, default):
+        try:
+            return reader(rd.path)
+        except runfiles.CorruptFile as err:
+            corrupt.append(str(err))
+            return default
+
+    status = read(runfiles.read_status, {})
+    summary = read(runfiles.read_summary, {})
+    spec = read(runfiles.read_config, None)
+    events = runfiles.read_events(rd.metrics_path)
+    analyses, skipped = load_hessian_analyses(rd.path)
+    errors = list(corrupt)
     if status.get("error"):
-        errors.insert(0, str(status["error"]))
+        errors.append(str(status["error"]))
     hparams = status.get("hparams") or summary.get("hparams") or {}
+    if corrupt:
+        state = runfiles.CORRUPT
+    else:
+        state = rundir.effective_state(status) if status else "unknown"
     return Run(
-        run_id=rd.run_id, path=rd.path, state=rundir.effective_state(status) if status else "unknown",
-        spec=spec, hparams=hparams, summary=summary, error="; ".join(errors) or None,
-        events=rd.events(), analyses=load_hessian_analyses(rd.path),
+        run_id=rd.run_id, path=rd.path, state=state, spec=spec, hparams=hparams, summary=summary,
+        error="; ".join(errors) or None, events=events.events, analyses=analyses,
+        warnings=[f"{rd.path}: corrupt: {c}" for c in corrupt] + events.warnings() + skipped,
     )
 
 
 _HESSIAN_FILE = re.compile(r"^hessian-epoch-(\d+)\.json$")
 
 
-def load_hessian_analyses(run_dir: Path) -> list[dict]:
-    """The run's ``analysis/hessian-epoch-N.json`` results (``tfminima analyze``) with eigenvalues, by epoch."""
-    out = []
-    for path in (run_dir / "analysis").glob("hessian-epoch-*.json"):
+def load_hessian_analyses(run_dir: Path) -> tuple[list[dict], list[str]]:
+    """The run's ``analysis/hessian-epoch-N.json`` results (``tfminima analyze``) by epoch, and a warning for
+    each such file that cannot be read."""
+    out, warnings = [], []
+    for path in _files(run_dir / "analysis", "hessian-epoch-*.json"):
         m = _HESSIAN_FILE.match(path.name)
-        data = rundir.read_json(path)
-        if m and isinstance(data, dict) and data.get("eigenvalues"):
-            data.setdefault("epochs_done", int(m.group(1)))
-            out.append(dict(data, file=path.name))
-    return sorted(out, key=lambda d: (d.get("epochs_done") or 0, d["file"]))
+        if not m:
+            continue
+        try:
+            data = runfiles.read_analysis(path, "hessian")
+        except runfiles.CorruptFile as err:
+            warnings.append(f"{run_dir}: skipped {err}")
+            continue
+        data.setdefault("epochs_done", int(m.group(1)))
+        out.append(dict(data, file=path.name))
+    return sorted(out, key=lambda d: (d.get("epochs_done") or 0, d["file"])), warnings
 
 
-def load_interpolations(group_dir: Path) -> list[dict]:
-    """The group's ``analysis/interpolation--A--B.json`` results that hold usable curves."""
-    out = []
-    for path in sorted((group_dir / "analysis").glob("interpolation--*.json")):
-        data = rundir.read_json(path)
-        if isinstance(data, dict) and data.get("alphas") and data.get("train_loss"):
-            out.append(dict(data, file=path.name))
-    return out
+def load_interpolations(group_dir: Path) -> tuple[list[dict], list[str]]:
+    """The group's ``analysis/interpolation--A--B.json`` results, and a warning for each that cannot be read."""
+    out, warnings = [], []
+    for path in _files(group_dir / "analysis", "interpolation--*.json"):
+        try:
+            out.append(dict(runfiles.read_analysis(path, "interpolation"), file=path.name))
+        except runfiles.CorruptFile as err:
+            warnings.append(f"{group_dir}: skipped {err}")
+    return out, warnings
+
+
+def _files(folder: Path, pattern: str) -> list[Path]:
+    """``folder``'s entries matching ``pattern``, sorted; none when ``folder`` cannot be listed."""
+    try:
+        return sorted(folder.glob(pattern))
+    except OSError:
+        return []
 
 
 def load_groups(root: str | Path) -> list[Group]:
@@ -303,10 +338,13 @@ def load_groups(root: str | Path) -> list[Group]:
         rel = path.relative_to(root)
         name = root.resolve().name if str(rel) == "." else rel.as_posix()
         runs.sort(key=lambda r: (r.eta_over_s or 0.0, r.batch_size or 0, r.run_id))
-        groups.append(Group(name=name, path=path, runs=runs, interpolations=load_interpolations(path)))
+        interpolations, skipped = load_interpolations(path)
+        warnings = [w for r in runs for w in r.warnings] + skipped
+        groups.append(Group(name=name, path=path, runs=runs, interpolations=interpolations, warnings=warnings))
     return groups
 
 
 def slug(text: str) -> str:
-    """A file-name-safe form of a run id or group name."""
-    return re.sub(r"[^A-Za-z0-9_.\-]+", "_", text).strip("_") or "group"
+    """A file-name-safe form of a run id or group name: one folder name, never ``.`` or ``..``, at most 100 characters."""
+    safe = re.sub(r"[^A-Za-z0-9_.\-]+", "_", text).strip("_")[:100]
+    return safe if safe.strip(".") else "group"

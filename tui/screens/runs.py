@@ -61,7 +61,8 @@ class RunsScreen(AppScreen):
         for r in rows:
             states[r.state] = states.get(r.state, 0) + 1
         title = Text(f"{app.runs_dir_label}: {len(rows)} run{'s' if len(rows) != 1 else ''}")
-        for state in ("running", "starting", "queued", "completed", "failed", "crashed", "cancelled", "diverged"):
+        for state in ("running", "starting", "queued", "completed", "failed", "crashed", "cancelled", "diverged",
+                      "corrupt"):
             if states.get(state):
                 title.append(f"  {states[state]} {state}", style=STATE_STYLES.get(state, ""))
         title.append(f"  ·  {app.launcher.max_parallel} at once", style="dim")

@@ -43,7 +43,7 @@ def cells(row: RunRow, selected: bool, colour: str | None) -> tuple:
         fmt.pct(row.train_accuracy),
         fmt.pct(row.val_accuracy),
         fmt.num(row.lambda_max),
-        row.group,
+        Text(row.group),  # a folder name, not markup
     )
 
 

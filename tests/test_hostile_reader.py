@@ -1,0 +1,324 @@
+"""The hardened reader of run files (tfminima.runfiles), one kind of damage at a time, and the resume reader on top.
+
+Each file is broken in one precise way and the reader must say which file and why, without an
+exception of another kind, without blocking (a FIFO), and without reading past a limit.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+from hostile_support import RUNS, build_group
+
+from tfminima import config, limits, resume, rundir, runfiles, safe_io
+
+RUN = sorted(RUNS)[0]
+UNFINISHED = next(r for r, (_, _, state) in RUNS.items() if state == "failed")
+
+
+@pytest.fixture
+def group(tmp_path) -> Path:
+    return build_group(tmp_path / "runs")
+
+
+def corrupt_reason(reader, path: Path) -> str:
+    with pytest.raises(runfiles.CorruptFile) as err:
+        reader(path)
+    return str(err.value)
+
+
+# ----------------------------------------------------------------------------- status.json and summary.json
+@pytest.mark.parametrize("text, reason", [
+    (b"\xff\xfe{}", "status.json: is not UTF-8 text (byte 0"),
+    (b"[1, 2]", "status.json: is a JSON list, not an object"),
+    (b'"running"', "status.json: is a JSON str, not an object"),
+    (b'{"state": "running"', "status.json: is not JSON (line 1 column 20"),
+    (b'{"state": "exploded"}', "status.json: state: Input should be 'pending', 'running', 'completed'"),
+    (b'{"state": 3}', "status.json: state: Input should be 'pending'"),
+    (b'{"epochs_done": NaN}', "status.json: is not JSON as written by tfminima (NaN is not a JSON number)"),
+    (b'{"epochs_done": 1e999}', "status.json: is not JSON as written by tfminima (the number 1e999 is out of range)"),
+    (b'{"epochs_done": 1e308}', "status.json: epochs_done: Input should be a valid integer, got 1e+308"),
+    (b'{"epochs_done": ' + b"9" * 5000 + b"}", "(an integer of 5000 digits)"),
+    (b'{"epochs_done": ' + b"9" * 30 + b"}", "(an integer of 30 digits)"),
+    (b'{"epochs": 100000000000}', "status.json: epochs: 100000000000 is over the limit of"),
+    (b'{"pid": -1, "state": "running"}', "status.json: pid: Input should be greater than or equal to 1, got -1"),
+    (b'{"pid": "123"}', "status.json: pid: Input should be a valid integer, got '123'"),
+    (b'{"started": 1e300}', "status.json: started: Input should be less than or equal to"),
+    (b'{"hparams": {"lr": -0.1}}', "status.json: hparams.lr: Input should be greater than 0, got -0.1"),
+    (b'{"hparams": {"batch_size": 32.5}}', "status.json: hparams.batch_size: Input should be a valid integer"),
+    (b'{"hparams": {"label": [1]}}', "status.json: hparams: label: a hyper-parameter is a number, text or true/false"),
+    (b'{"hparams": []}', "status.json: hparams: Input should be a valid dictionary or instance of Hparams"),
+    (b'{"error": {"a": 1}}', "status.json: error: Input should be a valid string"),
+    (b'{"x": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", "status.json: is nested too deeply"),
+    (b'{"x": ' + b"[" * 70 + b"]" * 70 + b"}", f"status.json: is nested more than {limits.JSON_DEPTH} levels deep"),
+])
+def test_status_json_damage_names_the_file_and_why(group, text, reason):
+    run = group / RUN
+    (run / "status.json").write_bytes(text)
+    assert reason in corrupt_reason(runfiles.read_status, run)
+    assert rundir.RunDir(run).status() == {}  # the runner's lenient view: an unreadable status counts as none
+
+
+def test_a_valid_status_is_returned_as_written(group):
+    run = group / RUN
+    assert runfiles.read_status(run) == json.loads((run / "status.json").read_text())
+    (run / "summary.json").unlink()
+    assert runfiles.read_summary(run) == {}  # no summary yet: the run has not ended
+    (run / "status.json").unlink()
+    assert runfiles.read_status(run) == {}
+    assert "status.json: missing" in corrupt_reason(lambda p: runfiles.read_status(p, missing_ok=False), run)
+
+
+@pytest.mark.parametrize("special, reason", [
+    ("directory", "is a directory, not a file"),
+    ("fifo", "is not a regular file"),
+    ("dev_zero", "is not a regular file"),
+    ("loop", "is a symbolic-link loop"),
+    ("oversized", "over the limit of"),
+])
+@pytest.mark.parametrize("file", ["status.json", "summary.json", "config.yaml"])
+def test_a_vital_file_that_is_no_file_is_named_without_blocking(group, file, special, reason):
+    run = group / RUN
+    path = run / file
+    path.unlink()
+    if special == "directory":
+        path.mkdir()
+    elif special == "fifo":
+        os.mkfifo(path)  # open() without O_NONBLOCK would wait for a writer forever
+    elif special == "dev_zero":
+        os.symlink("/dev/zero", path)
+    elif special == "loop":
+        os.symlink(path.name, path)
+    else:
+        with open(path, "wb") as f:  # sparse: one byte over the limit, nothing written
+            f.truncate(limits.value("config_bytes" if file == "config.yaml" else "run_file_bytes") + 1)
+    reader = {"status.json": runfiles.read_status, "summary.json": runfiles.read_summary,
+              "config.yaml": runfiles.read_config}[file]
+    result: list = []
+    worker = threading.Thread(target=lambda: result.append(corrupt_reason(reader, run)), daemon=True)
+    worker.start()
+    worker.join(timeout=60)  # generous: it returns at once; a blocked open would never return
+    assert result and result[0].startswith(f"{file}: ") and reason in result[0]
+
+
+def test_safe_io_never_reads_past_its_limit(tmp_path):
+    path = tmp_path / "grows"
+    path.write_bytes(b"x" * 100)
+    assert safe_io.read_bytes(path, 100) == b"x" * 100
+    with pytest.raises(safe_io.FileProblem, match="is 100 bytes, over the limit of 99 bytes"):
+        safe_io.read_bytes(path, 99)
+
+
+# ----------------------------------------------------------------------------- config.yaml
+def test_config_yaml_damage_gives_its_first_problem_and_line(group):
+    run = group / RUN
+    good = (run / "config.yaml").read_text()
+    assert runfiles.read_config(run).optimizer.lr == RUNS[RUN][0]
+    line = good.splitlines().index("epochs: 3") + 1
+    cases = [
+        (good.replace("epochs: 3", "epochs: -3"), f"config.yaml: line {line}: epochs: Input should be greater than 0"),
+        (good.replace("epochs: 3", "epochs: 1000000000000"), "epochs: 1000000000000 epochs is over the limit"),
+        (good + "bogus: 1\n", "bogus: unknown key"),
+        (good.replace("name: g", "name: .."), "name: '..' is not usable as a folder name"),
+        ("", "config.yaml: is empty"),
+        ("- a\n- b\n", "config.yaml: line 1: the top level must be a mapping of keys"),
+        ("a: [\n", "config.yaml: line 2: YAML syntax error"),
+        ("x: &a [*a]\n", "a YAML alias refers to a node that contains it"),
+        (good + "sweep: {seeds: [0, 1]}\n", "config.yaml: holds a sweep: a run's config is one resolved run"),
+    ]
+    for text, reason in cases:
+        (run / "config.yaml").write_text(text)
+        assert reason in corrupt_reason(runfiles.read_config, run), text
+
+
+# ----------------------------------------------------------------------------- metrics.jsonl
+def test_metrics_lines_that_are_no_event_are_skipped_and_named(group):
+    path = group / RUN / "metrics.jsonl"
+    good = path.read_bytes().splitlines(keepends=True)
+    bad = [b"\xff\xfe\n", b"[1, 2]\n", b'{"kind": "train", "epoch": NaN}\n', b'{"kind": "train", "epoch": 1e308}\n',
+           b'{"kind": "train", "epoch": -1}\n', b'{"kind": "train", "epoch": "3"}\n', b'{"epoch": 1}\n',
+           b'{"kind": "train", "epoch": ' + str(int(limits.value("epochs")) + 1).encode() + b"}\n",
+           b'{"kind": ["train"]}\n', b'{"kind": "eval", "split": 3}\n', b"{" * 10 + b"\n"]
+    lines = good[:2] + bad + good[2:]
+    path.write_bytes(b"".join(lines) + b'{"kind": "tr')  # a torn last line: not an event yet, not a warning
+    read = runfiles.read_events(path)
+    assert read.events == [json.loads(x) for x in good]
+    assert read.skipped_count == len(bad) and [s.line for s in read.skipped] == list(range(3, 3 + len(bad)))
+    reasons = [s.reason for s in read.skipped]
+    assert reasons[0].startswith("not UTF-8 text") and reasons[1] == "a JSON list, not an object"
+    assert "NaN is not a JSON number" in reasons[2] and "1e+308 is not a whole number" in reasons[3]
+    assert "over the limit" in reasons[7] and "kind None" in reasons[6]
+    (warning,) = read.warnings()
+    assert warning.startswith(f"{path}: {len(bad)} lines skipped (lines 3, 4, 5, 6, 7 and {len(bad) - 5} more); "
+                              f"line 3: not UTF-8 text")
+    assert list(rundir.read_events(path)) == read.events
+
+
+def test_the_tail_bounds_long_lines_and_big_files(tmp_path, monkeypatch):
+    monkeypatch.setenv("TFMINIMA_MAX_LINE_BYTES", "1000")
+    monkeypatch.setenv("TFMINIMA_MAX_METRICS_BYTES", "100000")
+    path = tmp_path / "metrics.jsonl"
+    event = json.dumps({"kind": "train", "epoch": 0, "loss": 1.0}).encode() + b"\n"
+    tail = runfiles.MetricsTail(path)
+    with open(path, "ab") as f:
+        f.write(event + b'{"kind": "train", "x": "' + b"a" * 600)
+        f.flush()
+        assert tail.poll() == [json.loads(event)]
+        f.write(b"a" * 600)  # the open line grows past the limit between two polls: dropped, not kept
+        f.flush()
+        assert tail.poll() == [] and len(tail._partial) == 0
+        f.write(b'"}\n' + event)
+    assert tail.poll() == [json.loads(event)]
+    assert tail.skipped_count == 1 and tail.skipped[0].line == 2 and "line limit of 1000 bytes" in tail.skipped[0].reason
+    with open(path, "ab") as f:
+        f.write(event * (100_000 // len(event) + 10))
+    events = tail.poll()
+    assert tail.offset == 100_000 and len(events) < 100_000 // len(event)
+    assert tail.problem.startswith(f"{path} is {path.stat().st_size} bytes; only the first 100000 were read")
+    path.write_bytes(event)  # shrunk: a resume rewrote it
+    assert tail.poll() == [json.loads(event)] and tail.reset and tail.problem is None
+
+
+def test_metrics_that_are_no_file_are_a_problem_not_an_exception(tmp_path):
+    path = tmp_path / "metrics.jsonl"
+    os.mkfifo(path)
+    read = runfiles.read_events(path)
+    assert read.events == [] and read.warnings() == [f"{path} is not a regular file"]
+    path.unlink()
+    assert runfiles.read_events(path).warnings() == []  # missing: a run that has logged nothing yet
+
+
+# ----------------------------------------------------------------------------- checkpoints and analyses
+def test_checkpoint_pointer_and_state(group):
+    ckpts = group / RUN / "checkpoints"
+    assert runfiles.read_checkpoint_pointer(ckpts) == "epoch-2"
+    state = runfiles.read_checkpoint_state(ckpts / "epoch-2")
+    assert state["epochs_done"] == 2
+    for text in ("../../../etc", "epoch-2\nepoch-3", "/abs/epoch-2", "epoch-x", "\x00", ""):
+        (ckpts / "latest").write_text(text)
+        reason = corrupt_reason(runfiles.read_checkpoint_pointer, ckpts)
+        assert reason.startswith("checkpoints/latest: ") and "is not a checkpoint name" in reason
+    (ckpts / "latest").unlink()
+    assert runfiles.read_checkpoint_pointer(ckpts) is None
+    for text, reason in ((b"{", "is not JSON"), (b'{"epochs_done": -1, "model_paths": [], "optimizer_paths": []}',
+                                                 "epochs_done: Input should be greater than or equal to 0"),
+                         (b'{"epochs_done": 1}', "model_paths: Field required")):
+        (ckpts / "epoch-2" / "state.json").write_bytes(text)
+        message = corrupt_reason(runfiles.read_checkpoint_state, ckpts / "epoch-2")
+        assert message.startswith("checkpoints/epoch-2/state.json: ") and reason in message
+
+
+def test_analysis_files_are_checked(group):
+    path = group / RUN / "analysis" / "hessian-epoch-2.json"
+    assert runfiles.read_analysis(path, "hessian")["eigenvalues"] == [9.0, 4.0]
+    path.write_text(json.dumps({"eigenvalues": "abc"}))
+    assert "analysis/hessian-epoch-2.json: eigenvalues: Input should be a valid list" in \
+        corrupt_reason(lambda p: runfiles.read_analysis(p, "hessian"), path)
+    inter = next((group / "analysis").glob("interpolation--*.json"))
+    data = json.loads(inter.read_text())
+    inter.write_text(json.dumps(dict(data, train_loss=data["train_loss"][:-1])))
+    assert "train_loss has 6 values for 7 alphas" in corrupt_reason(lambda p: runfiles.read_analysis(p, "interpolation"), inter)
+
+
+@pytest.mark.parametrize("pid", [-1, 0, True, "1", 2**63, 1.5, None])
+def test_a_pid_that_is_no_process_id_is_not_alive(pid):
+    assert not rundir.pid_alive(pid)  # -1 and 0 would address process groups, 2**63 overflow os.kill
+    assert rundir.pid_alive(os.getpid())
+
+
+# ----------------------------------------------------------------------------- the resume reader
+def test_resume_targets_warn_of_what_the_resume_drops_and_refuse_a_bad_stored_config(group):
+    run = group / UNFINISHED
+    lines = (run / "metrics.jsonl").read_bytes().splitlines(keepends=True)
+    (run / "metrics.jsonl").write_bytes(b"".join(lines[:3] + [b"\xff not json\n"] + lines[3:]))
+    (run / "summary.json").write_bytes(b"[]")
+    (target,) = resume.targets(run)
+    assert target.warnings == [
+        f"{run}: summary.json: is a JSON list, not an object; it is replaced at the run's end by the resume",
+        f"{run / 'metrics.jsonl'}:4: skipped: not UTF-8 text (byte 0: b'\\xff'); the resume drops them",
+    ]
+    warnings = rundir.RunDir(run).truncate_events_after(10)
+    assert warnings and (run / "metrics.jsonl").read_bytes() == b"".join(
+        json.dumps(json.loads(x)).encode() + b"\n" for x in lines)
+    (run / "config.yaml").write_text((run / "config.yaml").read_text().replace("epochs: 3", "epochs: zero"))
+    with pytest.raises(config.ConfigError, match=r"config.yaml:\d+: epochs: Input should be a valid integer"):
+        resume.targets(run)
+
+
+def test_cli_resume_skips_a_bad_metrics_line_with_a_warning_naming_it(tiny_yaml, tmp_path):
+    """The issue's case: a line that is not UTF-8 in metrics.jsonl; the resume names it, drops it and goes on."""
+    env = {**os.environ, "PYTHONPATH": os.environ.get("PYTHONPATH", "")}
+    out = tmp_path / "out"
+    r = subprocess.run([sys.executable, "-m", "tfminima.cli", "run", tiny_yaml(), "--out", str(out), "--quiet"],
+                       capture_output=True, text=True, timeout=900, env=env)
+    assert r.returncode == 0, r.stderr[-2000:]
+    (run,) = [p.parent for p in out.rglob("status.json")]
+    status = json.loads((run / "status.json").read_text())
+    (run / "status.json").write_text(json.dumps(dict(status, state="cancelled")))
+    lines = (run / "metrics.jsonl").read_bytes().splitlines(keepends=True)
+    (run / "metrics.jsonl").write_bytes(b"".join(lines[:2] + [b"\xff\xfe\n"] + lines[2:]))
+    r = subprocess.run([sys.executable, "-m", "tfminima.cli", "run", "--resume", str(run), "--quiet"],
+                       capture_output=True, text=True, timeout=900, env=env)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert f"warning: {run / 'metrics.jsonl'}:3: skipped: not UTF-8 text" in r.stderr and "Traceback" not in r.stderr
+    assert rundir.RunDir(run).status()["state"] == "completed"
+    assert runfiles.read_events(run / "metrics.jsonl").skipped_count == 0
+    shutil.rmtree(out)
+
+
+def test_a_limit_variable_that_is_no_number_is_named_by_the_readers(group, monkeypatch):
+    monkeypatch.setenv("TFMINIMA_MAX_RUN_FILE_BYTES", "lots")
+    reason = corrupt_reason(runfiles.read_status, group / RUN)
+    assert reason == ("status.json: TFMINIMA_MAX_RUN_FILE_BYTES: 'lots' is not a positive integer (it sets the limit "
+                      f"on {limits.LIMITS['run_file_bytes'].what})")
+    monkeypatch.setenv("TFMINIMA_MAX_LINE_BYTES", "-1")
+    read = runfiles.read_events(group / RUN / "metrics.jsonl")
+    assert read.events == [] and "TFMINIMA_MAX_LINE_BYTES: '-1' is not a positive integer" in read.problem
+
+
+@pytest.mark.parametrize("damage, reason", [
+    ("state", "checkpoints/epoch-2/state.json: is not JSON"),
+    ("variables", "variables.npz cannot be read (File is not a zip file)"),
+    ("variables_fifo", "variables.npz is not a regular file"),
+    ("metrics_dir", "metrics.jsonl is a directory, not a file"),
+    ("metrics_big", "only the first 64 were read (set TFMINIMA_MAX_METRICS_BYTES to read more)"),
+])
+def test_resume_refuses_what_it_cannot_continue_from_faithfully(group, monkeypatch, damage, reason):
+    run = group / UNFINISHED
+    ckpt = run / "checkpoints" / "epoch-2"
+    if damage == "state":
+        (ckpt / "state.json").write_text('{"epochs_done": 2')
+    elif damage == "variables":
+        (ckpt / "variables.npz").write_bytes((ckpt / "variables.npz").read_bytes()[:-5])  # truncated
+    elif damage == "variables_fifo":
+        (ckpt / "variables.npz").unlink()
+        os.mkfifo(ckpt / "variables.npz")
+    elif damage == "metrics_dir":
+        (run / "metrics.jsonl").unlink()
+        (run / "metrics.jsonl").mkdir()
+    else:
+        monkeypatch.setenv("TFMINIMA_MAX_METRICS_BYTES", "64")
+    with pytest.raises(resume.ResumeRefused) as err:
+        resume.targets(run)
+    assert str(err.value).startswith(f"cannot continue {run} faithfully: ") and reason in str(err.value)
+
+
+def test_a_log_that_is_no_file_shows_nothing_instead_of_hanging(tmp_path):
+    from tui.launcher import log_tail
+
+    log = tmp_path / "run.log"
+    log.write_text("".join(f"line {i}\n" for i in range(100)))
+    assert log_tail(log, 3) == "line 97\nline 98\nline 99"
+    log.unlink()
+    os.mkfifo(log)  # opening it for reading would wait for a writer forever
+    assert log_tail(log, 3) == ""
+    log.unlink()
+    os.symlink("/dev/zero", log)  # endless
+    assert log_tail(log, 3) == ""
