@@ -1,11 +1,11 @@
 """tfminima-tui: configure, launch, watch and compare η/S experiments.
 
 The app orchestrates: it owns the :class:`~tui.store.RunStore` (what is on disk), the
-:class:`~tui.launcher.Launcher` (the ``tfminima run`` children) and the selection. Its poll loop,
+:class:`~tui.launcher.Launcher` (the queue and its ``tfminima.worker`` processes) and the selection. Its poll loop,
 a named thread worker, lets the launcher reap and start children, then the store read the disk;
 the screens see the two combined (:func:`tui.runview.rows`). It redraws the visible screen at most
-``redraw_hz`` times a second when either changed. It never imports TensorFlow: runs are
-subprocesses and everything passes through their run directories.
+``redraw_hz`` times a second when either changed. It never imports TensorFlow: runs are trained by
+worker processes and everything passes through their run directories.
 """
 
 from __future__ import annotations
@@ -198,6 +198,8 @@ class MinimaApp(App):
     def _quit_answer(self, answer: str | None) -> None:
         if answer == "cancel":
             self.launcher.cancel_all()
+        elif answer == "leave":
+            self.launcher.drop_queued()  # recorded cancelled: resumable after a restart
         if answer in ("cancel", "leave"):
             self.exit()
 
