@@ -52,9 +52,10 @@ wait_for() {  # wait_for REGEX SECONDS WHAT
 }
 
 cd "$WORK"
-# COLUMNS / LINES (exported by a non-interactive bash under pytest) would override the pane's size
+# COLUMNS / LINES (exported by a non-interactive bash under pytest) would override the pane's size;
+# PYTHONPATH is passed on explicitly (a running tmux server keeps the environment it started with)
 tmux new-session -d -s "$SESSION" -x "$W" -y "$H" \
-    "env -u COLUMNS -u LINES '$TUI' runs --config '$REPO/experiments/quickstart.yaml' -j 1 \
+    "env -u COLUMNS -u LINES ${PYTHONPATH:+PYTHONPATH='$PYTHONPATH'} '$TUI' runs --config '$REPO/experiments/quickstart.yaml' -j 1 \
      --set epochs=2 --set dataset.train_size=256 --set dataset.val_size=64 --set dataset.test_size=64 \
      --set 'model.hidden=[16]' --set 'monitors=[]'; echo TUI-EXITED-\$?; sleep 600"
 
