@@ -86,7 +86,7 @@ def test_launch_shows_metrics_in_runs_table_and_plots(make_app):
             assert all(len(t.y) == 2 for t in loss.traces)
             ratio = app.screen.query_one("#plot-ratio").traces[0]
             assert ratio.y[0] == pytest.approx(1.5625e-3)
-            assert not app.screen.query_one("#row-sharpness").display  # no sharpness monitor in this run
+            assert not app.screen.query_one("#plot-lmax").display  # no sharpness monitor in this run
         assert (app.runs_dir / "quickstart" / f"{RUN}.log").exists()
         assert (app.runs_dir / "quickstart" / "experiment.yaml").exists()
 
@@ -237,7 +237,7 @@ def test_sharpness_monitor_values_reach_table_monitor_and_compare(make_app):
             assert app.screen.table.get_row(f"quickstart/{RUN}")[9] != "–"  # λ_max
             await pilot.press("3")
             await pilot.pause()
-            assert app.screen.query_one("#row-sharpness").display
+            assert app.screen.query_one("#plot-lmax").display
             assert len(app.screen.query_one("#plot-lmax").traces) == 1
             assert len(app.screen.query_one("#plot-trace").traces) == 1
             await pilot.press("4")
