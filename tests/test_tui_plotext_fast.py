@@ -135,7 +135,7 @@ def test_panels_over_the_frame_budget_draw_in_the_next_frames(tmp_path, monkeypa
             app.selected = {"quickstart/lr0.16-bs32-s0", "quickstart/lr0.04-bs128-s0", "memo/lr0.05-bs200-s0"}
             app.redraw()
             assert await wait_for(pilot, drawn, interval=0.02)
-            assert len(shown()) == 8 and len(frame_spent) >= 8 and not any(frame_spent)
+            assert len(shown()) == 5 and len(frame_spent) >= 5 and not any(frame_spent)  # constant schedules: no panel
             for p in shown():  # what each panel shows is a build of its traces
                 assert p._cache[1] == build(p)
 
