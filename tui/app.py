@@ -90,7 +90,7 @@ class MinimaApp(App):
 
     def _poll(self) -> None:
         """One pass (in the worker thread): the launcher reaps and starts children, then the store
-        reads the disk, looking for new run directories at once when a child started or ended."""
+        reads the disk, looking for new run directories at once when a worker started or ended a run."""
         launcher_changed = self.launcher.tick()
         self.store.poll(force_scan=launcher_changed)
         if launcher_changed:
@@ -220,7 +220,7 @@ class MinimaApp(App):
         yield SystemCommand("Save experiment YAML", "write the form as YAML", partial(self._on_screen, "configure", "save"))
         yield SystemCommand("Launch sweep", "start every run of the configured sweep",
                             partial(self._on_screen, "configure", "launch"))
-        yield SystemCommand("Cancel runs", "SIGTERM the selected (or highlighted) runs",
+        yield SystemCommand("Cancel runs", "stop the selected (or highlighted) runs at the next step",
                             partial(self._on_screen, "runs", "cancel"))
         yield SystemCommand("Resume runs", "continue the selected runs from their checkpoints",
                             partial(self._on_screen, "runs", "resume"))
@@ -245,7 +245,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", help="apply one of the config's profiles (e.g. cpu), like tfminima run")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override a key of --config, e.g. --set epochs=2 (repeatable)")
-    parser.add_argument("-j", "--max-parallel", type=int, default=2, help="runs at once; the rest queue (default 2)")
+    parser.add_argument("-j", "--max-parallel", type=int, default=2, help="worker processes, each training queued runs one after another (default 2)")
     args = parser.parse_args(argv)
     if (args.set or args.profile) and not args.config:
         parser.error("--set and --profile need --config")
