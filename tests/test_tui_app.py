@@ -355,6 +355,12 @@ def test_plot_draws_every_value_on_the_row_its_label_names():
     run(main())
 
 
+def loaded(app) -> bool:
+    """The fixture's eight runs found and every file read (the poller's first pass is over)."""
+    return (len(app.store.records) == 8 and all(r.status for r in app.store.records.values())
+            and app._poller is not None and app._poller.is_finished)
+
+
 QUICKSTART_RUNS = {f"quickstart/{r}" for r in ("lr0.01-bs32-s0", "lr0.04-bs128-s0", "lr0.04-bs32-s0", "lr0.16-bs128-s0",
                                                "lr0.16-bs32-s0", "lr0.64-bs128-s0")}
 
@@ -370,7 +376,7 @@ def test_monitor_fits_few_runs_on_one_screen_with_one_x_range(tmp_path):
     async def main():
         app = create_app(tmp_path / "runs", start="monitor")
         async with app.run_test(size=(100, 30)) as pilot:
-            assert await wait_for(pilot, lambda: len(app.store.records) == 8)
+            assert await wait_for(pilot, lambda: loaded(app))
             app.selected = set(QUICKSTART_RUNS)
             app.redraw()
             plots = app.screen.query_one("#plots")
@@ -397,7 +403,7 @@ def test_monitor_legend_breaks_lines_only_between_runs(tmp_path):
     async def main():
         app = create_app(tmp_path / "runs", start="monitor")
         async with app.run_test(size=(100, 30)) as pilot:
-            assert await wait_for(pilot, lambda: len(app.store.records) == 8)
+            assert await wait_for(pilot, lambda: loaded(app))
             app.selected = set(app.store.records)
             app.redraw()
             await pilot.pause()
@@ -437,7 +443,7 @@ def test_monitor_first_display_builds_one_panel_a_frame(tmp_path, monkeypatch):
     async def main():
         app = create_app(tmp_path / "runs", start="runs")
         async with app.run_test(size=(100, 30)) as pilot:
-            assert await wait_for(pilot, lambda: len(app.store.records) == 8)
+            assert await wait_for(pilot, lambda: loaded(app))
             app.selected = set(QUICKSTART_RUNS)
             events.clear()
             await pilot.press("3")
@@ -473,7 +479,9 @@ def test_run_details_say_times_as_people_read_them(tmp_path, monkeypatch):
         app = create_app(tmp_path / "runs", start="runs")
         async with app.run_test(size=(100, 30)) as pilot:
             table = app.screen.table
-            assert await wait_for(pilot, lambda: table.row_count == 8)
+            assert await wait_for(pilot, lambda: loaded(app) and table.row_count == 8)
+            app.redraw()
+            await pilot.pause()
             table.move_cursor(row=table._order.index("quickstart/lr0.16-bs128-s0"))
             await pilot.press("enter")
             assert await wait_for(pilot, lambda: isinstance(app.screen, RunDetailModal))

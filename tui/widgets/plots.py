@@ -6,7 +6,8 @@ Monitor panel of 50 runs of 1,000 epochs takes 35–140 ms on a loaded 2-core ma
 0.6–0.9 s; benchmarks/bench_tui.py), so panels that change together do not all build in one
 frame: once a frame has spent ``FRAME_BUDGET`` building, the other panels keep showing their
 previous picture (or, on a first display or after a resize, their title and "drawing…") and
-build in the next frames, and keys are handled in between. plotext's per-point helpers run in
+build in the next frames, and keys are handled in between. A panel with no picture of its size
+never builds in the frame that mounts or resizes it: that frame has the layout to do. plotext's per-point helpers run in
 numpy (:mod:`tui.widgets.plotext_fast`, identical figures). Limits and ticks come from
 :mod:`tui.widgets.axes` (values drawn on the row their label names, whole epochs, one x range for
 panels that share it).
@@ -71,6 +72,7 @@ class MetricPlot(PlotextPlot):
         self.traces: list[Trace] = []
         self._signature: tuple = ()
         self._cache: tuple | None = None
+        self._put_off_at: tuple | None = None  # (size, theme) its first build was put off at
 
     def set_traces(self, traces: list[Trace], title: str | None = None,
                    x_range: tuple[float, float] | None = None) -> bool:
@@ -110,15 +112,21 @@ class MetricPlot(PlotextPlot):
         owner, spent, put_off = MetricPlot._frame
         if owner is not loop or loop is None:
             spent = put_off = 0.0
-        if spent and spent + self._build_seconds > FRAME_BUDGET:
-            # this frame has built enough: keep the previous picture (same size and theme) or show
-            # the title alone for now, and come back after the panels put off before this one
-            # (about one frame each)
-            if not self._pending:
+        same_size = self._cache is not None and self._cache[0][1:] == key[1:]
+        first_at_size = not same_size and self._put_off_at != key[1:]
+        if first_at_size or (spent and spent + self._build_seconds > FRAME_BUDGET):
+            # this frame has built enough (or it is the one that mounted or resized the panel, busy
+            # enough with layout): keep the previous picture (same size and theme) or show the title
+            # alone for now, and come back after the panels put off before this one (about one
+            # frame each)
+            self._put_off_at = key[1:]
+            if not self._pending and loop is not None:
                 self._pending = True
                 self.set_timer(DEFER + put_off, self._deferred_refresh)
+                if owner is not loop:
+                    loop.call_soon(MetricPlot._frame_drawn)
                 MetricPlot._frame = (loop, spent, put_off + (self._build_seconds or FRAME_BUDGET))
-            if self._cache is not None and self._cache[0][1:] == key[1:]:
+            if same_size:
                 return self._cache[1]
             return Text.assemble((self.title_text, "bold"), "\n", ("drawing…", "dim"))
         start = time.monotonic()
