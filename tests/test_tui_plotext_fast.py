@@ -140,3 +140,31 @@ def test_panels_over_the_frame_budget_draw_in_the_next_frames(tmp_path, monkeypa
                 assert p._cache[1] == build(p)
 
     asyncio.run(main())
+
+
+def test_figure_text_is_the_figure_from_ansi():
+    """MetricPlot reads plotext's matrix into a Text directly: the same characters and, character
+    for character, the same styles as parsing the ANSI that plotext would print."""
+    import plotext._figure as figure_module
+    from rich.text import Text
+
+    def styles(text):
+        out = [None] * len(text.plain)
+        for span in text.spans:
+            out[span.start:span.end] = [span.style] * (span.end - span.start)
+        return out
+
+    x = np.arange(1, 301.0)
+    for theme, size in (("dark", (90, 24)), ("clear", (50, 12))):
+        fig = figure_module._figure_class()
+        fig.plotsize(*size)
+        for i in range(12):
+            fig.plot(x.tolist(), (np.sin(x / (20 + i)) + i).tolist(), marker="braille", color=(20 * i, 250 - 20 * i, 90))
+            fig.scatter(x[::7].tolist(), np.cos(x[::7] / (9 + i)).tolist(), marker="dot", color=(200, 15 * i, 40))
+        fig.title("panel")
+        fig.xlabel("epoch")
+        fig.theme(theme)
+        expected = Text.from_ansi(fig.build())
+        got = fast.figure_text(fig)
+        assert got.plain == expected.plain
+        assert [s or None for s in styles(got)] == [s or None for s in styles(expected)]

@@ -185,7 +185,11 @@ class MetricPlot(PlotextPlot):
         if xaxis:
             plt.xlim(*xaxis.lim)
             plt.xticks(xaxis.ticks, xaxis.labels)
-        return super().render()
+        # PlotextPlot.render's set-up, then the figure straight to a Text (no ANSI round trip)
+        self._plot.plotsize(self.size.width, self.size.height)
+        self._plot._set_size(self.size.width, self.size.height)
+        self._plot.theme(self._get_plotext_theme_name(self.app.theme))
+        return plotext_fast.figure_text(self._plot)
 
     def _axes(self, drawn) -> tuple[axes.Axis | None, axes.Axis | None]:
         """Our limits and ticks for the linear axes (plotext keeps its own for a log axis)."""
