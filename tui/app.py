@@ -11,6 +11,7 @@ worker processes and everything passes through their run directories.
 from __future__ import annotations
 
 import argparse
+import gc
 import sys
 import traceback
 from functools import partial
@@ -75,6 +76,11 @@ class MinimaApp(App):
 
     # lifecycle -------------------------------------------------------------------------
     def on_mount(self) -> None:
+        # Python's full garbage collections traverse every object; at this point those are the
+        # imported modules (Textual, numpy, pydantic, plotext: ~200,000), alive for good. Frozen,
+        # they are left out of every later collection, which otherwise stopped the UI for 0.3–1.6 s
+        # in the middle of the Monitor's first display (benchmarks/bench_tui.py).
+        gc.freeze()
         self.switch_mode(self.start_mode)
         self.set_interval(self.poll_interval, self.poll_now)
         self.set_interval(1.0 / self.redraw_hz, self._redraw_tick)
