@@ -2,7 +2,8 @@
 # Drive the installed tfminima-tui in a real terminal (tmux send-keys / capture-pane):
 # start it on the quickstart (reduced with --set so runs take seconds), launch the sweep,
 # see epochs progress in the Runs table, then quit choosing "cancel runs" and check that
-# every run ended with a final status and no child process is left.
+# every run ended with a final status (queued ones recorded cancelled) and that with -j 1
+# one worker process trained them all.
 #
 #   scripts/tui_tmux_check.sh [--keep]     (--keep: leave the work folder for inspection)
 # Exit status 0 when every check passed; the last screen is printed on failure.
@@ -95,4 +96,14 @@ done
 echo "ok: after 'quit and cancel runs' every run is completed or cancelled"
 ls "$WORK"/runs/quickstart/*.log >/dev/null || fail "no run log files in the group folder"
 echo "ok: run logs written to the group folder"
+# -j 1: one worker process trained every run that started (the same pid in their status files)
+pids=$(python3 - "$WORK/runs" <<'EOF'
+import json, sys
+from pathlib import Path
+statuses = [json.loads(p.read_text()) for p in Path(sys.argv[1]).glob("*/*/status.json")]
+print(len({s["pid"] for s in statuses if s.get("pid")}))
+EOF
+)
+[ "$pids" = "1" ] || fail "$pids processes trained the runs with -j 1 (one worker expected)"
+echo "ok: with -j 1 one worker process trained the runs"
 echo "PASS"
