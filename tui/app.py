@@ -72,14 +72,16 @@ class MinimaApp(App):
         self._poller: Worker | None = None
         self._poll_paused = False
         self._launcher_changes = 0  # ticks in which the launcher started or reaped a child
+        self._loaded = False  # the first poll (every run file read) is done
         self._drawn_version = -1
 
     # lifecycle -------------------------------------------------------------------------
     def on_mount(self) -> None:
         # Python's full garbage collections traverse every object; at this point those are the
-        # imported modules (Textual, numpy, pydantic, plotext: ~200,000), alive for good. Frozen,
-        # they are left out of every later collection, which otherwise stopped the UI for 0.3–1.6 s
-        # in the middle of the Monitor's first display (benchmarks/bench_tui.py).
+        # imported modules (Textual, numpy, pydantic, plotext), alive for good. Frozen, they are
+        # left out of every later collection; so are the loaded runs after the first poll
+        # (_freeze_loaded). A full collection otherwise stopped the UI for 0.3–1.6 s in the middle
+        # of the Monitor's first display with 50 runs (benchmarks/bench_tui.py).
         gc.freeze()
         self.switch_mode(self.start_mode)
         self.set_interval(self.poll_interval, self.poll_now)
@@ -101,6 +103,15 @@ class MinimaApp(App):
         self.store.poll(force_scan=launcher_changed)
         if launcher_changed:
             self._launcher_changes += 1
+        if not self._loaded:
+            self._loaded = True
+            self.call_from_thread(self.call_after_refresh, self._freeze_loaded)
+
+    def _freeze_loaded(self) -> None:
+        """Once the runs are loaded and the first screen drawn: collect the garbage of that load,
+        then leave what survives (the runs, the screen) out of later full collections too."""
+        gc.collect()
+        gc.freeze()
 
     def _view_version(self) -> int:
         # Both counters only grow, so their sum moves whenever either does.
