@@ -265,3 +265,40 @@ def test_resume_after_cancel_completes_the_run(make_app):
             assert len(record(app).series["train/loss"]) == 30  # the log was rewritten, not doubled
 
     asyncio.run(main())
+
+
+def test_worker_on_sigterm_stops_its_run_records_the_waiting_one_and_exits(tmp_path):
+    """The worker protocol without the app: two jobs given at once; SIGTERM during the first stops it
+    at a step boundary (cancelled, with a checkpoint), the second is recorded cancelled unstarted,
+    and the worker exits 0."""
+    import json
+    import subprocess
+    import sys
+    import time
+
+    from tfminima import config, sweep
+
+    spec = config.load(QUICKSTART, tiny(400, runs=2))
+    dirs = [rundir.create(tmp_path, "g", p.run_id, config.to_yaml(p.spec), p.hparams()) for p in sweep.expand(spec)]
+    worker = subprocess.Popen([sys.executable, "-m", "tfminima.worker"], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, start_new_session=True)
+    try:
+        for d in dirs:
+            worker.stdin.write(json.dumps({"op": "run", "run_dir": str(d.path), "log": str(d.path) + ".log"}) + "\n")
+        worker.stdin.flush()
+        assert json.loads(worker.stdout.readline()) == {"event": "started", "run_dir": str(dirs[0].path),
+                                                        "pid": worker.pid}
+        end = time.monotonic() + 120
+        while int(dirs[0].status().get("epochs_done") or 0) < 1 and time.monotonic() < end:
+            time.sleep(0.1)
+        worker.send_signal(signal.SIGTERM)
+        replies = [json.loads(line) for line in worker.stdout]
+        assert worker.wait(timeout=60) == 0
+    finally:
+        if worker.poll() is None:
+            os.killpg(worker.pid, signal.SIGKILL)
+    assert [(r["event"], r["run_dir"], r["state"]) for r in replies] == [
+        ("ended", str(dirs[0].path), "cancelled"), ("ended", str(dirs[1].path), "cancelled")]
+    assert dirs[0].status()["state"] == "cancelled" and any(dirs[0].checkpoints_dir.glob("epoch-*"))
+    assert dirs[1].status()["state"] == "cancelled" and dirs[1].status()["error"] == "cancelled before it started"
+    assert not list(dirs[1].checkpoints_dir.iterdir())
