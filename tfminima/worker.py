@@ -96,10 +96,10 @@ class Worker:
                 return 0
             run_dir = str(job.get("run_dir"))
             with self.lock:
+                self.stop.clear()  # first: a SIGTERM from here on stops this run, or skips it
                 skip = run_dir in self.cancelled or self.exiting.is_set()
                 self.cancelled.discard(run_dir)
                 self.current = None if skip else run_dir
-                self.stop.clear()
             if skip:
                 self.reply(event="ended", run_dir=run_dir, **cancel_unstarted(rd.RunDir(run_dir)))
                 continue
