@@ -18,7 +18,7 @@ from functools import partial
 from pathlib import Path
 from typing import ClassVar
 
-from textual.app import App, SystemCommand
+from textual.app import App, ScreenStackError, SystemCommand
 from textual.binding import Binding, BindingType
 from textual.worker import Worker, WorkerState
 
@@ -128,8 +128,12 @@ class MinimaApp(App):
     def redraw(self) -> None:
         """Redraw the visible main screen from the store (hidden screens redraw when shown)."""
         self._drawn_version = self._view_version()
-        if isinstance(self.screen, AppScreen) and self.screen.ready:
-            self.screen.refresh_data()
+        try:
+            screen = self.screen
+        except ScreenStackError:  # the app is shutting down: its screens are gone, a timer is not yet
+            return
+        if isinstance(screen, AppScreen) and screen.ready:
+            screen.refresh_data()
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         worker = event.worker
