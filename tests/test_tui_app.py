@@ -194,7 +194,9 @@ def test_worker_error_shows_modal_and_app_stays_up(tmp_path):
             app.store.poll = working
             await pilot.press("escape")
             await pilot.pause()
-            assert not app._poll_paused and app.is_running and app.poll_now() is not None
+            assert not app._poll_paused and app.is_running
+            # polling goes on (a pass the interval timer just started may still be running)
+            assert await wait_for(pilot, lambda: app.poll_now() is not None)
 
     run(main())
 
@@ -381,8 +383,9 @@ def test_monitor_fits_few_runs_on_one_screen_with_one_x_range(tmp_path):
             app.redraw()
             plots = app.screen.query_one("#plots")
             shown = lambda: [p for p in app.screen.query(MetricPlot) if p.display]
-            assert await wait_for(pilot, lambda: all(p._cache is not None and p._cache[0][0] == p._signature
-                                                     for p in shown()))
+            # the layout settles (the legend's height, then the grid) with every panel built, unscrolled
+            assert await wait_for(pilot, lambda: plots.max_scroll_y == 0 and all(
+                p._cache is not None and p._cache[0][0] == p._signature for p in shown())), plots.max_scroll_y
             await pilot.pause()
             assert [p.id for p in shown()] == ["plot-loss", "plot-accuracy", "plot-lmax", "plot-trace"]
             assert plots.max_scroll_y == 0

@@ -96,8 +96,9 @@ class MonitorScreen(AppScreen):
         for group, panels in GROUPS.items():
             for pid in panels:
                 self.query_one(f"#plot-{pid}").display = shown[group]
-        self._arrange()
         self._legend(keys, chosen, colours, states)
+        self._arrange()
+        self.call_after_refresh(self._arrange)  # again once the legend's new height is laid out
 
     def on_resize(self, event) -> None:
         super().on_resize(event)
@@ -113,8 +114,11 @@ class MonitorScreen(AppScreen):
         columns = max(1, min(3, len(shown), width // PANEL_WIDTH))
         rows = -(-len(shown) // columns) if shown else 1
         height = plots.size.height or max(self.size.height - 3 - LEGEND_LINES, MIN_PANEL_HEIGHT)
-        plots.styles.grid_size_columns = columns
-        plots.styles.grid_rows = str(max(MIN_PANEL_HEIGHT, height // rows))
+        rows_height = str(max(MIN_PANEL_HEIGHT, height // rows))
+        if plots.styles.grid_size_columns != columns:
+            plots.styles.grid_size_columns = columns
+        if [str(r) for r in plots.styles.grid_rows] != [rows_height]:
+            plots.styles.grid_rows = rows_height
 
     @staticmethod
     def _memorization(keys, data, colours) -> list[Trace]:
