@@ -19,8 +19,9 @@ Medians of --repeat, in ms and as a fraction of the redraw interval:
 [1] ``RunStore.poll`` after every file grew by one epoch (the poll worker's pass: status files,
     tails, series; ``MetricsTail`` alone is benchmarks/bench_tail.py), and with nothing new.
 [2] Runs screen: nothing changed, and every run one epoch further.
-[3] Monitor: its first display with every run selected (nothing older to show: every panel
-    builds at once); then, every trace changed as when runs grow, with every run and with 8, side
+[3] Monitor: its first display with every run selected (nothing older to show: a panel over the
+    frame budget shows its title and builds in a later frame), and shown again --repeat times with
+    every picture dropped; then, every trace changed as when runs grow, with every run and with 8, side
     by side: as before (plotext's own helpers, every panel in one frame), with the numpy helpers
     (tui/widgets/plotext_fast.py) in one frame, and as shipped (numpy helpers, at most
     FRAME_BUDGET of plot building a frame); then per panel: traces, points in the store, points
@@ -189,6 +190,15 @@ async def bench(args, logs: list[tuple[Path, list[str]]], root: Path) -> None:
         first = await watch(lambda: app.switch_mode("monitor"), lambda: isinstance(app.screen, MonitorScreen) and drawn())
         screen = app.screen
         panels = list(screen.query(MetricPlot))
+        again = []  # the Monitor shown again with no picture kept (as on a first display, without the mount)
+        for _ in range(args.repeat):
+            app.switch_mode("runs")
+            await pilot.pause(0.2)
+            for p in panels:
+                p._cache, p._signature, p._last_build = None, (), 0.0
+
+            again.append(await watch(lambda: app.switch_mode("monitor"),
+                                     lambda: isinstance(app.screen, MonitorScreen) and drawn()))
         for p in panels:
             p.min_interval = 0  # the shipped throttle only postpones a build
         shown = lambda: [p for p in panels if p.region.area]
@@ -218,6 +228,7 @@ async def bench(args, logs: list[tuple[Path, list[str]]], root: Path) -> None:
                     for p in shown():
                         p._cache = None
                         p.refresh()
+                        MetricPlot._frame = (None, 0.0, 0.0)  # each panel on its own, not within a frame's budget
                         t = time.perf_counter()
                         p._render_content()
                         builds.setdefault((p.id, fast), []).append(time.perf_counter() - t)
@@ -225,7 +236,10 @@ async def bench(args, logs: list[tuple[Path, list[str]]], root: Path) -> None:
             plots.FRAME_BUDGET = budget
             print(f"[3] Monitor, {len(selected)} runs selected, every panel rebuilt:")
             if len(selected) == len(keys):
-                show("    first display (mount, every panel at once)", [first], "  (a single measurement)")
+                show("    first display (mount, then a panel a frame)", [first],
+                     f", all drawn after {first[2] * 1e3:5.0f} ms  (a single measurement)")
+                show("    shown again, no picture kept           ", again,
+                     f", all drawn after {med([r[2] for r in again]):5.0f} ms")
             for name, res in results.items():
                 show(f"    {name:41}", res, f", all drawn after {med([r[2] for r in res]):5.0f} ms")
             print(f"    {'panel':14} {'traces':>6} {'points':>8} {'to plotext':>10} {'build ms':>9} {'(plotext helpers)':>17}")
@@ -237,6 +251,7 @@ async def bench(args, logs: list[tuple[Path, list[str]]], root: Path) -> None:
                     orig = getattr(plt, name)
                     setattr(plt, name, lambda x, y, _orig=orig, _sent=sent, **kw: (_sent.append(len(x)), _orig(x, y, **kw))[1])
                 p._cache = None
+                MetricPlot._frame = (None, 0.0, 0.0)
                 p.render()
                 del plt.plot, plt.scatter
                 row = [sum(len(t.y) for t in p.traces), sum(sent), med(builds[p.id, True]), med(builds[p.id, False])]

@@ -2,7 +2,8 @@
 # Drive the installed tfminima-tui in a real terminal (tmux send-keys / capture-pane):
 # start it on the quickstart (reduced with --set so runs take seconds), launch the sweep,
 # see epochs progress in the Runs table, then quit choosing "cancel runs" and check that
-# every run ended with a final status and no child process is left.
+# every run ended with a final status (queued ones recorded cancelled) and that with -j 1
+# one worker process trained them all.
 #
 #   scripts/tui_tmux_check.sh [--keep]     (--keep: leave the work folder for inspection)
 # Exit status 0 when every check passed; the last screen is printed on failure.
@@ -52,9 +53,10 @@ wait_for() {  # wait_for REGEX SECONDS WHAT
 }
 
 cd "$WORK"
-# COLUMNS / LINES (exported by a non-interactive bash under pytest) would override the pane's size
+# COLUMNS / LINES (exported by a non-interactive bash under pytest) would override the pane's size;
+# PYTHONPATH is passed on explicitly (a running tmux server keeps the environment it started with)
 tmux new-session -d -s "$SESSION" -x "$W" -y "$H" \
-    "env -u COLUMNS -u LINES '$TUI' runs --config '$REPO/experiments/quickstart.yaml' -j 1 \
+    "env -u COLUMNS -u LINES ${PYTHONPATH:+PYTHONPATH='$PYTHONPATH'} '$TUI' runs --config '$REPO/experiments/quickstart.yaml' -j 1 \
      --set epochs=2 --set dataset.train_size=256 --set dataset.val_size=64 --set dataset.test_size=64 \
      --set 'model.hidden=[16]' --set 'monitors=[]'; echo TUI-EXITED-\$?; sleep 600"
 
@@ -94,4 +96,14 @@ done
 echo "ok: after 'quit and cancel runs' every run is completed or cancelled"
 ls "$WORK"/runs/quickstart/*.log >/dev/null || fail "no run log files in the group folder"
 echo "ok: run logs written to the group folder"
+# -j 1: one worker process trained every run that started (the same pid in their status files)
+pids=$(python3 - "$WORK/runs" <<'EOF'
+import json, sys
+from pathlib import Path
+statuses = [json.loads(p.read_text()) for p in Path(sys.argv[1]).glob("*/*/status.json")]
+print(len({s["pid"] for s in statuses if s.get("pid")}))
+EOF
+)
+[ "$pids" = "1" ] || fail "$pids processes trained the runs with -j 1 (one worker expected)"
+echo "ok: with -j 1 one worker process trained the runs"
 echo "PASS"

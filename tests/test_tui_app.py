@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 from tui_support import build_runs, wait_for
 
 from tfminima import config, rundir, sweep
@@ -193,7 +194,9 @@ def test_worker_error_shows_modal_and_app_stays_up(tmp_path):
             app.store.poll = working
             await pilot.press("escape")
             await pilot.pause()
-            assert not app._poll_paused and app.is_running and app.poll_now() is not None
+            assert not app._poll_paused and app.is_running
+            # polling goes on (a pass the interval timer just started may still be running)
+            assert await wait_for(pilot, lambda: app.poll_now() is not None)
 
     run(main())
 
@@ -214,7 +217,7 @@ def test_monitor_and_compare_on_fixture_runs(tmp_path):
             assert len(loss.traces) == 6  # train and val of three runs
             colours = {t.colour for t in loss.traces}
             assert len(colours) == 3
-            assert screen.query_one("#row-sharpness").display and screen.query_one("#row-memorization").display
+            assert screen.query_one("#plot-lmax").display and screen.query_one("#plot-memo").display
             assert len(screen.query_one("#plot-lmax").traces) == 2
             assert len(screen.query_one("#plot-memo").traces) == 1
             before = {t.key.split("|")[0]: t.colour for t in loss.traces}
@@ -285,3 +288,216 @@ def test_redraw_while_a_screen_is_still_being_built(tmp_path):
             assert app.is_running and app.screen.TITLE == "Configure"
 
     run(main())
+
+
+# ----------------------------------------------------------------------------- Monitor polish (issue 12, item 6)
+def screen_lines(widget) -> list[str]:
+    """What a widget shows, line by line, as plain text."""
+    return [strip.text for strip in widget.render_lines(widget.size.region)]
+
+
+def data_rows(lines: list[str]) -> list[int]:
+    """Indexes of the lines with a data mark (braille or •) inside the plot's frame."""
+    top = next(line for line in lines if "┌" in line)
+    start, end = top.index("┌") + 1, top.index("┐")
+    return [i for i, line in enumerate(lines) if "┌" not in line and "└" not in line
+            and any(c == "•" or 0x2800 < ord(c) <= 0x28FF for c in line[start:end])]
+
+
+def y_label_rows(lines: list[str]) -> dict[int, float]:
+    """Line index -> value of the y tick label on that line (labels end in ┤)."""
+    out = {}
+    for i, line in enumerate(lines):
+        head, sep, _ = line.partition("┤")
+        if sep and head.strip():
+            out[i] = float(head.strip())
+    return out
+
+
+def test_plot_draws_every_value_on_the_row_its_label_names():
+    """The issue's picture: a 0.16 line drawn on the row labelled 0.11. Constant lines (braille) and
+    points (•) at η = 0.01, 0.04, 0.16, 0.64 must each sit on the row whose label is nearest."""
+    from textual.app import App
+
+    from tui.widgets.plots import MetricPlot, Trace
+
+    values = {(230, 30, 30): 0.01, (30, 230, 30): 0.04, (30, 30, 230): 0.16, (230, 230, 30): 0.64}
+    epochs = np.arange(1.0, 13.0)
+
+    class One(App):
+        def compose(self):
+            yield MetricPlot("η", id="p")
+
+    async def main():
+        app = One()
+        async with app.run_test(size=(60, 15)) as pilot:
+            plot = app.query_one(MetricPlot)
+            for marker in ("braille", "dot"):
+                plot.set_traces([Trace(f"{marker}{v}", epochs, np.full(12, v), rgb, marker) for rgb, v in values.items()])
+                plot._last_build = 0
+                assert await wait_for(pilot, lambda: plot._cache is not None and plot._cache[0][0] == plot._signature)
+                await pilot.pause()
+                strips = plot.render_lines(plot.size.region)
+                lines = [strip.text for strip in strips]
+                labels = y_label_rows(lines)
+                assert labels, lines
+                rows, vals = zip(*sorted(labels.items()))
+                per_row = (vals[0] - vals[-1]) / (rows[-1] - rows[0])  # labels sit on equally spaced rows
+                for rgb, value in values.items():
+                    drawn = {i for i, strip in enumerate(strips) for seg in strip
+                             if seg.style and seg.style.color and seg.style.color.triplet
+                             and tuple(seg.style.color.triplet) == rgb and seg.text.strip()}
+                    assert len(drawn) == 1, (marker, value, drawn, lines)
+                    shown = vals[0] - (drawn.pop() - rows[0]) * per_row  # the value the labels give that row
+                    assert abs(shown - value) <= per_row / 2 + 1e-12, (marker, value, shown, "\n".join(lines))
+                # a whole-number epoch axis from 1 to 12
+                ticks = lines[next(i for i, line in enumerate(lines) if "└" in line) + 1].split()
+                assert all(t.isdigit() for t in ticks) and ticks[-1] == "12", lines
+
+    run(main())
+
+
+def loaded(app) -> bool:
+    """The fixture's eight runs found and every file read (the poller's first pass is over)."""
+    return (len(app.store.records) == 8 and all(r.status for r in app.store.records.values())
+            and app._poller is not None and app._poller.is_finished)
+
+
+QUICKSTART_RUNS = {f"quickstart/{r}" for r in ("lr0.01-bs32-s0", "lr0.04-bs128-s0", "lr0.04-bs32-s0", "lr0.16-bs128-s0",
+                                               "lr0.16-bs32-s0", "lr0.64-bs128-s0")}
+
+
+def test_monitor_fits_few_runs_on_one_screen_with_one_x_range(tmp_path):
+    """The six quickstart runs at 100×30: every panel on screen (no scrolling) and tall enough to
+    read, the constant schedules not drawn, every epoch panel over the same epochs with whole ticks."""
+    from tui.screens.monitor import MIN_PANEL_HEIGHT
+    from tui.widgets.plots import MetricPlot
+
+    build_runs(tmp_path / "runs")
+
+    async def main():
+        app = create_app(tmp_path / "runs", start="monitor")
+        async with app.run_test(size=(100, 30)) as pilot:
+            assert await wait_for(pilot, lambda: loaded(app))
+            app.selected = set(QUICKSTART_RUNS)
+            app.redraw()
+            plots = app.screen.query_one("#plots")
+            shown = lambda: [p for p in app.screen.query(MetricPlot) if p.display]
+            # the layout settles (the legend's height, then the grid) with every panel built, unscrolled
+            assert await wait_for(pilot, lambda: plots.max_scroll_y == 0 and all(
+                p._cache is not None and p._cache[0][0] == p._signature for p in shown())), plots.max_scroll_y
+            await pilot.pause()
+            assert [p.id for p in shown()] == ["plot-loss", "plot-accuracy", "plot-lmax", "plot-trace"]
+            assert plots.max_scroll_y == 0
+            for p in shown():
+                assert p.region.height >= MIN_PANEL_HEIGHT and app.screen.region.contains_region(p.region), p.id
+            assert {p.x_range for p in shown()} == {(1.0, 12.0)}  # sharpness is logged from epoch 4 on
+            for p in shown():
+                lines = screen_lines(p)
+                ticks = lines[next(i for i, line in enumerate(lines) if "└" in line) + 1].split()
+                assert ticks and all(t.isdigit() for t in ticks) and int(ticks[-1]) == 12, (p.id, ticks)
+
+    run(main())
+
+
+def test_monitor_legend_breaks_lines_only_between_runs(tmp_path):
+    build_runs(tmp_path / "runs")
+
+    async def main():
+        app = create_app(tmp_path / "runs", start="monitor")
+        async with app.run_test(size=(100, 30)) as pilot:
+            assert await wait_for(pilot, lambda: loaded(app))
+            app.selected = set(app.store.records)
+            app.redraw()
+            await pilot.pause()
+            legend = app.screen.query_one("#legend")
+            lines = screen_lines(legend)
+            for key in app.selected:
+                run_id = key.rsplit("/", 1)[-1]
+                line = next((line for line in lines if f"● {run_id} " in line), None)
+                assert line is not None, (run_id, lines)  # marker, id and state on one line
+                assert line.split(f"● {run_id} ")[1].split()[0] in ("completed", "running", "failed", "crashed")
+
+    run(main())
+
+
+def test_monitor_first_display_builds_one_panel_a_frame(tmp_path, monkeypatch):
+    """With no earlier picture, a panel over the frame budget shows its title and builds in a later
+    frame (the first display of 50 runs used to build every panel in one ~1 s frame)."""
+    from tui.widgets import plots
+
+    build_runs(tmp_path / "runs")
+    monkeypatch.setattr(plots, "FRAME_BUDGET", 0.0)  # any build fills a frame: one panel a frame
+    events: list[str] = []  # panel ids as they build, "|" when a frame that built something ends
+    build, frame_drawn = plots.MetricPlot._build, plots.MetricPlot._frame_drawn
+    monkeypatch.setattr(plots.MetricPlot, "_build", lambda self: (events.append(self.id), build(self))[1])
+    monkeypatch.setattr(plots.MetricPlot, "_frame_drawn", staticmethod(lambda: (events.append("|"), frame_drawn())))
+    placeholders: set[str] = set()  # panels that showed their title alone while they waited
+    render = plots.MetricPlot.render
+
+    def watched_render(self):
+        result = render(self)
+        if "drawing…" in str(result):
+            placeholders.add(self.id)
+        return result
+
+    monkeypatch.setattr(plots.MetricPlot, "render", watched_render)
+
+    async def main():
+        app = create_app(tmp_path / "runs", start="runs")
+        async with app.run_test(size=(100, 30)) as pilot:
+            assert await wait_for(pilot, lambda: loaded(app))
+            app.selected = set(QUICKSTART_RUNS)
+            events.clear()
+            await pilot.press("3")
+            screen = app.screen
+            shown = lambda: [p for p in screen.query(plots.MetricPlot) if p.display]
+
+            def all_built() -> bool:
+                return bool(shown()) and all(p._cache is not None and p._cache[0][0] == p._signature for p in shown())
+
+            assert await wait_for(pilot, all_built)
+            frames = [f for f in "".join(e if e == "|" else f"{e}," for e in events).split("|") if f]
+            assert all(f.count(",") == 1 for f in frames), events  # never two builds in one frame
+            assert {p.id for p in shown()} <= {e for e in events if e != "|"}
+            assert len(placeholders) >= 3, placeholders  # the others showed their title meanwhile
+
+    run(main())
+
+
+def test_run_details_say_times_as_people_read_them(tmp_path, monkeypatch):
+    """Details: local times, how long the run took, its error and log tail; no raw status.json
+    with Unix timestamps."""
+    import time
+
+    from tui import fmt
+    from tui_support import T0
+
+    monkeypatch.setenv("TZ", "UTC")
+    time.tzset()
+    build_runs(tmp_path / "runs")
+    (tmp_path / "runs" / "quickstart" / "lr0.16-bs128-s0.log").write_text("epoch 3: loss nan\nValueError: loss is NaN\n")
+
+    async def main():
+        app = create_app(tmp_path / "runs", start="runs")
+        async with app.run_test(size=(100, 30)) as pilot:
+            table = app.screen.table
+            assert await wait_for(pilot, lambda: loaded(app) and table.row_count == 8)
+            app.redraw()
+            await pilot.pause()
+            table.move_cursor(row=table._order.index("quickstart/lr0.16-bs128-s0"))
+            await pilot.press("enter")
+            assert await wait_for(pilot, lambda: isinstance(app.screen, RunDetailModal))
+            text = "\n".join(str(s.content) for s in app.screen.query("Static"))
+            start = T0 + 400  # the fixture's fifth run
+            assert f"started   {fmt.clock(start)}" in text and fmt.clock(start) == "2023-11-14 22:20:00"
+            assert f"ended     {fmt.clock(start + 42)} (after 42s)" in text
+            assert "failed, 3 of 12 epochs done" in text and "process   4999999 on " in text
+            assert "ValueError: loss is NaN at epoch 3" in text and "epoch 3: loss nan" in text
+            assert str(int(T0)) not in text and '"updated"' not in text
+
+    try:
+        run(main())
+    finally:
+        monkeypatch.undo()
+        time.tzset()

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from tui_support import build_runs
 
-from tfminima import config
+from tfminima import config, rundir
 from tui import comparison
 from tui import formspec as fs
 from tui.formmodel import FormModel
@@ -155,7 +155,7 @@ def test_headless_core_imports_neither_textual_nor_tensorflow():
 
 
 def test_launcher_queues_limits_and_cancels(tmp_path):
-    """Queue, concurrency limit and cancel with a stand-in for the interpreter (no training)."""
+    """Queue, worker limit and cancel with a stand-in for the interpreter (no training)."""
     import os
     import time
 
@@ -163,32 +163,39 @@ def test_launcher_queues_limits_and_cancels(tmp_path):
     from tui.launcher import Launcher
 
     fake = tmp_path / "fake-python"
-    fake.write_text("#!/bin/sh\nexec sleep 30\n")
+    fake.write_text("#!/bin/sh\nexec sleep 30\n")  # a worker that never answers
     fake.chmod(0o755)
     launcher = Launcher(tmp_path / "runs", max_parallel=1, python=str(fake))
     spec = config.load_text("name: s\nsweep: {seeds: [0, 1, 2]}\n")
     jobs = launcher.launch(spec)
     try:
         assert [j.key for j in jobs] == ["s/lr0.1-bs128-s0", "s/lr0.1-bs128-s1", "s/lr0.1-bs128-s2"]
-        assert "--only" in jobs[0].argv and (tmp_path / "runs" / "s" / "experiment.yaml").exists()
-        assert launcher.tick() and launcher.counts() == (1, 2)
-        assert os.getpgid(jobs[0].proc.pid) == jobs[0].proc.pid  # its own process group
-        assert launcher.cancel(jobs[2].key) == "removed from the queue"
-        assert launcher.cancel(jobs[0].key).startswith("SIGTERM")
+        assert (tmp_path / "runs" / "s" / "experiment.yaml").exists()
+        # every run directory exists from the start, pending
+        assert [rundir.RunDir(tmp_path / "runs" / j.key).status()["state"] for j in jobs] == ["pending"] * 3
+        assert launcher.tick() and launcher.counts() == (1, 2) and len(launcher.workers) == 1
+        worker = launcher.workers[0]
+        assert os.getpgid(worker.pid) == worker.pid  # its own process group
+        assert launcher.cancel(jobs[2].key).startswith("removed from the queue")
+        assert rundir.RunDir(tmp_path / "runs" / jobs[2].key).status()["state"] == "cancelled"
+        assert launcher.cancel(jobs[0].key) == f"worker {worker.pid} stops it at the next step"
+        assert launcher.cancel(jobs[0].key) == f"SIGTERM sent to worker {worker.pid}"
         end = time.monotonic() + 10
         while jobs[0].state != "exited" and time.monotonic() < end:
             launcher.tick()
             time.sleep(0.05)
-        # killed before it wrote any status: shown as cancelled (it was asked), not crashed
+        # its worker died before it wrote any status: shown as cancelled (it was asked), not crashed
         assert launcher.state_override(jobs[0].key, {}, "pending") == "cancelled"
-        assert jobs[1].state == "started" and jobs[2].state == "dropped"
-        rows = {r.key: r.state for r in runview.rows(RunStore(tmp_path / "runs"), launcher)}
+        assert jobs[1].state == "started" and jobs[2].state == "dropped" and launcher.workers[0] is not worker
+        store = RunStore(tmp_path / "runs")
+        store.poll()
+        rows = {r.key: r.state for r in runview.rows(store, launcher)}
         assert rows == {jobs[0].key: "cancelled", jobs[1].key: "starting", jobs[2].key: "cancelled"}
         assert launcher.cancel_all() == 1
     finally:
-        for job in jobs:
-            if job.proc is not None and job.proc.poll() is None:
-                job.proc.kill()
+        for w in launcher.workers:
+            if w.proc.poll() is None:
+                w.proc.kill()
 
 
 def test_store_and_launcher_do_not_know_each_other():

@@ -1,7 +1,8 @@
 """Real runs launched from the TUI: metrics appear, cancel records ``cancelled``, kill -9 shows ``crashed``.
 
-Each test trains a tiny MNIST-1D model (the quickstart with ``--set``-style overrides) in a
-``tfminima run`` subprocess; most of the time is that process importing TensorFlow.
+Each test trains tiny MNIST-1D models (the quickstart with ``--set``-style overrides) in
+``tfminima.worker`` processes; most of the time is a worker importing TensorFlow, once for all the
+runs it trains.
 """
 
 import asyncio
@@ -19,33 +20,37 @@ from tui.screens.modals import RunDetailModal
 
 QUICKSTART = Path(__file__).parent.parent / "experiments" / "quickstart.yaml"
 RUN = "lr0.05-bs32-s0"
+RUNS = ["lr0.05-bs32-s0", "lr0.1-bs32-s0", "lr0.2-bs32-s0"]  # the sweep with runs=3, in sweep order
 
 
-def tiny(epochs: int, sharpness: bool = False) -> list[str]:
-    """One run (η = 0.05, S = 32) of a small MLP on 256 examples; the sharpness monitor at the end point."""
+def tiny(epochs: int, sharpness: bool = False, runs: int = 1) -> list[str]:
+    """``runs`` runs (η = 0.05, 0.1, 0.2 at S = 32) of a small MLP on 256 examples; the sharpness
+    monitor at the end point."""
     monitors = "[{sharpness: {every: 1000, samples: 256, trace_probes: 10}}]" if sharpness else "[]"
+    ratios = [1.5625e-3, 3.125e-3, 6.25e-3][:runs]
     return [f"epochs={epochs}", "dataset.train_size=256", "dataset.val_size=64", "dataset.test_size=64",
-            "model.hidden=[16]", "sweep.ratio=[1.5625e-3]", 'sweep.grid={"optimizer.batch_size": [32]}',
+            "model.hidden=[16]", f"sweep.ratio={ratios}", 'sweep.grid={"optimizer.batch_size": [32]}',
             f"monitors={monitors}"]
 
 
 @pytest.fixture
 def make_app(tmp_path):
-    """The app on the quickstart with overrides; every child it started is killed afterwards."""
+    """The app on the quickstart with overrides; every worker it started is killed afterwards."""
     apps = []
 
-    def make(epochs: int, sharpness: bool = False):
-        app = create_app(tmp_path / "runs", config_path=QUICKSTART, overrides=tiny(epochs, sharpness), max_parallel=1,
+    def make(epochs: int, sharpness: bool = False, runs: int = 1, max_parallel: int = 1, config: bool = True):
+        app = create_app(tmp_path / "runs", config_path=QUICKSTART if config else None,
+                         overrides=tiny(epochs, sharpness, runs) if config else (), max_parallel=max_parallel,
                          poll_interval=0.25)
         apps.append(app)
         return app
 
     yield make
     for app in apps:
-        for job in app.launcher.jobs.values():
-            if job.proc is not None and job.proc.poll() is None:
-                os.killpg(job.proc.pid, signal.SIGKILL)
-                job.proc.wait()
+        for worker in list(app.launcher.workers):
+            if worker.proc.poll() is None:
+                os.killpg(worker.pid, signal.SIGKILL)
+                worker.proc.wait()
 
 
 # each run is a subprocess importing TensorFlow and training: allow minutes, not seconds
@@ -81,51 +86,141 @@ def test_launch_shows_metrics_in_runs_table_and_plots(make_app):
             assert all(len(t.y) == 2 for t in loss.traces)
             ratio = app.screen.query_one("#plot-ratio").traces[0]
             assert ratio.y[0] == pytest.approx(1.5625e-3)
-            assert not app.screen.query_one("#row-sharpness").display  # no sharpness monitor in this run
+            assert not app.screen.query_one("#plot-lmax").display  # no sharpness monitor in this run
         assert (app.runs_dir / "quickstart" / f"{RUN}.log").exists()
         assert (app.runs_dir / "quickstart" / "experiment.yaml").exists()
 
     asyncio.run(main())
 
 
-def test_cancel_stops_at_a_step_boundary_and_keeps_the_checkpoint(make_app):
+def status_of(app, run_id: str) -> dict:
+    return rundir.RunDir(app.runs_dir / "quickstart" / run_id).status()
+
+
+async def on_row(pilot, app, run_id: str) -> None:
+    """Runs screen: nothing selected, the cursor on ``run_id`` (so c / r act on that run alone)."""
+    key = f"quickstart/{run_id}"
+    assert await wait_for(pilot, lambda: app.screen.TITLE == "Runs" and key in app.screen.rows)
+    app.selected = set()
+    app.redraw()
+    await pilot.pause()
+    table = app.screen.table
+    table.move_cursor(row=table._order.index(key))
+    await pilot.pause()
+    assert table.cursor_key == key
+
+
+def test_one_worker_trains_the_queued_runs_one_after_another(make_app):
+    """-j 1: one TensorFlow process trains the three runs; each run still logs to its own file."""
+
     async def main():
-        app = make_app(epochs=400)
+        app = make_app(epochs=2, runs=3)
+        seen: set[int] = set()
+        most = [0]
+
+        def all_completed() -> bool:
+            seen.update(w.pid for w in app.launcher.workers)
+            most[0] = max(most[0], len(app.launcher.workers))
+            return [r.state for r in app.rows()] == ["completed"] * 3
+
         async with app.run_test(size=(100, 30)) as pilot:
             await pilot.press("ctrl+l")
-            assert await wait_for(pilot, lambda: state(app) == "running" and record(app).epochs_done >= 1)
-            await pilot.press("c")
-            assert await wait_for(pilot, lambda: state(app) == "cancelled", timeout=60), state(app)
-            job = app.launcher.job(f"quickstart/{RUN}")
-            assert await wait_for(pilot, lambda: job.state == "exited", timeout=30)
-            assert job.returncode == 130 and not job.crashed
-            run = record(app).dir
-            assert run.status()["state"] == "cancelled" and any(run.checkpoints_dir.glob("epoch-*"))
-            app.redraw()
-            await pilot.pause()
-            assert str(app.screen.table.get_row(f"quickstart/{RUN}")[2]) == "cancelled"
+            assert await wait_for(pilot, all_completed), [r.state for r in app.rows()]
+            pids = {status_of(app, r)["pid"] for r in RUNS}
+            assert len(seen) == 1 and pids == seen and most[0] == 1
+            assert await wait_for(pilot, lambda: not app.launcher.workers)  # nothing queued: it exits
+        group = app.runs_dir / "quickstart"
+        for run_id in RUNS:
+            log = (group / f"{run_id}.log").read_text()
+            assert f"run {group / run_id}\n" in log
+            assert all(f"run {group / other}\n" not in log for other in RUNS if other != run_id)
+            assert len(rundir.RunDir(group / run_id).events()) > 0
+        assert list(group.glob("events.out.tfevents.*"))  # the sweep's HParams config, written once
 
     asyncio.run(main())
 
 
-def test_killed_run_shows_crashed_and_the_app_stays_up(make_app):
+def test_cancel_stops_at_a_step_boundary_and_the_worker_goes_on(make_app):
     async def main():
-        app = make_app(epochs=400)
+        app = make_app(epochs=400, runs=2)
+        async with app.run_test(size=(100, 30)) as pilot:
+            await pilot.press("ctrl+l")
+            assert await wait_for(pilot, lambda: state(app) == "running" and record(app).epochs_done >= 1)
+            await on_row(pilot, app, RUNS[0])
+            await pilot.press("c")
+            assert await wait_for(pilot, lambda: state(app) == "cancelled", timeout=60), state(app)
+            job = app.launcher.job(f"quickstart/{RUNS[0]}")
+            assert await wait_for(pilot, lambda: job.state == "exited", timeout=30)
+            assert job.outcome == "cancelled" and not job.crashed
+            run = record(app).dir
+            assert run.status()["state"] == "cancelled" and any(run.checkpoints_dir.glob("epoch-*"))
+            app.redraw()
+            await pilot.pause()
+            assert str(app.screen.table.get_row(f"quickstart/{RUNS[0]}")[2]) == "cancelled"
+            # the same worker takes the next run: no second TensorFlow start-up
+            assert await wait_for(pilot, lambda: status_of(app, RUNS[1]).get("state") == "running")
+            assert status_of(app, RUNS[1])["pid"] == run.status()["pid"]
+            app.launcher.cancel(f"quickstart/{RUNS[1]}")
+            assert await wait_for(pilot, lambda: status_of(app, RUNS[1]).get("state") == "cancelled", timeout=60)
+
+    asyncio.run(main())
+
+
+def test_run_cancelled_while_queued_is_recorded_and_resumable_after_a_restart(make_app):
+    second = f"quickstart/{RUNS[1]}"
+
+    async def launch_and_cancel_the_second():
+        app = make_app(epochs=3, runs=2)
+        async with app.run_test(size=(100, 30)) as pilot:
+            await pilot.press("ctrl+l")
+            await on_row(pilot, app, RUNS[1])
+            assert app.launcher.job(second).state == "queued"
+            await pilot.press("c")
+            assert await wait_for(pilot, lambda: status_of(app, RUNS[1]).get("state") == "cancelled")
+            assert status_of(app, RUNS[1])["error"] == "cancelled before it started"
+            assert await wait_for(pilot, lambda: status_of(app, RUNS[0]).get("state") == "completed", timeout=90)
+            app.redraw()
+            await pilot.pause()
+            assert str(app.screen.table.get_row(second)[2]) == "cancelled"
+            assert await wait_for(pilot, lambda: app.launcher.counts() == (0, 0))
+        return status_of(app, RUNS[0])
+
+    async def restart_and_resume(first_status):
+        app = make_app(epochs=3, config=False)
+        async with app.run_test(size=(100, 30)) as pilot:
+            assert app.screen.TITLE == "Runs"
+            await on_row(pilot, app, RUNS[1])
+            assert str(app.screen.table.get_row(second)[2]) == "cancelled"
+            await pilot.press("r")
+            assert await wait_for(pilot, lambda: status_of(app, RUNS[1]).get("state") == "completed", timeout=90)
+            assert status_of(app, RUNS[1])["epochs_done"] == 3
+            assert status_of(app, RUNS[0]) == first_status  # the other run is left alone
+
+    first = asyncio.run(launch_and_cancel_the_second())
+    asyncio.run(restart_and_resume(first))
+
+
+def test_killed_worker_crashes_only_its_run_and_a_new_worker_takes_the_queue(make_app):
+    async def main():
+        app = make_app(epochs=100, runs=2)
         async with app.run_test(size=(100, 30)) as pilot:
             await pilot.press("ctrl+l")
             assert await wait_for(pilot, lambda: state(app) == "running")
-            os.killpg(record(app).status["pid"], signal.SIGKILL)
+            killed = record(app).status["pid"]
+            os.killpg(killed, signal.SIGKILL)
             assert await wait_for(pilot, lambda: state(app) == "crashed", timeout=30), state(app)
             assert record(app).status["state"] == "running"  # no final status was written
             assert rundir.effective_state(record(app).status) == "crashed"
-            app.redraw()
-            await pilot.pause()
+            await on_row(pilot, app, RUNS[0])
             assert "killed by SIGKILL" in str(app.screen.query_one("#run-detail").content)
             await pilot.press("enter")
             await pilot.pause()
             assert isinstance(app.screen, RunDetailModal)
             await pilot.press("escape", "3", "4", "2")
             assert app.is_running
+            # the rest of the queue: a new worker trains it to the end
+            assert await wait_for(pilot, lambda: status_of(app, RUNS[1]).get("state") == "completed", timeout=120)
+            assert status_of(app, RUNS[1])["pid"] != killed and status_of(app, RUNS[1])["epochs_done"] == 100
 
     asyncio.run(main())
 
@@ -142,7 +237,7 @@ def test_sharpness_monitor_values_reach_table_monitor_and_compare(make_app):
             assert app.screen.table.get_row(f"quickstart/{RUN}")[9] != "–"  # λ_max
             await pilot.press("3")
             await pilot.pause()
-            assert app.screen.query_one("#row-sharpness").display
+            assert app.screen.query_one("#plot-lmax").display
             assert len(app.screen.query_one("#plot-lmax").traces) == 1
             assert len(app.screen.query_one("#plot-trace").traces) == 1
             await pilot.press("4")
@@ -170,3 +265,40 @@ def test_resume_after_cancel_completes_the_run(make_app):
             assert len(record(app).series["train/loss"]) == 30  # the log was rewritten, not doubled
 
     asyncio.run(main())
+
+
+def test_worker_on_sigterm_stops_its_run_records_the_waiting_one_and_exits(tmp_path):
+    """The worker protocol without the app: two jobs given at once; SIGTERM during the first stops it
+    at a step boundary (cancelled, with a checkpoint), the second is recorded cancelled unstarted,
+    and the worker exits 0."""
+    import json
+    import subprocess
+    import sys
+    import time
+
+    from tfminima import config, sweep
+
+    spec = config.load(QUICKSTART, tiny(400, runs=2))
+    dirs = [rundir.create(tmp_path, "g", p.run_id, config.to_yaml(p.spec), p.hparams()) for p in sweep.expand(spec)]
+    worker = subprocess.Popen([sys.executable, "-m", "tfminima.worker"], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, start_new_session=True)
+    try:
+        for d in dirs:
+            worker.stdin.write(json.dumps({"op": "run", "run_dir": str(d.path), "log": str(d.path) + ".log"}) + "\n")
+        worker.stdin.flush()
+        assert json.loads(worker.stdout.readline()) == {"event": "started", "run_dir": str(dirs[0].path),
+                                                        "pid": worker.pid}
+        end = time.monotonic() + 120
+        while int(dirs[0].status().get("epochs_done") or 0) < 1 and time.monotonic() < end:
+            time.sleep(0.1)
+        worker.send_signal(signal.SIGTERM)
+        replies = [json.loads(line) for line in worker.stdout]
+        assert worker.wait(timeout=60) == 0
+    finally:
+        if worker.poll() is None:
+            os.killpg(worker.pid, signal.SIGKILL)
+    assert [(r["event"], r["run_dir"], r["state"]) for r in replies] == [
+        ("ended", str(dirs[0].path), "cancelled"), ("ended", str(dirs[1].path), "cancelled")]
+    assert dirs[0].status()["state"] == "cancelled" and any(dirs[0].checkpoints_dir.glob("epoch-*"))
+    assert dirs[1].status()["state"] == "cancelled" and dirs[1].status()["error"] == "cancelled before it started"
+    assert not list(dirs[1].checkpoints_dir.iterdir())

@@ -5,6 +5,7 @@ fixture's folder with relative paths, so nothing machine-specific reaches the pi
 Update after an intended change with ``pytest tests/test_tui_snapshots.py --snapshot-update``.
 """
 
+import time
 from pathlib import Path
 
 import pytest
@@ -20,8 +21,13 @@ SELECTED = {"quickstart/lr0.01-bs32-s0", "quickstart/lr0.04-bs128-s0", "quicksta
 @pytest.fixture
 def runs_here(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("TZ", "UTC")  # run details show local times
+    time.tzset()
     build_runs(Path("runs"))
     Path("quickstart.yaml").write_text(QUICKSTART)  # the fixture's own copy: experiments/ may change
+    yield
+    monkeypatch.undo()
+    time.tzset()
 
 
 def app(start=None, config=None):

@@ -1,23 +1,24 @@
 """tfminima-tui: configure, launch, watch and compare η/S experiments.
 
 The app orchestrates: it owns the :class:`~tui.store.RunStore` (what is on disk), the
-:class:`~tui.launcher.Launcher` (the ``tfminima run`` children) and the selection. Its poll loop,
+:class:`~tui.launcher.Launcher` (the queue and its ``tfminima.worker`` processes) and the selection. Its poll loop,
 a named thread worker, lets the launcher reap and start children, then the store read the disk;
 the screens see the two combined (:func:`tui.runview.rows`). It redraws the visible screen at most
-``redraw_hz`` times a second when either changed. It never imports TensorFlow: runs are
-subprocesses and everything passes through their run directories.
+``redraw_hz`` times a second when either changed. It never imports TensorFlow: runs are trained by
+worker processes and everything passes through their run directories.
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import sys
 import traceback
 from functools import partial
 from pathlib import Path
 from typing import ClassVar
 
-from textual.app import App, SystemCommand
+from textual.app import App, ScreenStackError, SystemCommand
 from textual.binding import Binding, BindingType
 from textual.worker import Worker, WorkerState
 
@@ -72,10 +73,17 @@ class MinimaApp(App):
         self._poller: Worker | None = None
         self._poll_paused = False
         self._launcher_changes = 0  # ticks in which the launcher started or reaped a child
+        self._loaded = False  # the first poll (every run file read) is done
         self._drawn_version = -1
 
     # lifecycle -------------------------------------------------------------------------
     def on_mount(self) -> None:
+        # Python's full garbage collections traverse every object; at this point those are the
+        # imported modules (Textual, numpy, pydantic, plotext), alive for good. Frozen, they are
+        # left out of every later collection; so are the loaded runs after the first poll
+        # (_freeze_loaded). A full collection otherwise stopped the UI for 0.3–1.6 s in the middle
+        # of the Monitor's first display with 50 runs (benchmarks/bench_tui.py).
+        gc.freeze()
         self.switch_mode(self.start_mode)
         self.set_interval(self.poll_interval, self.poll_now)
         self.set_interval(1.0 / self.redraw_hz, self._redraw_tick)
@@ -91,11 +99,20 @@ class MinimaApp(App):
 
     def _poll(self) -> None:
         """One pass (in the worker thread): the launcher reaps and starts children, then the store
-        reads the disk, looking for new run directories at once when a child started or ended."""
+        reads the disk, looking for new run directories at once when a worker started or ended a run."""
         launcher_changed = self.launcher.tick()
         self.store.poll(force_scan=launcher_changed)
         if launcher_changed:
             self._launcher_changes += 1
+        if not self._loaded:
+            self._loaded = True
+            self.call_from_thread(self.call_after_refresh, self._freeze_loaded)
+
+    def _freeze_loaded(self) -> None:
+        """Once the runs are loaded and the first screen drawn: collect the garbage of that load,
+        then leave what survives (the runs, the screen) out of later full collections too."""
+        gc.collect()
+        gc.freeze()
 
     def _view_version(self) -> int:
         # Both counters only grow, so their sum moves whenever either does.
@@ -112,8 +129,12 @@ class MinimaApp(App):
     def redraw(self) -> None:
         """Redraw the visible main screen from the store (hidden screens redraw when shown)."""
         self._drawn_version = self._view_version()
-        if isinstance(self.screen, AppScreen) and self.screen.ready:
-            self.screen.refresh_data()
+        try:
+            screen = self.screen
+        except ScreenStackError:  # the app is shutting down: its screens are gone, a timer is not yet
+            return
+        if isinstance(screen, AppScreen) and screen.ready:
+            screen.refresh_data()
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         worker = event.worker
@@ -199,6 +220,8 @@ class MinimaApp(App):
     def _quit_answer(self, answer: str | None) -> None:
         if answer == "cancel":
             self.launcher.cancel_all()
+        elif answer == "leave":
+            self.launcher.drop_queued()  # recorded cancelled: resumable after a restart
         if answer in ("cancel", "leave"):
             self.exit()
 
@@ -219,7 +242,7 @@ class MinimaApp(App):
         yield SystemCommand("Save experiment YAML", "write the form as YAML", partial(self._on_screen, "configure", "save"))
         yield SystemCommand("Launch sweep", "start every run of the configured sweep",
                             partial(self._on_screen, "configure", "launch"))
-        yield SystemCommand("Cancel runs", "SIGTERM the selected (or highlighted) runs",
+        yield SystemCommand("Cancel runs", "stop the selected (or highlighted) runs at the next step",
                             partial(self._on_screen, "runs", "cancel"))
         yield SystemCommand("Resume runs", "continue the selected runs from their checkpoints",
                             partial(self._on_screen, "runs", "resume"))
@@ -244,7 +267,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", help="apply one of the config's profiles (e.g. cpu), like tfminima run")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override a key of --config, e.g. --set epochs=2 (repeatable)")
-    parser.add_argument("-j", "--max-parallel", type=int, default=2, help="runs at once; the rest queue (default 2)")
+    parser.add_argument("-j", "--max-parallel", type=int, default=2, help="worker processes, each training queued runs one after another (default 2)")
     args = parser.parse_args(argv)
     if (args.set or args.profile) and not args.config:
         parser.error("--set and --profile need --config")

@@ -1,23 +1,31 @@
-"""Start, queue, cancel and resume ``tfminima run`` subprocesses: one per run, own process group.
+"""Start, queue and cancel runs on a pool of ``python -m tfminima.worker`` processes.
 
-Each run is ``tfminima run EXP.yaml --out ROOT --group GROUP --only RUN_ID --quiet`` started with
-``start_new_session=True`` (so SIGTERM to its group reaches every process it made, and quitting the
-app leaves it running), stdout and stderr going to ``GROUP/RUN_ID.log``. At most ``max_parallel``
-children run at once; the rest wait in a queue that :meth:`Launcher.tick` drains. A child that
-exits without writing a final status is reported as ``crashed`` with its exit code and log tail.
+A worker imports TensorFlow once and trains the runs it is given one after another
+(:mod:`tfminima.worker`), so a sweep pays the 7–8 s start-up once a worker instead of once a run.
+:meth:`Launcher.launch` makes the group folder and every run directory at once (config and a
+``pending`` status, no TensorFlow), so a run cancelled while it waits in the queue is recorded
+``cancelled``, stays resumable and survives a restart of the app. At most ``max_parallel``
+workers live at once, each in its own process group (quitting the app leaves them running), and
+each holds one job at a time: the queue stays here, where cancel can take a run out of it.
+A run's output goes to ``GROUP/RUN_ID.log``. Cancelling a started run asks its worker to stop it
+at the next step (checkpoint, ``cancelled``), and the worker goes on with the next job; a second
+cancel SIGTERMs the worker. A worker that dies takes only its current run with it (``crashed``,
+with its exit code and log tail) and the next queued run gets a new worker.
 
 What the app uses: queue work (:meth:`~Launcher.launch`, :meth:`~Launcher.resume`,
 :meth:`~Launcher.rerun`), drive it (:meth:`~Launcher.tick` from the app's poll loop), stop it
-(:meth:`~Launcher.cancel`, :meth:`~Launcher.cancel_all`) and ask what it knows that the run files
-do not say yet (:meth:`~Launcher.state_override`, :meth:`~Launcher.crash_message`,
-:meth:`~Launcher.without_status`). It never reads the app's store nor builds its rows.
-No Textual and no TensorFlow here.
+(:meth:`~Launcher.cancel`, :meth:`~Launcher.cancel_all`, :meth:`~Launcher.drop_queued`) and ask
+what it knows that the run files do not say yet (:meth:`~Launcher.state_override`,
+:meth:`~Launcher.crash_message`, :meth:`~Launcher.without_status`). It never reads the app's
+store nor builds its rows. No Textual and no TensorFlow here.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
+import queue
 import signal
 import subprocess
 import sys
@@ -27,7 +35,7 @@ from pathlib import Path
 from tfminima import config as config_lib
 from tfminima import rundir, safe_io
 from tfminima import sweep as sweep_lib
-
+from tfminima.worker import cancel_unstarted
 
 def new_group_dir(root: Path, name: str) -> Path:
     """``root/name``, else ``root/name-2``, ... (atomic mkdir, like the CLI's own groups)."""
@@ -50,31 +58,92 @@ def log_tail(path: Path, lines: int = 12) -> str:
     return "\n".join(text.rstrip().splitlines()[-lines:])
 
 
+def device_key(spec: config_lib.ExperimentSpec | None, unique: str) -> tuple:
+    """Runs that may share a worker: TensorFlow fixes the logical CPUs once, at its start."""
+    if spec is None:
+        return ("cpu", 1)
+    dist = spec.distribution
+    if dist.strategy == "multi_worker":
+        return ("multi_worker", unique)  # a cluster of its own: never shared
+    return ("cpu", dist.cpu_replicas)
+
+
 @dataclasses.dataclass
 class Job:
-    """One subprocess the app started (or will start once a slot is free)."""
+    """One run the app asked for: queued here until a worker takes it."""
 
-    key: str  # group/run_id, relative to the runs root: the run directory it will write
+    key: str  # group/run_id, relative to the runs root: the run directory it writes
     run_id: str
     group: Path
-    argv: list[str]
+    op: str  # run | resume
     log_path: Path
+    device: tuple = ("cpu", 1)
     hparams: dict = dataclasses.field(default_factory=dict)
     epochs: int | None = None
-    proc: subprocess.Popen | None = None
     state: str = "queued"  # queued | started | exited | dropped
-    returncode: int | None = None
-    crashed: bool = False  # exited without a final status
+    worker_pid: int | None = None
+    outcome: str | None = None  # the final state its worker reported
+    error: str = ""
+    returncode: int | None = None  # of a worker that died during this job
+    crashed: bool = False  # its worker died and the run has no final status
     cancel_requested: bool = False
-    status_stamp: float | None = None  # status.json's "updated" when the child started
+    status_stamp: float | None = None  # status.json's "updated" when a worker took it
 
     @property
     def alive(self) -> bool:
         return self.state == "started"
 
 
+class WorkerProcess:
+    """One ``python -m tfminima.worker`` child, its reply reader, and the job it holds."""
+
+    def __init__(self, argv: list[str], device: tuple, log_path: Path, env: dict, cwd: str):
+        with open(log_path, "ab") as log:  # its start-up output goes to its first run's log
+            self.proc = subprocess.Popen(
+                argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, start_new_session=True,
+                env=env, cwd=cwd, text=True, bufsize=1,
+            )
+        self.device = device
+        self.job: Job | None = None
+        self.closing = False
+        self.replies: queue.Queue = queue.Queue()
+        self.reader = threading.Thread(target=self._read, name=f"worker-{self.pid}-replies", daemon=True)
+        self.reader.start()
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def _read(self) -> None:
+        for line in self.proc.stdout:
+            try:
+                self.replies.put(json.loads(line))
+            except ValueError:
+                continue
+
+    def send(self, message: dict) -> bool:
+        try:
+            self.proc.stdin.write(json.dumps(message) + "\n")
+            self.proc.stdin.flush()
+            return True
+        except (OSError, ValueError):  # it died (BrokenPipe) or was closed
+            return False
+
+    def close(self) -> None:
+        """No more jobs: it exits once its current one is done."""
+        self.closing = True
+        try:
+            self.proc.stdin.close()
+        except OSError:
+            pass
+
+    def terminate(self) -> None:
+        """SIGTERM: it stops its current run at the next step (``cancelled``) and exits."""
+        _terminate(self.pid, group=True)
+
+
 class Launcher:
-    """The app's children: a queue, a concurrency limit, SIGTERM to cancel, exit bookkeeping."""
+    """The app's runs: a queue, a pool of at most ``max_parallel`` workers, cancel, exit bookkeeping."""
 
     def __init__(self, root: str | Path, max_parallel: int = 2, python: str = sys.executable,
                  env: dict[str, str] | None = None):
@@ -83,109 +152,190 @@ class Launcher:
         self.python = python
         self.env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", **(env or {}))
         self.jobs: dict[str, Job] = {}
+        self.workers: list[WorkerProcess] = []
+        self.sweep_hparams: dict[Path, list[dict]] = {}  # group -> HParams of its sweep, not yet written
         self.lock = threading.RLock()
 
     # building jobs ---------------------------------------------------------------------
     def launch(self, spec: config_lib.ExperimentSpec, group_name: str | None = None,
                only: list[str] | None = None) -> list[Job]:
-        """Queue every run of ``spec`` (or those in ``only``) in a new group folder."""
-        plans = sweep_lib.expand(spec)
-        if only:
-            plans = [p for p in plans if p.run_id in set(only)]
+        """Queue every run of ``spec`` (or those in ``only``) in a new group folder, whose run
+        directories are made now (``pending``)."""
+        all_plans = sweep_lib.expand(spec)
+        plans = [p for p in all_plans if p.run_id in set(only)] if only else all_plans
         group = new_group_dir(self.root, group_name or spec.name)
-        experiment = group / "experiment.yaml"
-        rundir.atomic_write_text(experiment, config_lib.to_yaml(spec))
+        rundir.atomic_write_text(group / "experiment.yaml", config_lib.to_yaml(spec))
         jobs = []
         for plan in plans:
-            argv = [self.python, "-m", "tfminima.cli", "run", str(experiment), "--out", str(self.root),
-                    "--group", str(group), "--only", plan.run_id, "--quiet"]
-            jobs.append(self._queue(group, plan.run_id, argv, plan.hparams(), plan.spec.epochs))
+            rundir.create(self.root, group.relative_to(self.root).as_posix(), plan.run_id,
+                          config_lib.to_yaml(plan.spec), plan.hparams())
+            jobs.append(self._queue(group, plan.run_id, "run", device_key(plan.spec, plan.run_id),
+                                    plan.hparams(), plan.spec.epochs))
+        with self.lock:
+            self.sweep_hparams[group] = [p.hparams() for p in all_plans]
         return jobs
 
     def resume(self, run_dir: rundir.RunDir) -> Job:
-        """Queue ``tfminima run --resume RUN_DIR``: continue from the last checkpoint."""
-        argv = [self.python, "-m", "tfminima.cli", "run", "--resume", str(run_dir.path), "--quiet"]
+        """Queue a resume of ``run_dir``: from its last checkpoint, or from scratch if it has none."""
         status = run_dir.status()
-        return self._queue(run_dir.path.parent, run_dir.run_id, argv, status.get("hparams") or {},
-                           status.get("epochs"))
+        try:
+            spec = config_lib.load(run_dir.config_path)
+        except (OSError, config_lib.ConfigError):
+            spec = None  # the worker reports why, in the run's log and status
+        return self._queue(run_dir.path.parent, run_dir.run_id, "resume", device_key(spec, run_dir.run_id),
+                           status.get("hparams") or {}, status.get("epochs"))
 
     def rerun(self, run_dir: rundir.RunDir) -> list[Job]:
         """Run the stored config of ``run_dir`` again, from scratch, in a new group folder."""
         spec = config_lib.load(run_dir.config_path)
         return self.launch(spec, group_name=f"{run_dir.path.parent.name}-rerun")
 
-    def _queue(self, group: Path, run_id: str, argv: list[str], hparams: dict, epochs: int | None) -> Job:
+    def _queue(self, group: Path, run_id: str, op: str, device: tuple, hparams: dict, epochs: int | None) -> Job:
         key = (group / run_id).relative_to(self.root).as_posix()
-        job = Job(key, run_id, group, argv, group / f"{run_id}.log", dict(hparams), epochs)
+        job = Job(key, run_id, group, op, group / f"{run_id}.log", device, dict(hparams), epochs)
         with self.lock:
             old = self.jobs.get(key)
-            if old is not None and old.alive:
-                raise RuntimeError(f"{key} is already running")
+            if old is not None and old.state in ("queued", "started"):
+                raise RuntimeError(f"{key} is already {old.state}")
             self.jobs[key] = job
         return job
 
     # running ---------------------------------------------------------------------------
     def tick(self) -> bool:
-        """Reap finished children and start queued ones while slots are free."""
-        changed = False
+        """Read the workers' replies, reap dead workers, hand queued runs to free workers."""
         with self.lock:
-            for job in self.jobs.values():
-                if job.alive and job.proc.poll() is not None:
-                    job.state, job.returncode = "exited", job.proc.returncode
-                    state = rundir.RunDir(self.root / job.key).status().get("state")
-                    job.crashed = state not in rundir.FINAL_STATES
-                    changed = True
-            running = sum(1 for j in self.jobs.values() if j.alive)
-            for job in self.jobs.values():
-                if running >= self.max_parallel:
-                    break
-                if job.state == "queued":
-                    self._start(job)
-                    running += 1
-                    changed = True
+            changed = self._read_replies()
+            changed |= self._reap()
+            changed |= self._dispatch()
+            self._close_idle()
         return changed
 
-    def _start(self, job: Job) -> None:
+    def _read_replies(self) -> bool:
+        changed = False
+        for worker in self.workers:
+            while True:
+                try:
+                    reply = worker.replies.get_nowait()
+                except queue.Empty:
+                    break
+                job = worker.job
+                if job is None or reply.get("run_dir") != str(self.root / job.key):
+                    continue
+                if reply.get("event") == "ended":
+                    job.state, job.outcome, job.error = "exited", reply.get("state"), reply.get("error") or ""
+                    worker.job = None
+                changed = True
+        return changed
+
+    def _reap(self) -> bool:
+        changed = False
+        for worker in [w for w in self.workers if w.proc.poll() is not None]:
+            worker.reader.join(timeout=1.0)  # its last replies (an "ended" before a clean exit)
+            self._read_replies()
+            job = worker.job
+            if job is not None:
+                state = rundir.RunDir(self.root / job.key).status().get("state")
+                job.state, job.returncode = "exited", worker.proc.returncode
+                job.crashed = state not in rundir.FINAL_STATES
+            self.workers.remove(worker)
+            changed = True
+        return changed
+
+    def _dispatch(self) -> bool:
+        changed = False
+        for job in [j for j in self.jobs.values() if j.state == "queued"]:
+            if sum(1 for w in self.workers if w.job is not None) >= self.max_parallel:
+                break
+            worker = next((w for w in self.workers if w.job is None and not w.closing and w.device == job.device),
+                          None)
+            if worker is None:
+                if len(self.workers) >= self.max_parallel:
+                    for idle in [w for w in self.workers if w.job is None and not w.closing]:
+                        idle.close()  # made for other runs' devices: make room
+                    continue
+                worker = self._spawn(job)
+            changed |= self._give(worker, job)
+        return changed
+
+    def _spawn(self, job: Job) -> WorkerProcess:
         job.group.mkdir(parents=True, exist_ok=True)
-        job.status_stamp = rundir.RunDir(self.root / job.key).status().get("updated")
-        with open(job.log_path, "ab") as log:
-            log.write(("$ " + " ".join(job.argv) + "\n").encode())
-            log.flush()
-            job.proc = subprocess.Popen(
-                job.argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                start_new_session=True, env=self.env, cwd=os.getcwd(),
-            )
-        job.state = "started"
+        worker = WorkerProcess([self.python, "-m", "tfminima.worker"], job.device, job.log_path, self.env,
+                               os.getcwd())
+        self.workers.append(worker)
+        return worker
+
+    def _give(self, worker: WorkerProcess, job: Job) -> bool:
+        path = self.root / job.key
+        message = {"op": job.op, "run_dir": str(path), "log": str(job.log_path)}
+        hparams = self.sweep_hparams.get(job.group) if job.op == "run" else None
+        if hparams:
+            message["sweep_hparams"] = hparams
+        job.status_stamp = rundir.RunDir(path).status().get("updated")
+        if not worker.send(message):
+            return False  # it died: reaped at the next tick, the job stays queued
+        if hparams:
+            del self.sweep_hparams[job.group]  # one worker writes the group's HParams config
+        job.state, job.worker_pid, worker.job = "started", worker.pid, job
+        return True
+
+    def _close_idle(self) -> None:
+        """Workers with nothing to do exit (a new worker costs one TensorFlow start-up later)."""
+        wanted = {j.device for j in self.jobs.values() if j.state == "queued"}
+        busy = sum(1 for w in self.workers if w.job is not None)
+        for worker in self.workers:
+            if worker.job is None and not worker.closing and (worker.device not in wanted or busy >= self.max_parallel):
+                worker.close()
 
     def cancel(self, key: str, status: dict | None = None) -> str:
-        """Cancel a run: drop it from the queue, or SIGTERM its process group. Returns what happened."""
+        """Cancel a run: take it out of the queue (recorded ``cancelled``), or ask its worker to
+        stop it at the next step (a second cancel SIGTERMs the worker). Returns what happened."""
         with self.lock:
             job = self.jobs.get(key)
             if job is not None and job.state == "queued":
-                job.state = "dropped"
-                return "removed from the queue"
+                self._drop(job)
+                return "removed from the queue (recorded cancelled, resumable)"
             if job is not None and job.alive:
-                job.cancel_requested = True
-                _terminate(job.proc.pid, group=True)
-                return f"SIGTERM sent to process group {job.proc.pid}"
+                worker = next((w for w in self.workers if w.job is job), None)
+                if worker is not None:
+                    if job.cancel_requested:
+                        worker.terminate()
+                        return f"SIGTERM sent to worker {worker.pid}"
+                    job.cancel_requested = True
+                    worker.send({"op": "cancel", "run_dir": str(self.root / key)})
+                    return f"worker {worker.pid} stops it at the next step"
         pid = (status or {}).get("pid")
         if (status or {}).get("state") == "running" and rundir.pid_alive(pid):
-            # A run this app did not start (the CLI, or an earlier session of the app).
+            # A run this app did not start (the CLI, or a worker of an earlier session of the app).
             _terminate(int(pid), group=_is_group_leader(int(pid)))
             return f"SIGTERM sent to process {pid}"
         return "not running"
 
-    def cancel_all(self) -> int:
-        """SIGTERM every child and empty the queue (quitting with "cancel runs")."""
-        n = 0
+    def _drop(self, job: Job) -> None:
+        job.state = "dropped"
+        try:
+            cancel_unstarted(rundir.RunDir(self.root / job.key))
+        except OSError:
+            pass  # shown as cancelled by the launcher's override anyway
+
+    def drop_queued(self) -> int:
+        """Record every queued run ``cancelled`` (quitting: they will not start); returns how many."""
         with self.lock:
-            for job in self.jobs.values():
-                if job.state == "queued":
-                    job.state = "dropped"
-                elif job.alive:
-                    job.cancel_requested = True
-                    _terminate(job.proc.pid, group=True)
+            queued = [j for j in self.jobs.values() if j.state == "queued"]
+            for job in queued:
+                self._drop(job)
+            return len(queued)
+
+    def cancel_all(self) -> int:
+        """Empty the queue and SIGTERM every worker (quitting with "cancel runs"); returns the
+        number of runs that were training."""
+        with self.lock:
+            self.drop_queued()
+            n = 0
+            for worker in self.workers:
+                if worker.job is not None:
+                    worker.job.cancel_requested = True
                     n += 1
+                worker.terminate()
         return n
 
     def set_max_parallel(self, n: int) -> int:
@@ -195,7 +345,7 @@ class Launcher:
 
     # views -----------------------------------------------------------------------------
     def counts(self) -> tuple[int, int]:
-        """(running children, queued launches)."""
+        """(runs training, runs queued)."""
         with self.lock:
             return (sum(1 for j in self.jobs.values() if j.alive),
                     sum(1 for j in self.jobs.values() if j.state == "queued"))
@@ -212,10 +362,9 @@ class Launcher:
         if job.state == "queued":
             return "queued"
         if job.alive and (state == "pending" or status.get("updated") == job.status_stamp):
-            return "starting"  # the child has not written its ``running`` status yet
+            return "starting"  # its worker has not begun it yet (still importing TensorFlow)
         if job.state == "exited" and job.crashed:
-            # SIGTERM before the child installed its handler (still importing): no status written
-            return "cancelled" if job.cancel_requested else "crashed"
+            return "cancelled" if job.cancel_requested and state == "pending" else "crashed"
         return state
 
     def crash_message(self, key: str) -> str:
@@ -225,11 +374,11 @@ class Launcher:
         code = job.returncode
         how = f"killed by {signal.Signals(-code).name}" if code is not None and code < 0 else f"exit code {code}"
         tail = log_tail(job.log_path)
-        what = "cancelled before it could record a status" if job.cancel_requested else "left no final status"
-        return f"process {job.proc.pid} {how}: {what} (log: {job.log_path.name})" + (f"\n{tail}" if tail else "")
+        return (f"worker process {job.worker_pid} {how} during this run, which left no final status "
+                f"(log: {job.log_path.name})" + (f"\n{tail}" if tail else ""))
 
     def without_status(self) -> list[Job]:
-        """Copies of the launches whose run has written no status yet (the store cannot see them)."""
+        """Copies of the jobs whose run has no status file (the store cannot see them)."""
         with self.lock:
             return [dataclasses.replace(job) for job in self.jobs.values()
                     if not (self.root / job.key / "status.json").exists()]

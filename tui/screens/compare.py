@@ -43,7 +43,7 @@ class CompareScreen(AppScreen):
             yield Select([(v, k) for k, v in comparison.METRICS.items()], value=self.metric,
                          allow_blank=False, compact=True, id="metric")
         with Horizontal(id="compare-body"):
-            yield MetricPlot("", xlabel="η/S (log)", logx=True, id="scatter",
+            yield MetricPlot("", xlabel="η/S (log)", epochs=False, logx=True, id="scatter",
                              empty="no finished runs with this metric yet")
             with Vertical(id="heat-box"):
                 yield Heatmap(id="heatmap")

@@ -28,7 +28,7 @@ KEYS: list[tuple[str, list[tuple[str, str]]]] = [
     ("Runs", [
         ("space / a", "select the run for Monitor / select all or none"),
         ("enter", "details: status, error, traceback, log tail"),
-        ("c", "cancel (SIGTERM: checkpoint kept, state cancelled)"),
+        ("c", "cancel at the next step (checkpoint kept)"),
         ("r", "resume from the last checkpoint"),
         ("R", "rerun with the same config, in a new folder"),
         ("+ / -", "more / fewer runs at once (the rest queue)"),

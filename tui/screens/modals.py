@@ -78,7 +78,8 @@ class QuitModal(ModalScreen[str | None]):
     def compose(self) -> ComposeResult:
         lines = [f"{self.running} run{'s' if self.running != 1 else ''} still running."]
         if self.queued:
-            lines.append(f"{self.queued} queued run{'s' if self.queued != 1 else ''} will not start.")
+            lines.append(f"{self.queued} queued run{'s' if self.queued != 1 else ''} will not start: recorded "
+                         "cancelled, resume with r.")
         lines.append("Running runs go on without the app; restart it to re-attach.")
         with Vertical(classes="dialog quit-dialog"):
             yield Static(Text("Quit tfminima-tui?", style="bold"), classes="dialog-title")

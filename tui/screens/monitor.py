@@ -1,8 +1,10 @@
 """Monitor: live curves of the selected runs, each run in its own colour on every panel.
 
-Loss and accuracy (train as a thin line, validation dotted); η, S and η/S per epoch; λ_max and
-Tr(H) when a sharpness monitor logs them; validation accuracy against memorisation (accuracy
-on the noisy-label subset) when a memorisation monitor does.
+Loss and accuracy (train as a thin line, validation dotted); η, S and η/S per epoch when a
+schedule changes them (constant ones are in the run ids); λ_max and Tr(H) when a sharpness
+monitor logs them; validation accuracy against memorisation (accuracy on the noisy-label subset)
+when a memorisation monitor does. The panels shown share the screen in a grid sized to fit it
+(scrolling only when a panel would be too short to read), and every epoch panel the same x range.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 from rich.text import Text
 from textual.app import ComposeResult
-from textual.containers import Horizontal, VerticalScroll
+from textual.containers import VerticalScroll
 from textual.widgets import Static
 
 from tui.colours import hex_colour
@@ -29,9 +31,16 @@ PANELS: dict[str, tuple[str, list[tuple[str, str]]]] = {
     "lmax": ("λ_max (sharpness)", [("sharpness/lambda_max", TRAIN)]),
     "trace": ("Tr(H)", [("sharpness/trace", TRAIN)]),
 }
-ROWS = [("curves", ["loss", "accuracy"]), ("schedule", ["lr", "bs", "ratio"]),
-        ("sharpness", ["lmax", "trace"]), ("memorization", ["memo"])]
+GROUPS = {"curves": ["loss", "accuracy"], "schedule": ["lr", "bs", "ratio"], "sharpness": ["lmax", "trace"],
+          "memorization": ["memo"]}
 MAX_AUTO = 10  # with nothing selected, show at most this many live runs
+MIN_PANEL_HEIGHT = 8  # a title, the axes, tick labels and four rows of data
+PANEL_WIDTH = 40  # columns a panel needs beside another; narrower screens stack the panels
+LEGEND_LINES = 3
+
+
+EPOCH_CHANNELS = {ch for _, channels in PANELS.values() for ch, _ in channels}
+SCHEDULE_CHANNELS = [ch for pid in GROUPS["schedule"] for ch, _ in PANELS[pid][1]]
 
 
 class MonitorScreen(AppScreen):
@@ -43,14 +52,12 @@ class MonitorScreen(AppScreen):
         yield from self.compose_title()
         yield Static("", id="legend")
         with VerticalScroll(id="plots"):
-            for row_id, panels in ROWS:
-                with Horizontal(id=f"row-{row_id}", classes="plot-row"):
-                    for pid in panels:
-                        if pid == "memo":
-                            yield MetricPlot("val accuracy vs memorisation (noisy-subset train accuracy)",
-                                             xlabel="noisy-subset accuracy", id="plot-memo")
-                        else:
-                            yield MetricPlot(PANELS[pid][0], id=f"plot-{pid}")
+            for pid in [pid for panels in GROUPS.values() for pid in panels]:
+                if pid == "memo":
+                    yield MetricPlot("val accuracy vs memorisation", epochs=False,
+                                     xlabel="noisy-subset accuracy", id="plot-memo")
+                else:
+                    yield MetricPlot(PANELS[pid][0], id=f"plot-{pid}")
         yield from self.compose_footer()
 
     def shown_keys(self) -> tuple[list[str], bool]:
@@ -74,15 +81,44 @@ class MonitorScreen(AppScreen):
                 if record is None:
                     continue
                 data[key] = {ch: (s.x.copy(), s.y.copy()) for ch, s in record.series.items()}
+        epochs = [x[-1] for d in data.values() for ch, (x, _) in d.items() if len(x) and ch in EPOCH_CHANNELS]
+        x_range = (1.0, float(max(epochs))) if epochs else None  # every epoch panel: one x range
         for pid, (title, channels) in PANELS.items():
             traces = [Trace(f"{key}|{ch}", *data[key][ch], colours[key], marker)
                       for key in keys if key in data for ch, marker in channels if ch in data[key]]
-            self.query_one(f"#plot-{pid}", MetricPlot).set_traces(traces)
+            self.query_one(f"#plot-{pid}", MetricPlot).set_traces(traces, x_range=x_range)
         self.query_one("#plot-memo", MetricPlot).set_traces(self._memorization(keys, data, colours))
         has = lambda ch: any(ch in d for d in data.values())
-        self.query_one("#row-sharpness").display = has("sharpness/lambda_max") or has("sharpness/trace")
-        self.query_one("#row-memorization").display = has("memorization/noisy_accuracy")
+        varies = lambda ch: any(ch in d and len(d[ch][1]) and np.ptp(d[ch][1]) > 0 for d in data.values())
+        shown = {"curves": True, "schedule": any(varies(ch) for ch in SCHEDULE_CHANNELS),
+                 "sharpness": has("sharpness/lambda_max") or has("sharpness/trace"),
+                 "memorization": has("memorization/noisy_accuracy")}
+        for group, panels in GROUPS.items():
+            for pid in panels:
+                self.query_one(f"#plot-{pid}").display = shown[group]
         self._legend(keys, chosen, colours, states)
+        self._arrange()
+        self.call_after_refresh(self._arrange)  # again once the legend's new height is laid out
+
+    def on_resize(self, event) -> None:
+        super().on_resize(event)
+        if self.ready:
+            self.call_after_refresh(self.refresh_data)  # the grid and the legend's lines follow the size
+
+    def _arrange(self) -> None:
+        """As many columns as the width allows (at most 3), rows sharing the height: every panel on
+        one screen unless that would make them shorter than ``MIN_PANEL_HEIGHT``."""
+        plots = self.query_one("#plots")
+        shown = [p for p in plots.query(MetricPlot) if p.display]
+        width = plots.size.width or self.size.width
+        columns = max(1, min(3, len(shown), width // PANEL_WIDTH))
+        rows = -(-len(shown) // columns) if shown else 1
+        height = plots.size.height or max(self.size.height - 3 - LEGEND_LINES, MIN_PANEL_HEIGHT)
+        rows_height = str(max(MIN_PANEL_HEIGHT, height // rows))
+        if plots.styles.grid_size_columns != columns:
+            plots.styles.grid_size_columns = columns
+        if [str(r) for r in plots.styles.grid_rows] != [rows_height]:
+            plots.styles.grid_rows = rows_height
 
     @staticmethod
     def _memorization(keys, data, colours) -> list[Trace]:
@@ -105,11 +141,41 @@ class MonitorScreen(AppScreen):
             text.append("no run selected and none running: select runs in Runs (2, then space)", style="dim")
         else:
             text.append(f"{len(keys)} run{'s' if len(keys) != 1 else ''}"
-                        + ("" if chosen else " running (select in Runs to choose)"), style="dim")
+                        + ("" if chosen else " running (select in Runs to choose)") + "  ·  x: epochs",
+                        style="dim")
         self.set_title(text)
-        legend = Text()
+        entries = []
         for key in keys:
-            legend.append("● ", style=hex_colour(colours[key]))
-            legend.append(key.rsplit("/", 1)[-1])
-            legend.append(f" {states.get(key, '?')}   ", style="dim")
-        self.query_one("#legend", Static).update(legend)
+            entry = Text("● ", style=hex_colour(colours[key]))
+            entry.append(key.rsplit("/", 1)[-1])
+            entry.append(f" {states.get(key, '?')}", style="dim")
+            entries.append(entry)
+        legend = self.query_one("#legend", Static)
+        width = legend.size.width or self.size.width - 2  # the content width (padding excluded)
+        legend.update(legend_lines(entries, width, LEGEND_LINES))
+
+
+def legend_lines(entries: list[Text], width: int, max_lines: int) -> Text:
+    """Entries three spaces apart, lines broken only between entries; those that do not fit in
+    ``max_lines`` lines are counted at the end ("+12 more")."""
+    gap = Text("   ")
+    lines: list[list[Text]] = [[]]
+    for entry in entries:
+        if lines[-1] and _width(lines[-1] + [entry]) > width:
+            lines.append([])
+        lines[-1].append(entry)
+    if len(lines) > max_lines:
+        lines = lines[:max_lines]
+        shown = sum(len(line) for line in lines)
+        while True:
+            more = Text(f"+{len(entries) - shown} more", style="dim")
+            if not lines[-1] or _width(lines[-1] + [more]) <= width:
+                break
+            lines[-1].pop()
+            shown -= 1
+        lines[-1].append(more)
+    return Text("\n").join(gap.join(line) for line in lines)
+
+
+def _width(entries: list[Text]) -> int:
+    return sum(e.cell_len for e in entries) + 3 * (len(entries) - 1)

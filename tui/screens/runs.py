@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import ClassVar
 
 from rich.text import Text
@@ -135,14 +134,13 @@ class RunsScreen(AppScreen):
             return
         record = self.app.store.get(row.key)
         status = dict(record.status) if record else {}
-        traceback = status.pop("traceback", "") or ""
         log = self.app.runs_dir / row.group / f"{row.run_id}.log"
         sections = [
             ("Where", str(self.app.runs_dir / row.key)),
+            ("Status", fmt.status_lines(status, row.state) if status else row.state),
             ("Error", row.error),
-            ("Traceback", traceback),
-            ("Status", json.dumps(status, indent=2, default=str) if status else ""),
-            (f"Log ({log.name})", log_tail(log, 30)),
+            ("Traceback", status.get("traceback") or ""),
+            (f"Log tail ({log.name})", log_tail(log, 30)),
             ("Commands", (f"tfminima run --resume {self.app.runs_dir / row.key}\n"
                           f"tensorboard --logdir {self.app.runs_dir / row.group}")),
         ]

@@ -135,3 +135,48 @@ def uninstall() -> None:
 
 def installed() -> bool:
     return all(getattr(ut, name) is fn for name, fn in FAST.items())
+
+
+_STYLES: dict[tuple, object] = {}  # (foreground, style, background) -> the rich Style its ANSI codes mean
+
+
+def figure_text(figure):
+    """A built plotext figure as a rich ``Text``, without the ANSI round trip.
+
+    ``Text.from_ansi(figure.build())`` renders the figure's matrix to ANSI escape codes character
+    by character and parses them back, which was a third of a panel's build. This reads the same
+    matrix: each run of equal colours becomes one span whose style is plotext's own ANSI codes for
+    those colours, parsed once per colour triple (the same ``Text``, tests/test_tui_plotext_fast.py).
+    """
+    from rich.text import Text
+
+    figure._set_sizes()
+    figure._build_matrix()
+    m = figure.monitor.matrix
+    text = Text(end="")
+    for r, row in enumerate(reversed(m.Rows)):
+        markers, fg, st, bg = m.marker[row], m.fullground[row], m.style[row], m.background[row]
+        start = 0
+        for col in range(1, m.cols + 1):
+            if col < m.cols and fg[col] == fg[start] and st[col] == st[start] and bg[col] == bg[start]:
+                continue
+            text.append("".join(markers[start:col]), _style(fg[start], st[start], bg[start]))
+            start = col
+        text.append("\n")
+    return text
+
+
+def _style(foreground, style, background):
+    key = (_hashable(foreground), _hashable(style), _hashable(background))
+    found = _STYLES.get(key)
+    if found is None:
+        from rich.text import Text
+
+        codes = ut.colors_to_ansi(foreground, style, background)
+        spans = Text.from_ansi(codes + "x" + ut.ansi_end).spans if codes else []
+        found = _STYLES[key] = spans[0].style if spans else None
+    return found
+
+
+def _hashable(value):
+    return tuple(value) if isinstance(value, list) else value
