@@ -140,6 +140,100 @@ def bench_eigen(model, data, seeds: int) -> None:
           f"{1e3 * tr.seconds:.0f} ms; with tol 2 %: {tol.hvp_count} probes, {tol.value:.2f} ± {tol.stderr:.2f}")
 
 
+RULES = {  # (MIN_STEPS, WARM_MIX, GUARD_VECTORS) of tfminima.hessian.solvers
+    "before (issue 10)": (1, 0.0, 0),
+    "now": None,  # the library's defaults
+}
+
+
+def _with_rule(rule, fn):
+    from tfminima.hessian import solvers
+
+    saved = (solvers.MIN_STEPS, solvers.WARM_MIX, solvers.GUARD_VECTORS)
+    if rule is not None:
+        solvers.MIN_STEPS, solvers.WARM_MIX, solvers.GUARD_VECTORS = rule
+    try:
+        return fn()
+    finally:
+        solvers.MIN_STEPS, solvers.WARM_MIX, solvers.GUARD_VECTORS = saved
+
+
+def bench_warm_starts(model, epochs: int, seeds: int) -> None:
+    """The sharpness monitor's warm starts, with the rule before issue 10 and now, on the same weights."""
+    from tfminima.monitors import MonitorContext, SharpnessMonitor, fixed_subset
+    from tfminima.train import per_example_loss
+
+    subset = fixed_subset(len(X), SUBSET, 0)  # the monitor's examples (seed 0)
+    data = (X[subset], Y[subset])
+
+    snapshots = []
+    for _ in range(epochs):  # the weights after each of `epochs` more epochs of training
+        model.fit(X, Y, batch_size=64, epochs=1, verbose=0)
+        snapshots.append(model.get_weights())
+    ctx = MonitorContext(
+        train_x=X, train_y=Y, clean_y=Y, noise_mask=np.zeros(len(Y), bool), val_x=X[:10], val_y=Y[:10],
+        num_classes=10, strategy=tf.distribute.get_strategy(), loss_fn=per_example_loss, seed=0,
+        epochs=epochs, lr_at=lambda e: 0.05, batch_size_at=lambda e: 64, eval_batch_size=SUBSET,
+    )
+    truth, tops = [], []
+    for weights in snapshots:
+        model.set_weights(weights)
+        op = hessian.HessianOperator(model, data, loss=per_example_loss, batch_size=SUBSET)
+        ref = hessian.top_eigenvalues(op, None, 2, method="eigsh", tol=1e-12)
+        truth.append(ref.eigenvalues)
+        tops.append(ref.eigenvectors[0])
+    swaps = [float(abs(a @ b)) for a, b in zip(tops, tops[1:])]
+    print(f"\n[3] Sharpness monitor warm starts: {epochs} more epochs, measured after each ({SUBSET} examples, "
+          f"k=1, trace 100 probes)")
+    print("  λ₁, λ₂ each epoch: " + ", ".join(f"{a:.3f}/{b:.3f}" for a, b in truth))
+    print("  |cos| between consecutive top eigenvectors: " + ", ".join(f"{c:.2f}" for c in swaps))
+    for name, rule in RULES.items():
+        def run():
+            monitor = SharpnessMonitor(every=1, samples=SUBSET, seed=0)
+            monitor.set_model(model)
+            monitor.setup(ctx)
+            out = []
+            for epoch, weights in enumerate(snapshots):
+                model.set_weights(weights)
+                out.append(monitor.measure(epoch))
+            return out
+
+        out = _with_rule(rule, run)
+        eig = [o["eigen_hvps"] for o in out]
+        err = [abs(o["lambda_max"] - t[0]) / t[0] for o, t in zip(out, truth)]
+        print(f"  {name:18s} eigen HVPs {' '.join(f'{e:3d}' for e in eig)} (warm mean {np.mean(eig[1:]):4.1f}); "
+              f"all HVPs a measurement {np.mean([o['hvps'] for o in out]):5.1f}; max rel. error {max(err):.1e}")
+
+    model.set_weights(snapshots[-1])
+    op = hessian.HessianOperator(model, data, loss=per_example_loss, batch_size=SUBSET)
+    ref = hessian.top_eigenvalues(op, None, 2, method="eigsh", tol=1e-12)
+    print(f"  warm start exactly on v₂ (λ₁ {ref.eigenvalues[0]:.4f}, λ₂ {ref.eigenvalues[1]:.4f}), {seeds} seeds:")
+    for name, rule in RULES.items():
+        res = _with_rule(rule, lambda: [hessian.top_eigenvalues(op, None, seed=s, init=ref.eigenvectors[1])
+                                        for s in range(seeds)])
+        wrong = sum(abs(r.lambda_max - ref.eigenvalues[0]) > 1e-3 * ref.eigenvalues[0] for r in res)
+        print(f"  {name:18s} wrong λ_max {wrong}/{seeds} (converged={all(r.converged for r in res)}), "
+              f"HVPs {np.median([r.hvp_count for r in res]):.0f}")
+    _warm_start_failure_rates(seeds=40)
+
+
+def _warm_start_failure_rates(seeds: int, n: int = 600) -> None:
+    """How often a warm start exactly on v₂ returns λ₂, on matrices with a known spectrum and gap."""
+    from tfminima.hessian import solvers
+
+    q, _ = np.linalg.qr(np.random.default_rng(12).standard_normal((n, n)))
+    print(f"  matrices n={n}, spectrum λ₁, 2.0 and 598 values in [-0.5, 1.5], warm start exactly on v₂, {seeds} seeds:")
+    for lam1 in (2.1, 2.2, 2.4):
+        A = (q * np.concatenate([[lam1, 2.0], np.linspace(-0.5, 1.5, n - 2)])) @ q.T
+        line = f"    γ = (λ₁−λ₂)/(λ₂−λ_min) = {(lam1 - 2.0) / 2.5:.2f}: wrong"
+        for name, rule in RULES.items():
+            found = _with_rule(rule, lambda: [solvers.lanczos(lambda v: A @ v, n, 1, seed=s, init=q[:, 1]).eigenvalues[0]
+                                              for s in range(seeds)])
+            line += f" {name} {sum(abs(f - lam1) > 1e-3 * lam1 for f in found)}/{seeds};"
+        cold = [solvers.lanczos(lambda v: A @ v, n, 1, seed=s).hvp_count for s in range(10)]
+        print(line + f" cold start {np.median(cold):.0f} HVPs")
+
+
 def bench_monitor(epochs: int, rounds: int) -> None:
     from tfminima import config
     from tfminima.train import Trainer
@@ -166,7 +260,7 @@ def bench_monitor(epochs: int, rounds: int) -> None:
             seconds[name].append(time.perf_counter() - t0)
     plain, with_monitor = (statistics.median(seconds[n]) for n in specs)
     per_epoch = (with_monitor - plain) / epochs
-    print(f"\n[3] Trainer, {epochs} epochs of 4000 MNIST-1D examples (S=64), medians of {rounds} rounds")
+    print(f"\n[4] Trainer, {epochs} epochs of 4000 MNIST-1D examples (S=64), medians of {rounds} rounds")
     print(f"  no monitor {plain:.2f} s; sharpness (k=1, trace 100 probes, {SUBSET} examples) every epoch "
           f"{with_monitor:.2f} s")
     print(f"  monitor cost {1e3 * per_epoch:.0f} ms per measurement = {per_epoch / (plain / epochs):.2f}× an epoch")
@@ -178,6 +272,7 @@ def main() -> None:
     p.add_argument("--epochs", type=int, default=5, help="training epochs before measuring")
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--skip-monitor", action="store_true")
+    p.add_argument("--warm-epochs", type=int, default=8, help="epochs measured by the warm-start section")
     args = p.parse_args()
     print(f"TensorFlow {tf.__version__}, Keras {keras.__version__}, {os.cpu_count()} CPU cores")
     model = trained_mlp(args.epochs)
@@ -186,6 +281,7 @@ def main() -> None:
     data = (X[:SUBSET], Y[:SUBSET])
     bench_hvp_cost(model, data, args.rounds)
     bench_eigen(model, data, args.seeds)
+    bench_warm_starts(model, args.warm_epochs, args.seeds)
     if not args.skip_monitor:
         bench_monitor(args.epochs, args.rounds)
 

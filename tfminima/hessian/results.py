@@ -20,6 +20,8 @@ class EigenResult:
     ``eigenvalues`` descending (largest algebraic first, also for ``which="smallest"``), ``eigenvectors``
     one unit vector a row in the same order (or None), ``residuals`` ``‖H v − λ v‖`` a pair, ``hvp_count``
     operator products used, ``converged`` whether the stopping rule was met before the budget ran out.
+    ``guard_vectors`` (Lanczos): the next Ritz vectors after the wanted ones, not converged, which with
+    ``eigenvectors`` warm-start a later measurement (see :func:`~tfminima.hessian.solvers.lanczos`).
     """
 
     eigenvalues: np.ndarray
@@ -29,6 +31,7 @@ class EigenResult:
     seconds: float
     converged: bool
     method: str
+    guard_vectors: np.ndarray | None = None
 
     @property
     def lambda_max(self) -> float:

@@ -38,6 +38,14 @@ _EPS23 = np.finfo(np.float64).eps ** (2.0 / 3.0)  # ARPACK's absolute floor for 
 
 Matvec = Callable[[np.ndarray], np.ndarray]
 
+MIN_STEPS = 10
+"""Products before Lanczos may declare a Ritz pair converged (``k − 1`` more for ``k`` pairs): a warm start
+near another eigenvector converges to the wrong pair after a few products; see :func:`lanczos`."""
+WARM_MIX = 0.25
+"""Norm of the random part added to a unit warm start."""
+GUARD_VECTORS = 2
+"""Ritz vectors after the wanted ones that :func:`lanczos` returns for the next warm start."""
+
 
 @contextlib.contextmanager
 def solver_context():
@@ -158,6 +166,20 @@ def _start_vector(init, n: int, rng) -> np.ndarray:
     return v
 
 
+def _mixed_start(init, n: int, rng, mix: float) -> np.ndarray:
+    """The Lanczos start: random, or the warm start ``init`` plus a random part of relative norm ``mix``.
+
+    A Krylov space grown from (nearly) an eigenvector never sees the others: started on the second
+    eigenvector, Lanczos returns the second eigenvalue, converged, after one product. The random part
+    gives every eigenvector a share of the start, as a random start does.
+    """
+    v = _start_vector(init, n, rng)
+    if init is None or mix <= 0:
+        return v
+    r = rng.standard_normal(n)
+    return v / np.linalg.norm(v) + mix * r / np.linalg.norm(r)
+
+
 def _check_which(which: str) -> None:
     if which not in ("largest", "smallest"):
         raise ValueError(f"which must be 'largest' or 'smallest', got {which!r}")
@@ -174,6 +196,8 @@ def lanczos(
     which: str = "largest",
     init=None,
     return_eigenvectors: bool = True,
+    min_steps: int | None = None,
+    warm_mix: float | None = None,
 ) -> EigenResult:
     """The ``k`` largest (or smallest) eigenpairs of a symmetric operator by Lanczos.
 
@@ -181,6 +205,15 @@ def lanczos(
     the residual bounds the eigenvalue error, so the relative error is at most ``tol`` and in practice
     far below (it shrinks like residual² / gap). One product per iteration; ``max_iter`` defaults to
     ``min(n, 300)``. Repeated eigenvalues appear once (a single-vector Krylov method cannot see more).
+
+    ``init`` warm-starts from a vector, or rows of vectors that are summed (a previous result's
+    ``eigenvectors`` and ``guard_vectors``: if the top two eigenvalues have crossed since, the new top
+    direction is among them). A Krylov space grown from (nearly) one eigenvector never sees the others,
+    so the warm start gets a random part of relative norm ``warm_mix`` (default ``WARM_MIX``), and no pair counts as converged
+    before ``min_steps`` products (default ``MIN_STEPS + k − 1``). That is a probabilistic guard, as
+    any random start is: started exactly on the second eigenvector, the warm start must first amplify
+    the first eigenvector's random share (~1/√n) past it. Measured (BENCHMARKS.md): a wrong λ in 0 of
+    40 starts when (λ₁−λ₂)/(λ₂−λ_min) = 0.16, in up to 4 of 40 when it is 0.04.
     """
     _check_which(which)
     if not 1 <= k <= n:
@@ -190,11 +223,13 @@ def lanczos(
     max_iter = min(n, 300 if max_iter is None else int(max_iter))
     if max_iter < k:
         raise ValueError(f"max_iter={max_iter} is smaller than k={k}")
-    proc = _LanczosProcess(matvec, _start_vector(init, n, rng), max_iter, rng, restart=True)
+    min_steps = min(max_iter, MIN_STEPS + k - 1 if min_steps is None else max(int(min_steps), k))
+    start_vector = _mixed_start(init, n, rng, WARM_MIX if warm_mix is None else warm_mix)
+    proc = _LanczosProcess(matvec, start_vector, max_iter, rng, restart=True)
     converged = False
     while True:
         proc.step()
-        if proc.steps >= k:
+        if proc.steps >= min_steps or proc.done:
             theta, S = proc.ritz()
             idx = np.arange(len(theta) - k, len(theta))[::-1] if which == "largest" else np.arange(k)[::-1]
             residuals = proc.last_beta * np.abs(S[-1, idx])
@@ -209,10 +244,11 @@ def lanczos(
             RuntimeWarning,
             stacklevel=2,
         )
-    vectors = None
+    vectors = guards = None
     if return_eigenvectors:
-        vectors = S[:, idx].T @ proc.Q[: proc.steps]
-        vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+        order = np.arange(len(theta))[::-1] if which == "largest" else np.arange(len(theta))
+        guard_idx = order[k : k + GUARD_VECTORS]
+        vectors, guards = (_unit_rows(S[:, i].T @ proc.Q[: proc.steps]) for i in (idx, guard_idx))
     return EigenResult(
         eigenvalues=theta[idx],
         eigenvectors=vectors,
@@ -221,7 +257,12 @@ def lanczos(
         seconds=time.perf_counter() - start,
         converged=converged,
         method="lanczos",
+        guard_vectors=guards,
     )
+
+
+def _unit_rows(rows: np.ndarray) -> np.ndarray:
+    return rows / np.linalg.norm(rows, axis=1, keepdims=True)
 
 
 def lanczos_tridiagonal(matvec: Matvec, v0: np.ndarray, steps: int) -> tuple[np.ndarray, np.ndarray]:

@@ -9,12 +9,16 @@ Measures on a fixed training subset (:mod:`tfminima.monitors.subset`). YAML (opt
 Logs ``lambda_max``, ``eigenvalues`` (top k, descending), ``residuals``, ``converged``, ``eigen_hvps``,
 and with ``trace`` ``trace ± trace_stderr`` (``trace_hvps``), with ``density`` the SLQ
 ``density_nodes``/``density_weights``; ``hvps`` and ``seconds`` for the whole measurement. Lanczos is
-warm-started from the previous measurement's eigenvectors, which usually saves most of its products.
+warm-started from the previous measurement's eigenvectors and next Ritz vectors (mixed with a random
+part, and never trusted before ``MIN_STEPS`` products, so a crossing of the top eigenvalues between
+epochs is measured right: see :func:`tfminima.hessian.solvers.lanczos`).
 """
 
 from __future__ import annotations
 
 import time
+
+import numpy as np
 
 from tfminima import hessian
 from tfminima.monitor_specs import SharpnessMonitorSpec
@@ -45,7 +49,10 @@ class SharpnessMonitor(SubsetMonitor):
             op, None, self.k, method=self.method, tol=self.tol, max_hvps=self.max_hvps,
             seed=self.seed + epoch, init=self._init,
         )
-        self._init = eig.eigenvectors
+        # The next warm start: these eigenvectors and the next Ritz vectors, so that a crossing of the
+        # top eigenvalues between measurements starts on the new top direction (lanczos() mixes in a
+        # random part and takes MIN_STEPS products before it trusts a pair: see its docstring).
+        self._init = eig.eigenvectors if eig.guard_vectors is None else np.vstack([eig.eigenvectors, eig.guard_vectors])
         out = {
             "lambda_max": float(eig.eigenvalues[0]),
             "eigenvalues": eig.eigenvalues.tolist(),
