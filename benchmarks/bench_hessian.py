@@ -147,15 +147,15 @@ RULES = {  # (MIN_STEPS, WARM_MIX, GUARD_VECTORS) of tfminima.hessian.solvers
 
 
 def _with_rule(rule, fn):
-    from tfminima.hessian import solvers
+    from tfminima.hessian import krylov
 
-    saved = (solvers.MIN_STEPS, solvers.WARM_MIX, solvers.GUARD_VECTORS)
+    saved = (krylov.MIN_STEPS, krylov.WARM_MIX, krylov.GUARD_VECTORS)
     if rule is not None:
-        solvers.MIN_STEPS, solvers.WARM_MIX, solvers.GUARD_VECTORS = rule
+        krylov.MIN_STEPS, krylov.WARM_MIX, krylov.GUARD_VECTORS = rule
     try:
         return fn()
     finally:
-        solvers.MIN_STEPS, solvers.WARM_MIX, solvers.GUARD_VECTORS = saved
+        krylov.MIN_STEPS, krylov.WARM_MIX, krylov.GUARD_VECTORS = saved
 
 
 def bench_warm_starts(model, epochs: int, seeds: int) -> None:
@@ -219,7 +219,7 @@ def bench_warm_starts(model, epochs: int, seeds: int) -> None:
 
 def _warm_start_failure_rates(seeds: int, n: int = 600) -> None:
     """How often a warm start exactly on v₂ returns λ₂, on matrices with a known spectrum and gap."""
-    from tfminima.hessian import solvers
+    from tfminima.hessian import krylov
 
     q, _ = np.linalg.qr(np.random.default_rng(12).standard_normal((n, n)))
     print(f"  matrices n={n}, spectrum λ₁, 2.0 and 598 values in [-0.5, 1.5], warm start exactly on v₂, {seeds} seeds:")
@@ -227,10 +227,10 @@ def _warm_start_failure_rates(seeds: int, n: int = 600) -> None:
         A = (q * np.concatenate([[lam1, 2.0], np.linspace(-0.5, 1.5, n - 2)])) @ q.T
         line = f"    γ = (λ₁−λ₂)/(λ₂−λ_min) = {(lam1 - 2.0) / 2.5:.2f}: wrong"
         for name, rule in RULES.items():
-            found = _with_rule(rule, lambda: [solvers.lanczos(lambda v: A @ v, n, 1, seed=s, init=q[:, 1]).eigenvalues[0]
+            found = _with_rule(rule, lambda: [krylov.lanczos(lambda v: A @ v, n, 1, seed=s, init=q[:, 1]).eigenvalues[0]
                                               for s in range(seeds)])
             line += f" {name} {sum(abs(f - lam1) > 1e-3 * lam1 for f in found)}/{seeds};"
-        cold = [solvers.lanczos(lambda v: A @ v, n, 1, seed=s).hvp_count for s in range(10)]
+        cold = [krylov.lanczos(lambda v: A @ v, n, 1, seed=s).hvp_count for s in range(10)]
         print(line + f" cold start {np.median(cold):.0f} HVPs")
 
 

@@ -258,7 +258,10 @@ def test_product_options_as_keywords_or_gathered(zoo):
 
 
 def test_package_exports_each_name_of_its_layers():
-    layers = ["api", "batches", "cache", "operator", "options", "plots", "products", "results", "solvers", "vectors"]
+    layers = [
+        "api", "batches", "cache", "krylov", "memory", "operator", "options", "plots", "products", "results",
+        "retained", "solvers", "vectors",
+    ]
     modules = {name: importlib.import_module(f"tfminima.hessian.{name}") for name in layers}
     owner = {name: module for module in modules.values() for name in module.__all__}
     for name in H.__all__:
@@ -378,7 +381,7 @@ def test_lanczos_warm_started_on_the_second_eigenvector_finds_the_first(noise):
     mixed with a random part, and no Ritz pair counts as converged before MIN_STEPS products. A large
     operator (the first eigenvector's share of the random part is ~1/√n) with a gap
     γ = (λ₁−λ₂)/(λ₂−λ_n) = 0.16 (the trained MLP of benchmarks/bench_hessian.py has 0.08)."""
-    from tfminima.hessian import solvers
+    from tfminima.hessian import krylov
 
     n = 600
     ev = np.concatenate([[2.4, 2.0], np.linspace(-0.5, 1.5, n - 2)])
@@ -390,11 +393,11 @@ def test_lanczos_warm_started_on_the_second_eigenvector_finds_the_first(noise):
         res = H.lanczos(lambda v: A @ v, n, 1, seed=seed, init=init)
         assert res.converged and abs(res.eigenvalues[0] - 2.4) <= 1e-3 * 2.4, (seed, res.eigenvalues)
         warm = H.lanczos(lambda v: A @ v, n, 1, seed=seed, init=q[:, 0] + noise * rng.standard_normal(n))
-        assert abs(warm.eigenvalues[0] - 2.4) <= 1e-6 * 2.4 and warm.hvp_count == solvers.MIN_STEPS
+        assert abs(warm.eigenvalues[0] - 2.4) <= 1e-6 * 2.4 and warm.hvp_count == krylov.MIN_STEPS
     # the guard vectors: warm-started from the last result's top pair and the next Ritz vectors, a crossing
     # of the top two is seen in the start itself
     last = H.lanczos(lambda v: A @ v, n, 1, seed=0)
-    assert last.guard_vectors.shape == (solvers.GUARD_VECTORS, n)
+    assert last.guard_vectors.shape == (krylov.GUARD_VECTORS, n)
     assert abs(last.guard_vectors[0] @ q[:, 1]) > 0.9
 
 

@@ -1,7 +1,10 @@
 """Result records of the spectral estimators: what was estimated, how well, and what it cost.
 
 Plain dataclasses shared by the matrix-level solvers (:mod:`tfminima.hessian.solvers`) and the
-model-level functions (:mod:`tfminima.hessian.api`); no TensorFlow.
+model-level functions (:mod:`tfminima.hessian.api`); no TensorFlow. ``hvp_mode`` says how a model-level
+result got its Hessian products: ``"retained"`` (one forward pass and first gradient shared by a block,
+or by a whole Lanczos run) or ``"recomputed"`` (both redone for every product); None from the
+matrix-level solvers.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ class EigenResult:
     converged: bool
     method: str
     guard_vectors: np.ndarray | None = None
+    hvp_mode: str | None = None
 
     @property
     def lambda_max(self) -> float:
@@ -49,6 +53,7 @@ class TraceResult:
     converged: bool
     method: str
     samples: np.ndarray
+    hvp_mode: str | None = None
 
 
 @dataclasses.dataclass
@@ -63,6 +68,7 @@ class DensityResult:
     weights: np.ndarray
     hvp_count: int
     seconds: float
+    hvp_mode: str | None = None
 
     def moment(self, p: int) -> float:
         return float(np.sum(self.weights * self.nodes**p))
@@ -78,3 +84,4 @@ class FrobeniusResult:
     seconds: float
     method: str
     samples: np.ndarray
+    hvp_mode: str | None = None
