@@ -575,6 +575,9 @@ def test_mirrored_strategy_matches_single_device(mirrored_check):
     assert mirrored_check.returncode == 0, stderr[-3000:]
     report = json.loads(stdout.strip().splitlines()[-1])
     assert report["replicas"] == 2
-    assert len(report["checks"]) == 13
+    assert len(report["checks"]) == 17
+    assert report["modes"] == {
+        "lanczos": "retained", "trace": "retained", "density": "retained", "chunked": "retained", "chunked_batches": 4
+    }
     for name, (diff, bound) in report["checks"].items():
         assert diff <= bound, (name, diff, bound)
