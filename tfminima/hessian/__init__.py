@@ -24,7 +24,7 @@ Modules, by layer (each uses only those above it):
 * ``products`` -- the loss at variable values passed in (``stateless_call``) and the traced gradient
   and Hessian-vector products, recomputed one at a time or retained for a block
   (:class:`HessianProducts`, :func:`traced_functions`); ``retained`` -- a whole Lanczos run in one
-  traced loop over a retained first gradient (:class:`RetainedLanczos`);
+  traced loop over a retained first gradient (:class:`RetainedProducts`);
 * ``operator`` -- :class:`HessianOperator`: ``matvec(v) -> H v``, ``matmat(V) -> H V`` and the Lanczos
   runner over placed data, retained or recomputed as the memory budget allows (:class:`ProductPlan`);
 * ``solvers`` -- pure NumPy/SciPy, only needs a ``matvec`` (and takes a ``matmat`` for blocks):
@@ -60,7 +60,7 @@ _EXPORTS = {
     "plots": ("density_curve", "plot_density"),
     "products": ("HessianProducts", "model_state", "resolve_loss", "traced_functions"),
     "results": ("DensityResult", "EigenResult", "FrobeniusResult", "TraceResult"),
-    "retained": ("RetainedLanczos",),
+    "retained": ("RetainedProducts",),
     "solvers": (
         "Matmat", "Matvec", "arpack", "frobenius_estimate", "hutch_plus_plus", "hutchinson", "lanczos",
         "lanczos_tridiagonal", "power_iteration", "slq", "solver_context",
@@ -83,7 +83,7 @@ __all__ = [  # the names of _EXPORTS
     "PlacedBatches",
     "ProductOptions",
     "ProductPlan",
-    "RetainedLanczos",
+    "RetainedProducts",
     "StopRule",
     "TraceResult",
     "arpack",
@@ -152,7 +152,7 @@ if TYPE_CHECKING:  # what type checkers and editors see; at run time __getattr__
         FrobeniusResult,
         TraceResult,
     )
-    from tfminima.hessian.retained import RetainedLanczos
+    from tfminima.hessian.retained import RetainedProducts
     from tfminima.hessian.solvers import (
         Matmat,
         Matvec,

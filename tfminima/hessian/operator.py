@@ -145,16 +145,17 @@ class HessianOperator:
         if not self.plan.blocks:
             return np.stack([self.matvec(v) for v in vectors]) if len(vectors) else vectors.copy()
         state, block = model_state(self.model), tf.constant(vectors)
-        batches = self.plan.batches
+        batches, retained = self.plan.batches, self.fns.retained
         if self._block_calls is None:
-            spec = tf.TensorSpec([None, self.n], tf.float64)
-            self._block_calls = [
-                (self.fns.hvp_block.get_concrete_function(state, x, y, batches.inv_n, spec), x, y) for x, y in batches
-            ]
+            self._block_calls = [(retained.concrete(state, x, y, batches.inv_n, self.n), x, y) for x, y in batches]
         total = None
-        for call, x, y in self._block_calls:
-            part = call(state, x, y, batches.inv_n, block)
-            total = part if total is None else total + part
+        for start in range(0, len(vectors), self.block_size):
+            part = block[start : start + self.block_size]
+            rows = None
+            for call, x, y in self._block_calls:
+                out = retained.block(call, state, x, y, batches.inv_n, part)
+                rows = out if rows is None else rows + out
+            total = rows if total is None else tf.concat([total, rows], 0)
         self.hvp_count += len(vectors)
         return total.numpy()
 
@@ -167,7 +168,7 @@ class HessianOperator:
         def count(products: int) -> None:
             self.hvp_count += products
 
-        return self.fns.retained_lanczos.runner(
+        return self.fns.retained.runner(
             lambda: model_state(self.model), x, y, batches.inv_n, self.n, on_products=count
         )
 

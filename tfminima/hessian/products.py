@@ -11,9 +11,9 @@ share of the batch, and the replicas' contributions are summed. The model runs t
 model of one architecture can share it (:mod:`tfminima.hessian.cache`).
 
 Products come recomputed (``hvp``: a forward pass, a first and a second backward pass each) or retained
-(``hvp_block``: one forward pass and one first gradient, kept on a persistent tape, for a whole block of
-vectors, each product then a second backward pass alone; :mod:`tfminima.hessian.retained` keeps them
-for a whole Lanczos run).
+(:meth:`HessianProducts.retained_gradient` keeps one forward pass and first gradient on a persistent
+tape, and each product is then a second backward pass alone, :meth:`HessianProducts.second_backward`;
+:mod:`tfminima.hessian.retained` loops over them for a block of vectors or a whole Lanczos run).
 
 To add a product (several vectors at once, a loop in the graph): write its replica function on
 :meth:`HessianProducts.replica_loss` or :meth:`HessianProducts.retained_gradient` (or
@@ -31,7 +31,7 @@ import tensorflow as tf
 
 from tfminima.hessian.batches import PlacedBatches
 from tfminima.hessian.cache import Template, loss_key, traced
-from tfminima.hessian.memory import PARALLEL_PRODUCTS, graph_tensor_bytes
+from tfminima.hessian.memory import graph_tensor_bytes
 from tfminima.hessian.options import ProductOptions
 from tfminima.hessian.vectors import flatten_tensors, unflatten_vector
 
@@ -147,12 +147,12 @@ def _correct(y, pred):
 class HessianProducts:
     """The tf.functions for one (model or architecture, loss, training, mode, strategy, XLA) combination.
 
-    ``hvp(state, x, y, inv_n, vec)``, ``hvp_block(state, x, y, inv_n, vectors) -> H vectors`` (rows),
-    ``grad(state, x, y, inv_n) -> (loss, flat gradient)`` and ``eval(state, x, y, inv_n) -> (loss,
-    correct)`` take the model's ``state`` (:func:`model_state`), one placed batch and ``inv_n = 1/N``,
-    and return that batch's contribution to the full-data quantity, summed over replicas;
-    :meth:`loss_and_gradient` and :meth:`evaluate` sum them over the batches. ``template()`` returns the
-    model whose code is traced; nothing here holds a model.
+    ``hvp(state, x, y, inv_n, vec)``, ``grad(state, x, y, inv_n) -> (loss, flat gradient)`` and
+    ``eval(state, x, y, inv_n) -> (loss, correct)`` take the model's ``state`` (:func:`model_state`), one
+    placed batch and ``inv_n = 1/N``, and return that batch's contribution to the full-data quantity,
+    summed over replicas; :meth:`loss_and_gradient` and :meth:`evaluate` sum them over the batches.
+    :attr:`retained` holds the retained products (:class:`~tfminima.hessian.retained.RetainedProducts`).
+    ``template()`` returns the model whose code is traced; nothing here holds a model.
     """
 
     def __init__(self, template: Template, options: ProductOptions):
@@ -164,12 +164,10 @@ class HessianProducts:
         self.loss = StatelessLoss(template, resolve_loss(template(), options.loss), options.training)
         replica_hvp = {"forward": self._replica_hvp_forward, "reverse": self._replica_hvp_reverse}[self.mode]
         self.hvp = self.distributed(replica_hvp)
-        # Retained products are never XLA-compiled: their loop over a persistent tape is the point.
-        self.hvp_block = distributed_function(self._replica_hvp_block, self.strategy)
         self.grad = self.distributed(self._replica_gradient)
         self.eval = self.distributed(self._replica_evaluate)
         self._forward_bytes: dict = {}
-        self._retained_lanczos = None
+        self._retained = None
 
     def distributed(self, replica_fn: Callable):
         """``replica_fn`` as a tf.function summed over this strategy's replicas (see :func:`distributed_function`)."""
@@ -234,17 +232,6 @@ class HessianProducts:
         tangents = unflatten_vector(vec, self.specs)
         return flatten_tensors(tape.gradient(grads, values, output_gradients=tangents, unconnected_gradients=_ZERO))
 
-    def _replica_hvp_block(self, state, x, y, inv_n, vectors):
-        # One forward pass and first gradient; a loop of second backward passes over the rows.
-        values = list(state[0])
-        tape, grads = self.retained_gradient(values, state[1], x, y, inv_n)
-        return tf.map_fn(
-            lambda vec: self.second_backward(tape, grads, values, vec),
-            vectors,
-            parallel_iterations=PARALLEL_PRODUCTS,
-            fn_output_signature=tf.float64,
-        )
-
     def _replica_evaluate(self, state, x, y, inv_n):
         loss, pred = self.replica_loss(state, x, y, inv_n)
         return tf.cast(loss, tf.float64), _correct(y, pred)
@@ -272,13 +259,14 @@ class HessianProducts:
         return self._forward_bytes[key]
 
     @property
-    def retained_lanczos(self):
-        """The traced Lanczos loop over a retained first gradient (:class:`~tfminima.hessian.retained.RetainedLanczos`)."""
-        if self._retained_lanczos is None:
-            from tfminima.hessian.retained import RetainedLanczos  # it builds on this class
+    def retained(self):
+        """The retained products: blocks and Lanczos runs over one retained first gradient, one traced
+        function (:class:`~tfminima.hessian.retained.RetainedProducts`; never XLA-compiled)."""
+        if self._retained is None:
+            from tfminima.hessian.retained import RetainedProducts  # it builds on this class
 
-            self._retained_lanczos = RetainedLanczos(self)
-        return self._retained_lanczos
+            self._retained = RetainedProducts(self)
+        return self._retained
 
     def evaluate(self, state, batches: PlacedBatches) -> tuple[float, float]:
         """Mean loss and accuracy (argmax; NaN for single-output models) over ``batches`` at ``state``."""
