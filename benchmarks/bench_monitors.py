@@ -8,12 +8,15 @@ a measurement costs the same whatever the epoch's length); ``--runs N`` keeps th
 
 Every run of the experiment is trained twice per round, with and without the monitor, alternating
 which goes first; the overhead is (time with − time without) / time without, over the whole fit
-(tracing included).
+(tracing included, and the instantiation of the traced functions, which TensorFlow redoes after each
+run's seeding). The sharpness monitor is measured with its products retained (the default) and
+recomputed, as before issue 15.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import statistics
 import time
@@ -26,10 +29,24 @@ from tfminima.train import Trainer  # noqa: E402
 
 MONITORS = {
     "sharpness (quickstart settings)": None,  # whatever the config lists
+    "sharpness (quickstart settings), products recomputed": None,
     "noise (every 10, 512 samples)": [{"noise": {"every": 10, "samples": 512}}],
     "noise (defaults: every 5, 512 samples, 30 probes)": [{"noise": {}}],
     "memorization (every epoch)": [{"memorization": {}}],
 }
+
+
+@contextlib.contextmanager
+def products_recomputed():
+    """Every Hessian operator recomputes its products, as before issue 15 (for the comparison only)."""
+    from tfminima.hessian.operator import HessianOperator, ProductPlan
+
+    original = HessianOperator._make_plan
+    HessianOperator._make_plan = lambda self: ProductPlan(False, False, self.batches, 1, 0)
+    try:
+        yield
+    finally:
+        HessianOperator._make_plan = original
 
 
 def timed_fit(spec, splits) -> float:
@@ -65,8 +82,10 @@ def main() -> None:
                 off = plan.spec.model_copy(deep=True)
                 off.monitors = []
                 order = [(on, with_t), (off, without_t)] if r % 2 == 0 else [(off, without_t), (on, with_t)]
+                context = products_recomputed if label.endswith("recomputed") else contextlib.nullcontext
                 for spec, sink in order:
-                    sink.append(timed_fit(spec, splits))
+                    with context():
+                        sink.append(timed_fit(spec, splits))
         total_on, total_off = sum(with_t), sum(without_t)
         per_run = [(a - b) / b for a, b in zip(with_t, without_t)]
         print(f"  {label:50s} training {total_off / args.rounds:6.1f} s a sweep, with monitor "
