@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import itertools
 import os
 import statistics
 import time
@@ -248,7 +249,7 @@ def bench_warm_starts(model, epochs: int, seeds: int) -> None:
         ref = hessian.top_eigenvalues(op, None, 2, method="eigsh", tol=1e-12)
         truth.append(ref.eigenvalues)
         tops.append(ref.eigenvectors[0])
-    swaps = [float(abs(a @ b)) for a, b in zip(tops, tops[1:])]
+    swaps = [float(abs(a @ b)) for a, b in itertools.pairwise(tops)]
     print(f"\n[3] Sharpness monitor warm starts: {epochs} more epochs, measured after each ({SUBSET} examples, "
           f"k=1, trace 100 probes)")
     print("  λ₁, λ₂ each epoch: " + ", ".join(f"{a:.3f}/{b:.3f}" for a, b in truth))
@@ -293,10 +294,10 @@ def _warm_start_failure_rates(seeds: int, n: int = 600) -> None:
         A = (q * np.concatenate([[lam1, 2.0], np.linspace(-0.5, 1.5, n - 2)])) @ q.T
         line = f"    γ = (λ₁−λ₂)/(λ₂−λ_min) = {(lam1 - 2.0) / 2.5:.2f}: wrong"
         for name, rule in RULES.items():
-            found = _with_rule(rule, lambda: [krylov.lanczos(lambda v: A @ v, n, 1, seed=s, init=q[:, 1]).eigenvalues[0]
+            found = _with_rule(rule, lambda A=A: [krylov.lanczos(A.dot, n, 1, seed=s, init=q[:, 1]).eigenvalues[0]
                                               for s in range(seeds)])
             line += f" {name} {sum(abs(f - lam1) > 1e-3 * lam1 for f in found)}/{seeds};"
-        cold = [krylov.lanczos(lambda v: A @ v, n, 1, seed=s).hvp_count for s in range(10)]
+        cold = [krylov.lanczos(A.dot, n, 1, seed=s).hvp_count for s in range(10)]
         print(line + f" cold start {np.median(cold):.0f} HVPs")
 
 

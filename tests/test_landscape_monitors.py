@@ -162,8 +162,10 @@ def test_the_runs_of_a_sweep_share_the_monitors_traces():
                                     architecture=t.architecture()) for t in trainers]
     assert trainers[0].architecture() == trainers[1].architecture() != trainers[2].architecture()
     assert fns[0] is fns[1] and fns[2] is not fns[0]
-    # both monitors retain their products here: one trace for the trace's blocks and the Lanczos runs
+    # the noise monitor retains its Hessian products, the sharpness monitor (a few products a run)
+    # recomputes them: one trace each for the whole sweep
     assert fns[0].retained.run.experimental_get_tracing_count() == 1
+    assert fns[0].hvp.experimental_get_tracing_count() == 1
     noise_fns = noise.covariance_functions(trainers[1].model, hessian.ProductOptions(
         loss=run_loss, strategy=trainers[1].strategy, architecture=trainers[1].architecture()))
     assert noise_fns.cov.experimental_get_tracing_count() == 1

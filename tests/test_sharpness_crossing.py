@@ -73,3 +73,19 @@ def test_a_crossing_of_the_top_two_eigenvalues_is_measured_right(crossing):
     # the measurement after the crossing warm-started on what is now exactly the second eigenvector
     # (lambda 2·1.2²); without the random part and the minimum Krylov dimension it returned that.
     assert seen[1]["eigen_hvps"] >= 10
+
+
+def test_the_monitor_retains_its_products_when_its_run_makes_enough(crossing):
+    """Retained products cost one more function instantiation a run: a run of few products recomputes."""
+    from tfminima.monitors import sharpness
+
+    model, mix, x, y, q, scales = crossing
+    few = SharpnessMonitor(every=1, samples=len(x), trace=False)
+    many = SharpnessMonitor(every=1, samples=len(x), trace_probes=100)
+    for monitor, epochs in ((few, 3), (many, 20)):
+        monitor.set_model(model)
+        monitor.setup(context(x, y, epochs=epochs))
+    assert few._hvp_mode() == "recomputed" and many._hvp_mode() == "auto"
+    assert 3 * (10 + 2) * len(x) < sharpness.RETAIN_FROM <= 20 * (10 + 2 + 100) * len(x)
+    out = many.measure(0)
+    assert out["lambda_max"] == pytest.approx(2 * max(scales) ** 2, rel=1e-3)

@@ -138,7 +138,11 @@ if TYPE_CHECKING:  # what type checkers and editors see; at run time __getattr__
     from tfminima.hessian.cache import loss_key, traced
     from tfminima.hessian.krylov import LanczosProcess, StopRule
     from tfminima.hessian.operator import HessianOperator, ProductPlan
-    from tfminima.hessian.options import DEFAULT_BATCH_SIZE, DEFAULT_MEMORY_BUDGET, ProductOptions
+    from tfminima.hessian.options import (
+        DEFAULT_BATCH_SIZE,
+        DEFAULT_MEMORY_BUDGET,
+        ProductOptions,
+    )
     from tfminima.hessian.plots import density_curve, plot_density
     from tfminima.hessian.products import (
         HessianProducts,

@@ -22,7 +22,12 @@ import numpy as np
 
 from tfminima.hessian.operator import HessianOperator
 from tfminima.hessian.options import ProductKeywords, ProductOptions
-from tfminima.hessian.results import DensityResult, EigenResult, FrobeniusResult, TraceResult
+from tfminima.hessian.results import (
+    DensityResult,
+    EigenResult,
+    FrobeniusResult,
+    TraceResult,
+)
 from tfminima.hessian.solvers import (
     EIGEN_SOLVERS,
     frobenius_estimate,

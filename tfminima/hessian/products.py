@@ -263,7 +263,9 @@ class HessianProducts:
         """The retained products: blocks and Lanczos runs over one retained first gradient, one traced
         function (:class:`~tfminima.hessian.retained.RetainedProducts`; never XLA-compiled)."""
         if self._retained is None:
-            from tfminima.hessian.retained import RetainedProducts  # it builds on this class
+            from tfminima.hessian.retained import (
+                RetainedProducts,  # it builds on this class
+            )
 
             self._retained = RetainedProducts(self)
         return self._retained

@@ -27,7 +27,13 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
-from tfminima.hessian.krylov import BREAKDOWN, EPS23, LanczosProcess, RunnerOutcome, StopRule
+from tfminima.hessian.krylov import (
+    BREAKDOWN,
+    EPS23,
+    LanczosProcess,
+    RunnerOutcome,
+    StopRule,
+)
 from tfminima.hessian.memory import PARALLEL_PRODUCTS
 
 __all__ = ["RetainedProducts", "retained_loop"]

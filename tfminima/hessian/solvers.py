@@ -27,7 +27,12 @@ from tfminima.hessian.krylov import (
     lanczos_tridiagonal,
     start_vector,
 )
-from tfminima.hessian.results import DensityResult, EigenResult, FrobeniusResult, TraceResult
+from tfminima.hessian.results import (
+    DensityResult,
+    EigenResult,
+    FrobeniusResult,
+    TraceResult,
+)
 
 __all__ = [
     "EIGEN_SOLVERS",

@@ -11,7 +11,8 @@ and with ``trace`` ``trace ± trace_stderr`` (``trace_hvps``), with ``density`` 
 ``density_nodes``/``density_weights``; ``hvps`` and ``seconds`` for the whole measurement. Lanczos is
 warm-started from the previous measurement's eigenvectors and next Ritz vectors (mixed with a random
 part, and never trusted before ``MIN_STEPS`` products, so a crossing of the top eigenvalues between
-epochs is measured right: see :func:`tfminima.hessian.solvers.lanczos`).
+epochs is measured right: see :func:`tfminima.hessian.solvers.lanczos`). Products are retained
+(:mod:`tfminima.hessian.retained`) when the run makes enough of them to pay for it (:data:`RETAIN_FROM`).
 """
 
 from __future__ import annotations
@@ -21,8 +22,17 @@ import time
 import numpy as np
 
 from tfminima import hessian
+from tfminima.hessian.krylov import MIN_STEPS
 from tfminima.monitor_specs import SharpnessMonitorSpec
 from tfminima.monitors.subset import SubsetMonitor
+
+RETAIN_FROM = 250_000
+"""Products × examples a run from which the monitor retains its products (BENCHMARKS.md, monitors).
+
+Retained products save ~0.5 gradient a product, but their traced function (a loop over a second
+backward pass) is instantiated again in every run -- TensorFlow clears its kernel caches when a run
+seeds -- which costs ~0.2 s more than the recomputed product's on the quickstart's MLP: about 250
+products over 1,024 examples. A run measuring once or a few times on a small subset recomputes."""
 
 
 class SharpnessMonitor(SubsetMonitor):
@@ -40,7 +50,15 @@ class SharpnessMonitor(SubsetMonitor):
         if self._batches is None:  # place the subset once for the whole run
             self._batches = hessian.PlacedBatches(self.data, ctx.eval_batch_size, ctx.strategy)
         return hessian.HessianOperator(self.model, self._batches, loss=ctx.loss_fn, strategy=ctx.strategy,
-                                       mode=self.mode, architecture=ctx.architecture)
+                                       mode=self.mode, architecture=ctx.architecture, hvp_mode=self._hvp_mode())
+
+    def _hvp_mode(self) -> str:
+        """``"auto"`` (retained where it fits) when this run's measurements make enough products to pay
+        for instantiating the retained products once a run, else ``"recomputed"`` (see :data:`RETAIN_FROM`)."""
+        measurements = sum(1 for epoch in range(self.context.epochs) if self.should_measure(epoch))
+        products = MIN_STEPS + self.k + 1 + (self.trace_probes if self.trace else 0)
+        products += self.density_runs * self.density_steps if self.density else 0
+        return "auto" if measurements * products * len(self.indices) >= RETAIN_FROM else "recomputed"
 
     def measure(self, epoch: int) -> dict:
         start = time.perf_counter()
