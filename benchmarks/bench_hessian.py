@@ -96,7 +96,8 @@ def bench_products(model, data, rounds: int, label: str) -> None:
 
     ops = {mode: hessian.HessianOperator(model, data, batch_size=SUBSET, mode=mode, hvp_mode="recomputed")
            for mode in ("forward", "reverse")}
-    retained = hessian.HessianOperator(model, data, batch_size=SUBSET)
+    default = hessian.HessianOperator(model, data, batch_size=SUBSET)
+    retained = hessian.HessianOperator(model, data, batch_size=SUBSET, hvp_mode="retained")
     rng = np.random.default_rng(0)
     v = rng.standard_normal(retained.n)
     blocks = {size: rng.standard_normal((size, retained.n)) for size in (20, 100)}
@@ -122,9 +123,10 @@ def bench_products(model, data, rounds: int, label: str) -> None:
         kind: (times["retained Lanczos, 21 steps"] - times["retained Lanczos, 1 step"]) / 20
         for kind, times in (("wall", wall), ("cpu", cpu))
     }
-    print(f"\n[1{label}] Products against a gradient, {SUBSET} examples, {retained.n} parameters "
-          f"(retained keeps ~{retained.plan.kept_bytes / 2**20:.0f} MiB; block size {retained.block_size}); "
-          f"medians of {rounds} interleaved rounds")
+    print(f"\n[1{label}] Products against a gradient, {SUBSET} examples, {retained.n} parameters; medians of "
+          f"{rounds} interleaved rounds. Retaining all examples keeps ~{default.plan.kept_bytes / 2**20:.0f} MiB "
+          f"(estimate): by default (1 GiB budget) {default.hvp_mode}, Lanczos {default.lanczos_mode}, "
+          f"blocks of {default.block_size}")
     g_wall, g_cpu = wall["gradient"], cpu["gradient"]
     for name in tasks:
         if name.startswith("retained Lanczos"):
@@ -146,7 +148,8 @@ def bench_eigen(model, data, seeds: int, label: str) -> None:
     print(f"\n[2{label}] λ_max over {SUBSET} examples, {op.n} parameters; reference eigsh tol 1e-12: "
           f"top-5 = {np.array2string(truth.eigenvalues, precision=4)}")
     methods = {
-        "lanczos (ours, retained)": lambda s: hessian.top_eigenvalues(model, data, seed=s, batch_size=SUBSET),
+        "lanczos (ours, retained)": lambda s: hessian.top_eigenvalues(
+            model, data, seed=s, batch_size=SUBSET, hvp_mode="retained"),
         "lanczos (ours, recomputed)": lambda s: hessian.top_eigenvalues(
             model, data, seed=s, batch_size=SUBSET, hvp_mode="recomputed"),
         "power (ours, PyHessian's rule)": lambda s: hessian.top_eigenvalues(
@@ -342,6 +345,28 @@ def bench_monitor(epochs: int, rounds: int) -> None:
               f"(k=1, trace 100 probes, {SUBSET} examples) = {per_epoch / (plain / epochs):.2f}× an epoch")
 
 
+def bench_memory(model, data) -> None:
+    """Peak resident memory after a recomputed product, a retained block and a retained Lanczos run,
+    against the plan's estimate (process-wide high-water marks, so run on the largest model first)."""
+    import resource
+
+    def peak() -> float:
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+    recomputed = hessian.HessianOperator(model, data, batch_size=SUBSET, hvp_mode="recomputed")
+    recomputed.loss_and_gradient()
+    recomputed.matvec(np.ones(recomputed.n))
+    base = peak()
+    retained = hessian.HessianOperator(model, data, batch_size=SUBSET, hvp_mode="retained")
+    retained.matmat(np.ones((20, retained.n)))
+    block = peak()
+    hessian.top_eigenvalues(retained, None)
+    forward = retained.fns.forward_bytes(hessian.model_state(model), *retained.plan.batches.items[0]) / 2**20
+    print(f"  memory: peak {base:.0f} MiB after a gradient and a recomputed HVP, {block:.0f} MiB after a retained "
+          f"block of 20 (+{block - base:.0f}), {peak():.0f} MiB after a retained Lanczos run; the forward pass's "
+          f"tensors {forward:.0f} MiB, the plan's estimate of a retained call {retained.plan.kept_bytes / 2**20:.0f} MiB")
+
+
 def trained_cnn(epochs: int):
     from tfminima.models import cnn
 
@@ -378,6 +403,7 @@ def main() -> None:
         loss, acc = cnn.evaluate(X, Y, verbose=0)
         print(f"\n[5] tfminima.models.cnn with batch norm after {args.epochs} epochs: train loss {loss:.3f}, "
               f"accuracy {acc:.3f}")
+        bench_memory(cnn, data)
         bench_products(cnn, data, args.rounds, " CNN")
         bench_eigen(cnn, data, args.seeds, " CNN")
     print(f"\nload average at the end {' '.join(f'{x:.2f}' for x in os.getloadavg())}")

@@ -3,9 +3,11 @@
 A retained product keeps the forward pass and the first gradient of its batch on a tape for as long as
 its block (or its Lanczos run) lasts; a recomputed one frees them after every product. What is kept is
 measured, not guessed from layer types: the bytes of the floating-point tensors that the traced forward
-pass produces (:func:`graph_tensor_bytes`), times :data:`RETAINED_FACTOR` for what the first backward
-pass adds, plus :data:`PARALLEL_PRODUCTS` second backward passes in flight of about the same size.
-:func:`plan_block` turns that into the block size a budget allows.
+pass produces (:func:`graph_tensor_bytes`), times :data:`RETAINED_FACTOR` for the first gradient kept,
+plus :data:`PRODUCT_FACTOR` for each of the :data:`PARALLEL_PRODUCTS` second backward passes in flight.
+The factors are calibrated on the benchmark's batch-norm CNN (BENCHMARKS.md: peak memory 3.5× its
+forward pass's tensors above the process's baseline with a block in flight). :func:`plan_block` turns
+that into the block size a budget allows.
 """
 
 from __future__ import annotations
@@ -13,18 +15,20 @@ from __future__ import annotations
 __all__ = [
     "MAX_BLOCK",
     "PARALLEL_PRODUCTS",
+    "PRODUCT_FACTOR",
     "RETAINED_FACTOR",
     "graph_tensor_bytes",
     "plan_block",
     "retained_bytes",
 ]
 
-RETAINED_FACTOR = 3
-"""What a retained first gradient keeps, in forward passes: the activations, the first backward pass's
-intermediates that the second backward pass reads, and the gradient's own graph."""
+RETAINED_FACTOR = 1.5
+"""What a retained first gradient keeps, in forward passes: the activations and the first backward
+pass's intermediates that the second backward pass reads."""
+PRODUCT_FACTOR = 1.0
+"""What one second backward pass in flight holds, in forward passes."""
 PARALLEL_PRODUCTS = 2
-"""Second backward passes a block runs at once (more did not help on 2 cores); each holds its own
-intermediates, about :data:`RETAINED_FACTOR` forward passes."""
+"""Second backward passes a block runs at once (more did not help on 2 cores)."""
 MAX_BLOCK = 128
 """Vectors a block at most: beyond this the forward pass is already <1 % of the block."""
 
@@ -46,7 +50,7 @@ def graph_tensor_bytes(graph) -> int:
 
 def retained_bytes(forward_bytes: int) -> int:
     """Bytes a retained product computation holds: the first gradient kept, and the products in flight."""
-    return RETAINED_FACTOR * forward_bytes * (1 + PARALLEL_PRODUCTS)
+    return int(forward_bytes * (RETAINED_FACTOR + PARALLEL_PRODUCTS * PRODUCT_FACTOR))
 
 
 def plan_block(budget: int, kept_bytes: int, n: int) -> int:
