@@ -142,8 +142,10 @@ class HessianOperator:
         """``H V`` for the rows of ``vectors`` (float64, ``(b, n)``): retained, one forward pass and first
         gradient a batch for the whole block, or one recomputed product a row (same numbers)."""
         vectors = np.asarray(vectors, np.float64).reshape(-1, self.n)
+        if len(vectors) == 0:
+            return vectors.copy()
         if not self.plan.blocks:
-            return np.stack([self.matvec(v) for v in vectors]) if len(vectors) else vectors.copy()
+            return np.stack([self.matvec(v) for v in vectors])
         state, block = model_state(self.model), tf.constant(vectors)
         batches, retained = self.plan.batches, self.fns.retained
         if self._block_calls is None:
