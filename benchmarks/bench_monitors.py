@@ -8,12 +8,15 @@ a measurement costs the same whatever the epoch's length); ``--runs N`` keeps th
 
 Every run of the experiment is trained twice per round, with and without the monitor, alternating
 which goes first; the overhead is (time with − time without) / time without, over the whole fit
-(tracing included).
+(tracing included, and the instantiation of the traced functions, which TensorFlow redoes after each
+run's seeding). The sharpness monitor is measured as it chooses (at the quickstart's settings it
+recomputes its products: too few a run to pay for retaining them) and with its products retained.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import statistics
 import time
@@ -26,6 +29,7 @@ from tfminima.train import Trainer  # noqa: E402
 
 MONITORS = {
     "sharpness (quickstart settings)": None,  # whatever the config lists
+    "sharpness (quickstart settings), products retained": None,
     # the config's monitors with options added to its sharpness monitor (see monitors_for)
     "sharpness + frobenius (30 probes)": {"sharpness": {"frobenius": True}},
     "sharpness + batch_sharpness (20 batches)": {"sharpness": {"batch_sharpness": True}},
@@ -43,6 +47,32 @@ def monitors_for(spec, entry):
     if isinstance(entry, list):
         return entry
     return [m.model_copy(update=entry.get(m.name, {})) for m in spec.monitors]
+
+
+@contextlib.contextmanager
+def products_retained():
+    """The sharpness monitor retains its products whatever its run (for the comparison only)."""
+    from tfminima.monitors.sharpness import SharpnessMonitor
+
+    original = SharpnessMonitor._hvp_mode
+    SharpnessMonitor._hvp_mode = lambda self: "retained"
+    try:
+        yield
+    finally:
+        SharpnessMonitor._hvp_mode = original
+
+
+@contextlib.contextmanager
+def products_recomputed():
+    """Every Hessian operator recomputes its products, as before issue 15 (for the comparison only)."""
+    from tfminima.hessian.operator import HessianOperator, ProductPlan
+
+    original = HessianOperator._make_plan
+    HessianOperator._make_plan = lambda self: ProductPlan(False, False, self.batches, 1, 0)
+    try:
+        yield
+    finally:
+        HessianOperator._make_plan = original
 
 
 def timed_fit(spec, splits) -> float:
@@ -77,8 +107,10 @@ def main() -> None:
                 off = plan.spec.model_copy(deep=True)
                 off.monitors = []
                 order = [(on, with_t), (off, without_t)] if r % 2 == 0 else [(off, without_t), (on, with_t)]
+                context = products_retained if label.endswith("retained") else contextlib.nullcontext
                 for spec, sink in order:
-                    sink.append(timed_fit(spec, splits))
+                    with context():
+                        sink.append(timed_fit(spec, splits))
         total_on, total_off = sum(with_t), sum(without_t)
         per_run = [(a - b) / b for a, b in zip(with_t, without_t)]
         print(f"  {label:50s} training {total_off / args.rounds:6.1f} s a sweep, with monitor "

@@ -197,12 +197,13 @@ def test_covariance_operator_matches_explicit_matrix(mlp):
         v = rng.standard_normal(C.shape[0])
         np.testing.assert_allclose(op.matvec(v), C @ v, rtol=0, atol=1e-12 * max(1.0, np.abs(C @ v).max()))
     assert op.count == 2
-    # hvp_mode is the mode of the Hessian operator it carries; C itself does not depend on it
-    reverse = noise.CovarianceOperator(model, (x, y), batch_size=10, hvp_mode="reverse")
+    # the product options are those of the Hessian operator it carries; C itself does not depend on them
+    reverse = noise.CovarianceOperator(model, (x, y), batch_size=10, mode="reverse", hvp_mode="recomputed")
     assert reverse.hessian.options.mode == "reverse" and reverse.fns is op.fns
+    assert reverse.hessian.hvp_mode == "recomputed" and op.hessian.hvp_mode == "retained"
     np.testing.assert_allclose(reverse.matvec(v), C @ v, rtol=0, atol=1e-12 * max(1.0, np.abs(C @ v).max()))
-    with pytest.raises(TypeError, match="hvp_mode or mode"):
-        noise.CovarianceOperator(model, (x, y), hvp_mode="reverse", mode="forward")
+    with pytest.raises(ValueError, match="hvp_mode must be"):
+        noise.CovarianceOperator(model, (x, y), hvp_mode="reverse")
 
 
 def test_theory_check_fields_against_exact_matrices(mlp):
@@ -241,6 +242,13 @@ def test_theory_check_fields_against_exact_matrices(mlp):
     assert "top_vector_h" not in scalars and all(np.isscalar(v) for v in scalars.values())
     assert "population" not in noise.theory_check(model, (x, y), lr=0.1, batch_size=8, trace_probes=2).as_dict()
     assert res.hvps > 0 and res.cov_products > 0
+    # the Hessian side retained (blocks of probes, one traced Lanczos loop) or recomputed: the same numbers
+    again = noise.theory_check(
+        model, (x, y), lr=0.1, batch_size=8, momentum=0.5, tol=1e-10, trace_probes=200, hvp_mode="recomputed"
+    )
+    assert (res.hvp_mode, again.hvp_mode) == ("retained", "recomputed")
+    assert again.trace_h == pytest.approx(res.trace_h, rel=1e-12)
+    assert again.lambda_max_h == pytest.approx(res.lambda_max_h, rel=1e-10)
 
 
 def test_covariance_equals_hessian_when_labels_come_from_the_model(float64_policy):

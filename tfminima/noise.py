@@ -268,22 +268,10 @@ class CovarianceOperator:
     ``C v = (1/N) Σ g_i (g_i·v) − G (G·v)``: one forward-mode and one backward pass a product, about the
     cost of a Hessian-vector product, no per-example gradients stored. Counts products in ``count``.
     Options as :class:`tfminima.hessian.HessianOperator`'s, whose operator on the same data it carries
-    (``hessian``, for ``G``); ``hvp_mode`` is that operator's ``mode``.
+    (``hessian``, for ``G`` and the Hessian side of :func:`theory_check`).
     """
 
-    def __init__(
-        self,
-        model,
-        data,
-        *,
-        hvp_mode: str | None = None,
-        options: ProductOptions | None = None,
-        **changes: Unpack[ProductKeywords],
-    ):
-        if hvp_mode is not None:
-            if "mode" in changes:
-                raise TypeError("give hvp_mode or mode, not both")
-            changes["mode"] = hvp_mode
+    def __init__(self, model, data, *, options: ProductOptions | None = None, **changes: Unpack[ProductKeywords]):
         self.hessian = HessianOperator(model, data, options=options, **changes)
         self.model = model
         self.fns = covariance_functions(model, self.hessian.options)
@@ -332,6 +320,7 @@ class TheoryCheck:
     ``Tr(C)/‖G‖²`` (inf when ``gradient_resolved`` is False), ``grad_norm_sq_raw`` and ``b_simple_raw``
     the sample's plug-in values (biased low); ``population`` what the examples were drawn from.
     ``hvps``/``cov_products`` the products used.
+    ``hvp_mode`` how the Hessian's products were computed (see :class:`tfminima.hessian.ProductOptions`).
     """
 
     lr: float
@@ -362,15 +351,16 @@ class TheoryCheck:
     hvps: int
     cov_products: int
     seconds: float
+    hvp_mode: str = "recomputed"
     top_vector_h: np.ndarray = dataclasses.field(default=None, repr=False)
     top_vector_c: np.ndarray = dataclasses.field(default=None, repr=False)
 
     def as_dict(self) -> dict:
-        """The scalar fields (no eigenvectors; ``population`` only when known), e.g. for a metrics log."""
+        """The numeric fields (no eigenvectors, no ``hvp_mode``; ``population`` only when known), e.g. for a metrics log."""
         return {
             f.name: getattr(self, f.name)
             for f in dataclasses.fields(self)
-            if f.name not in ("top_vector_h", "top_vector_c") and getattr(self, f.name) is not None
+            if f.name not in ("top_vector_h", "top_vector_c", "hvp_mode") and getattr(self, f.name) is not None
         }
 
 
@@ -397,8 +387,9 @@ def theory_check(
     training: bool = False,
     strategy=None,
     eval_batch_size: int = DEFAULT_BATCH_SIZE,
-    hvp_mode: str = "forward",
+    mode: str = "forward",
     architecture=None,
+    hvp_mode: str = "auto",
 ) -> TheoryCheck:
     """Test the paper's stationary-state predictions at the model's current weights on ``data``.
 
@@ -406,23 +397,26 @@ def theory_check(
     ``data`` were drawn from (as in :func:`gradient_covariance_trace`). ``Tr(H)`` by Hutchinson
     (``trace_probes`` products, optional ``trace_tol``), ``Tr(C)`` and ``‖G‖²`` from per-example gradients,
     the top eigenpairs of H and C by Lanczos (``tol``; ``init_h``/``init_c`` warm starts).
-    ``hvp_mode`` is the Hessian products' ``mode`` (``"reverse"`` is cheaper to trace); ``loss``,
-    ``training``, ``strategy``, ``architecture`` as in :class:`tfminima.hessian.options.ProductOptions`,
-    ``eval_batch_size`` its ``batch_size``.
+    ``mode`` is the recomputed Hessian products' ``mode`` (``"reverse"`` is cheaper to trace);
+    ``hvp_mode`` (``"auto"``: retained where it fits), ``loss``, ``training``, ``strategy``,
+    ``architecture`` as in :class:`tfminima.hessian.options.ProductOptions`, ``eval_batch_size`` its
+    ``batch_size``. Where retained, the Hutchinson probes go in blocks over one forward pass and the
+    Lanczos run for ``H`` is one traced loop.
     """
     if lr <= 0 or batch_size < 1 or not 0 <= momentum < 1:
         raise ValueError(f"need lr > 0, batch_size >= 1, 0 <= momentum < 1; got {lr}, {batch_size}, {momentum}")
     start = time.perf_counter()
     options = ProductOptions(
-        loss=loss, training=training, mode=hvp_mode, strategy=strategy, batch_size=eval_batch_size,
-        architecture=architecture,
+        loss=loss, training=training, mode=mode, strategy=strategy, batch_size=eval_batch_size,
+        architecture=architecture, hvp_mode=hvp_mode,
     )
     cov = CovarianceOperator(model, data, options=options)
     op = cov.hessian
+    blocks = {"matmat": op.matmat, "block_size": op.block_size} if op.plan.blocks else {}
     with solver_context():
         loss_value, _ = op.loss_and_gradient()
-        tr = hutchinson(op.matvec, op.n, tol=trace_tol, max_probes=trace_probes, seed=seed)
-        eig_h = lanczos(op.matvec, op.n, 1, tol=tol, seed=seed, init=init_h)
+        tr = hutchinson(op.matvec, op.n, tol=trace_tol, max_probes=trace_probes, seed=seed, **blocks)
+        eig_h = lanczos(op.matvec, op.n, 1, tol=tol, seed=seed, init=init_h, runner=op.lanczos_runner())
         eig_c = lanczos(cov.matvec, cov.n, 1, tol=tol, seed=seed + 1, init=init_c)
     noise = _gradient_noise(model, data, op.options, chunk_size, population)
     v_h, v_c = eig_h.eigenvectors[0], eig_c.eigenvectors[0]
@@ -459,6 +453,7 @@ def theory_check(
         hvps=op.hvp_count,
         cov_products=cov.count,
         seconds=time.perf_counter() - start,
+        hvp_mode=op.hvp_mode,
         top_vector_h=v_h,
         top_vector_c=v_c,
     )

@@ -18,27 +18,33 @@ Modules, by layer (each uses only those above it):
 
 * ``options`` -- :class:`ProductOptions`, the options every tool shares (loss, training, mode, strategy,
   batch size, architecture, XLA); ``results`` -- the result records; no TensorFlow in either;
-* ``batches``, ``vectors``, ``cache`` -- placed data, the flat vector layout, the trace memo (per model
-  or per architecture; it never keeps a model alive);
+* ``krylov`` -- pure NumPy: the Lanczos process, its stopping rule and warm start, :func:`lanczos`;
+* ``batches``, ``vectors``, ``cache``, ``memory`` -- placed data, the flat vector layout, the trace memo
+  (per model or per architecture; it never keeps a model alive), what a retained product keeps;
 * ``products`` -- the loss at variable values passed in (``stateless_call``) and the traced gradient
-  and Hessian-vector products (:class:`HessianProducts`, :func:`traced_functions`);
-* ``operator`` -- :class:`HessianOperator`: ``matvec(v) -> H v`` over placed data;
-* ``solvers`` -- pure NumPy/SciPy, only needs a ``matvec``: :func:`lanczos`, :func:`power_iteration`,
-  :func:`arpack`, :func:`hutchinson`, :func:`hutch_plus_plus`, :func:`slq`, :func:`frobenius_estimate`;
+  and Hessian-vector products, recomputed one at a time or retained for a block
+  (:class:`HessianProducts`, :func:`traced_functions`); ``retained`` -- a whole Lanczos run in one
+  traced loop over a retained first gradient (:class:`RetainedProducts`);
+* ``operator`` -- :class:`HessianOperator`: ``matvec(v) -> H v``, ``matmat(V) -> H V`` and the Lanczos
+  runner over placed data, retained or recomputed as the memory budget allows (:class:`ProductPlan`);
+* ``solvers`` -- pure NumPy/SciPy, only needs a ``matvec`` (and takes a ``matmat`` for blocks):
+  :func:`power_iteration`, :func:`arpack`, :func:`hutchinson`, :func:`hutch_plus_plus`, :func:`slq`,
+  :func:`frobenius_estimate`, and :func:`lanczos` from ``krylov``;
 * ``api`` -- the model-level functions :func:`hvp`, :func:`top_eigenvalues`, :func:`trace`,
   :func:`density`, :func:`frobenius_norm`; ``batch_curvature`` -- :func:`batch_sharpness`, the curvature
   of mini-batch losses along their own gradients (one operator a batch; the module is not named after
   the function, whose package attribute it would replace when imported directly); ``plots`` --
   :func:`density_curve`, :func:`plot_density`.
 
-The names below are imported on first use, so ``tfminima.hessian.solvers`` (and ``results``, ``options``,
-``plots``) can be used without loading TensorFlow.
+The names below are imported on first use, so ``tfminima.hessian.solvers`` (and ``krylov``, ``results``,
+``options``, ``memory``, ``plots``) can be used without loading TensorFlow.
 
 Example::
 
     res = top_eigenvalues(model, (x, y), k=2)            # Lanczos, tol 1e-3
-    res.eigenvalues, res.residuals, res.hvp_count
-    tr = trace(model, (x, y), max_hvps=100)              # Hutchinson: tr.value ± tr.stderr
+    res.eigenvalues, res.residuals, res.hvp_count, res.hvp_mode   # "retained": one traced loop
+    tr = trace(model, (x, y), max_hvps=100)              # Hutchinson: tr.value ± tr.stderr, in blocks
+    trace(model, (x, y), hvp_mode="recomputed")          # the same numbers, one product at a time
     dens = density(model, (x, y)); plot_density(dens)
     bs = batch_sharpness(model, (x, y), batch_size=128, batches=20)   # bs.value ± bs.stderr
 """
@@ -53,13 +59,15 @@ _EXPORTS = {
     "batch_curvature": ("BatchSharpnessResult", "batch_sharpness"),
     "batches": ("PlacedBatches", "as_batches"),
     "cache": ("loss_key", "traced"),
-    "operator": ("HessianOperator",),
-    "options": ("DEFAULT_BATCH_SIZE", "ProductOptions"),
+    "krylov": ("LanczosProcess", "StopRule"),
+    "operator": ("HessianOperator", "ProductPlan"),
+    "options": ("DEFAULT_BATCH_SIZE", "DEFAULT_MEMORY_BUDGET", "ProductOptions"),
     "plots": ("density_curve", "plot_density"),
     "products": ("HessianProducts", "model_state", "resolve_loss", "traced_functions"),
     "results": ("DensityResult", "EigenResult", "FrobeniusResult", "TraceResult"),
+    "retained": ("RetainedProducts",),
     "solvers": (
-        "Matvec", "arpack", "frobenius_estimate", "hutch_plus_plus", "hutchinson", "lanczos",
+        "Matmat", "Matvec", "arpack", "frobenius_estimate", "hutch_plus_plus", "hutchinson", "lanczos",
         "lanczos_tridiagonal", "power_iteration", "slq", "solver_context",
     ),
     "vectors": ("get_flat_weights", "set_flat_weights"),
@@ -69,14 +77,20 @@ _MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in nam
 __all__ = [  # the names of _EXPORTS
     "BatchSharpnessResult",
     "DEFAULT_BATCH_SIZE",
+    "DEFAULT_MEMORY_BUDGET",
     "DensityResult",
     "EigenResult",
     "FrobeniusResult",
     "HessianOperator",
     "HessianProducts",
+    "LanczosProcess",
+    "Matmat",
     "Matvec",
     "PlacedBatches",
     "ProductOptions",
+    "ProductPlan",
+    "RetainedProducts",
+    "StopRule",
     "TraceResult",
     "arpack",
     "as_batches",
@@ -130,8 +144,13 @@ if TYPE_CHECKING:  # what type checkers and editors see; at run time __getattr__
     from tfminima.hessian.batch_curvature import BatchSharpnessResult, batch_sharpness
     from tfminima.hessian.batches import PlacedBatches, as_batches
     from tfminima.hessian.cache import loss_key, traced
-    from tfminima.hessian.operator import HessianOperator
-    from tfminima.hessian.options import DEFAULT_BATCH_SIZE, ProductOptions
+    from tfminima.hessian.krylov import LanczosProcess, StopRule
+    from tfminima.hessian.operator import HessianOperator, ProductPlan
+    from tfminima.hessian.options import (
+        DEFAULT_BATCH_SIZE,
+        DEFAULT_MEMORY_BUDGET,
+        ProductOptions,
+    )
     from tfminima.hessian.plots import density_curve, plot_density
     from tfminima.hessian.products import (
         HessianProducts,
@@ -145,7 +164,9 @@ if TYPE_CHECKING:  # what type checkers and editors see; at run time __getattr__
         FrobeniusResult,
         TraceResult,
     )
+    from tfminima.hessian.retained import RetainedProducts
     from tfminima.hessian.solvers import (
+        Matmat,
         Matvec,
         arpack,
         frobenius_estimate,

@@ -2,9 +2,15 @@
 
 Each function takes ``(model, data)`` -- or a prebuilt operator as ``model`` (``data`` and the product
 options are then ignored) -- its solver's own arguments, and the product options as keywords (``loss``,
-``training``, ``mode``, ``strategy``, ``batch_size``, ``architecture``, ``jit_compile``; see
-:class:`~tfminima.hessian.options.ProductOptions`) or gathered in ``options=``. Results carry their cost
-(``hvp_count``, ``seconds``, the operator's set-up included).
+``training``, ``mode``, ``strategy``, ``batch_size``, ``architecture``, ``jit_compile``, ``hvp_mode``,
+``memory_budget``; see :class:`~tfminima.hessian.options.ProductOptions`) or gathered in ``options=``.
+Results carry their cost (``hvp_count``, ``seconds``, the operator's set-up included) and how the
+products were computed (``hvp_mode``: ``"retained"`` or ``"recomputed"``).
+
+Where it fits in the memory budget (``hvp_mode="auto"``, the default), each takes the fast path: the
+trace's probes, the Frobenius probes and the SLQ runs (in lockstep) go in blocks of products that share
+one forward pass and first gradient, and Lanczos runs in one traced loop over a retained first
+gradient. Power iteration and eigsh, kept for comparison, always recompute.
 """
 
 from __future__ import annotations
@@ -16,7 +22,12 @@ import numpy as np
 
 from tfminima.hessian.operator import HessianOperator
 from tfminima.hessian.options import ProductKeywords, ProductOptions
-from tfminima.hessian.results import DensityResult, EigenResult, FrobeniusResult, TraceResult
+from tfminima.hessian.results import (
+    DensityResult,
+    EigenResult,
+    FrobeniusResult,
+    TraceResult,
+)
 from tfminima.hessian.solvers import (
     EIGEN_SOLVERS,
     frobenius_estimate,
@@ -34,6 +45,11 @@ def _operator(model, data, options: ProductOptions | None, changes: dict) -> Hes
     if isinstance(model, HessianOperator):
         return model
     return HessianOperator(model, data, options=options, **changes)
+
+
+def _blocks(op: HessianOperator) -> dict:
+    """The block-product arguments of a solver: the operator's ``matmat`` when its blocks are retained."""
+    return {"matmat": op.matmat, "block_size": op.block_size} if op.plan.blocks else {}
 
 
 def hvp(
@@ -77,6 +93,9 @@ def top_eigenvalues(
     start = time.perf_counter()
     op = _operator(model, data, options, changes)
     kwargs = {} if max_hvps is None else {"max_iter": max_hvps}
+    runner = op.lanczos_runner() if method == "lanczos" else None
+    if runner is not None:
+        kwargs["runner"] = runner
     with solver_context():
         result = EIGEN_SOLVERS[method](
             op.matvec,
@@ -89,6 +108,7 @@ def top_eigenvalues(
             return_eigenvectors=return_eigenvectors,
             **kwargs,
         )
+    result.hvp_mode = "retained" if runner is not None else "recomputed"
     result.seconds = time.perf_counter() - start
     return result
 
@@ -109,13 +129,15 @@ def trace(
     or ``method="hutch++"`` (uses the whole ``max_hvps`` budget)."""
     start = time.perf_counter()
     op = _operator(model, data, options, changes)
+    blocks = _blocks(op)
     with solver_context():
         if method == "hutchinson":
-            result = hutchinson(op.matvec, op.n, tol=tol, max_probes=max_hvps, min_probes=min_probes, seed=seed)
+            result = hutchinson(op.matvec, op.n, tol=tol, max_probes=max_hvps, min_probes=min_probes, seed=seed, **blocks)
         elif method == "hutch++":
-            result = hutch_plus_plus(op.matvec, op.n, max_probes=max_hvps, seed=seed)
+            result = hutch_plus_plus(op.matvec, op.n, max_probes=max_hvps, seed=seed, **blocks)
         else:
             raise ValueError(f"method must be 'hutchinson' or 'hutch++', got {method!r}")
+    result.hvp_mode = op.hvp_mode
     result.seconds = time.perf_counter() - start
     return result
 
@@ -135,7 +157,8 @@ def density(
     start = time.perf_counter()
     op = _operator(model, data, options, changes)
     with solver_context():
-        result = slq(op.matvec, op.n, runs=runs, steps=steps, seed=seed)
+        result = slq(op.matvec, op.n, runs=runs, steps=steps, seed=seed, **_blocks(op))
+    result.hvp_mode = op.hvp_mode
     result.seconds = time.perf_counter() - start
     return result
 
@@ -160,13 +183,13 @@ def frobenius_norm(
     start = time.perf_counter()
     op = _operator(model, data, options, changes)
     if method == "hvp":
-        matvec = op.matvec
+        matvec, blocks, mode = op.matvec, _blocks(op), op.hvp_mode
     elif method == "finite_difference":
-        matvec = lambda v: op.finite_difference_matvec(v, epsilon)
+        matvec, blocks, mode = (lambda v: op.finite_difference_matvec(v, epsilon)), {}, "recomputed"
     else:
         raise ValueError(f"method must be 'hvp' or 'finite_difference', got {method!r}")
     with solver_context():
-        result = frobenius_estimate(matvec, op.n, probes=probes, seed=seed)
-    result.method = method
+        result = frobenius_estimate(matvec, op.n, probes=probes, seed=seed, **blocks)
+    result.method, result.hvp_mode = method, mode
     result.seconds = time.perf_counter() - start
     return result

@@ -55,6 +55,7 @@ class PlacedBatches:
         self.num_examples = int(sum(len(b[0]) for b in raw))
         self.inv_n = tf.constant(1.0 / self.num_examples, tf.float64)
         self.items = [self._place(x, y) for x, y in raw]
+        self._merged = None
 
     @classmethod
     def of(cls, data, batch_size: int = DEFAULT_BATCH_SIZE, strategy=None) -> PlacedBatches:
@@ -74,6 +75,29 @@ class PlacedBatches:
             return self.strategy.experimental_distribute_values_from_function(fn)
 
         return part(x), part(y)
+
+    def merged(self) -> PlacedBatches:
+        """The same examples as one batch (each replica's parts concatenated): what a retained product
+        over all of them takes. Only equal to these batches where examples do not interact (inference
+        mode: batch statistics would change)."""
+        if len(self.items) == 1:
+            return self
+        if self._merged is None:
+            merged = object.__new__(PlacedBatches)
+            merged.strategy, merged.num_examples, merged.inv_n = self.strategy, self.num_examples, self.inv_n
+            merged.items = [tuple(self._concatenated(i) for i in (0, 1))]
+            merged._merged = None
+            self._merged = merged
+        return self._merged
+
+    def _concatenated(self, position: int):
+        parts = [item[position] for item in self.items]
+        if self.strategy.num_replicas_in_sync == 1:
+            return tf.concat(parts, 0)
+        local = [self.strategy.experimental_local_results(p) for p in parts]
+        return self.strategy.experimental_distribute_values_from_function(
+            lambda ctx: tf.concat([p[ctx.replica_id_in_sync_group] for p in local], 0)
+        )
 
     def __iter__(self):
         return iter(self.items)

@@ -10,10 +10,12 @@ import dataclasses
 from collections.abc import Hashable
 from typing import Any, TypedDict
 
-__all__ = ["DEFAULT_BATCH_SIZE", "MODES", "ProductKeywords", "ProductOptions"]
+__all__ = ["DEFAULT_BATCH_SIZE", "DEFAULT_MEMORY_BUDGET", "HVP_MODES", "MODES", "ProductKeywords", "ProductOptions"]
 
 DEFAULT_BATCH_SIZE = 1024
+DEFAULT_MEMORY_BUDGET = 2**30  # bytes: 1 GiB
 MODES = ("forward", "reverse")
+HVP_MODES = ("auto", "retained", "recomputed")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -27,6 +29,14 @@ class ProductOptions:
     strategy (None: the current one). ``batch_size``: examples a batch when the data are placed.
     ``architecture``: a hashable key naming how the model was built, so that models built alike share one
     trace (see :mod:`tfminima.hessian.cache`). ``jit_compile``: XLA-compile the products.
+
+    ``hvp_mode``: ``"retained"`` computes the forward pass and the first gradient once and keeps them
+    for many products (a block of vectors known in advance, or a whole Lanczos run in one traced loop):
+    each product then costs about one gradient. ``"recomputed"`` redoes both for every product (about
+    two gradients a product) and keeps nothing. ``"auto"`` (default) retains what fits in
+    ``memory_budget`` bytes (the activations kept, see :mod:`tfminima.hessian.memory`). Results state
+    what was used in their own ``hvp_mode``. ``mode`` applies to recomputed products; retained ones
+    are always double backward (the only way to share the first gradient).
     """
 
     loss: Any = None
@@ -36,10 +46,16 @@ class ProductOptions:
     batch_size: int = DEFAULT_BATCH_SIZE
     architecture: Hashable | None = None
     jit_compile: bool = False
+    hvp_mode: str = "auto"
+    memory_budget: int = DEFAULT_MEMORY_BUDGET
 
     def __post_init__(self):
         if self.mode not in MODES:
             raise ValueError(f"mode must be 'forward' or 'reverse', got {self.mode!r}")
+        if self.hvp_mode not in HVP_MODES:
+            raise ValueError(f"hvp_mode must be 'auto', 'retained' or 'recomputed', got {self.hvp_mode!r}")
+        if self.memory_budget < 1:
+            raise ValueError(f"memory_budget must be a positive number of bytes, got {self.memory_budget!r}")
         object.__setattr__(self, "training", bool(self.training))
         object.__setattr__(self, "jit_compile", bool(self.jit_compile))
 
@@ -76,3 +92,5 @@ class ProductKeywords(TypedDict, total=False):
     batch_size: int
     architecture: Hashable | None
     jit_compile: bool
+    hvp_mode: str
+    memory_budget: int

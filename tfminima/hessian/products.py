@@ -10,9 +10,15 @@ share of the batch, and the replicas' contributions are summed. The model runs t
 ``stateless_call`` at the ``state`` passed in (:func:`model_state`), so a trace holds no variable and every
 model of one architecture can share it (:mod:`tfminima.hessian.cache`).
 
+Products come recomputed (``hvp``: a forward pass, a first and a second backward pass each) or retained
+(:meth:`HessianProducts.retained_gradient` keeps one forward pass and first gradient on a persistent
+tape, and each product is then a second backward pass alone, :meth:`HessianProducts.second_backward`;
+:mod:`tfminima.hessian.retained` loops over them for a block of vectors or a whole Lanczos run).
+
 To add a product (several vectors at once, a loop in the graph): write its replica function on
-:meth:`HessianProducts.replica_loss` (or :class:`StatelessLoss` for per-example quantities, as
-:mod:`tfminima.noise` does) and wrap it with :func:`distributed_function`.
+:meth:`HessianProducts.replica_loss` or :meth:`HessianProducts.retained_gradient` (or
+:class:`StatelessLoss` for per-example quantities, as :mod:`tfminima.noise` does) and wrap it with
+:func:`distributed_function`.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ import tensorflow as tf
 
 from tfminima.hessian.batches import PlacedBatches
 from tfminima.hessian.cache import Template, loss_key, traced
+from tfminima.hessian.memory import graph_tensor_bytes
 from tfminima.hessian.options import ProductOptions
 from tfminima.hessian.vectors import flatten_tensors, unflatten_vector
 
@@ -144,6 +151,7 @@ class HessianProducts:
     ``eval(state, x, y, inv_n) -> (loss, correct)`` take the model's ``state`` (:func:`model_state`), one
     placed batch and ``inv_n = 1/N``, and return that batch's contribution to the full-data quantity,
     summed over replicas; :meth:`loss_and_gradient` and :meth:`evaluate` sum them over the batches.
+    :attr:`retained` holds the retained products (:class:`~tfminima.hessian.retained.RetainedProducts`).
     ``template()`` returns the model whose code is traced; nothing here holds a model.
     """
 
@@ -158,6 +166,8 @@ class HessianProducts:
         self.hvp = self.distributed(replica_hvp)
         self.grad = self.distributed(self._replica_gradient)
         self.eval = self.distributed(self._replica_evaluate)
+        self._forward_bytes: dict = {}
+        self._retained = None
 
     def distributed(self, replica_fn: Callable):
         """``replica_fn`` as a tf.function summed over this strategy's replicas (see :func:`distributed_function`)."""
@@ -205,6 +215,23 @@ class HessianProducts:
             gv = tf.add_n([tf.reduce_sum(g * t) for g, t in zip(grads, tangents)])
         return flatten_tensors(outer.gradient(gv, values, unconnected_gradients=_ZERO))
 
+    def retained_gradient(self, values, non_trainable, x, y, inv_n):
+        """``(tape, gradient)``: this replica's first gradient, recorded on a persistent tape so that any
+        number of second backward passes (:meth:`second_backward`) reuse its forward and backward pass."""
+        with tf.GradientTape(persistent=True) as outer:
+            outer.watch(values)
+            with tf.GradientTape() as inner:
+                inner.watch(values)
+                loss, _ = self.replica_loss((values, non_trainable), x, y, inv_n)
+            grads = inner.gradient(loss, values, unconnected_gradients=_ZERO)
+        return outer, grads
+
+    def second_backward(self, tape, grads, values, vec):
+        """``H v`` on this replica: the gradient of ``⟨∇L, v⟩`` from a retained first gradient (``H`` is
+        symmetric, so ``∇(gᵀv) = Jᵀ_g v = H v``)."""
+        tangents = unflatten_vector(vec, self.specs)
+        return flatten_tensors(tape.gradient(grads, values, output_gradients=tangents, unconnected_gradients=_ZERO))
+
     def _replica_evaluate(self, state, x, y, inv_n):
         loss, pred = self.replica_loss(state, x, y, inv_n)
         return tf.cast(loss, tf.float64), _correct(y, pred)
@@ -218,6 +245,30 @@ class HessianProducts:
             l, g = self.grad(state, x, y, batches.inv_n)
             loss, grad = (l, g) if loss is None else (loss + l, grad + g)
         return float(loss.numpy()), grad.numpy()
+
+    def forward_bytes(self, state, x, y) -> int:
+        """Bytes of the floating-point tensors one replica's forward pass over ``(x, y)`` produces (its
+        largest shard), from the traced graph: what a retained product keeps, up to a factor
+        (:mod:`tfminima.hessian.memory`). Traced once a batch shape (a forward pass traces in ~0.03 s)."""
+        xs, ys = (self.strategy.experimental_local_results(t) for t in (x, y))
+        i = max(range(len(xs)), key=lambda r: int(xs[r].shape[0]))
+        key = (tuple(xs[i].shape), xs[i].dtype, tuple(ys[i].shape), ys[i].dtype)
+        if key not in self._forward_bytes:
+            forward = tf.function(lambda s, a, b: self.loss.terms(s, a, b)[0], autograph=False)
+            self._forward_bytes[key] = graph_tensor_bytes(forward.get_concrete_function(state, xs[i], ys[i]).graph)
+        return self._forward_bytes[key]
+
+    @property
+    def retained(self):
+        """The retained products: blocks and Lanczos runs over one retained first gradient, one traced
+        function (:class:`~tfminima.hessian.retained.RetainedProducts`; never XLA-compiled)."""
+        if self._retained is None:
+            from tfminima.hessian.retained import (
+                RetainedProducts,  # it builds on this class
+            )
+
+            self._retained = RetainedProducts(self)
+        return self._retained
 
     def evaluate(self, state, batches: PlacedBatches) -> tuple[float, float]:
         """Mean loss and accuracy (argmax; NaN for single-output models) over ``batches`` at ``state``."""

@@ -1,7 +1,10 @@
 """Result records of the spectral estimators: what was estimated, how well, and what it cost.
 
 Plain dataclasses shared by the matrix-level solvers (:mod:`tfminima.hessian.solvers`) and the
-model-level functions (:mod:`tfminima.hessian.api`); no TensorFlow.
+model-level functions (:mod:`tfminima.hessian.api`); no TensorFlow. ``hvp_mode`` says how a model-level
+result got its Hessian products: ``"retained"`` (one forward pass and first gradient shared by a block,
+or by a whole Lanczos run) or ``"recomputed"`` (both redone for every product); None from the
+matrix-level solvers.
 """
 
 from __future__ import annotations
@@ -20,6 +23,8 @@ class EigenResult:
     ``eigenvalues`` descending (largest algebraic first, also for ``which="smallest"``), ``eigenvectors``
     one unit vector a row in the same order (or None), ``residuals`` ``‖H v − λ v‖`` a pair, ``hvp_count``
     operator products used, ``converged`` whether the stopping rule was met before the budget ran out.
+    ``guard_vectors`` (Lanczos): the next Ritz vectors after the wanted ones, not converged, which with
+    ``eigenvectors`` warm-start a later measurement (see :func:`~tfminima.hessian.solvers.lanczos`).
     """
 
     eigenvalues: np.ndarray
@@ -29,6 +34,8 @@ class EigenResult:
     seconds: float
     converged: bool
     method: str
+    guard_vectors: np.ndarray | None = None
+    hvp_mode: str | None = None
 
     @property
     def lambda_max(self) -> float:
@@ -46,6 +53,7 @@ class TraceResult:
     converged: bool
     method: str
     samples: np.ndarray
+    hvp_mode: str | None = None
 
 
 @dataclasses.dataclass
@@ -60,6 +68,7 @@ class DensityResult:
     weights: np.ndarray
     hvp_count: int
     seconds: float
+    hvp_mode: str | None = None
 
     def moment(self, p: int) -> float:
         return float(np.sum(self.weights * self.nodes**p))
@@ -75,3 +84,4 @@ class FrobeniusResult:
     seconds: float
     method: str
     samples: np.ndarray
+    hvp_mode: str | None = None

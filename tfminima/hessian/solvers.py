@@ -1,5 +1,9 @@
 """Matrix-level solvers: everything here only needs ``matvec(v) -> H v`` on flat float64 vectors.
 
+The estimators whose vectors are known a block at a time (Hutchinson and Hutch++ probes, the SLQ runs
+in lockstep, the Frobenius probes) also take ``matmat(V) -> H V`` and a ``block_size``: the operator
+then shares work between the products of a block (:meth:`tfminima.hessian.HessianOperator.matmat`).
+
 Lanczos (:func:`lanczos`, :func:`lanczos_tridiagonal`), PyHessian's power iteration
 (:func:`power_iteration`), ARPACK (:func:`arpack`), Hutchinson and Hutch++ traces (:func:`hutchinson`,
 :func:`hutch_plus_plus`), stochastic Lanczos quadrature (:func:`slq`) and the Frobenius norm
@@ -11,18 +15,30 @@ from __future__ import annotations
 
 import contextlib
 import time
-import warnings
 from collections.abc import Callable
 
 import numpy as np
-import scipy.linalg
 import scipy.sparse.linalg
 
-from tfminima.hessian.results import DensityResult, EigenResult, FrobeniusResult, TraceResult
+from tfminima.hessian.krylov import (
+    LanczosProcess,
+    check_which,
+    lanczos,
+    lanczos_tridiagonal,
+    start_vector,
+)
+from tfminima.hessian.results import (
+    DensityResult,
+    EigenResult,
+    FrobeniusResult,
+    TraceResult,
+)
 
 __all__ = [
     "EIGEN_SOLVERS",
+    "Matmat",
     "Matvec",
+    "apply_block",
     "arpack",
     "frobenius_estimate",
     "hutch_plus_plus",
@@ -34,9 +50,9 @@ __all__ = [
     "solver_context",
 ]
 
-_EPS23 = np.finfo(np.float64).eps ** (2.0 / 3.0)  # ARPACK's absolute floor for the relative test
-
 Matvec = Callable[[np.ndarray], np.ndarray]
+Matmat = Callable[[np.ndarray], np.ndarray]
+"""``H V`` for the rows of ``V`` (a block of vectors, ``(b, n) -> (b, n)``)."""
 
 
 @contextlib.contextmanager
@@ -63,176 +79,6 @@ def _single_threaded_blas():
 
 
 # --------------------------------------------------------------------------------------------------
-# Lanczos
-# --------------------------------------------------------------------------------------------------
-
-
-class _LanczosProcess:
-    """The Lanczos recurrence with full reorthogonalisation (classical Gram-Schmidt applied twice).
-
-    Full reorthogonalisation keeps the basis orthonormal to rounding, so Ritz values never duplicate and
-    the residual of a Ritz pair is exactly ``β_m |s_mi|``. On breakdown (an invariant subspace) it either
-    stops or, with ``restart=True``, continues from a random vector orthogonal to the basis, so eigenvalues
-    outside the first Krylov space are found too. The basis grows on demand.
-    """
-
-    def __init__(self, matvec: Matvec, v0: np.ndarray, max_steps: int, rng, restart: bool = True):
-        self.matvec = matvec
-        self.n = v0.size
-        self.max_steps = int(max_steps)
-        self.rng = rng
-        self.restart = restart
-        self.Q = np.empty((min(self.max_steps + 1, 32), self.n))
-        self.Q[0] = v0 / np.linalg.norm(v0)
-        self.alpha: list[float] = []
-        self.beta: list[float] = []  # beta[j] couples q_j and q_{j+1} in T (0 after a restart)
-        self.last_beta = np.inf  # β of the newest step: the Ritz residual scale
-        self.norm_estimate = 0.0
-        self.done = False
-
-    @property
-    def steps(self) -> int:
-        return len(self.alpha)
-
-    def _grow(self):
-        if self.steps + 1 >= self.Q.shape[0]:
-            bigger = np.empty((min(2 * self.Q.shape[0], self.max_steps + 1), self.n))
-            bigger[: self.Q.shape[0]] = self.Q
-            self.Q = bigger
-
-    def step(self) -> None:
-        j = self.steps
-        q = self.Q[j]
-        w = np.asarray(self.matvec(q), np.float64).reshape(-1)
-        a = float(q @ w)
-        w -= a * q
-        if j > 0:
-            w -= self.beta[j - 1] * self.Q[j - 1]
-        basis = self.Q[: j + 1]
-        for _ in range(2):
-            w -= basis.T @ (basis @ w)
-        b = float(np.linalg.norm(w))
-        self.alpha.append(a)
-        self.last_beta = b
-        self.norm_estimate = max(self.norm_estimate, abs(a) + b)
-        if self.steps >= min(self.n, self.max_steps):
-            self.beta.append(b)
-            self.done = True
-            return
-        self._grow()
-        if b > 1e-12 * max(self.norm_estimate, np.finfo(float).tiny):
-            self.beta.append(b)
-            self.Q[j + 1] = w / b
-            return
-        # Breakdown: the Krylov space is invariant.
-        if not self.restart:
-            self.beta.append(b)
-            self.done = True
-            return
-        r = self.rng.standard_normal(self.n)
-        for _ in range(2):
-            r -= basis.T @ (basis @ r)
-        self.beta.append(0.0)
-        self.Q[j + 1] = r / np.linalg.norm(r)
-
-    def tridiagonal(self) -> tuple[np.ndarray, np.ndarray]:
-        m = self.steps
-        return np.asarray(self.alpha), np.asarray(self.beta[: m - 1])
-
-    def ritz(self) -> tuple[np.ndarray, np.ndarray]:
-        """Ritz values (ascending) and the eigenvectors of T."""
-        d, e = self.tridiagonal()
-        return scipy.linalg.eigh_tridiagonal(d, e)
-
-
-def _start_vector(init, n: int, rng) -> np.ndarray:
-    """A random start, or the warm start ``init`` (a vector, or rows of vectors that are summed)."""
-    if init is None:
-        return rng.standard_normal(n)
-    v = np.asarray(init, np.float64)
-    v = v.sum(axis=0) if v.ndim == 2 else v.reshape(-1)
-    if v.size != n:
-        raise ValueError(f"init has {v.size} entries, expected {n}")
-    if not np.all(np.isfinite(v)) or np.linalg.norm(v) == 0:
-        return rng.standard_normal(n)
-    return v
-
-
-def _check_which(which: str) -> None:
-    if which not in ("largest", "smallest"):
-        raise ValueError(f"which must be 'largest' or 'smallest', got {which!r}")
-
-
-def lanczos(
-    matvec: Matvec,
-    n: int,
-    k: int = 1,
-    *,
-    tol: float = 1e-3,
-    max_iter: int | None = None,
-    seed: int = 0,
-    which: str = "largest",
-    init=None,
-    return_eigenvectors: bool = True,
-) -> EigenResult:
-    """The ``k`` largest (or smallest) eigenpairs of a symmetric operator by Lanczos.
-
-    Stops when every wanted Ritz pair has ``‖H v − θ v‖ ≤ tol · max(|θ|, ε^(2/3)·‖T‖)`` (ARPACK's test):
-    the residual bounds the eigenvalue error, so the relative error is at most ``tol`` and in practice
-    far below (it shrinks like residual² / gap). One product per iteration; ``max_iter`` defaults to
-    ``min(n, 300)``. Repeated eigenvalues appear once (a single-vector Krylov method cannot see more).
-    """
-    _check_which(which)
-    if not 1 <= k <= n:
-        raise ValueError(f"k must be between 1 and n={n}, got {k}")
-    start = time.perf_counter()
-    rng = np.random.default_rng(seed)
-    max_iter = min(n, 300 if max_iter is None else int(max_iter))
-    if max_iter < k:
-        raise ValueError(f"max_iter={max_iter} is smaller than k={k}")
-    proc = _LanczosProcess(matvec, _start_vector(init, n, rng), max_iter, rng, restart=True)
-    converged = False
-    while True:
-        proc.step()
-        if proc.steps >= k:
-            theta, S = proc.ritz()
-            idx = np.arange(len(theta) - k, len(theta))[::-1] if which == "largest" else np.arange(k)[::-1]
-            residuals = proc.last_beta * np.abs(S[-1, idx])
-            scale = max(np.max(np.abs(theta)), np.finfo(float).tiny)
-            converged = bool(np.all(residuals <= tol * np.maximum(np.abs(theta[idx]), _EPS23 * scale)))
-            if converged or proc.done or proc.steps >= max_iter:
-                break
-    if not converged:
-        warnings.warn(
-            f"Lanczos stopped after {proc.steps} products without reaching tol={tol}; "
-            f"residuals {residuals}",
-            RuntimeWarning,
-            stacklevel=2,
-        )
-    vectors = None
-    if return_eigenvectors:
-        vectors = S[:, idx].T @ proc.Q[: proc.steps]
-        vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
-    return EigenResult(
-        eigenvalues=theta[idx],
-        eigenvectors=vectors,
-        residuals=residuals,
-        hvp_count=proc.steps,
-        seconds=time.perf_counter() - start,
-        converged=converged,
-        method="lanczos",
-    )
-
-
-def lanczos_tridiagonal(matvec: Matvec, v0: np.ndarray, steps: int) -> tuple[np.ndarray, np.ndarray]:
-    """Diagonal and off-diagonal of the Lanczos matrix ``T`` for start ``v0`` (stops early on breakdown)."""
-    proc = _LanczosProcess(matvec, np.asarray(v0, np.float64), min(steps, v0.size), None, restart=False)
-    while not proc.done:
-        proc.step()
-    return proc.tridiagonal()
-
-
-# --------------------------------------------------------------------------------------------------
 # Power iteration and ARPACK, for comparison
 # --------------------------------------------------------------------------------------------------
 
@@ -241,7 +87,7 @@ def _power_core(matvec, n, k, tol, max_iter, rng, init, shift=0.0):
     """PyHessian's loop on ``H − shift·I``: stop when the Rayleigh quotient changes by < tol (relative)."""
     values, vectors, residuals, count, converged = [], [], [], 0, True
     for i in range(k):
-        v = _start_vector(init if i == 0 else None, n, rng)
+        v = start_vector(init if i == 0 else None, n, rng)
         value, done = None, False
         for _ in range(max_iter):
             for u in vectors:  # deflation, as PyHessian's orthnormal()
@@ -287,7 +133,7 @@ def power_iteration(
     at the wrong end of the spectrum (negative for ``which="largest"``, positive for ``"smallest"``) it
     iterates again on ``H − σ I`` (all products counted). ``k > 1`` uses deflation, as PyHessian.
     """
-    _check_which(which)
+    check_which(which)
     start = time.perf_counter()
     rng = np.random.default_rng(seed)
     values, vectors, residuals, count, converged = _power_core(matvec, n, k, tol, max_iter, rng, init)
@@ -320,7 +166,7 @@ def arpack(
     return_eigenvectors: bool = True,
 ) -> EigenResult:
     """``scipy.sparse.linalg.eigsh`` (implicitly restarted Lanczos) on the operator, for comparison."""
-    _check_which(which)
+    check_which(which)
     start = time.perf_counter()
     count = [0]
 
@@ -329,7 +175,7 @@ def arpack(
         return np.asarray(matvec(np.ravel(v)), np.float64)
 
     op = scipy.sparse.linalg.LinearOperator((n, n), matvec=counted, dtype=np.float64)
-    v0 = _start_vector(init, n, np.random.default_rng(seed))
+    v0 = start_vector(init, n, np.random.default_rng(seed))
     try:
         values, vectors = scipy.sparse.linalg.eigsh(
             op, k=k, which="LA" if which == "largest" else "SA", tol=tol, v0=v0, maxiter=max_iter
@@ -367,6 +213,29 @@ def _mean_stderr(samples: np.ndarray) -> tuple[float, float]:
     return mean, stderr
 
 
+def _block_sizes(total: int, block_size: int) -> list[int]:
+    """``total`` products in nearly equal blocks of at most ``block_size``."""
+    if total <= 0:
+        return []
+    count = -(-total // max(int(block_size), 1))
+    return [total // count + (1 if i < total % count else 0) for i in range(count)]
+
+
+def apply_block(matvec: Matvec, matmat: Matmat | None, vectors: np.ndarray, block_size: int = 1) -> np.ndarray:
+    """``H V`` for the rows of ``vectors``: through ``matmat`` in blocks of ``block_size``, else one
+    ``matvec`` a row. The same numbers either way; a block only shares work between its products."""
+    vectors = np.asarray(vectors, np.float64)
+    if len(vectors) == 0:
+        return np.zeros_like(vectors)
+    if matmat is None:
+        return np.stack([np.asarray(matvec(v), np.float64).reshape(-1) for v in vectors])
+    out, start = [], 0
+    for size in _block_sizes(len(vectors), block_size):
+        out.append(np.asarray(matmat(vectors[start : start + size]), np.float64).reshape(size, -1))
+        start += size
+    return np.concatenate(out)
+
+
 def hutchinson(
     matvec: Matvec,
     n: int,
@@ -375,12 +244,17 @@ def hutchinson(
     max_probes: int = 100,
     min_probes: int = 10,
     seed: int = 0,
+    matmat: Matmat | None = None,
+    block_size: int = 1,
 ) -> TraceResult:
     """Hutchinson's ``tr(H) ≈ mean zᵀHz`` over Rademacher probes ``z``.
 
     With ``tol``, stops once ``stderr ≤ tol·|mean|`` (after ``min_probes``, so the standard error itself
     is estimated from enough samples) -- a stop on the estimator's uncertainty, not on how much the running
     mean moved, which stops early whenever two probes happen to agree.
+
+    With ``matmat``, the probes go in blocks of ``block_size``: the same probes, samples and stop as one at
+    a time; ``hvp_count`` then also counts the products of the last block after the stop.
     """
     if max_probes < 1:
         raise ValueError(f"max_probes must be >= 1, got {max_probes}")
@@ -388,19 +262,25 @@ def hutchinson(
     rng = np.random.default_rng(seed)
     samples: list[float] = []
     converged = tol is None
-    for _ in range(max_probes):
-        z = _rademacher(rng, n)
-        samples.append(float(z @ np.asarray(matvec(z), np.float64).reshape(-1)))
-        if tol is not None and len(samples) >= max(min_probes, 2):
-            mean, stderr = _mean_stderr(np.asarray(samples))
-            if stderr <= tol * abs(mean):
-                converged = True
-                break
+    computed = 0
+    step = 1 if matmat is None else max(int(block_size), 1)
+    while computed < max_probes and not (converged and tol is not None):
+        size = min(step, max_probes - computed)
+        probes = np.stack([_rademacher(rng, n) for _ in range(size)])  # drawn as one probe at a time
+        products = apply_block(matvec, matmat, probes, size)
+        computed += size
+        for z, hz in zip(probes, products):
+            samples.append(float(z @ hz))
+            if tol is not None and len(samples) >= max(min_probes, 2):
+                mean, stderr = _mean_stderr(np.asarray(samples))
+                if stderr <= tol * abs(mean):
+                    converged = True
+                    break
     mean, stderr = _mean_stderr(np.asarray(samples))
     return TraceResult(
         value=mean,
         stderr=stderr,
-        hvp_count=len(samples),
+        hvp_count=computed,
         seconds=time.perf_counter() - start,
         converged=converged,
         method="hutchinson",
@@ -408,28 +288,35 @@ def hutchinson(
     )
 
 
-def hutch_plus_plus(matvec: Matvec, n: int, *, max_probes: int = 100, seed: int = 0) -> TraceResult:
+def hutch_plus_plus(
+    matvec: Matvec,
+    n: int,
+    *,
+    max_probes: int = 100,
+    seed: int = 0,
+    matmat: Matmat | None = None,
+    block_size: int = 1,
+) -> TraceResult:
     """Hutch++ (Meyer, Musco, Musco, Woodruff 2021): exact trace on a sketched top subspace + Hutchinson on the rest.
 
     A third of the budget sketches ``H S``, a third computes ``tr(QᵀHQ)`` on its orthonormal basis, the
     last third probes the deflated remainder; ``stderr`` is that remainder's standard error. Much more
-    accurate than Hutchinson when a few eigenvalues dominate, as in trained networks.
+    accurate than Hutchinson when a few eigenvalues dominate, as in trained networks. Each third is one
+    block of products through ``matmat`` (in blocks of ``block_size``) when given.
     """
     if max_probes < 3:
         raise ValueError(f"hutch++ needs max_probes >= 3, got {max_probes}")
     start = time.perf_counter()
     rng = np.random.default_rng(seed)
     s = min(max_probes // 3, n)
-    mv = lambda v: np.asarray(matvec(v), np.float64).reshape(-1)
-    sketch = np.stack([mv(z) for z in _rademacher(rng, (s, n))], axis=1)
+    apply = lambda vectors: apply_block(matvec, matmat, vectors, block_size)
+    sketch = apply(_rademacher(rng, (s, n))).T
     Q, _ = np.linalg.qr(sketch)
-    top = float(sum(q @ mv(q) for q in Q.T))
+    top = float(np.sum(Q.T * apply(Q.T)))
     rest = max_probes - 2 * s
-    samples = []
-    for g in _rademacher(rng, (rest, n)):
-        g = g - Q @ (Q.T @ g)
-        samples.append(float(g @ mv(g)))
-    samples = np.asarray(samples)
+    probes = _rademacher(rng, (rest, n))
+    probes = probes - (probes @ Q) @ Q.T
+    samples = np.sum(probes * apply(probes), axis=1)
     mean, stderr = _mean_stderr(samples) if len(samples) else (0.0, float("nan"))
     return TraceResult(
         value=top + mean,
@@ -442,40 +329,58 @@ def hutch_plus_plus(matvec: Matvec, n: int, *, max_probes: int = 100, seed: int 
     )
 
 
-def slq(matvec: Matvec, n: int, *, runs: int = 10, steps: int = 80, seed: int = 0) -> DensityResult:
+def slq(
+    matvec: Matvec,
+    n: int,
+    *,
+    runs: int = 10,
+    steps: int = 80,
+    seed: int = 0,
+    matmat: Matmat | None = None,
+    block_size: int = 1,
+) -> DensityResult:
     """Stochastic Lanczos quadrature (Golub-Meurant; Ghorbani et al. 2019, PyHessian's ``density``).
 
     Each run starts Lanczos from a normalised Rademacher vector ``v``; the eigenvalues of ``T`` are the
     nodes and the squared first components of its eigenvectors the weights of a Gauss quadrature for
     ``vᵀ f(H) v``, exact for polynomials of degree < 2·steps. Averaging runs estimates ``tr f(H) / n``.
+    The runs advance in lockstep, so with ``matmat`` each step is one block of products (one a run).
     """
     start = time.perf_counter()
     rng = np.random.default_rng(seed)
     steps = min(int(steps), n)
+    processes = [LanczosProcess(matvec, _rademacher(rng, n), steps, rng, restart=False) for _ in range(runs)]
+    while active := [p for p in processes if not p.done]:
+        products = apply_block(matvec, matmat, np.stack([p.current for p in active]), block_size)
+        for process, w in zip(active, products):
+            process.absorb(w)
     nodes = np.zeros((runs, steps))
     weights = np.zeros((runs, steps))
-    count = 0
-    for r in range(runs):
-        proc = _LanczosProcess(matvec, _rademacher(rng, n), steps, rng, restart=False)
-        while not proc.done:
-            proc.step()
-        count += proc.steps
-        theta, S = proc.ritz()
+    for r, process in enumerate(processes):
+        theta, S = process.ritz()
         nodes[r, : len(theta)] = theta
         weights[r, : len(theta)] = S[0] ** 2 / runs
+    count = sum(p.steps for p in processes)
     return DensityResult(nodes=nodes, weights=weights, hvp_count=count, seconds=time.perf_counter() - start)
 
 
-def frobenius_estimate(matvec: Matvec, n: int, *, probes: int = 30, seed: int = 0) -> FrobeniusResult:
+def frobenius_estimate(
+    matvec: Matvec,
+    n: int,
+    *,
+    probes: int = 30,
+    seed: int = 0,
+    matmat: Matmat | None = None,
+    block_size: int = 1,
+) -> FrobeniusResult:
     """``‖H‖_F = sqrt(E‖H z‖²)`` over Rademacher probes (``E zzᵀ = I``, so ``E‖Hz‖² = tr(HᵀH)``).
 
-    The standard error comes from the samples of ``‖Hz‖²`` through the square root (delta method).
+    The standard error comes from the samples of ``‖Hz‖²`` through the square root (delta method). The
+    probes go through ``matmat`` in blocks of ``block_size`` when given.
     """
     start = time.perf_counter()
     rng = np.random.default_rng(seed)
-    samples = np.array(
-        [np.sum(np.asarray(matvec(z), np.float64) ** 2) for z in _rademacher(rng, (probes, n))]
-    )
+    samples = np.sum(apply_block(matvec, matmat, _rademacher(rng, (probes, n)), block_size) ** 2, axis=1)
     mean, stderr = _mean_stderr(samples)
     value = float(np.sqrt(mean))
     return FrobeniusResult(

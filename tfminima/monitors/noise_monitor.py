@@ -54,7 +54,7 @@ class NoiseMonitor(SubsetMonitor):
             chunk_size=self.chunk_size,
             strategy=ctx.strategy,
             eval_batch_size=ctx.eval_batch_size,
-            hvp_mode="reverse",  # as the sharpness monitor: cheaper to trace, and shared with it
+            mode="reverse",  # as the sharpness monitor: cheaper to trace, and shared with it
             architecture=ctx.architecture,
         )
         self._init_h, self._init_c = result.top_vector_h, result.top_vector_c

@@ -13,7 +13,10 @@ with ``frobenius`` ``frobenius_norm ± frobenius_stderr`` (``frobenius_hvps``), 
 ``batch_sharpness ± batch_sharpness_stderr``, ``batch_stability`` (over the same edge),
 ``batch_sharpness_size`` and ``batch_sharpness_hvps``, with ``density`` the SLQ
 ``density_nodes``/``density_weights``; ``hvps`` and ``seconds`` for the whole measurement. Lanczos is
-warm-started from the previous measurement's eigenvectors, which usually saves most of its products.
+warm-started from the previous measurement's eigenvectors and next Ritz vectors (mixed with a random
+part, and never trusted before ``MIN_STEPS`` products, so a crossing of the top eigenvalues between
+epochs is measured right: see :func:`tfminima.hessian.solvers.lanczos`). Products are retained
+(:mod:`tfminima.hessian.retained`) when the run makes enough of them to pay for it (:data:`RETAIN_FROM`).
 
 The batch sharpness (:func:`tfminima.hessian.batch_sharpness`) is measured on ``batches`` batches of the
 epoch's scheduled batch size S drawn from the subset with the monitor's seed (the same batches each epoch
@@ -24,10 +27,21 @@ from __future__ import annotations
 
 import time
 
+import numpy as np
+
 from tfminima import hessian
+from tfminima.hessian.krylov import MIN_STEPS
 from tfminima.monitor_specs import SharpnessMonitorSpec
 from tfminima.stability import edge_of_stability
 from tfminima.monitors.subset import SubsetMonitor
+
+RETAIN_FROM = 250_000
+"""Products × examples a run from which the monitor retains its products (BENCHMARKS.md, monitors).
+
+Retained products save ~0.5 gradient a product, but their traced function (a loop over a second
+backward pass) is instantiated again in every run -- TensorFlow clears its kernel caches when a run
+seeds -- which costs ~0.2 s more than the recomputed product's on the quickstart's MLP: about 250
+products over 1,024 examples. A run measuring once or a few times on a small subset recomputes."""
 
 
 class SharpnessMonitor(SubsetMonitor):
@@ -46,7 +60,16 @@ class SharpnessMonitor(SubsetMonitor):
         if self._batches is None:  # place the subset once for the whole run
             self._batches = hessian.PlacedBatches(self.data, ctx.eval_batch_size, ctx.strategy)
         return hessian.HessianOperator(self.model, self._batches, loss=ctx.loss_fn, strategy=ctx.strategy,
-                                       mode=self.mode, architecture=ctx.architecture)
+                                       mode=self.mode, architecture=ctx.architecture, hvp_mode=self._hvp_mode())
+
+    def _hvp_mode(self) -> str:
+        """``"auto"`` (retained where it fits) when this run's measurements make enough products to pay
+        for instantiating the retained products once a run, else ``"recomputed"`` (see :data:`RETAIN_FROM`)."""
+        measurements = sum(1 for epoch in range(self.context.epochs) if self.should_measure(epoch))
+        products = MIN_STEPS + self.k + 1 + (self.trace_probes if self.trace else 0)
+        products += self.density_runs * self.density_steps if self.density else 0
+        products += self.frobenius_probes if self.frobenius else 0
+        return "auto" if measurements * products * len(self.indices) >= RETAIN_FROM else "recomputed"
 
     def measure(self, epoch: int) -> dict:
         start = time.perf_counter()
@@ -55,7 +78,10 @@ class SharpnessMonitor(SubsetMonitor):
             op, None, self.k, method=self.method, tol=self.tol, max_hvps=self.max_hvps,
             seed=self.seed + epoch, init=self._init,
         )
-        self._init = eig.eigenvectors
+        # The next warm start: these eigenvectors and the next Ritz vectors, so that a crossing of the
+        # top eigenvalues between measurements starts on the new top direction (lanczos() mixes in a
+        # random part and takes MIN_STEPS products before it trusts a pair: see its docstring).
+        self._init = eig.eigenvectors if eig.guard_vectors is None else np.vstack([eig.eigenvectors, eig.guard_vectors])
         out = {
             "lambda_max": float(eig.eigenvalues[0]),
             "eigenvalues": eig.eigenvalues.tolist(),
