@@ -23,8 +23,10 @@ def _err(msg: str) -> None:
 
 
 def _quiet_tensorflow() -> None:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+    """TensorFlow imported without its start-up lines (:mod:`tfminima.quiet`), before any command uses it."""
+    from tfminima import quiet
+
+    quiet.start_tensorflow()
 
 
 # ----------------------------------------------------------------------------- validate
@@ -337,9 +339,14 @@ def cmd_report(args) -> int:
 
 # ----------------------------------------------------------------------------- tb
 def cmd_tb(args) -> int:
-    print(f"tensorboard --logdir {args.runs}")
+    print(f"tensorboard --logdir {args.runs}", flush=True)
     if args.launch:
-        os.execvp(sys.executable, [sys.executable, "-m", "tensorboard.main", "--logdir", args.runs])
+        _quiet_tensorflow()  # TensorBoard imports TensorFlow: quietly, in this process
+        from tensorboard import program
+
+        board = program.TensorBoard()
+        board.configure(argv=[None, "--logdir", str(args.runs), "--port", str(args.port)])
+        return int(board.main() or 0)
     return 0
 
 
@@ -398,7 +405,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     t = sub.add_parser("tb", help="print (or --launch) the TensorBoard command for a runs directory")
     t.add_argument("runs", nargs="?", default="runs")
-    t.add_argument("--launch", action="store_true")
+    t.add_argument("--launch", action="store_true", help="start TensorBoard here (quietly)")
+    t.add_argument("--port", type=int, default=6006, help="TensorBoard's port with --launch (0: any free port)")
     t.set_defaults(func=cmd_tb)
     return p
 

@@ -112,7 +112,7 @@ class Trainer:
         self.model, self.optimizer = build_model_and_optimizer(spec, self.splits, self.strategy)
         self.steps = ReplicaSteps(self.model, self.optimizer, self.strategy, svag=spec.optimizer.svag,
                                   jit_compile=spec.distribution.jit_compile)
-        self.evaluator = Evaluator(self.steps, self.splits, spec.eval_batch_size)
+        self.evaluator = Evaluator(self.steps, self.splits, spec.eval_batch_size, self.architecture())
         self.batch_norm = any(isinstance(layer, keras.layers.BatchNormalization)
                               for layer in self.model._flatten_layers(include_self=False))  # noqa: SLF001
         self.state: FitState | None = None

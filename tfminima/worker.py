@@ -200,12 +200,13 @@ def redirected(log: str | None):
 
 
 def main() -> int:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+    from tfminima import quiet
+
     # Replies go to the stdout we were given; fd 1 itself then points at stderr (and, during a
     # job, at the job's log), so nothing printed by TensorFlow or a callback reaches the protocol.
     reply_fd = os.dup(1)
     os.dup2(2, 1)
+    quiet.start_tensorflow()  # once, without its start-up lines in the first run's log
     worker = Worker(sys.stdin, reply_fd)
     signal.signal(signal.SIGTERM, worker.on_sigterm)
     signal.signal(signal.SIGINT, worker.on_sigterm)
