@@ -98,7 +98,7 @@ def test_sigkill_then_resume_is_bitwise_equal(tiny_yaml, tmp_path):
     for k in a.files:
         np.testing.assert_array_equal(a[k], b[k])
     epochs = [e["epoch"] for e in RunDir(run_dir).events() if e["kind"] == "train"]
-    assert epochs == list(range(6))
+    assert epochs == list(range(1, 7))  # epochs completed
 
 
 def test_sigterm_cancels_with_checkpoint(tiny_yaml, tmp_path):

@@ -160,7 +160,7 @@ def test_resume_after_a_crash_is_bitwise_equal(tmp_path):
     for k in a.files:
         np.testing.assert_array_equal(a[k], b[k])
     epochs = [e["epoch"] for e in rd.events() if e["kind"] == "train"]
-    assert epochs == [0, 1, 2, 3]  # the log matches the checkpoint: no epoch twice
+    assert epochs == [1, 2, 3, 4]  # epochs completed; the log matches the checkpoint: no epoch twice
 
 
 def test_stop_inside_an_epoch_checkpoints_and_resumes_bitwise(tmp_path):

@@ -223,7 +223,7 @@ class Trainer:
             test = self.evaluate(s.x_test, s.y_test)
             final.update(test_loss=test["loss"], test_accuracy=test["accuracy"])
             if logger is not None:
-                logger.log_final("test", test, max(len(state.history) - 1, 0))
+                logger.log_final("test", test, len(state.history))
         if logger is not None:
             logger.close()
         return TrainResult(status, len(state.history), state.history, final, self.model, reason)
@@ -269,7 +269,7 @@ class Trainer:
         cbs.on_epoch_begin(epoch)
         bs = state.callbacks.batch_size.current
         if bs % self.replicas:
-            raise ValueError(f"batch size {bs} at epoch {epoch} is not divisible by {self.replicas} replicas")
+            raise ValueError(f"batch size {bs} of epoch {epoch + 1} is not divisible by {self.replicas} replicas")
         ds, n_steps = epoch_data(spec, s, bs, epoch, self.replicas, self.batch_norm)
         skip = state.skip
         if skip:
@@ -326,7 +326,7 @@ class Trainer:
         limit = self.spec.divergence_factor * max(self.state.first_loss or 0.0, 1e-3)
         if not math.isfinite(loss) or loss > limit:
             raise Diverged(
-                f"training loss {loss:.4g} at epoch {epoch}, step {step} "
+                f"training loss {loss:.4g} in epoch {epoch + 1}, step {step + 1} "
                 + ("is not finite" if not math.isfinite(loss) else f"exceeds {self.spec.divergence_factor:g}× the first loss")
             )
 
