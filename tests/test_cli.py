@@ -117,3 +117,34 @@ def test_sigterm_cancels_with_checkpoint(tiny_yaml, tmp_path):
     assert status["state"] == "cancelled"
     assert ckpt.latest(run_dir / "checkpoints") is not None
     assert status["epochs_done"] < 200
+
+
+def test_resume_of_a_completed_run_changes_nothing(tiny_yaml, tmp_path):
+    """It used to train zero epochs, evaluate the test split again, rewrite `ended` and drop `completed`."""
+    r = run_cli("run", tiny_yaml("sweep: {grid: {optimizer.batch_size: [32, 64]}}\n"), "--out", str(tmp_path), "--quiet")
+    assert r.returncode == 0, r.stderr[-3000:]
+    group = tmp_path / "tiny"
+    runs = sorted(p for p in group.iterdir() if (p / "config.yaml").exists())
+    names = ("status.json", "metrics.jsonl", "summary.json")
+    before = {(p, n): (p / n).read_bytes() for p in runs for n in names}
+    listing = sorted(str(f.relative_to(group)) for f in group.rglob("*"))
+    r = run_cli("run", "--resume", str(runs[0]))
+    assert r.returncode == 0 and "already complete" in r.stdout, r.stdout + r.stderr[-3000:]
+    r = run_cli("run", "--resume", str(group))  # a folder whose runs all completed
+    assert r.returncode == 0 and "already finished" in r.stdout, r.stdout + r.stderr[-3000:]
+    assert {(p, n): (p / n).read_bytes() for p in runs for n in names} == before
+    assert sorted(str(f.relative_to(group)) for f in group.rglob("*")) == listing
+
+
+def test_a_folder_resume_skips_its_completed_runs(tiny_yaml, tmp_path):
+    from tfminima import config, runner, sweep
+
+    spec = config.load(tiny_yaml("sweep: {grid: {optimizer.batch_size: [32, 64]}}\n", name="half"))
+    done, pending = runner.prepare_runs(spec, tmp_path / "half", sweep.expand(spec))
+    plan = sweep.expand(spec)[0]
+    assert runner.train_run(done, plan.spec, plan.hparams()).state == "completed"
+    before = {n: (done.path / n).read_bytes() for n in ("status.json", "metrics.jsonl", "summary.json")}
+    r = run_cli("run", "--resume", str(tmp_path / "half"), "--quiet")
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert pending.status()["state"] == "completed"
+    assert {n: (done.path / n).read_bytes() for n in before} == before

@@ -48,7 +48,7 @@ def test_run_writes_metrics_status_summary_and_tensorboard(tmp_path):
     kinds = [e["kind"] for e in events]
     assert kinds[0] == "status" and kinds[-1] == "status" and events[-1]["state"] == "completed"
     train = [e for e in events if e["kind"] == "train"]
-    assert [e["epoch"] for e in train] == [0, 1] and [e["step"] for e in train] == [8, 16]
+    assert [e["epoch"] for e in train] == [1, 2] and [e["step"] for e in train] == [8, 16]  # epochs completed
     assert all({"run_id", "epoch", "step", "time", "kind"} <= set(e) for e in events)
     sched = [e for e in events if e["kind"] == "schedule"]
     assert sched[0]["lr"] == 0.05 and sched[0]["batch_size"] == 32 and sched[0]["eta_over_s"] == 0.05 / 32

@@ -68,7 +68,7 @@ def cmd_run(args) -> int:
     spec = None
     targets = []
     if args.resume:
-        from tfminima.resume import ResumeRefused, targets as resume_targets
+        from tfminima.resume import AlreadyComplete, ResumeRefused, targets as resume_targets
 
         if args.shard or args.only or args.group or args.out:
             _err("tfminima run --resume: --shard, --only, --group and --out do not apply; a resumed run "
@@ -77,6 +77,9 @@ def cmd_run(args) -> int:
         try:
             paths.existing_directory(args.resume, "--resume")
             targets = resume_targets(args.resume, args.config, args.set, args.profile)
+        except AlreadyComplete as err:  # not an error: nothing to do, nothing touched
+            print(f"tfminima run --resume: {err}")
+            return err.exit_code
         except (ResumeRefused, FileNotFoundError, paths.PathError) as err:
             _err(f"tfminima run --resume: {err}")
             return getattr(err, "exit_code", 2)
