@@ -118,6 +118,18 @@ def cmd_run(args) -> int:
             _err(f"tfminima run: {err}")
             return 2
     _quiet_tensorflow()
+    if spec is not None:
+        from tfminima.sweep import select_shard
+
+        plans = [p for p in expand(spec) if not args.only or p.run_id in args.only]  # as the runner picks them
+        run_specs = [p.spec for p in (select_shard(plans, *shard) if shard is not None else plans)]
+    else:
+        run_specs = [t.spec for t in targets]
+    problems = _unprepared_datasets(run_specs)
+    if problems:  # once for the sweep, before its first run (not once a run)
+        for problem in problems:
+            _err(f"tfminima run: {problem}")
+        return 2
     dist = (spec or targets[0].spec).distribution
     try:
         cluster.role(dist)  # TF_CONFIG / Slurm's variables, checked before TensorFlow reads them
@@ -240,9 +252,7 @@ def cmd_data(args) -> int:
     from tfminima.data import DATASETS, OFFLINE
 
     if args.action == "list":
-        for name in DATASETS:
-            print(f"{name:14s} {'offline (generated locally)' if name in OFFLINE else 'TFDS'}")
-        return 0
+        return _data_list(args.data_dir)
     if args.name not in DATASETS:
         _err(f"tfminima data prepare: unknown dataset {args.name!r}; known: {', '.join(DATASETS)}")
         return 2
@@ -254,15 +264,55 @@ def cmd_data(args) -> int:
         print(f"{args.name}: generated locally, nothing to download")
         return 0
     _quiet_tensorflow()
-    from tfminima.data import prepare
+    from tfminima.data import NoNetwork, prepare
 
     try:
         where = prepare(args.name, args.data_dir)
+    except NoNetwork as err:
+        _err(f"tfminima data prepare {args.name}: {err}")
+        return 1
     except Exception as err:  # network errors come in many types
         _err(f"tfminima data prepare {args.name}: {err.__class__.__name__}: {err}")
         return 1
     print(f"{args.name}: prepared in {where}")
     return 0
+
+
+def _data_list(data_dir: str | None) -> int:
+    """Every dataset, and for a TFDS one whether it is prepared, where, and how to prepare it."""
+    import logging
+
+    from tfminima.data import DATASETS, OFFLINE, tfds_status
+
+    _quiet_tensorflow()
+    logging.getLogger("absl").setLevel(logging.ERROR)  # TFDS warns about every folder it finds incomplete
+    rows = []
+    for name in DATASETS:
+        if name in OFFLINE:
+            rows.append((name, "offline", "generated locally, nothing to prepare"))
+            continue
+        prepared, where = tfds_status(name, data_dir)
+        if prepared:
+            rows.append((name, "prepared", where))
+        else:
+            hint = f"tfminima data prepare {name}" + (f" --data-dir {data_dir}" if data_dir else "")
+            rows.append((name, "not prepared", f"{where}   (needs network: {hint})"))
+    width = [max(len(r[i]) for r in rows) for i in range(2)]
+    for name, state, where in rows:
+        print(f"{name:{width[0]}}  {state:{width[1]}}  {where}")
+    return 0
+
+
+def _unprepared_datasets(specs) -> list[str]:
+    """Every TFDS dataset the runs need and nobody prepared, each once (before any run starts)."""
+    if not any(s.dataset.name not in ("mnist1d", "digits") for s in specs):
+        return []
+    import logging
+
+    from tfminima.data import check_prepared
+
+    logging.getLogger("absl").setLevel(logging.ERROR)
+    return check_prepared([s.dataset for s in specs])
 
 
 # ----------------------------------------------------------------------------- analyze
@@ -383,7 +433,7 @@ def build_parser() -> argparse.ArgumentParser:
     d = sub.add_parser("data", help="datasets: list, or prepare a TFDS dataset (needs network)")
     d.add_argument("action", choices=["list", "prepare"])
     d.add_argument("name", nargs="?")
-    d.add_argument("--data-dir", help="TFDS data_dir")
+    d.add_argument("--data-dir", help="TFDS data_dir (default: TFDS_DATA_DIR, else ~/tensorflow_datasets)")
     d.set_defaults(func=cmd_data)
 
     a = sub.add_parser("analyze", help="Hessian spectrum of a finished run, or interpolation between two runs")
