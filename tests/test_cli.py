@@ -148,3 +148,21 @@ def test_a_folder_resume_skips_its_completed_runs(tiny_yaml, tmp_path):
     assert r.returncode == 0, r.stderr[-3000:]
     assert pending.status()["state"] == "completed"
     assert {n: (done.path / n).read_bytes() for n in before} == before
+
+
+def test_validate_list_prints_aligned_columns_and_eta_over_s_as_everywhere(tiny_yaml):
+    from tfminima import config, sweep
+    from tfminima.formats import eta_over_s
+
+    cfg = tiny_yaml("sweep: {grid: {optimizer.batch_size: [8, 128]}, ratio: [3.125e-4, 1.25e-3]}\n")
+    r = run_cli("validate", cfg, "--list")
+    assert r.returncode == 0, r.stderr
+    rows = r.stdout.splitlines()[1:]
+    assert rows[0].split() == ["run", "η", "S", "η/S"]
+    assert len({len(row) for row in rows}) == 1  # every row as wide: right-aligned numbers
+    import re
+
+    ends = {tuple(m.end() for m in re.finditer(r"\S+", row))[1:] for row in rows}
+    assert len(ends) == 1  # every number column ends where its header does
+    for plan in sweep.expand(config.load(cfg)):
+        assert any(row.split()[0] == plan.run_id and row.split()[3] == eta_over_s(plan.eta_over_s) for row in rows)

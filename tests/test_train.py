@@ -307,3 +307,14 @@ def test_the_trainer_gives_monitors_the_update_rule_the_edge_of_stability_depend
     assert last["sharpness/stability"] == pytest.approx(expected, rel=1e-12)
     plain = stability_ratio(last["sharpness/lambda_max"], 0.05, momentum)
     assert last["sharpness/stability"] != pytest.approx(plain, rel=1e-3)  # the rule matters here
+
+
+def test_a_trainer_refuses_a_sweep_and_points_to_the_runner():
+    """It used to train the sweep's base point silently."""
+    from tfminima import sweep
+    from tfminima.train import Trainer
+
+    s = spec("sweep: {grid: {optimizer.batch_size: [32, 64]}}\n")
+    with pytest.raises(ValueError, match=r"sweep of 2 runs.*tfminima run.*runner\.run_sweep"):
+        Trainer(s)
+    assert Trainer(sweep.expand(s)[0].spec).spec.optimizer.batch_size == 32  # one of its runs: fine

@@ -52,9 +52,19 @@ def cmd_validate(args) -> int:
             runs = expand(spec)
             print(f"{label}: ok ({len(runs)} run{'s' if len(runs) != 1 else ''})")
             if args.list:
-                for r in runs:
-                    print(f"  {r.run_id}  lr={r.lr:g} bs={r.batch_size} eta/S={r.eta_over_s:.3g}")
+                _print_runs(runs)
     return status
+
+
+def _print_runs(runs) -> None:
+    """``validate --list``: one run a line, in aligned columns."""
+    from tfminima.formats import eta_over_s
+
+    rows = [("run", "η", "S", "η/S")] + [(r.run_id, f"{r.lr:g}", str(r.batch_size), eta_over_s(r.eta_over_s))
+                                         for r in runs]
+    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+    for row in rows:
+        print("  " + "  ".join([row[0].ljust(widths[0])] + [c.rjust(w) for c, w in zip(row[1:], widths[1:])]))
 
 
 # ----------------------------------------------------------------------------- run

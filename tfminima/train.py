@@ -92,6 +92,14 @@ class Trainer:
         splits: data_lib.Splits | None = None,
         stop_event=None,
     ):
+        if not spec.sweep.is_empty:  # it would silently train the base point only
+            from tfminima.sweep import expand
+
+            raise ValueError(
+                f"this spec is a sweep of {len(expand(spec))} runs; a Trainer trains one run. Train the sweep "
+                "with `tfminima run CONFIG` or tfminima.runner.run_sweep(spec, out_dir), or one of its runs "
+                "with Trainer(plan.spec) for a plan of tfminima.sweep.expand(spec)"
+            )
         self.spec = spec
         self.recorder = recorder
         self.user_callbacks = list(callbacks)
