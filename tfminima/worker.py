@@ -206,10 +206,10 @@ def main() -> int:
     # job, at the job's log), so nothing printed by TensorFlow or a callback reaches the protocol.
     reply_fd = os.dup(1)
     os.dup2(2, 1)
-    quiet.start_tensorflow()  # once, without its start-up lines in the first run's log
     worker = Worker(sys.stdin, reply_fd)
     signal.signal(signal.SIGTERM, worker.on_sigterm)
     signal.signal(signal.SIGINT, worker.on_sigterm)
+    quiet.start_tensorflow()  # once, before any job: no start-up lines in the first run's log
     return worker.serve()
 
 
