@@ -98,7 +98,7 @@ def test_sigkill_then_resume_is_bitwise_equal(tiny_yaml, tmp_path):
     for k in a.files:
         np.testing.assert_array_equal(a[k], b[k])
     epochs = [e["epoch"] for e in RunDir(run_dir).events() if e["kind"] == "train"]
-    assert epochs == list(range(6))
+    assert epochs == list(range(1, 7))  # epochs completed
 
 
 def test_sigterm_cancels_with_checkpoint(tiny_yaml, tmp_path):
@@ -117,3 +117,52 @@ def test_sigterm_cancels_with_checkpoint(tiny_yaml, tmp_path):
     assert status["state"] == "cancelled"
     assert ckpt.latest(run_dir / "checkpoints") is not None
     assert status["epochs_done"] < 200
+
+
+def test_resume_of_a_completed_run_changes_nothing(tiny_yaml, tmp_path):
+    """It used to train zero epochs, evaluate the test split again, rewrite `ended` and drop `completed`."""
+    r = run_cli("run", tiny_yaml("sweep: {grid: {optimizer.batch_size: [32, 64]}}\n"), "--out", str(tmp_path), "--quiet")
+    assert r.returncode == 0, r.stderr[-3000:]
+    group = tmp_path / "tiny"
+    runs = sorted(p for p in group.iterdir() if (p / "config.yaml").exists())
+    names = ("status.json", "metrics.jsonl", "summary.json")
+    before = {(p, n): (p / n).read_bytes() for p in runs for n in names}
+    listing = sorted(str(f.relative_to(group)) for f in group.rglob("*"))
+    r = run_cli("run", "--resume", str(runs[0]))
+    assert r.returncode == 0 and "already complete" in r.stdout, r.stdout + r.stderr[-3000:]
+    r = run_cli("run", "--resume", str(group))  # a folder whose runs all completed
+    assert r.returncode == 0 and "already finished" in r.stdout, r.stdout + r.stderr[-3000:]
+    assert {(p, n): (p / n).read_bytes() for p in runs for n in names} == before
+    assert sorted(str(f.relative_to(group)) for f in group.rglob("*")) == listing
+
+
+def test_a_folder_resume_skips_its_completed_runs(tiny_yaml, tmp_path):
+    from tfminima import config, runner, sweep
+
+    spec = config.load(tiny_yaml("sweep: {grid: {optimizer.batch_size: [32, 64]}}\n", name="half"))
+    done, pending = runner.prepare_runs(spec, tmp_path / "half", sweep.expand(spec))
+    plan = sweep.expand(spec)[0]
+    assert runner.train_run(done, plan.spec, plan.hparams()).state == "completed"
+    before = {n: (done.path / n).read_bytes() for n in ("status.json", "metrics.jsonl", "summary.json")}
+    r = run_cli("run", "--resume", str(tmp_path / "half"), "--quiet")
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert pending.status()["state"] == "completed"
+    assert {n: (done.path / n).read_bytes() for n in before} == before
+
+
+def test_validate_list_prints_aligned_columns_and_eta_over_s_as_everywhere(tiny_yaml):
+    from tfminima import config, sweep
+    from tfminima.formats import eta_over_s
+
+    cfg = tiny_yaml("sweep: {grid: {optimizer.batch_size: [8, 128]}, ratio: [3.125e-4, 1.25e-3]}\n")
+    r = run_cli("validate", cfg, "--list")
+    assert r.returncode == 0, r.stderr
+    rows = r.stdout.splitlines()[1:]
+    assert rows[0].split() == ["run", "η", "S", "η/S"]
+    assert len({len(row) for row in rows}) == 1  # every row as wide: right-aligned numbers
+    import re
+
+    ends = {tuple(m.end() for m in re.finditer(r"\S+", row))[1:] for row in rows}
+    assert len(ends) == 1  # every number column ends where its header does
+    for plan in sweep.expand(config.load(cfg)):
+        assert any(row.split()[0] == plan.run_id and row.split()[3] == eta_over_s(plan.eta_over_s) for row in rows)

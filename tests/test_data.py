@@ -121,3 +121,102 @@ def test_missing_tfds_dataset_fails_fast_with_prepare_hint(tmp_path):
     # not TFDS's minutes of download retries (the bound is generous: this is no timing test)
     assert seconds < 60, seconds
     assert time.time() - start < 120
+
+
+# ----------------------------------------------------------------------------- data commands (issue 12)
+def _prepare_local_mnist(data_dir) -> str:
+    """A real prepared ``mnist`` in ``data_dir``: TFDS' own MNIST builder with local examples, no download."""
+    tfds = pytest.importorskip("tensorflow_datasets")
+    from tensorflow_datasets.image_classification.mnist import MNIST
+
+    class LocalMNIST(MNIST, skip_registration=True):
+        name = "mnist"
+
+        def _split_generators(self, dl_manager):
+            return {"train": self._local(300, 0), "test": self._local(60, 1)}
+
+        def _local(self, n, seed):
+            rng = np.random.default_rng(seed)
+            for i in range(n):
+                yield i, {"image": rng.integers(0, 255, (28, 28, 1), dtype=np.uint8), "label": i % 10}
+
+    builder = LocalMNIST(data_dir=str(data_dir))
+    builder.download_and_prepare()
+    assert tfds.builder("mnist", data_dir=str(data_dir)).is_prepared()
+    return builder.data_dir
+
+
+CLI = [sys.executable, "-m", "tfminima.cli"]
+
+
+def test_data_list_says_which_tfds_datasets_are_prepared_and_where(tmp_path):
+    where = _prepare_local_mnist(tmp_path / "tfds")
+    r = subprocess.run(CLI + ["data", "list", "--data-dir", str(tmp_path / "tfds")], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-3000:]
+    rows = {line.split()[0]: line for line in r.stdout.splitlines()}
+    assert rows["mnist"].split()[1] == "prepared" and where in rows["mnist"]
+    assert "not prepared" in rows["cifar10"] and f"tfminima data prepare cifar10 --data-dir {tmp_path / 'tfds'}" \
+        in rows["cifar10"]
+    assert "offline" in rows["mnist1d"]
+    columns = {line.index(line.split()[1]) for line in r.stdout.splitlines()}
+    assert len(columns) == 1  # the state column is aligned
+    assert "Variant folder" not in r.stderr, r.stderr
+
+
+def test_data_prepare_without_network_fails_within_seconds(tmp_path, monkeypatch, capsys):
+    """A host that refuses (a closed local port) stands in for no network: no download is tried."""
+    import socket
+
+    from tfminima import cli
+    from tfminima.data import sources
+
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setattr(sources, "DOWNLOAD_HOSTS", {**sources.DOWNLOAD_HOSTS, "cifar10": ("127.0.0.1", port)})
+
+    def no_download(self, *a, **k):
+        raise AssertionError("download_and_prepare must not be reached without network")
+
+    import tensorflow_datasets as tfds
+
+    monkeypatch.setattr(tfds.core.DatasetBuilder, "download_and_prepare", no_download)
+    assert cli.main(["data", "prepare", "cifar10", "--data-dir", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert f"cannot reach 127.0.0.1:{port}" in err and "network access" in err and "Traceback" not in err
+
+
+def test_an_unreachable_proxy_is_named(monkeypatch):
+    from tfminima.data import sources
+
+    monkeypatch.setenv("HTTPS_PROXY", "http://127.0.0.1:9")
+    with pytest.raises(sources.NoNetwork, match="through the proxy 127.0.0.1:9"):
+        sources.check_download_host("cifar10", timeout=2)
+
+
+def test_an_unprepared_dataset_stops_a_sweep_once_before_its_first_run(tmp_path):
+    yaml = tmp_path / "tf.yaml"
+    yaml.write_text(
+        "name: tf\nepochs: 1\n"
+        f"dataset: {{name: mnist, train_size: 100, val_size: 20, test_size: 20, data_dir: {tmp_path / 'empty'}}}\n"
+        "model: {name: mlp, hidden: [8]}\noptimizer: {lr: 0.05, batch_size: 32}\n"
+        "sweep: {grid: {optimizer.lr: [0.01, 0.02, 0.03, 0.04], optimizer.batch_size: [16, 32]}}\n"
+    )
+    r = subprocess.run(CLI + ["run", str(yaml), "--out", str(tmp_path / "out"), "--quiet"], capture_output=True,
+                       text=True)
+    assert r.returncode == 2, r.stderr[-3000:]
+    assert r.stderr.count("is not prepared") == 1 and "tfminima data prepare mnist --data-dir" in r.stderr, r.stderr
+    assert "Traceback" not in r.stderr and not (tmp_path / "out").exists()  # no run directory made
+
+
+def test_a_sweep_trains_on_a_prepared_local_tfds_dataset(tmp_path):
+    _prepare_local_mnist(tmp_path / "tfds")
+    yaml = tmp_path / "tf.yaml"
+    yaml.write_text(
+        "name: tf\nepochs: 1\n"
+        f"dataset: {{name: mnist, train_size: 200, val_size: 40, test_size: 40, data_dir: {tmp_path / 'tfds'}}}\n"
+        "model: {name: mlp, hidden: [8]}\noptimizer: {lr: 0.05, batch_size: 32}\n"
+    )
+    r = subprocess.run(CLI + ["run", str(yaml), "--out", str(tmp_path / "out"), "--quiet"], capture_output=True,
+                       text=True)
+    assert r.returncode == 0, r.stderr[-3000:]

@@ -217,7 +217,7 @@ def test_disk_full_while_logging_fails_the_run_cleanly(tmp_path, monkeypatch):
     real = rundir.MetricsWriter.write
 
     def write(self, kind, epoch, step, **values):
-        if kind == "train" and epoch == 1:
+        if kind == "train" and epoch == 2:  # logging the second epoch (epochs completed)
             raise OSError(errno.ENOSPC, "No space left on device", str(self.path))
         return real(self, kind, epoch, step, **values)
 

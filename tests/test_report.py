@@ -25,6 +25,7 @@ from tfminima.report import (
     sharpness,
 )
 from tfminima.report.markdown import pct
+from tfminima.formats import eta_over_s
 
 ROOT = Path(__file__).resolve().parents[1]
 EPOCHS = 4
@@ -262,7 +263,7 @@ def test_iso_ratio_runs_are_grouped(report):
     text = report[3]["ratio"]
     ratio = 0.01 / 32  # = 0.02 / 64: two conditions, one run each, equal accuracy
     val = pct(ratio_val(0.01, 32))
-    assert f"| {ratio:.3g} | 2 | 2 | {val} [{val}, {val}] (n=2) | {0:.2f} |" in text
+    assert f"| {eta_over_s(ratio)} | 2 | 2 | {val} [{val}, {val}] (n=2) | {0:.2f} |" in text
 
 
 def test_failed_and_diverged_runs_are_listed_but_not_drawn(report):
@@ -297,7 +298,7 @@ def test_memorization_peak_and_memorisation_at_the_peak(report):
     text = report[3]["memo"]
     for rid, (noise, lr, bs, val, mem) in MEMO.items():
         i = int(np.argmax(val))
-        row = (f"| `{rid}` | {noise:.0%} | {lr / bs:.3g} | 0 | {pct(val[i])} | {i + 1} | {pct(mem[i])} | "
+        row = (f"| `{rid}` | {noise:.0%} | {eta_over_s(lr / bs)} | 0 | {pct(val[i])} | {i + 1} | {pct(mem[i])} | "
                f"{pct(val[-1])} | {pct(mem[-1])} | {len(val)} |")
         assert row in text
     quarter = {rid: v for rid, v in MEMO.items() if v[0] == 0.25}
@@ -313,7 +314,7 @@ def test_beta_scaling_lists_beta_and_accuracy_per_training_size(report):
     for (n, beta), val in BETA.items():
         lr, bs = 0.016 * beta, 8 * beta
         change = "—" if beta == 1 else f"{(val - BETA[(n, 1)]) * 100:+.2f}"
-        assert (f"| {n} | {beta:g} | {lr:.4g} | {bs} | {lr / bs:.3g} | 1 | {pct(val)} | {pct(val + 0.01)} | {change} |"
+        assert (f"| {n} | {beta:g} | {lr:.4g} | {bs} | {eta_over_s(lr / bs)} | 1 | {pct(val)} | {pct(val + 0.01)} | {change} |"
                 in text)
     first = paper.E5_BETAS[0]
     assert f"| {first:g} | " + " | ".join(f"{paper.E5_VAL_ACCURACY[n][0]:.1f}" for n in (45000, 12000)) + " |" in text
@@ -336,7 +337,7 @@ def test_sharpness_trajectory_states_final_lambda_and_the_papers_numbers(report)
         lr_then = lr * 0.2 if label == "cyclic-lr" else lr  # the η scheduled in the epoch of the last measurement
         stability = final * lr_then / 2  # λ_max·η/(2(1+β)), β = 0
         peak = max(v * (lr * 0.2 if label == "cyclic-lr" and e % 2 else lr) / 2 for e, v in lams.items())
-        assert (f"| `{label}` | {lr / 32:.3g} | 1 | {final:.4g} | {min(lams.values()):.4g} – {max(lams.values()):.4g} | "
+        assert (f"| `{label}` | {eta_over_s(lr / 32)} | 1 | {final:.4g} | {min(lams.values()):.4g} – {max(lams.values()):.4g} | "
                 f"{10 * final:.4g} | {stability:.3g} | {peak:.3g} | {pct(test)} | {acc:.2f} / {norm:g} |") in text
 
 
@@ -381,7 +382,7 @@ def test_sharpness_vs_loss_compares_runs_at_equal_training_loss(report):
         cells = [f"{loss_lambda(lr, bs, level):.4g}" for level in levels]
         stability = loss_lambda(lr, bs, levels[0]) * lr / 2  # at the first level, β = 0
         final_stability = loss_lambda(lr, bs, measured[-1]) * lr / 2
-        assert (f"| `{rid.removesuffix('-s0')}` | {lr / bs:.3g} | 1 | {len(measured)} | "
+        assert (f"| `{rid.removesuffix('-s0')}` | {eta_over_s(lr / bs)} | 1 | {len(measured)} | "
                 f"{min(measured):.3g} – {max(measured):.3g} | " + " | ".join(cells)
                 + f" | {stability:.3g} | {measured[-1]:.3g} | {loss_lambda(lr, bs, measured[-1]):.4g} | "
                 f"{final_stability:.3g} |") == row

@@ -26,6 +26,7 @@ from report_support import (
 from tfminima.report import build, checks, loading, seeds, sharpness, stats
 from tfminima.report.markdown import pct
 from tfminima.report.style import DISCRETE_RATIOS, ETA_S_LABEL, parse_formats
+from tfminima.formats import eta_over_s
 
 ROOT = Path(__file__).resolve().parents[1]
 SEEDS = (0, 1, 2)
@@ -114,20 +115,20 @@ def test_conditions_table_gives_the_mean_over_seeds_its_interval_and_n(report):
         values = [val_of(lr, bs, s) for s in SEEDS]
         est = stats.mean_ci(values)
         assert (est.lo, est.hi) == (pytest.approx(min(values)), pytest.approx(max(values)))  # 3 seeds: their range
-        assert f"| `lr{lr:g}-bs{bs}` | {lr / bs:.3g} | 0, 1, 2 | " in text
+        assert f"| `lr{lr:g}-bs{bs}` | {eta_over_s(lr / bs)} | 0, 1, 2 | " in text
         assert f"{pct(est.mean)} [{pct(min(values))}, {pct(max(values))}] (n=3)" in text
     assert f"1 − 2^(1−n) ({stats.range_coverage(3):.1%} with 3)" in text
 
 
 def test_equal_eta_over_s_conditions_agree_within_seed_noise_and_families_differ(report):
     text = report[3]["seeds"]
-    row = next(line for line in text.splitlines() if line.startswith("| equal η/S (0.000313) agree |"))
+    row = next(line for line in text.splitlines() if line.startswith(f"| equal η/S ({eta_over_s(GRID[0][0] / GRID[0][1])}) agree |"))
     # the same seed offsets on both sides: every paired difference is 0
     assert "| +0.00 pp [+0.00, +0.00] |" in row and "paired over 3 seeds" in row and "**within seed noise**" in row
     low = [val_of(lr, bs, s) for lr, bs in GRID[:2] for s in SEEDS]
     high = [val_of(lr, bs, s) for lr, bs in GRID[2:] for s in SEEDS]
     d = stats.compare_means(high, low)
-    row = next(line for line in text.splitlines() if line.startswith("| η/S 0.00125 differs from 0.000313 |"))
+    row = next(line for line in text.splitlines() if line.startswith(f"| η/S {eta_over_s(GRID[2][0] / GRID[2][1])} differs from {eta_over_s(GRID[0][0] / GRID[0][1])} |"))
     assert f"| {d.diff * 100:+.2f} pp [{d.lo * 100:+.2f}, {d.hi * 100:+.2f}] |" in row
     assert d.pvalue == pytest.approx(2 / math.comb(12, 6))  # the families do not overlap: only the two extreme splits
     assert f"| {d.pvalue:.2g} | **beyond seed noise** |" in row
@@ -237,7 +238,7 @@ def test_every_sharpness_table_has_the_stability_and_a_cap_verdict(report):
     lr, bs = GRID[0]
     final = [lam_of(lr, bs, loss_of(lr, bs, s, EPOCHS - 1)) * lr / 2 for s in SEEDS]
     est = stats.mean_ci(final)
-    row = next(line for line in text.splitlines() if line.startswith(f"| `lr{lr:g}-bs{bs}` | {lr / bs:.3g} | 0, 1, 2 |"))
+    row = next(line for line in text.splitlines() if line.startswith(f"| `lr{lr:g}-bs{bs}` | {eta_over_s(lr / bs)} | 0, 1, 2 |"))
     assert row.endswith(f"| {est.mean:.3g} [{est.lo:.3g}, {est.hi:.3g}] (n=3) |")
 
 
@@ -382,6 +383,6 @@ def test_a_few_eta_over_s_values_get_a_discrete_key_and_many_a_colour_bar(tmp_pa
         bars = [ax for ax in fig.axes if ax.get_ylabel() == ETA_S_LABEL]
         texts = {t.get_text() for leg in fig.legends for t in leg.get_texts()}
         if n <= DISCRETE_RATIOS:
-            assert not bars and {f"{0.1 / (16 * 2**i):.3g}" for i in range(n)} <= texts
+            assert not bars and {eta_over_s(0.1 / (16 * 2**i)) for i in range(n)} <= texts
         else:
             assert len(bars) == 1 and ETA_S_LABEL not in texts

@@ -48,7 +48,7 @@ def test_run_writes_metrics_status_summary_and_tensorboard(tmp_path):
     kinds = [e["kind"] for e in events]
     assert kinds[0] == "status" and kinds[-1] == "status" and events[-1]["state"] == "completed"
     train = [e for e in events if e["kind"] == "train"]
-    assert [e["epoch"] for e in train] == [0, 1] and [e["step"] for e in train] == [8, 16]
+    assert [e["epoch"] for e in train] == [1, 2] and [e["step"] for e in train] == [8, 16]  # epochs completed
     assert all({"run_id", "epoch", "step", "time", "kind"} <= set(e) for e in events)
     sched = [e for e in events if e["kind"] == "schedule"]
     assert sched[0]["lr"] == 0.05 and sched[0]["batch_size"] == 32 and sched[0]["eta_over_s"] == 0.05 / 32
@@ -160,7 +160,7 @@ def test_resume_after_a_crash_is_bitwise_equal(tmp_path):
     for k in a.files:
         np.testing.assert_array_equal(a[k], b[k])
     epochs = [e["epoch"] for e in rd.events() if e["kind"] == "train"]
-    assert epochs == [0, 1, 2, 3]  # the log matches the checkpoint: no epoch twice
+    assert epochs == [1, 2, 3, 4]  # epochs completed; the log matches the checkpoint: no epoch twice
 
 
 def test_stop_inside_an_epoch_checkpoints_and_resumes_bitwise(tmp_path):
@@ -307,3 +307,14 @@ def test_the_trainer_gives_monitors_the_update_rule_the_edge_of_stability_depend
     assert last["sharpness/stability"] == pytest.approx(expected, rel=1e-12)
     plain = stability_ratio(last["sharpness/lambda_max"], 0.05, momentum)
     assert last["sharpness/stability"] != pytest.approx(plain, rel=1e-3)  # the rule matters here
+
+
+def test_a_trainer_refuses_a_sweep_and_points_to_the_runner():
+    """It used to train the sweep's base point silently."""
+    from tfminima import sweep
+    from tfminima.train import Trainer
+
+    s = spec("sweep: {grid: {optimizer.batch_size: [32, 64]}}\n")
+    with pytest.raises(ValueError, match=r"sweep of 2 runs.*tfminima run.*runner\.run_sweep"):
+        Trainer(s)
+    assert Trainer(sweep.expand(s)[0].spec).spec.optimizer.batch_size == 32  # one of its runs: fine

@@ -96,6 +96,8 @@ def test_sweep_editor_previews_runs_and_schedule(tmp_path):
             assert "12 · 2 distinct η/S" in str(preview.query_one("#plan-summary").content)
             schedule = preview.query_one("#plan-schedule DataTable")
             assert schedule.row_count == config.load(QUICKSTART).epochs
+            rows = [schedule.get_row_at(i) for i in range(schedule.row_count)]
+            assert [r[0] for r in rows] == [str(e) for e in range(1, schedule.row_count + 1)]  # epochs 1-based
 
     run(main())
 

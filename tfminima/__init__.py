@@ -3,8 +3,10 @@
 The names a user needs, importable from the top::
 
     import tfminima
+    from tfminima.sweep import expand
     spec = tfminima.load_config("experiments/quickstart.yaml", overrides=["epochs=5"])
-    result = tfminima.Trainer(spec, callbacks=[tfminima.BatchSizeScheduler([32, 64])]).fit()
+    run = expand(spec)[0].spec  # one run of its sweep (a whole sweep: tfminima.runner.run_sweep)
+    result = tfminima.Trainer(run, callbacks=[tfminima.BatchSizeScheduler([32, 64])]).fit()
 
 Every name is imported on first use (PEP 562), so ``import tfminima`` — and the CLI's
 ``validate``, the reporter and the TUI, which import its light modules — stays free of

@@ -41,7 +41,7 @@ class LearningRateScheduler(keras.callbacks.Callback):
     def on_epoch_begin(self, epoch, logs=None):
         value = float(self.schedule(epoch))
         if not value > 0:
-            raise ValueError(f"learning rate must be > 0, the schedule gave {value} at epoch {epoch}")
+            raise ValueError(f"learning rate must be > 0, the schedule gave {value} for epoch {epoch + 1}")
         self.model.optimizer.learning_rate.assign(value)
         self.current = value
 
@@ -73,7 +73,10 @@ SCHEDULE_KEYS = ("lr", "batch_size", "eta_over_s", "eta_over_s_momentum", "eta_o
 class RunLogger(keras.callbacks.Callback):
     """Write each epoch to metrics.jsonl (events by kind) and TensorBoard (scalars by epoch).
 
-    Put it after the monitors in the callback list: it logs what they measured this epoch.
+    The ``epoch`` of an event and the TensorBoard step count epochs completed (1 after the first
+    epoch, as checkpoints ``epoch-N`` do); Keras' callbacks, this one included, receive Keras'
+    0-based epoch index. Put it after the monitors in the callback list: it logs what they measured
+    this epoch.
     ``writer`` is a :class:`tfminima.rundir.MetricsWriter`; ``tb_dir`` may be None.
     """
 
@@ -109,17 +112,18 @@ class RunLogger(keras.callbacks.Callback):
         for monitor in self.monitors:
             if monitor.last:
                 events.append((monitor.kind, dict(monitor.last)))
+        done = epoch + 1  # Keras' 0-based index -> epochs completed
         for kind, values in events:
-            self.writer.write(kind, epoch, self.step, **values)
-        self._write_tb(epoch, events)
+            self.writer.write(kind, done, self.step, **values)
+        self._write_tb(done, events)
 
-    def _write_tb(self, epoch, events):
+    def _write_tb(self, epochs_done, events):
         if self._tb is None:
             return
         import tensorflow as tf
 
         prefix = {"train": "train", "eval": "val", "schedule": "schedule"}
-        with self._tb.as_default(step=epoch):
+        with self._tb.as_default(step=epochs_done):
             for kind, values in events:
                 group = prefix.get(kind, kind)
                 for name, value in values.items():
@@ -133,10 +137,11 @@ class RunLogger(keras.callbacks.Callback):
                         tf.summary.scalar(f"{group}/{name}", float(value))
         self._tb.flush()
 
-    def log_final(self, split: str, values: dict, epoch: int) -> None:
-        """Log an end-of-run evaluation (e.g. the test split) as an ``eval`` event and scalars."""
-        self.writer.write("eval", epoch, self.step, split=split, **values)
-        self._write_tb(epoch, [(split, values)])
+    def log_final(self, split: str, values: dict, epochs_done: int) -> None:
+        """Log an end-of-run evaluation (e.g. the test split) after ``epochs_done`` epochs, as an ``eval``
+        event and scalars."""
+        self.writer.write("eval", epochs_done, self.step, split=split, **values)
+        self._write_tb(epochs_done, [(split, values)])
 
     def log_target(self, values: dict, epoch: int) -> None:
         """Log a train-to-target outcome (:meth:`tfminima.target.Target.event`) as a ``target`` event and scalars."""

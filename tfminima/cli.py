@@ -23,8 +23,10 @@ def _err(msg: str) -> None:
 
 
 def _quiet_tensorflow() -> None:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+    """TensorFlow imported without its start-up lines (:mod:`tfminima.quiet`), before any command uses it."""
+    from tfminima import quiet
+
+    quiet.start_tensorflow()
 
 
 # ----------------------------------------------------------------------------- validate
@@ -50,9 +52,19 @@ def cmd_validate(args) -> int:
             runs = expand(spec)
             print(f"{label}: ok ({len(runs)} run{'s' if len(runs) != 1 else ''})")
             if args.list:
-                for r in runs:
-                    print(f"  {r.run_id}  lr={r.lr:g} bs={r.batch_size} eta/S={r.eta_over_s:.3g}")
+                _print_runs(runs)
     return status
+
+
+def _print_runs(runs) -> None:
+    """``validate --list``: one run a line, in aligned columns."""
+    from tfminima.formats import eta_over_s
+
+    rows = [("run", "η", "S", "η/S")] + [(r.run_id, f"{r.lr:g}", str(r.batch_size), eta_over_s(r.eta_over_s))
+                                         for r in runs]
+    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+    for row in rows:
+        print("  " + "  ".join([row[0].ljust(widths[0])] + [c.rjust(w) for c, w in zip(row[1:], widths[1:])]))
 
 
 # ----------------------------------------------------------------------------- run
@@ -66,7 +78,7 @@ def cmd_run(args) -> int:
     spec = None
     targets = []
     if args.resume:
-        from tfminima.resume import ResumeRefused, targets as resume_targets
+        from tfminima.resume import AlreadyComplete, ResumeRefused, targets as resume_targets
 
         if args.shard or args.only or args.group or args.out:
             _err("tfminima run --resume: --shard, --only, --group and --out do not apply; a resumed run "
@@ -75,6 +87,9 @@ def cmd_run(args) -> int:
         try:
             paths.existing_directory(args.resume, "--resume")
             targets = resume_targets(args.resume, args.config, args.set, args.profile)
+        except AlreadyComplete as err:  # not an error: nothing to do, nothing touched
+            print(f"tfminima run --resume: {err}")
+            return err.exit_code
         except (ResumeRefused, FileNotFoundError, paths.PathError) as err:
             _err(f"tfminima run --resume: {err}")
             return getattr(err, "exit_code", 2)
@@ -113,6 +128,18 @@ def cmd_run(args) -> int:
             _err(f"tfminima run: {err}")
             return 2
     _quiet_tensorflow()
+    if spec is not None:
+        from tfminima.sweep import select_shard
+
+        plans = [p for p in expand(spec) if not args.only or p.run_id in args.only]  # as the runner picks them
+        run_specs = [p.spec for p in (select_shard(plans, *shard) if shard is not None else plans)]
+    else:
+        run_specs = [t.spec for t in targets]
+    problems = _unprepared_datasets(run_specs)
+    if problems:  # once for the sweep, before its first run (not once a run)
+        for problem in problems:
+            _err(f"tfminima run: {problem}")
+        return 2
     dist = (spec or targets[0].spec).distribution
     try:
         cluster.role(dist)  # TF_CONFIG / Slurm's variables, checked before TensorFlow reads them
@@ -235,9 +262,7 @@ def cmd_data(args) -> int:
     from tfminima.data import DATASETS, OFFLINE
 
     if args.action == "list":
-        for name in DATASETS:
-            print(f"{name:14s} {'offline (generated locally)' if name in OFFLINE else 'TFDS'}")
-        return 0
+        return _data_list(args.data_dir)
     if args.name not in DATASETS:
         _err(f"tfminima data prepare: unknown dataset {args.name!r}; known: {', '.join(DATASETS)}")
         return 2
@@ -249,15 +274,55 @@ def cmd_data(args) -> int:
         print(f"{args.name}: generated locally, nothing to download")
         return 0
     _quiet_tensorflow()
-    from tfminima.data import prepare
+    from tfminima.data import NoNetwork, prepare
 
     try:
         where = prepare(args.name, args.data_dir)
+    except NoNetwork as err:
+        _err(f"tfminima data prepare {args.name}: {err}")
+        return 1
     except Exception as err:  # network errors come in many types
         _err(f"tfminima data prepare {args.name}: {err.__class__.__name__}: {err}")
         return 1
     print(f"{args.name}: prepared in {where}")
     return 0
+
+
+def _data_list(data_dir: str | None) -> int:
+    """Every dataset, and for a TFDS one whether it is prepared, where, and how to prepare it."""
+    import logging
+
+    from tfminima.data import DATASETS, OFFLINE, tfds_status
+
+    _quiet_tensorflow()
+    logging.getLogger("absl").setLevel(logging.ERROR)  # TFDS warns about every folder it finds incomplete
+    rows = []
+    for name in DATASETS:
+        if name in OFFLINE:
+            rows.append((name, "offline", "generated locally, nothing to prepare"))
+            continue
+        prepared, where = tfds_status(name, data_dir)
+        if prepared:
+            rows.append((name, "prepared", where))
+        else:
+            hint = f"tfminima data prepare {name}" + (f" --data-dir {data_dir}" if data_dir else "")
+            rows.append((name, "not prepared", f"{where}   (needs network: {hint})"))
+    width = [max(len(r[i]) for r in rows) for i in range(2)]
+    for name, state, where in rows:
+        print(f"{name:{width[0]}}  {state:{width[1]}}  {where}")
+    return 0
+
+
+def _unprepared_datasets(specs) -> list[str]:
+    """Every TFDS dataset the runs need and nobody prepared, each once (before any run starts)."""
+    if not any(s.dataset.name not in ("mnist1d", "digits") for s in specs):
+        return []
+    import logging
+
+    from tfminima.data import check_prepared
+
+    logging.getLogger("absl").setLevel(logging.ERROR)
+    return check_prepared([s.dataset for s in specs])
 
 
 # ----------------------------------------------------------------------------- analyze
@@ -337,9 +402,14 @@ def cmd_report(args) -> int:
 
 # ----------------------------------------------------------------------------- tb
 def cmd_tb(args) -> int:
-    print(f"tensorboard --logdir {args.runs}")
+    print(f"tensorboard --logdir {args.runs}", flush=True)
     if args.launch:
-        os.execvp(sys.executable, [sys.executable, "-m", "tensorboard.main", "--logdir", args.runs])
+        _quiet_tensorflow()  # TensorBoard imports TensorFlow: quietly, in this process
+        from tensorboard import program
+
+        board = program.TensorBoard()
+        board.configure(argv=[None, "--logdir", str(args.runs), "--port", str(args.port)])
+        return int(board.main() or 0)
     return 0
 
 
@@ -373,7 +443,7 @@ def build_parser() -> argparse.ArgumentParser:
     d = sub.add_parser("data", help="datasets: list, or prepare a TFDS dataset (needs network)")
     d.add_argument("action", choices=["list", "prepare"])
     d.add_argument("name", nargs="?")
-    d.add_argument("--data-dir", help="TFDS data_dir")
+    d.add_argument("--data-dir", help="TFDS data_dir (default: TFDS_DATA_DIR, else ~/tensorflow_datasets)")
     d.set_defaults(func=cmd_data)
 
     a = sub.add_parser("analyze", help="Hessian spectrum of a finished run, or interpolation between two runs")
@@ -398,7 +468,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     t = sub.add_parser("tb", help="print (or --launch) the TensorBoard command for a runs directory")
     t.add_argument("runs", nargs="?", default="runs")
-    t.add_argument("--launch", action="store_true")
+    t.add_argument("--launch", action="store_true", help="start TensorBoard here (quietly)")
+    t.add_argument("--port", type=int, default=6006, help="TensorBoard's port with --launch (0: any free port)")
     t.set_defaults(func=cmd_tb)
     return p
 

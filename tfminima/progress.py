@@ -9,6 +9,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
+from tfminima.formats import eta_over_s
+
 console = Console(stderr=True)
 
 
@@ -64,7 +66,7 @@ class RunProgress:
         if self.sweep_task is None:
             self.sweep_task = self.progress.add_task("sweep", total=total, info="")
         self.progress.update(self.sweep_task, completed=index, total=total,
-                             info=f"{run_dir.run_id}  η/S={spec.noise_scale:.3g}")
+                             info=f"{run_dir.run_id}  η/S={eta_over_s(spec.noise_scale)}")
         self.run_label = run_dir.run_id
 
     def finish(self, total: int) -> None:
@@ -104,8 +106,8 @@ def _steps_to_target(final: dict) -> str:
     return "not reached" if "target_reached" in final else "–"
 
 
-def print_table(outcomes) -> None:
-    """The end-of-sweep table: one row per run, sorted by η/S."""
+def print_table(outcomes, console: Console | None = None) -> None:
+    """The end-of-sweep table: one row per run, sorted by η/S (on stdout unless ``console`` is given)."""
     if not outcomes:
         return
     has = lambda key: any(key in o.final for o in outcomes)  # noqa: E731
@@ -126,7 +128,7 @@ def print_table(outcomes) -> None:
         h, f = o.hparams, o.final
         row = [
             o.run_dir.run_id, _fmt(h.get("lr"), "g"), _fmt(h.get("batch_size"), "d"),
-            _fmt(h.get("eta_over_s"), ".3g"), _fmt(f.get("accuracy"), ".4f"),
+            eta_over_s(h.get("eta_over_s")), _fmt(f.get("accuracy"), ".4f"),
             _fmt(f.get("val_accuracy"), ".4f"), _fmt(f.get("test_accuracy"), ".4f"),
         ]
         row += [_fmt(f.get(k), ".4g") for k, _ in extra]
@@ -134,4 +136,4 @@ def print_table(outcomes) -> None:
             row.append(_steps_to_target(f))
         row.append(f"[{colors.get(o.state, 'white')}]{o.state}[/]")
         table.add_row(*row)
-    Console(width=max(Console().width, 140)).print(table)
+    (console or Console(width=max(Console().width, 140))).print(table)

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 from tfminima import checkpoint as ckpt
 from tfminima import rundir as rd
+from tfminima import runfiles
 from tfminima.callbacks import RunLogger
 from tfminima.distribute import DistributionError, agree, is_multi_worker
 
@@ -28,12 +29,15 @@ class RunRecorder:
     # ------------------------------------------------------------------------------ the run's start
     def begin(self, epochs: int) -> None:
         """Mark the run running and open metrics.jsonl; a resume first drops the events logged after
-        its checkpoint, so the log matches the checkpoint (no epoch twice)."""
+        its checkpoint, so the log matches the checkpoint (no epoch twice), and rewrites a log of the
+        old epoch numbering in epochs completed. The first event says how epochs are counted
+        (:class:`tfminima.runfiles.EpochNumbering`)."""
         if self.resume:
-            self.run_dir.truncate_events_after(self.checkpoint_epoch() - 1)
+            self.run_dir.truncate_events_after(self.checkpoint_epoch())
         self.run_dir.write_status("running", epochs=epochs, hparams=self.hparams, error=None)
         self.metrics = rd.MetricsWriter(self.run_dir.metrics_path, self.run_dir.run_id)
-        self.metrics.write("status", None, None, state="running", resumed=bool(self.resume))
+        self.metrics.write("status", None, None, state="running", resumed=bool(self.resume),
+                           **runfiles.epoch_marker())
 
     def started(self, distribution: dict) -> None:
         """The trainer is built: its distribution into status.json, the hparams into TensorBoard."""

@@ -40,6 +40,13 @@ class ResumeConflict(ResumeRefused):
     """The command asks to resume a run with a config other than its stored one."""
 
 
+class AlreadyComplete(ResumeRefused):
+    """Nothing to resume: the run (or every run of the folder) is complete. Not an error (exit 0):
+    resuming again must change nothing, so that a script may resume until everything is done."""
+
+    exit_code = 0
+
+
 @dataclasses.dataclass
 class ResumeTarget:
     run_dir: rd.RunDir
@@ -95,12 +102,20 @@ def targets(path: str | Path, config_path: str | None = None, overrides: list[st
 
     Raises ConfigError (a stored config that no longer validates), ResumeRefused (a log or checkpoint
     that cannot be read), ResumeConflict (a config or
-    overrides that differ from a stored config), or FileNotFoundError (nothing to resume).
+    overrides that differ from a stored config), AlreadyComplete (a completed run, or a folder whose runs
+    all finished: nothing to do, nothing touched) or FileNotFoundError (nothing to resume).
     """
     from tfminima.runner import resumable
 
     dirs = resumable(path)
+    if (Path(path) / "config.yaml").exists() and _completed(dirs[0]):
+        done = dirs[0].status().get("epochs_done")
+        raise AlreadyComplete(f"{path} is already complete{f' ({done} epochs)' if done else ''}; nothing changed")
     if not dirs:
+        finished = [d for d in rd.find_runs(path) if _completed(d)]
+        if finished:
+            raise AlreadyComplete(f"every run under {path} is already finished ({len(finished)} completed); "
+                                  "nothing changed")
         raise FileNotFoundError(f"no unfinished run under {path}")
     out = [ResumeTarget(d, config_lib.load(d.config_path), file_warnings(d)) for d in dirs]
     for t in out:
@@ -123,6 +138,14 @@ def targets(path: str | Path, config_path: str | None = None, overrides: list[st
         for t in out:
             _check_same(t, config_lib.load(t.run_dir.config_path, overrides, profile), "--set")
     return out
+
+
+def _completed(run_dir: rd.RunDir) -> bool:
+    """Whether status.json says the run completed (a status that cannot be read says nothing)."""
+    try:
+        return runfiles.read_status(run_dir.path).get("state") == "completed"
+    except runfiles.CorruptFile:
+        return False
 
 
 def _check_same(target: ResumeTarget, given: config_lib.ExperimentSpec, source: str) -> None:

@@ -165,13 +165,15 @@ class RunDir:
         """The events of metrics.jsonl; lines that are no event are skipped (:func:`runfiles.read_events`)."""
         return runfiles.read_events(self.metrics_path).events
 
-    def truncate_events_after(self, epoch: int) -> list[str]:
-        """Keep only events of epochs <= ``epoch`` (used on resume: the log matches the checkpoint).
+    def truncate_events_after(self, epochs_done: int) -> list[str]:
+        """Keep only events of the first ``epochs_done`` epochs (used on resume: the log matches the
+        checkpoint), rewritten in epochs completed (:func:`runfiles.in_epochs_completed`).
 
         Lines that are no event are dropped too; returns the warnings that say which.
         """
         read = runfiles.read_events(self.metrics_path)
-        kept = [e for e in read.events if e.get("epoch") is None or e["epoch"] <= epoch]
+        events = runfiles.in_epochs_completed(read.events)
+        kept = runfiles.marked([e for e in events if e.get("epoch") is None or e["epoch"] <= epochs_done])
         atomic_write_text(self.metrics_path, "".join(json.dumps(_jsonable(e)) + "\n" for e in kept))
         return read.warnings()
 

@@ -11,7 +11,7 @@ checked against the shape tfminima writes:
   anything else raises :class:`CorruptFile`, which readers show as the run's state ``corrupt``
   with ``FILE: reason``;
 - ``config.yaml``: a config that validates (:func:`read_config`);
-- ``metrics.jsonl``: one JSON object a line; a line that is not one (or has an epoch that is not a
+- ``metrics.jsonl``: one JSON object a line (its ``epoch``: :class:`EpochNumbering`); a line that is not one (or has an epoch that is not a
   whole number within the limits, or is too long) is skipped and counted as a
   :class:`SkippedLine` that names the file and line. A torn last line (no newline yet: a writer is
   busy, or was killed mid-line) is not an event yet and is skipped silently;
@@ -412,6 +412,59 @@ def read_events(path: str | Path) -> Events:
 def iter_events(path: str | Path) -> Iterator[dict]:
     """The complete events of a metrics.jsonl, bad lines skipped."""
     yield from read_events(path).events
+
+
+# ----------------------------------------------------------------------------- epoch numbering
+EPOCH_BASE = "epoch_base"  # the marker field: 1 = ``epoch`` counts epochs completed
+
+
+def epoch_marker() -> dict:
+    """The field a metrics.jsonl's first event carries when its epochs count epochs completed."""
+    return {EPOCH_BASE: 1}
+
+
+class EpochNumbering:
+    """An event's ``epoch`` as epochs completed, for metrics.jsonl written either way.
+
+    Since issue 12 every ``epoch`` the trainer writes counts epochs completed (1 = after the first
+    epoch, as checkpoints ``epoch-N`` say), and the log's first event says so (:func:`epoch_marker`).
+    A log without the marker was written the old way: an epoch-end event (train, eval, schedule,
+    monitors, the final test eval) held the 0-based index of the epoch it closed, a status event the
+    epochs done. Feed the events in file order (an incremental reader too: the marker comes first);
+    the first event with an epoch and no marker before it decides "old".
+    """
+
+    def __init__(self):
+        self.shift: int | None = None  # 0: a new log; 1: an old one; None: not known yet
+
+    def completed(self, event: dict):
+        """``event``'s epoch as epochs completed (None when it has none)."""
+        epoch = event.get("epoch")
+        if self.shift is None:
+            if event.get(EPOCH_BASE) == 1:
+                self.shift = 0
+            elif epoch is not None:
+                self.shift = 1
+        if epoch is None or event.get("kind") == "status":
+            return epoch
+        return epoch + (self.shift or 0)
+
+
+def in_epochs_completed(events: list[dict]) -> list[dict]:
+    """``events`` (one log, in order) with every ``epoch`` counting epochs completed: what readers show."""
+    numbering = EpochNumbering()
+    out = []
+    for event in events:
+        epoch = numbering.completed(event)
+        out.append(event if epoch == event.get("epoch") else dict(event, epoch=epoch))
+    return out
+
+
+def marked(events: list[dict]) -> list[dict]:
+    """Events already in epochs completed, the first one carrying the marker (what a resume writes back)."""
+    if events and events[0].get(EPOCH_BASE) != 1:
+        events = [dict(events[0], **epoch_marker())] + events[1:]
+    return events
 
 
 # ----------------------------------------------------------------------------- checkpoints

@@ -1,4 +1,4 @@
-"""The replica steps: one SGD step and one evaluation step of a model under a tf.distribute strategy.
+"""The replica steps: one SGD step of a model under a tf.distribute strategy (evaluation: :mod:`tfminima.evaluation`).
 
 One traced train step serves every batch size (the batch dimension is None), so a batch-size
 schedule never retraces. The loss of a step is the sum of per-example losses divided by the GLOBAL
@@ -31,12 +31,11 @@ def use_jit(mode: str) -> bool:
 
 
 class ReplicaSteps:
-    """The traced train and eval steps of ``model`` under ``strategy`` (model and optimizer built).
+    """The traced train step of ``model`` under ``strategy`` (model and optimizer built).
 
     ``train(iterator)`` takes one global batch from a distributed iterator, steps the optimizer on
     every replica and adds the batch's loss sum, correct count and example count to the running
-    sums. ``eval_step(iterator)`` returns one batch's (loss sum, correct, count, predictions).
-    ``train_traces``/``eval_traces`` count the traces (a batch-size change must not add one).
+    sums. ``train_traces`` counts the traces (a batch-size change must not add one).
     """
 
     def __init__(self, model: keras.Model, optimizer, strategy: tf.distribute.Strategy, *, svag: int = 1,
@@ -45,7 +44,6 @@ class ReplicaSteps:
         self.replicas = strategy.num_replicas_in_sync
         self.svag = svag
         self.train_traces = 0
-        self.eval_traces = 0
         # Accumulators live outside the strategy: updated from the cross-replica context.
         with tf.init_scope():
             self.sum_loss = tf.Variable(0.0, dtype=tf.float64, trainable=False)
@@ -70,7 +68,6 @@ class ReplicaSteps:
         # No AutoGraph (as in Keras' own fit): the steps have no tensor-dependent Python control flow,
         # and converting Keras' layer code made tracing several times slower.
         self.train = tf.function(self._train_function, autograph=False)
-        self.eval_step = tf.function(self._eval_function, autograph=False)
 
     def distribute(self, ds: tf.data.Dataset):
         """The dataset as the strategy's replicas take it.
@@ -146,20 +143,3 @@ class ReplicaSteps:
         self.sum_correct.assign_add(total[1])
         self.count.assign_add(total[2])
         self.stop_any.assign(total[3])
-
-    # ------------------------------------------------------------------------------ eval step
-    def _replica_eval_step(self, x, y):
-        logits = self.model(x, training=False)
-        per_example = per_example_loss(y, logits)
-        pred = tf.argmax(logits, -1, output_type=y.dtype)
-        correct = tf.reduce_sum(tf.cast(tf.equal(pred, y), tf.float32))
-        # all_gather keeps the examples' order across replicas and workers (uneven shares included)
-        preds = tf.distribute.get_replica_context().all_gather(pred, axis=0)
-        return tf.stack([tf.reduce_sum(per_example), correct, tf.cast(tf.shape(y)[0], tf.float32)]), preds
-
-    def _eval_function(self, iterator):
-        self.eval_traces += 1
-        x, y = next(iterator)
-        stats, preds = self.strategy.run(self._replica_eval_step, args=(x, y))
-        total = self.strategy.reduce(tf.distribute.ReduceOp.SUM, stats, axis=None)
-        return total[0], total[1], total[2], self.strategy.experimental_local_results(preds)[0]

@@ -93,6 +93,14 @@ class Trainer:
         splits: data_lib.Splits | None = None,
         stop_event=None,
     ):
+        if not spec.sweep.is_empty:  # it would silently train the base point only
+            from tfminima.sweep import expand
+
+            raise ValueError(
+                f"this spec is a sweep of {len(expand(spec))} runs; a Trainer trains one run. Train the sweep "
+                "with `tfminima run CONFIG` or tfminima.runner.run_sweep(spec, out_dir), or one of its runs "
+                "with Trainer(plan.spec) for a plan of tfminima.sweep.expand(spec)"
+            )
         self.spec = spec
         self.recorder = recorder
         self.user_callbacks = list(callbacks)
@@ -113,7 +121,7 @@ class Trainer:
         self.model, self.optimizer = build_model_and_optimizer(spec, self.splits, self.strategy)
         self.steps = ReplicaSteps(self.model, self.optimizer, self.strategy, svag=spec.optimizer.svag,
                                   jit_compile=spec.distribution.jit_compile)
-        self.evaluator = Evaluator(self.steps, self.splits, spec.eval_batch_size)
+        self.evaluator = Evaluator(self.steps, self.splits, spec.eval_batch_size, self.architecture())
         self.batch_norm = any(isinstance(layer, keras.layers.BatchNormalization)
                               for layer in self.model._flatten_layers(include_self=False))  # noqa: SLF001
         self.state: FitState | None = None
@@ -228,7 +236,7 @@ class Trainer:
             test = self.evaluate(s.x_test, s.y_test)
             final.update(test_loss=test["loss"], test_accuracy=test["accuracy"])
             if logger is not None:
-                logger.log_final("test", test, max(len(state.history) - 1, 0))
+                logger.log_final("test", test, len(state.history))
         if logger is not None:
             logger.close()
         return TrainResult(status, len(state.history), state.history, final, self.model, reason)
@@ -279,7 +287,7 @@ class Trainer:
         cbs.on_epoch_begin(epoch)
         bs = state.callbacks.batch_size.current
         if bs % self.replicas:
-            raise ValueError(f"batch size {bs} at epoch {epoch} is not divisible by {self.replicas} replicas")
+            raise ValueError(f"batch size {bs} of epoch {epoch + 1} is not divisible by {self.replicas} replicas")
         ds, n_steps = epoch_data(spec, s, bs, epoch, self.replicas, self.batch_norm)
         skip = state.skip
         if skip:
@@ -350,7 +358,7 @@ class Trainer:
         limit = self.spec.divergence_factor * max(self.state.first_loss or 0.0, 1e-3)
         if not math.isfinite(loss) or loss > limit:
             raise Diverged(
-                f"training loss {loss:.4g} at epoch {epoch}, step {step} "
+                f"training loss {loss:.4g} in epoch {epoch + 1}, step {step + 1} "
                 + ("is not finite" if not math.isfinite(loss) else f"exceeds {self.spec.divergence_factor:g}× the first loss")
             )
 

@@ -200,8 +200,8 @@ def redirected(log: str | None):
 
 
 def main() -> int:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+    from tfminima import quiet
+
     # Replies go to the stdout we were given; fd 1 itself then points at stderr (and, during a
     # job, at the job's log), so nothing printed by TensorFlow or a callback reaches the protocol.
     reply_fd = os.dup(1)
@@ -209,6 +209,7 @@ def main() -> int:
     worker = Worker(sys.stdin, reply_fd)
     signal.signal(signal.SIGTERM, worker.on_sigterm)
     signal.signal(signal.SIGINT, worker.on_sigterm)
+    quiet.start_tensorflow()  # once, before any job: no start-up lines in the first run's log
     return worker.serve()
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 import time
 
+from tfminima import formats
+
 
 def num(value, digits: int = 3) -> str:
     """``0.01``, ``128``, ``1.2e+03``; an en dash when unknown."""
@@ -16,14 +18,9 @@ def num(value, digits: int = 3) -> str:
 
 
 def sci(value, digits: int = 3) -> str:
-    """Compact scientific notation for η/S: ``3.12e-4``."""
-    if value is None or not math.isfinite(value) or value == 0:
-        return "–" if value is None else str(value)
-    exp = math.floor(math.log10(abs(value)))
-    mant = value / 10**exp
-    if round(mant, digits - 1) >= 10:
-        mant, exp = mant / 10, exp + 1
-    return f"{mant:.{digits - 1}f}e{exp}"
+    """Compact scientific notation for η/S: ``3.12e-4``, as the CLI and the reports write it
+    (:func:`tfminima.formats.eta_over_s`)."""
+    return formats.eta_over_s(value, digits)
 
 
 def pct(value) -> str:

@@ -10,11 +10,11 @@ from __future__ import annotations
 import numpy as np
 
 # Event fields that are bookkeeping, not measurements.
-_META = {"run_id", "epoch", "step", "time", "kind", "split", "state", "error", "resumed"}
+_META = {"run_id", "epoch", "step", "time", "kind", "split", "state", "error", "resumed", "epoch_base"}
 
 
 class Series:
-    """An (x, y) series that grows by appending; ``x`` is the epoch count (1 = after epoch 0)."""
+    """An (x, y) series that grows by appending; ``x`` counts epochs completed (1 = after the first epoch)."""
 
     __slots__ = ("_x", "_y", "n")
 

@@ -42,7 +42,8 @@ class RunRecord:
         self.summary: dict = {}
         self.series: dict[str, Series] = {}
         self.events = 0
-        self.last_epoch = -1
+        self.last_epoch = 0  # epochs completed, by the log
+        self._numbering = runfiles.EpochNumbering()
         self._tail = rundir.MetricsTail(run.metrics_path)
         self._mtimes: dict[str, object] = {}
         self._config_epochs: int | None = None
@@ -98,9 +99,10 @@ class RunRecord:
         """Add events to the series (under the store lock)."""
         if reset:
             self.series.clear()
-            self.events, self.last_epoch = 0, -1
+            self.events, self.last_epoch = 0, 0
+            self._numbering = runfiles.EpochNumbering()
         for event in events:
-            epoch = event.get("epoch")
+            epoch = self._numbering.completed(event)  # epochs completed, also in a log of the old numbering
             self.events += 1
             if not isinstance(epoch, (int, float)):
                 continue
@@ -110,7 +112,7 @@ class RunRecord:
                 series = self.series.get(channel)
                 if series is None:
                     series = self.series[channel] = Series()
-                series.append(epoch + 1, value)
+                series.append(epoch, value)
 
     # derived values ------------------------------------------------------------------------
     @property
@@ -124,7 +126,7 @@ class RunRecord:
     @property
     def epochs_done(self) -> int:
         # status.json gets epochs_done after each epoch; the log may already know a newer one.
-        return max(int(self.status.get("epochs_done") or 0), self.last_epoch + 1)
+        return max(int(self.status.get("epochs_done") or 0), self.last_epoch)
 
     def last(self, channel: str) -> float | None:
         series = self.series.get(channel)

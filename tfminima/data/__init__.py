@@ -12,12 +12,22 @@ import dataclasses
 import numpy as np
 
 from tfminima.data.noise import corrupt_labels
-from tfminima.data.sources import TFDS_NAMES, DataNotPrepared, offline_pool, prepare, tfds_data
+from tfminima.data.sources import (
+    TFDS_NAMES,
+    DataNotPrepared,
+    NoNetwork,
+    check_prepared,
+    offline_pool,
+    prepare,
+    tfds_data,
+    tfds_status,
+)
 
 OFFLINE = ("mnist1d", "digits")
 DATASETS = OFFLINE + tuple(TFDS_NAMES)
 
-__all__ = ["Splits", "load", "DataNotPrepared", "prepare", "DATASETS", "corrupt_labels", "normalize"]
+__all__ = ["Splits", "load", "DataNotPrepared", "NoNetwork", "prepare", "check_prepared", "tfds_status", "DATASETS",
+           "corrupt_labels", "normalize"]
 
 
 @dataclasses.dataclass

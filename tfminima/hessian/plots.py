@@ -27,12 +27,16 @@ def density_curve(result: DensityResult, *, sigma: float | None = None, num: int
 
 
 def plot_density(result: DensityResult, ax=None, *, sigma: float | None = None, num: int = 1000):
-    """Plot the broadened density on a log y axis (as Ghorbani et al. and PyHessian); returns the axes."""
+    """Plot the broadened density on a log y axis (as Ghorbani et al. and PyHessian); returns the axes.
+
+    Without ``ax`` a new figure is made with matplotlib's constrained layout, so its axis labels (and any
+    the caller sets later) stay inside the image however it is saved; a given ``ax`` is the caller's layout.
+    """
     import matplotlib.pyplot as plt
 
     grid, values = density_curve(result, sigma=sigma, num=num)
     if ax is None:
-        _, ax = plt.subplots(figsize=(5, 3.5))
+        _, ax = plt.subplots(figsize=(5, 3.5), layout="constrained")
     floor = max(values.max() * 1e-12, np.finfo(float).tiny)
     ax.semilogy(grid, np.maximum(values, floor))
     ax.set_xlabel("eigenvalue")

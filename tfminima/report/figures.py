@@ -18,6 +18,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
+from tfminima.formats import eta_over_s as ratio_text
 from tfminima.report import numbers, paper, seeds, sharpness
 from tfminima.report.loading import Run
 from tfminima.report.seeds import Condition
@@ -74,7 +75,7 @@ def plot_mean(ax, cond: Condition, kind: str, key: str, split: str | None, style
 
 def condition_label(cond: Condition) -> str:
     seeds_note = f", {cond.n} seeds" if cond.n > 1 else ""
-    return f"{cond.name}  (η/S={cond.eta_over_s:.3g}{seeds_note})"
+    return f"{cond.name}  (η/S={ratio_text(cond.eta_over_s)}{seeds_note})"
 
 
 def _last_epoch(conds: list[Condition], kind: str = "train", key: str = "loss") -> float:
@@ -351,7 +352,7 @@ def _floats(values) -> np.ndarray:
 
 
 def _g(value) -> str:
-    return f"{value:.3g}" if isinstance(value, (int, float)) else "?"
+    return ratio_text(value) if isinstance(value, (int, float)) else "?"
 
 
 # ---------------------------------------------------------------------------- paired_curves
@@ -468,7 +469,7 @@ def beta_scaling(points: list[numbers.BetaPoint], conds: dict[str, Condition], t
         ours.errorbar(xs, ys, yerr=[lo, hi], marker=MARKERS[i % len(MARKERS)], color=f"C{i}", capsize=2,
                       label=f"N = {n}")
     ratios = sorted({numbers.ratio_key(p.run.eta_over_s) for p in drawn})
-    ours.set_title(f"this run: η/S = {', '.join(f'{r:.3g}' for r in ratios)}", fontsize=9)
+    ours.set_title(f"this run: η/S = {', '.join(ratio_text(r) for r in ratios)}", fontsize=9)
     for i, (n, accs) in enumerate((k, v) for k, v in paper.E5_VAL_ACCURACY.items() if isinstance(k, int)):
         theirs.plot(paper.E5_BETAS, accs, marker=MARKERS[i], color="0.3" if i == 0 else "0.6", label=f"paper, N = {n}")
     theirs.set_title(f"paper: {paper.E5_VAL_ACCURACY['setting']}", fontsize=9)
@@ -500,7 +501,7 @@ def svag(comparisons: list[numbers.SvagComparison], conds: dict[str, Condition],
             plot_mean(loss_ax, conds[run.run_id], "train", "loss", None, style, lw=1.4)
             plot_mean(val_ax, conds[run.run_id], "eval", "accuracy", "val", style, scale=100.0, lw=1.4)
         any_run = next(iter(comp.runs.values()))
-        loss_ax.set_title(f"η = {comp.lr:g}, S = {any_run.batch_size}, η/S = {any_run.eta_over_s:.3g}", fontsize=9)
+        loss_ax.set_title(f"η = {comp.lr:g}, S = {any_run.batch_size}, η/S = {ratio_text(any_run.eta_over_s)}", fontsize=9)
         log_axis(loss_ax)
         epoch_axis(val_ax)
         loss_ax.set_ylabel("training loss (log)")

@@ -6,8 +6,8 @@ through :mod:`tfminima.runfiles`, which treats each as untrusted; nothing here i
 TensorFlow. A run whose status, summary or config cannot be read still becomes a record, in state
 ``corrupt`` with ``FILE: reason`` as its error, so the report lists it (and never draws it); a
 metrics line or an analysis file that cannot be read is skipped with a warning naming it. This is
-the only module of the report that reads run files or knows how an event's ``epoch`` maps to
-epochs completed.
+the only module of the report that reads run files, and it reads every event's ``epoch`` as epochs
+completed, also in a log written the old way (:class:`tfminima.runfiles.EpochNumbering`).
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ SKIPPED_STATES = ("failed", "diverged", runfiles.CORRUPT)
 
 @dataclasses.dataclass
 class Series:
-    """One quantity against epochs completed (event epoch + 1, as the TUI shows it)."""
+    """One quantity against epochs completed (as files since issue 12, checkpoints and the TUI count them)."""
 
     epochs: np.ndarray
     values: np.ndarray
@@ -50,11 +50,6 @@ class Series:
 EMPTY = Series(np.zeros(0), np.zeros(0))
 
 
-def epochs_completed(event_epoch: float) -> float:
-    """Events carry the 0-based index of the epoch they close; figures and tables count epochs completed."""
-    return float(event_epoch) + 1
-
-
 @dataclasses.dataclass
 class Run:
     """Everything the report needs from one run directory."""
@@ -66,7 +61,7 @@ class Run:
     hparams: dict
     summary: dict
     error: str | None
-    events: list[dict]
+    events: list[dict]  # epochs completed, whichever way the file counted them (:func:`runfiles.in_epochs_completed`)
     analyses: list[dict] = dataclasses.field(default_factory=list)  # analysis/hessian-epoch-N.json, by epoch
     warnings: list[str] = dataclasses.field(default_factory=list)  # lines and files of the run that were skipped
     _cache: dict = dataclasses.field(default_factory=dict, repr=False, compare=False)
@@ -192,7 +187,7 @@ class Run:
                 continue
             epoch, value = e.get("epoch"), e.get(key)
             if isinstance(epoch, (int, float)) and isinstance(value, (int, float)) and not isinstance(value, bool):
-                points[epochs_completed(epoch)] = float(value)
+                points[float(epoch)] = float(value)
         if not points:
             return EMPTY
         epochs = np.array(sorted(points))
@@ -282,7 +277,7 @@ def load_run(rd: rundir.RunDir) -> Run:
         state = rundir.effective_state(status) if status else "unknown"
     return Run(
         run_id=rd.run_id, path=rd.path, state=state, spec=spec, hparams=hparams, summary=summary,
-        error="; ".join(errors) or None, events=events.events, analyses=analyses,
+        error="; ".join(errors) or None, events=runfiles.in_epochs_completed(events.events), analyses=analyses,
         warnings=[f"{rd.path}: corrupt: {c}" for c in corrupt] + events.warnings() + skipped,
     )
 

@@ -12,6 +12,7 @@ import itertools
 import math
 from collections.abc import Callable, Iterable
 
+from tfminima import formats
 from tfminima.report import numbers, seeds, sharpness, stats
 from tfminima.report.loading import Group, Run
 
@@ -24,6 +25,11 @@ METRIC_NAMES = {"val_accuracy": "final val accuracy", "test_accuracy": "test acc
 
 
 # ------------------------------------------------------------------------------ formatting
+def ratio(value: float | None) -> str:
+    """A noise scale (η/S, η/(S(1−β))) as the CLI and the TUI write it: ``1.25e-3``."""
+    return DASH if not _ok(value) else formats.eta_over_s(value)
+
+
 def pct(value: float | None) -> str:
     """A fraction in [0, 1] as a percentage, ``87.25``."""
     return DASH if not _ok(value) else f"{value * 100:.2f}"
@@ -133,7 +139,7 @@ def conditions_table(conds: list[seeds.Condition]) -> str:
     header += ["stability at the end"] if with_stability else []
     rows = []
     for c in conds:
-        row = [f"`{c.name}`", num(c.eta_over_s, 3), ", ".join(str(s) for s in c.seeds)]
+        row = [f"`{c.name}`", ratio(c.eta_over_s), ", ".join(str(s) for s in c.seeds)]
         row += [estimate(c.estimate(m), value_format(m)) for m in metrics]
         if with_stability:
             row.append(estimate(c.estimate(sharpness.final_stability), lambda v: num(v, 3)))
@@ -152,7 +158,7 @@ def runs_table(group: Group) -> str:
     header += ["state"]
     rows = []
     for r in group.runs:
-        row = [f"`{r.run_id}`", num(r.lr), str(r.batch_size or DASH), num(r.momentum, 3), num(r.eta_over_s, 3),
+        row = [f"`{r.run_id}`", num(r.lr), str(r.batch_size or DASH), num(r.momentum, 3), ratio(r.eta_over_s),
                epoch(r.series("train", "loss").epochs[-1]) if len(r.series("train", "loss")) else "0",
                pct(r.final("train_accuracy")), pct(r.final("val_accuracy")), pct(r.final("test_accuracy")),
                num(r.final("lambda_max")), num(r.final("trace"))]
@@ -214,7 +220,7 @@ def families_text(conds: list[seeds.Condition], metric: str, scale=lambda r: r.e
         if len(means) > 1:
             spreads.append(spread)
         fmt = value_format(metric)
-        rows.append([f"{key:.3g}", str(len(members)), str(len(values)), estimate(est, fmt),
+        rows.append([ratio(key), str(len(members)), str(len(values)), estimate(est, fmt),
                      f"{spread * 100:.2f}" if metric in ACCURACIES else num(spread)])
     if not rows:
         return ""
@@ -250,13 +256,13 @@ def family_comparisons(conds: list[seeds.Condition], metric: str, scale=lambda r
     for key, members in families.items():
         for i, a in enumerate(members):
             for b in members[i + 1:]:
-                out.append(seeds.compare_conditions(f"equal {scale_name} ({key:.3g}) agree", a, b, metric))
+                out.append(seeds.compare_conditions(f"equal {scale_name} ({ratio(key)}) agree", a, b, metric))
     out = [c for c in out if c is not None][:limit]
     for lo, hi in itertools.pairwise(families):
         runs_lo = [r for c in families[lo] for r in c.runs]
         runs_hi = [r for c in families[hi] for r in c.runs]
-        out.append(seeds.compare_runs(f"{scale_name} {hi:.3g} differs from {lo:.3g}", f"{scale_name}={hi:.3g}",
-                                      runs_hi, f"{scale_name}={lo:.3g}", runs_lo, metric))
+        out.append(seeds.compare_runs(f"{scale_name} {ratio(hi)} differs from {ratio(lo)}", f"{scale_name}={ratio(hi)}",
+                                      runs_hi, f"{scale_name}={ratio(lo)}", runs_lo, metric))
     return [c for c in out if c is not None]
 
 

@@ -18,6 +18,7 @@ from tfminima.report.markdown import (
     num,
     pct,
     pvalue,
+    ratio,
     table,
 )
 from tfminima.report.seeds import Condition
@@ -31,7 +32,7 @@ def e1_paper_text(experiment: str) -> str:
     if not paper.is_experiment(experiment, "e1_resnet"):
         return ""
     ref = paper.E1_RESNET
-    rows = [[f"{x:.3g}", f"{y:.1f}"] for x, y in zip(ref["eta_over_s"], ref["val_accuracy"])]
+    rows = [[ratio(x), f"{y:.1f}"] for x, y in zip(ref["eta_over_s"], ref["val_accuracy"])]
     return f"\nPaper ({ref['setting']}; {paper.cite('E1')}):\n\n" + table(["η/S", "val acc (%)"], rows)
 
 
@@ -41,7 +42,7 @@ def heatmap_text(runs) -> str:
     sizes = sorted({r.batch_size for r in runs if r.batch_size})
     cells = {(r.lr, r.batch_size) for r in runs if r.lr and r.batch_size}
     ratios = numbers.iso_ratio_groups(runs)
-    diag = ", ".join(f"{k:.3g} ({len(v)} run{'s' if len(v) > 1 else ''})" for k, v in ratios.items())
+    diag = ", ".join(f"{ratio(k)} ({len(v)} run{'s' if len(v) > 1 else ''})" for k, v in ratios.items())
     return (f"Grid: {len(sizes)} batch sizes × {len(etas)} learning rates, {len(cells)} cells with completed runs. "
             f"Dashed diagonals are equal η/S: {diag}. A cell shows the mean over its runs (n when more than one); "
             "λ_max cells also the stability λ_max·η/(2(1+β)) of that mean (1 = the edge of stability). λ_max here "
@@ -62,7 +63,7 @@ def interpolation_text(results: list[dict]) -> str:
                 continue
             sharper = res["run_a"] if rise.rise_a > rise.rise_b else res["run_b"]
             rows.append([f"`{res['run_a']}` → `{res['run_b']}`", split,
-                         f"{num(res.get('eta_over_s_a'), 3)} / {num(res.get('eta_over_s_b'), 3)}",
+                         f"{ratio(res.get('eta_over_s_a'))} / {ratio(res.get('eta_over_s_b'))}",
                          num(rise.at_a), num(rise.at_b), f"{num(rise.beyond_a)} (α={-rise.d:g})",
                          f"{num(rise.beyond_b)} (α={1 + rise.d:g})", num(rise.rise_a), num(rise.rise_b), f"`{sharper}`"])
     text = ("Loss at the two minima (α = 0: A, α = 1: B) and beyond them; the rise is loss(beyond) − loss(minimum), "
@@ -155,7 +156,7 @@ def memorization_text(runs, experiment: str) -> str:
         m = numbers.memorization_summary(r)
         if m is None:
             continue
-        run_rows.append([f"`{r.run_id}`", f"{r.label_noise:.0%}", num(r.eta_over_s, 3), num(r.momentum, 3),
+        run_rows.append([f"`{r.run_id}`", f"{r.label_noise:.0%}", ratio(r.eta_over_s), num(r.momentum, 3),
                          pct(m.peak_val), epoch(m.peak_epoch), pct(m.mem_at_peak), pct(m.final_val),
                          pct(m.final_mem), epoch(m.final_epoch)])
     out.append("\nPer run (memorisation = accuracy on the noisy-label subset against its noisy labels):\n\n")
@@ -189,7 +190,7 @@ def beta_text(points: list[numbers.BetaPoint], conds: dict[str, Condition], expe
             comparisons.append(cmp)
             change = f"{cmp.diff.diff * 100:+.2f}"
         rows.append([str(p.train_size or DASH), f"{p.beta:g}", num(p.run.lr), str(p.run.batch_size),
-                     num(p.run.eta_over_s, 3), str(cond.n), _pct_est(cond.estimate("val_accuracy")),
+                     ratio(p.run.eta_over_s), str(cond.n), _pct_est(cond.estimate("val_accuracy")),
                      _pct_est(cond.estimate("best_val_accuracy")), change, f"`{cond.name}`"])
     text = table(["N (train size)", "β", "η", "S", "η/S", "seeds", "final val acc (%)", "best val acc (%)",
                   "vs smallest β (pp)", "condition"], rows)

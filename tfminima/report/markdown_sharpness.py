@@ -17,6 +17,7 @@ from tfminima.report.markdown import (
     num,
     pct,
     pvalue,
+    ratio,
     rho,
     table,
 )
@@ -69,9 +70,9 @@ def _extreme_families(eq: sharpness.EqualLoss, level: sharpness.LevelComparison)
     items = list(families.items())
     (lo, low), (hi, high) = items[0], items[-1]
     value = lambda r: level.lambda_max.get(r.run_id)
-    return seeds.compare_runs(f"η/S {hi:.3g} flatter than {lo:.3g} at loss {num(level.level, 3)}",
-                              f"η/S={hi:.3g}", [r for c in high for r in c.runs],
-                              f"η/S={lo:.3g}", [r for c in low for r in c.runs], "lambda_max", value)
+    return seeds.compare_runs(f"η/S {ratio(hi)} flatter than {ratio(lo)} at loss {num(level.level, 3)}",
+                              f"η/S={ratio(hi)}", [r for c in high for r in c.runs],
+                              f"η/S={ratio(lo)}", [r for c in low for r in c.runs], "lambda_max", value)
 
 
 def why_not_equal_loss(eq: sharpness.EqualLoss) -> str:
@@ -101,7 +102,7 @@ def equal_loss_summary(eq: sharpness.EqualLoss, *, table_too: bool = True) -> st
     for c in conds:
         lam = [level.lambda_max[r.run_id] for r in c.runs if r.run_id in level.lambda_max]
         stab = [level.stability[r.run_id] for r in c.runs if r.run_id in level.stability]
-        rows.append([f"`{c.name}`", num(c.eta_over_s, 3), str(len(lam)), _est(lam), _est(stab, 3)])
+        rows.append([f"`{c.name}`", ratio(c.eta_over_s), str(len(lam)), _est(lam), _est(stab, 3)])
     if table_too:
         text += table(["condition", "η/S", "runs", f"λ_max at loss {num(level.level, 3)}", "stability there"], rows)
     else:
@@ -147,7 +148,7 @@ def sharpness_vs_loss_text(eq: sharpness.EqualLoss) -> str:
     if comparisons:
         with_families = len(families) <= 6
         header = ["training loss", "runs at this loss"]
-        header += [f"mean λ_max, η/S={k:.3g}" for k in families] if with_families else []
+        header += [f"mean λ_max, η/S={ratio(k)}" for k in families] if with_families else []
         header += ["ρ(λ_max, η/S)", "p", "ρ(Tr(H), η/S)"]
         rows = []
         for c in comparisons:
@@ -200,7 +201,7 @@ def _per_condition(eq: sharpness.EqualLoss, conds: list[seeds.Condition]) -> str
         lo = min(p.loss_range[0] for p in ps)
         hi = max(p.loss_range[1] for p in ps)
         counts = sorted({len(p.loss) for p in ps})
-        row = [f"`{c.name}`", num(c.eta_over_s, 3), str(len(ps)), "/".join(str(n) for n in counts),
+        row = [f"`{c.name}`", ratio(c.eta_over_s), str(len(ps)), "/".join(str(n) for n in counts),
                num(lo, 3) if num(lo, 3) == num(hi, 3) else f"{num(lo, 3)} – {num(hi, 3)}"]
         row += [_est([lc.lambda_max[p.run.run_id] for p in ps if p.run.run_id in lc.lambda_max])
                 for lc in eq.comparisons]
@@ -229,7 +230,7 @@ def sharpness_text(conds: list[seeds.Condition], eq: sharpness.EqualLoss, experi
         lo = min(float(s.values.min()) for s in lams)
         hi = max(float(s.values.max()) for s in lams)
         peaks = [float(s.values[s.values == s.values].max()) for s in stabs if (s.values == s.values).any()]
-        row = [f"`{c.name}`", num(c.eta_over_s, 3), str(c.n), _est(list(c.final("lambda_max").values())),
+        row = [f"`{c.name}`", ratio(c.eta_over_s), str(c.n), _est(list(c.final("lambda_max").values())),
                f"{num(lo)} – {num(hi)}", _est(list(c.final("trace").values())),
                _est([s.last for s in stabs if s.last is not None and s.last == s.last], 3),
                num(max(peaks), 3) if peaks else DASH, _pct_est(list(c.final("test_accuracy").values()))]

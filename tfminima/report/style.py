@@ -22,6 +22,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import LogFormatter, MaxNLocator, NullLocator
 
+from tfminima.formats import eta_over_s
 from tfminima.report import seeds
 from tfminima.report.numbers import ratio_key
 
@@ -117,7 +118,7 @@ def heading(text: str) -> Line2D:
 
 
 def ratio_handles(norm: LogNorm, ratios: Iterable[float]) -> list[Line2D]:
-    return [Line2D([], [], color=CMAP(norm(r)), lw=4, label=f"{r:.3g}") for r in distinct(ratios)]
+    return [Line2D([], [], color=CMAP(norm(r)), lw=4, label=eta_over_s(r)) for r in distinct(ratios)]
 
 
 def distinct(values: Iterable[float | None]) -> list[float]:

@@ -53,7 +53,8 @@ class SchedulePreview(Vertical):
         rows = schedules.plan(spec, spec.replicas_known() or 1)
         title.update(f"{self.title}{' of ' + label if label else ''}: {len(rows)} epochs")
         for s in rows:
-            table.add_row(str(s.epoch), fmt(s.lr), str(s.batch_size), sci(s.eta_over_s))
+            # 1-based, as everywhere a user sees an epoch: row N is the epoch that ends with N completed
+            table.add_row(str(s.epoch + 1), fmt(s.lr), str(s.batch_size), sci(s.eta_over_s))
 
 
 class PlanPreview(Vertical):

@@ -1,0 +1,126 @@
+"""A quiet start: no TensorFlow start-up lines from the entry points, no retracing warning of our own."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tfminima import quiet
+
+NOISE = ("absl::InitializeLog", "Could not find cuda drivers", "oneDNN custom operations", "cuInit",
+         "rebuild TensorFlow with the appropriate compiler flags", "triggered tf.function retracing")
+STARTUP_SAMPLE = (
+    "WARNING: All log messages before absl::InitializeLog() is called are written to STDERR\n"
+    "I0000 00:00:1795938680.790092   29692 port.cc:153] oneDNN custom operations are on. You may see slightly "
+    "different numerical results due to floating-point round-off errors from different computation orders.\n"
+    "I0000 00:00:1795938680.791178   29692 cudart_stub.cc:31] Could not find cuda drivers on your machine, GPU "
+    "will not be used.\n"
+    "E0000 00:00:1795938721.882249   30005 cuda_platform.cc:52] failed call to cuInit: INTERNAL: CUDA error: "
+    "Failed call to cuInit: UNKNOWN ERROR (303)\n"
+)
+
+
+def user_env(**changes):
+    """The environment of a user who set none of TensorFlow's log variables (the tests' conftest sets one)."""
+    env = {k: v for k, v in os.environ.items() if k not in ("TF_CPP_MIN_LOG_LEVEL", "TF_CPP_MAX_VLOG_LEVEL")}
+    env.update(changes)
+    return env
+
+
+def assert_quiet(stderr: str) -> None:
+    found = [n for n in NOISE if n in stderr]
+    assert not found, f"{found} in stderr:\n{stderr[-3000:]}"
+
+
+def test_filter_drops_startup_lines_and_passes_everything_else(capfd):
+    with quiet.filtered_stderr():
+        os.write(2, STARTUP_SAMPLE.encode())
+        os.write(2, b"E0000 00:00:1.0   1 op_kernel.cc:1] a real error from C++\n")
+        os.write(2, b"UserWarning: a Python warning\n")
+        os.write(2, b"no newline at the end")
+    err = capfd.readouterr().err
+    assert_quiet(err)
+    assert "a real error from C++\n" in err and "UserWarning: a Python warning\n" in err and err.endswith("no newline at the end")
+
+
+def test_every_known_startup_line_is_recognised():
+    for line in STARTUP_SAMPLE.splitlines():
+        assert quiet.is_startup_line(line), line
+    assert not quiet.is_startup_line("E0000 00:00:1.0   1 cuda_platform.cc:52] out of memory")
+
+
+@pytest.mark.parametrize("env, asked", [
+    ({}, False), ({"TF_CPP_MIN_LOG_LEVEL": "3"}, False), ({"TF_CPP_MIN_LOG_LEVEL": "0"}, True),
+    ({"TF_CPP_MIN_LOG_LEVEL": "1"}, True), ({"TF_CPP_MAX_VLOG_LEVEL": "2"}, True),
+])
+def test_the_users_own_log_variables_turn_the_filter_off(env, asked):
+    assert quiet.user_asked_for_logs(env) is asked
+
+
+def test_cli_run_and_analyze_start_quietly(tiny_yaml, tmp_path):
+    """epochs=2 over a sweep of 4 runs in one process: once the eval step was traced for every run's
+    model, and TensorFlow warned that it retraced; the start-up lines came twice."""
+    cfg = tiny_yaml("sweep: {grid: {optimizer.lr: [0.01, 0.02], optimizer.batch_size: [32, 64]}}\n")
+    cli = [sys.executable, "-m", "tfminima.cli"]
+    r = subprocess.run(cli + ["run", cfg, "--out", str(tmp_path / "out"), "--quiet"], capture_output=True,
+                       text=True, env=user_env())
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert_quiet(r.stderr)
+    run = next(p for p in sorted((tmp_path / "out" / "tiny").iterdir()) if p.is_dir())
+    r = subprocess.run(cli + ["analyze", str(run), "--k", "1", "--samples", "64", "--trace-probes", "2"],
+                       capture_output=True, text=True, env=user_env())
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert_quiet(r.stderr)
+    r = subprocess.run(cli + ["data", "list"], capture_output=True, text=True, env=user_env())
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert_quiet(r.stderr)
+
+
+def test_a_user_who_asks_for_tensorflows_lines_gets_them():
+    code = "from tfminima import quiet; quiet.start_tensorflow()"
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       env=user_env(TF_CPP_MIN_LOG_LEVEL="0"))
+    assert r.returncode == 0 and "absl::InitializeLog" in r.stderr, r.stderr[-3000:]
+
+
+def test_worker_starts_quietly():
+    """The TUI's worker: TensorFlow is imported at its start, without the start-up lines."""
+    r = subprocess.run([sys.executable, "-m", "tfminima.worker"], input="", capture_output=True, text=True,
+                       env=user_env())
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert_quiet(r.stderr)
+
+
+def test_tensorboard_launch_starts_quietly(tmp_path):
+    proc = subprocess.Popen([sys.executable, "-m", "tfminima.cli", "tb", str(tmp_path), "--launch",
+                             "--port", "0"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=user_env())
+    try:
+        lines = []
+        for line in proc.stderr:  # TensorBoard says where it serves once it is up
+            lines.append(line)
+            if "Press CTRL+C to quit" in line or "TensorBoard" in line:
+                break
+    finally:
+        proc.terminate()
+        proc.wait()
+    stderr = "".join(lines) + proc.stderr.read()
+    assert any("TensorBoard" in line for line in lines), stderr[-3000:]
+    assert_quiet(stderr)
+
+
+def test_the_eval_step_is_traced_once_for_the_runs_of_one_architecture(tiny_yaml):
+    """Each run's Trainer used to trace its own eval step, so a sweep in one process retraced it once a run."""
+    from tfminima import config
+    from tfminima.train import Trainer
+
+    trainers = [Trainer(config.load(tiny_yaml(), [f"optimizer.lr={lr}", "epochs=1"])) for lr in (0.01, 0.02, 0.04)]
+    for t in trainers:
+        t.fit()
+        t.evaluate(t.splits.x_test, t.splits.y_test)
+    step = trainers[0].evaluator.step
+    assert all(t.evaluator.step is step for t in trainers)
+    assert step.traces == 1
+    other = Trainer(config.load(tiny_yaml(), ["model.hidden=[8]", "epochs=1"]))
+    assert other.evaluator.step is not step  # another architecture: its own trace
