@@ -15,7 +15,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfminima.data.pipeline import eval_dataset, steps_per_epoch
-from tfminima.hessian.cache import traced
+from tfminima.hessian.cache import shareable, traced
 from tfminima.steps import ReplicaSteps, per_example_loss
 
 
@@ -55,7 +55,8 @@ class EvalStep:
 def eval_step(model, strategy: tf.distribute.Strategy, architecture: str | None = None) -> EvalStep:
     """The evaluation step of ``model`` under ``strategy``: shared by the models of one ``architecture``
     (a key naming how they were built, e.g. :meth:`tfminima.train.Trainer.architecture`), else its own."""
-    return traced(model, ("eval-step", strategy), lambda template: EvalStep(template, strategy), architecture)
+    return traced(model, ("eval-step", strategy), lambda template: EvalStep(template, strategy),
+                  shareable(architecture, strategy))
 
 
 class Evaluator:

@@ -30,7 +30,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfminima.hessian.batches import PlacedBatches
-from tfminima.hessian.cache import Template, loss_key, traced
+from tfminima.hessian.cache import Template, loss_key, shareable, traced
 from tfminima.hessian.operator import HessianOperator
 from tfminima.hessian.options import DEFAULT_BATCH_SIZE, ProductKeywords, ProductOptions
 from tfminima.hessian.products import StatelessLoss, distributed_function, model_state, resolve_loss
@@ -118,7 +118,8 @@ def covariance_functions(model, options: ProductOptions) -> CovarianceProducts:
     ``strategy``, ``architecture`` matter), memoised like the Hessian's (:mod:`tfminima.hessian.cache`)."""
     opts = options.resolved()
     key = ("noise", loss_key(model, opts.loss), opts.training, opts.strategy)
-    return traced(model, key, lambda template: CovarianceProducts(template, opts), opts.architecture)
+    return traced(model, key, lambda template: CovarianceProducts(template, opts),
+                  shareable(opts.architecture, opts.strategy))
 
 
 def _auto_chunk(n_params: int) -> int:

@@ -21,7 +21,7 @@ import weakref
 from collections.abc import Callable, Hashable
 from typing import Any
 
-__all__ = ["SHARED_TRACES", "Template", "loss_key", "traced"]
+__all__ = ["SHARED_TRACES", "Template", "loss_key", "shareable", "traced"]
 
 Template = Callable[[], Any]
 """Returns the model whose code a trace runs (called at trace time, never stored)."""
@@ -73,6 +73,17 @@ def traced(model, key: tuple, make: Callable[[Template], Any], architecture: Has
     while len(_SHARED) > SHARED_TRACES:
         _SHARED.popitem(last=False)
     return value
+
+
+def shareable(architecture: Hashable | None, strategy) -> Hashable | None:
+    """``architecture`` when traces may be shared under ``strategy``, else None (one trace a model).
+
+    Under a strategy with several replicas (MirroredStrategy, multi-worker) the replicas' code runs in
+    threads of their own, and there a shared trace's ``stateless_call`` computed with the *template's*
+    variables, not the values passed in: the second model of a sweep got the first one's loss,
+    products and evaluation (tests/test_hessian_cache_distributed.py). One-replica strategies share.
+    """
+    return architecture if getattr(strategy, "num_replicas_in_sync", 1) <= 1 else None
 
 
 def loss_key(model, loss):

@@ -30,7 +30,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfminima.hessian.batches import PlacedBatches
-from tfminima.hessian.cache import Template, loss_key, traced
+from tfminima.hessian.cache import Template, loss_key, shareable, traced
 from tfminima.hessian.memory import graph_tensor_bytes
 from tfminima.hessian.options import ProductOptions
 from tfminima.hessian.vectors import flatten_tensors, unflatten_vector
@@ -288,4 +288,5 @@ def traced_functions(model, options: ProductOptions | None = None, **changes) ->
     """
     opts = ProductOptions.of(options, **changes).resolved()
     key = ("hessian", loss_key(model, opts.loss), opts.training, opts.mode, opts.strategy, opts.jit_compile)
-    return traced(model, key, lambda template: HessianProducts(template, opts), opts.architecture)
+    return traced(model, key, lambda template: HessianProducts(template, opts),
+                  shareable(opts.architecture, opts.strategy))
