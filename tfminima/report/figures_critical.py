@@ -14,6 +14,7 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
+from matplotlib.ticker import FuncFormatter, NullLocator
 
 from tfminima.report.critical import BatchPoint, CriticalBatch, count, reached
 from tfminima.report.style import BAND_ALPHA, figure_legend, log_axis, new_figure
@@ -66,8 +67,11 @@ def steps_to_target(cb: CriticalBatch, title: str) -> Figure | None:
         _draw(ax, points, key)
         _missed(ax, points)
         _vertical(ax, cb)
-        log_axis(ax, "x", list(s_all))
         log_axis(ax, "y")
+        ax.set_xscale("log")
+        ax.set_xticks(s_all, [f"{s:g}" for s in s_all])  # the batch sizes of the sweep, as plain numbers
+        ax.xaxis.set_minor_locator(NullLocator())
+        ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}" if v >= 1 else f"{v:g}"))
         ax.set_xlabel("batch size S")
     first = next((p for p in points if p.reached), None)
     if first is not None:
