@@ -23,6 +23,8 @@ Assumptions (stated in the output, change them with the flags):
   slow on a GPU;
 - 8 GPUs run a sweep as 8 shards, one whole run per GPU (no communication; `--shard i/8`), the
   runs placed longest first (LPT); a data-parallel split of one run is not used for these models.
+- A run trained to a target (``until:``, E8) is counted to its ``epochs`` cap (an upper bound), or to
+  ``--until-fraction`` of it (the fraction the CPU profile's runs needed, measured in REPRODUCTION.md).
 The CPU column scales the measured S = 128 step time by the example count (2 cores, this machine).
 """
 
@@ -47,7 +49,7 @@ from tfminima.models import build_model  # noqa: E402
 from tfminima.sweep import expand  # noqa: E402
 
 EXPERIMENTS = ["e1_ratio_sharpness", "e1_resnet_cifar10", "e2_interpolation", "e3_scaling_rules",
-               "e3_schedules", "e4_memorization", "e5_breaking_point", "e6_cyclic_sharpness"]
+               "e3_schedules", "e4_memorization", "e5_breaking_point", "e6_cyclic_sharpness", "e8_critical_batch"]
 SHAPES = {"cifar10": ((32, 32, 3), 10), "cifar100": ((32, 32, 3), 100), "mnist": ((28, 28, 1), 10),
           "fashion_mnist": ((28, 28, 1), 10), "mnist1d": ((40,), 10), "digits": ((8, 8, 1), 10)}
 LANCZOS_HVPS = {1: 12, 5: 16}  # medians measured in bench_hessian (k=1: 11.5, k=5: 16)
@@ -102,8 +104,9 @@ def measure(spec, cache: dict) -> dict:
     return cache[key]
 
 
-def run_work(spec, m: dict, rate: float, floor: float) -> dict:
-    """FLOPs and GPU seconds of one run (R, L as in the module docstring)."""
+def run_work(spec, m: dict, rate: float, floor: float, until_fraction: float = 1.0) -> dict:
+    """FLOPs and GPU seconds of one run (R, L as in the module docstring); a run trained to a target
+    (``until:``) counts ``until_fraction`` of its epochs cap."""
     f, d = m["flops"], spec.dataset
     gpu = flops = 0.0
     for setting in schedules.plan(spec, 1):
@@ -123,7 +126,8 @@ def run_work(spec, m: dict, rate: float, floor: float) -> dict:
             extra += times * mon.samples * 3 * f * (1 + mon.trace_probes / 10)
     flops += extra
     gpu += extra / rate
-    return {"flops": flops, "gpu": gpu, "cpu_examples": spec.epochs * d.train_size, "extra_flops": extra}
+    f = until_fraction if spec.until is not None else 1.0
+    return {"flops": f * flops, "gpu": f * gpu, "cpu_examples": f * spec.epochs * d.train_size, "extra_flops": f * extra}
 
 
 def lpt_makespan(durations: list[float], machines: int) -> float:
@@ -142,6 +146,9 @@ def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--gpu-tflops", type=float, default=2.0)
     p.add_argument("--launch-us", type=float, default=15.0, help="per Keras layer and step")
+    p.add_argument("--only", nargs="*", default=None, help="these experiments only (e.g. e8_critical_batch)")
+    p.add_argument("--until-fraction", type=float, default=1.0,
+                   help="runs trained to a target (until:) stop after this fraction of their epochs cap")
     args = p.parse_args()
     rate = args.gpu_tflops * 1e12
     tiny = build_model(config.MLPSpec(name="mlp", hidden=[1]), (4,), 2)
@@ -151,7 +158,7 @@ def main() -> None:
           "8 GPUs = 8 shards (one run per GPU, LPT)\n")
     cache: dict = {}
     rows = []
-    for name in EXPERIMENTS:
+    for name in args.only or EXPERIMENTS:
         spec = config.load(Path(__file__).resolve().parents[1] / "experiments" / f"{name}.yaml")
         plans = expand(spec)
         works, cpu = [], 0.0
@@ -160,14 +167,16 @@ def main() -> None:
             m = measure(plan.spec, cache)
             models.add(f"{m['name']} {m['flops'] / 1e6:.0f} MFLOP, CPU {m['cpu_step_128'] * 1e3:.0f} ms/step@128")
             floor = dispatch + args.launch_us * 1e-6 * m["layers"]
-            w = run_work(plan.spec, m, rate, floor)
+            w = run_work(plan.spec, m, rate, floor, args.until_fraction)
             works.append(w)
             cpu += w["flops"] / (3 * m["flops"] * 128 / m["cpu_step_128"])
         gpu1 = sum(w["gpu"] for w in works)
         gpu8 = lpt_makespan([w["gpu"] for w in works], 8)
         pflop = sum(w["flops"] for w in works) / 1e15
         share = sum(w["extra_flops"] for w in works) / sum(w["flops"] for w in works)
-        rows.append((name, len(plans), pflop, share, cpu, gpu1, gpu8, "; ".join(sorted(models))))
+        to = "to the cap" if args.until_fraction == 1 else f"{args.until_fraction:g} of the cap"
+        rows.append((name + (f" (until: {to})" if spec.until is not None else ""), len(plans), pflop, share, cpu,
+                     gpu1, gpu8, "; ".join(sorted(models))))
     print(f"| experiment | runs | PFLOP | eval+monitors | CPU (2 cores, measured step) | 1 GPU | 8 GPUs | models |")
     print("|---|---:|---:|---:|---:|---:|---:|---|")
     for name, runs, pflop, share, cpu, g1, g8, models in rows:

@@ -22,11 +22,12 @@ METRICS: dict[str, str] = {
     "best_val_accuracy": "best val accuracy",
     "lambda_max": "λ_max",
     "trace": "Tr(H)",
+    "steps_to_target": "steps to target",
 }
 
 CSV_COLUMNS = ["group", "run_id", "state", "lr", "batch_size", "momentum", "eta_over_s", "eta_over_s_momentum",
                "seed", "epochs_done", "epochs", "train_accuracy", "val_accuracy", "test_accuracy",
-               "best_val_accuracy", "lambda_max", "trace"]
+               "best_val_accuracy", "lambda_max", "trace", "target_reached", "steps_to_target"]
 
 
 def comparable(rows: list[RunRow]) -> list[RunRow]:
@@ -36,7 +37,8 @@ def comparable(rows: list[RunRow]) -> list[RunRow]:
 
 def available_metrics(rows: list[RunRow]) -> list[str]:
     """Metrics at least one run has a value for (λ_max and Tr(H) only with sharpness)."""
-    return [m for m in METRICS if any(getattr(r, m) is not None for r in rows)]
+    return [m for m in METRICS if any(getattr(r, m) is not None for r in rows)
+            or (m == "steps_to_target" and any(r.target_reached is not None for r in rows))]
 
 
 def to_csv(rows: list[RunRow]) -> str:
@@ -119,3 +121,42 @@ def scatter_series(rows: list[RunRow], metric: str) -> dict[int, tuple[list[floa
         xs.append(float(r.eta_over_s))
         ys.append(float(value))
     return dict(sorted(out.items()))
+
+
+@dataclasses.dataclass
+class TargetPoint:
+    """One batch size of a sweep trained to a target: its best η and the mean steps over that η's seeds."""
+
+    batch_size: int
+    best_lr: float | None  # None: no η reached the target with any seed
+    steps: float | None
+    reached: int  # seeds of the best η that reached it
+    seeds: int
+    others: list[float]  # steps of every seed of the other η that reached it
+
+
+def steps_to_target(rows: list[RunRow]) -> list[TargetPoint]:
+    """Steps to the target against S, the best η per S chosen as the report chooses it
+    (:mod:`tfminima.report.critical`): most seeds reaching the target, then the fewest steps on average
+    (geometric mean over the seeds), then the smaller η. Runs still going are left out."""
+    by_cell: dict[tuple[int, float], list[RunRow]] = {}
+    for r in comparable(rows):
+        if r.target_reached is not None or r.state == "diverged":
+            by_cell.setdefault((int(r.batch_size), float(f"{r.lr:.10g}")), []).append(r)
+    points = []
+    for s in sorted({s for s, _ in by_cell}):
+        scored = []
+        for (size, lr), runs in by_cell.items():
+            if size != s:
+                continue
+            got = [r.steps_to_target for r in runs if r.target_reached and r.steps_to_target]
+            key = (-len(got) / len(runs), float(np.mean(np.log(got))) if got else math.inf, lr)
+            scored.append((key, lr, runs, got))
+        scored.sort(key=lambda t: t[0])
+        _, lr, runs, got = scored[0]
+        others = [v for _, _, _, g in scored[1:] for v in g]
+        if got:
+            points.append(TargetPoint(s, lr, float(np.mean(got)), len(got), len(runs), others))
+        else:
+            points.append(TargetPoint(s, None, None, 0, sum(len(t[2]) for t in scored), others))
+    return points

@@ -167,6 +167,8 @@ class RunRow:
     best_val_accuracy: float | None = None
     lambda_max: float | None = None
     trace: float | None = None
+    steps_to_target: float | None = None  # until: runs (None also when the target was missed)
+    target_reached: bool | None = None  # None: the run has no until: target (or has not ended)
     error: str = ""
     seconds: float | None = None
 
@@ -249,6 +251,9 @@ class RunStore:
             train_accuracy=record.last("train/accuracy"), val_accuracy=record.final("val_accuracy"),
             test_accuracy=record.final("test_accuracy"), best_val_accuracy=record.final("best_val_accuracy"),
             lambda_max=record.final("sharpness/lambda_max"), trace=record.final("sharpness/trace"),
+            steps_to_target=record.final("steps_to_target"),
+            target_reached=record.summary.get("target_reached") if isinstance(record.summary.get("target_reached"), bool)
+            else None,
             error=self.error_of(record),
             seconds=(ended - started) if started and ended else None,
         )

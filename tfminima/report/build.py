@@ -18,9 +18,12 @@ from matplotlib.figure import Figure
 
 from tfminima.report import (
     checks,
+    critical,
     figures,
+    figures_critical,
     figures_sharpness,
     markdown,
+    markdown_critical,
     markdown_sections,
     markdown_sharpness,
     numbers,
@@ -290,6 +293,14 @@ def _section_svag(ctx: Context) -> Section:
     return Section("svag", "SVAG: SGD against its SDE limit", fig, markdown_sections.svag_text(comparisons, cond_of))
 
 
+def _section_steps_to_target(ctx: Context) -> Section:
+    # every run that ended, diverged ones too: a batch size none of whose runs reached the target is shown
+    cb = critical.critical_batch(ctx.group.runs)
+    fig = ctx.save("steps_to_target", figures_critical.steps_to_target(cb, ctx.title))
+    return Section("steps_to_target", "Steps to the target against the batch size (critical batch size)", fig,
+                   markdown_critical.critical_text(cb))
+
+
 SECTIONS: dict[str, Callable[[Context], Section]] = {
     "curves": _section_curves,
     "eta_over_s": _section_eta_over_s,
@@ -301,6 +312,7 @@ SECTIONS: dict[str, Callable[[Context], Section]] = {
     "sharpness_trajectory": _section_sharpness_trajectory,
     "sharpness_vs_loss": _section_sharpness_vs_loss,
     "svag": _section_svag,
+    "steps_to_target": _section_steps_to_target,
 }
 
 

@@ -62,15 +62,41 @@ class CompareScreen(AppScreen):
                     self.metric = metrics[0]
                 select.value = self.metric
         label = comparison.METRICS[self.metric]
-        by_size = comparison.scatter_series(self.rows, self.metric)
-        traces = []
-        for i, (size, (xs, ys)) in enumerate(by_size.items()):
-            traces.append(Trace(f"S{size}", np.asarray(xs), np.asarray(ys), PALETTE[i % len(PALETTE)],
-                                marker="●", scatter=True, label=f"S={size}"))
-        self.query_one("#scatter", MetricPlot).set_traces(traces, title=f"{label} against η/S")
+        plot = self.query_one("#scatter", MetricPlot)
+        if self.metric == "steps_to_target":
+            self._show_steps_to_target(plot)
+        else:
+            plot.xlabel, plot.logy = "η/S (log)", False
+            by_size = comparison.scatter_series(self.rows, self.metric)
+            traces = []
+            for i, (size, (xs, ys)) in enumerate(by_size.items()):
+                traces.append(Trace(f"S{size}", np.asarray(xs), np.asarray(ys), PALETTE[i % len(PALETTE)],
+                                    marker="●", scatter=True, label=f"S={size}"))
+            plot.set_traces(traces, title=f"{label} against η/S")
         self.query_one(Heatmap).show(comparison.heat_grid(self.rows, self.metric), self.metric)
         n = len(self.rows)
         self.set_title(f"{app.runs_dir_label}: {n} run{'s' if n != 1 else ''} · {label}, final or latest")
+
+    def _show_steps_to_target(self, plot: MetricPlot) -> None:
+        """Steps to the target against S (log-log): the best η per S, the other η, perfect scaling, missed S."""
+        points = comparison.steps_to_target(self.rows)
+        plot.xlabel, plot.logy = "batch size S (log)", True
+        best = [p for p in points if p.steps is not None]
+        traces = []
+        others = [(p.batch_size, v) for p in points for v in p.others]
+        if others:
+            xs, ys = zip(*others)
+            traces.append(Trace("other", np.asarray(xs, float), np.asarray(ys, float), PALETTE[2], marker="·",
+                                scatter=True, label="other η"))
+        if best:
+            xs = np.asarray([p.batch_size for p in best], float)
+            traces.append(Trace("perfect", xs, best[0].steps * best[0].batch_size / xs, PALETTE[1],
+                                label="perfect scaling (∝ 1/S)"))
+            traces.append(Trace("best", xs, np.asarray([p.steps for p in best]), PALETTE[0], marker="●",
+                                scatter=True, label="best η (mean over seeds)"))
+        missed = [p.batch_size for p in points if p.steps is None]
+        title = "steps to target against S" + (f" · never reached at S = {', '.join(map(str, missed))}" if missed else "")
+        plot.set_traces(traces, title=title)
 
     @on(Select.Changed, "#metric")
     def _metric_chosen(self, event: Select.Changed) -> None:
