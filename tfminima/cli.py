@@ -62,6 +62,9 @@ def cmd_run(args) -> int:
     if not args.config and not args.resume:
         _err("tfminima run: give an experiment YAML, or --resume RUN_DIR")
         return 2
+    if args.restart and not args.resume:
+        _err("tfminima run: --restart goes with --resume RUN_DIR (it starts that run over)")
+        return 2
     shard = None
     spec = None
     targets = []
@@ -74,10 +77,14 @@ def cmd_run(args) -> int:
             return 2
         try:
             paths.existing_directory(args.resume, "--resume")
-            targets = resume_targets(args.resume, args.config, args.set, args.profile)
+            targets = resume_targets(args.resume, args.config, args.set, args.profile, restart=args.restart)
         except (ResumeRefused, FileNotFoundError, paths.PathError) as err:
             _err(f"tfminima run --resume: {err}")
             return getattr(err, "exit_code", 2)
+        if args.restart:
+            status = _start_over(targets)
+            if status:
+                return status
         for warning in (w for t in targets for w in t.warnings):
             _err(f"warning: {warning}")
         if len(targets) == 1 and (Path(args.resume) / "config.yaml").exists():
@@ -145,6 +152,25 @@ def cmd_run(args) -> int:
     if any(o.state == "cancelled" for o in outcomes):
         return 130
     return 1 if any(o.state == "failed" for o in outcomes) else 0
+
+
+def _start_over(targets) -> int:
+    """--restart: discard each run's record before it is trained again; an exit status on failure."""
+    from tfminima.locks import RunBusy
+    from tfminima.resume import start_over
+
+    for t in targets:
+        try:
+            removed = start_over(t.run_dir)
+        except RunBusy as err:
+            _err(f"tfminima run --resume --restart: {err}")
+            return 2
+        except OSError as err:
+            _err(f"tfminima run --resume --restart: cannot clear {err.filename or t.run_dir.path}: {err.strerror or err}")
+            return 1
+        if removed:
+            _err(f"{t.run_dir.path}: starting over; removed {', '.join(removed)}")
+    return 0
 
 
 def _train(args, spec, shard, targets, stop):
@@ -270,8 +296,20 @@ def cmd_analyze(args) -> int:
         return err.exit_code
     _quiet_tensorflow()
     from tfminima import analysis
+    from tfminima.runfiles import CorruptFile
     from tfminima.rundir import RunDir
 
+    try:
+        return _analyze(args, target, analysis, RunDir)
+    except CorruptFile as err:  # a checkpoint (or its pointer) that cannot be read: the file, one line
+        _err(f"tfminima analyze: {err}")
+        return 1
+    except (FileNotFoundError, ValueError) as err:
+        _err(f"tfminima analyze: {err}")
+        return 2
+
+
+def _analyze(args, target: Path, analysis, RunDir) -> int:
     if args.pairs:
         runs = [d for d in sorted(target.iterdir()) if (d / "config.yaml").exists()]
         if not runs:
@@ -287,22 +325,18 @@ def cmd_analyze(args) -> int:
     if not (target / "config.yaml").exists():
         _err(f"tfminima analyze: {target} is not a run directory (no config.yaml)")
         return 2
-    try:
-        if args.interpolate:
-            res = analysis.interpolate_runs(target, args.interpolate, points=args.points, samples=args.samples)
-            at = lambda a: min(range(len(res["alphas"])), key=lambda i: abs(res["alphas"][i] - a))
-            shown = ", ".join(f"α={res['alphas'][at(a)]:.2f} {res['train_loss'][at(a)]:.4g}" for a in (0.0, 0.5, 1.0))
-            print(f"interpolation {res['run_a']} -> {res['run_b']}: train loss at {shown}; "
-                  f"written to {target.parent / 'analysis'}")
-        if args.hessian or args.density or not args.interpolate:
-            res = analysis.hessian_report(target, epoch=args.checkpoint, k=args.k, samples=args.samples,
-                                          trace_probes=args.trace_probes, density=args.density)
-            eig = ", ".join(f"{v:.4g}" for v in res["eigenvalues"])
-            print(f"{RunDir(target).run_id} after {res['epochs_done']} epochs: top-{args.k} eigenvalues [{eig}], "
-                  f"Tr(H) = {res['trace']:.4g} ± {res['trace_stderr']:.2g}; written to {target / 'analysis'}")
-    except (FileNotFoundError, ValueError) as err:
-        _err(f"tfminima analyze: {err}")
-        return 2
+    if args.interpolate:
+        res = analysis.interpolate_runs(target, args.interpolate, points=args.points, samples=args.samples)
+        at = lambda a: min(range(len(res["alphas"])), key=lambda i: abs(res["alphas"][i] - a))
+        shown = ", ".join(f"α={res['alphas'][at(a)]:.2f} {res['train_loss'][at(a)]:.4g}" for a in (0.0, 0.5, 1.0))
+        print(f"interpolation {res['run_a']} -> {res['run_b']}: train loss at {shown}; "
+              f"written to {target.parent / 'analysis'}")
+    if args.hessian or args.density or not args.interpolate:
+        res = analysis.hessian_report(target, epoch=args.checkpoint, k=args.k, samples=args.samples,
+                                      trace_probes=args.trace_probes, density=args.density)
+        eig = ", ".join(f"{v:.4g}" for v in res["eigenvalues"])
+        print(f"{RunDir(target).run_id} after {res['epochs_done']} epochs: top-{args.k} eigenvalues [{eig}], "
+              f"Tr(H) = {res['trace']:.4g} ± {res['trace_stderr']:.2g}; written to {target / 'analysis'}")
     return 0
 
 
@@ -355,6 +389,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--profile", help="apply one of the config's profiles (e.g. cpu)")
     r.add_argument("--out", help="runs directory (default: the config's output_dir)")
     r.add_argument("--resume", metavar="RUN_DIR", help="continue a killed run (or a sweep's unfinished runs)")
+    r.add_argument("--restart", action="store_true",
+                   help="with --resume: train the unfinished runs again from epoch 0 with their stored config, "
+                        "discarding their log, checkpoints, TensorBoard events and analyses")
     r.add_argument("--shard", metavar="I/N", help="run only shard I of N of the sweep (0-based)")
     r.add_argument("--only", action="append", default=[], metavar="RUN_ID",
                    help="run only this run of the sweep (repeatable)")

@@ -18,9 +18,7 @@ those files).
 from __future__ import annotations
 
 import dataclasses
-import os
-import stat
-import zipfile
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +45,19 @@ class ResumeTarget:
     warnings: list[str] = dataclasses.field(default_factory=list)  # what the resume drops or rewrites
 
 
+def resumable(path: str | Path) -> list[rd.RunDir]:
+    """The run directories to resume under ``path``: one run, or the unfinished runs of a sweep."""
+    path = Path(path)
+    if (path / "config.yaml").exists():
+        return [rd.RunDir(path)]
+    runs = rd.find_runs(path)
+    # killed between writing config.yaml and status.json: pending, resumable from scratch
+    known = {r.path for r in runs}
+    runs += [rd.RunDir(p.parent) for p in path.rglob("config.yaml") if p.parent not in known]
+    runs = sorted(runs, key=lambda r: str(r.path))
+    return [r for r in runs if r.status().get("state") not in ("completed", "diverged")]
+
+
 def file_warnings(run_dir: rd.RunDir) -> list[str]:
     """What a resume of ``run_dir`` will drop or rewrite because it cannot be read."""
     out = []
@@ -62,51 +73,73 @@ def file_warnings(run_dir: rd.RunDir) -> list[str]:
 
 
 def refusal(run_dir: rd.RunDir) -> str | None:
-    """Why ``run_dir`` cannot be resumed faithfully (None when it can): its log or checkpoint cannot be read."""
-    problem = runfiles.read_events(run_dir.metrics_path).problem
-    if problem:  # rewritten to match the checkpoint, it would lose what could not be read
-        return problem
+    """Why ``run_dir`` cannot be resumed faithfully (None when it can).
+
+    Its log cannot be read whole (rewritten to match the checkpoint, it would lose what was not
+    read); its checkpoint cannot be chosen or read (``checkpoints/latest`` or the folder it names is
+    broken); or it logged epochs and has no checkpoint (continuing would retrain from epoch 0 and
+    drop them).
+    """
+    events = runfiles.read_events(run_dir.metrics_path)
+    if events.problem:
+        return events.problem
     from tfminima import checkpoint  # numpy only
 
     try:
         path = checkpoint.latest(run_dir.checkpoints_dir)
-    except OSError as err:
-        return f"{run_dir.checkpoints_dir} cannot be listed ({err.strerror or err})"
-    if path is None:
-        return None
-    try:
-        runfiles.read_checkpoint_state(path)
+        if path is not None:
+            checkpoint.verify(path)
     except runfiles.CorruptFile as err:
-        return f"{run_dir.path}: {err}"
-    variables = path / "variables.npz"
-    try:
-        if not stat.S_ISREG(os.stat(variables).st_mode):  # a FIFO would block the zip reader
-            return f"{variables} is not a regular file"
-        with zipfile.ZipFile(variables) as archive:  # its index is at the end: a truncated file has none
-            archive.namelist()
-    except (OSError, zipfile.BadZipFile) as err:
-        return f"{variables} cannot be read ({err})"
+        broken = err.path.parent.name if err.path is not None else ""
+        return str(err) + _others(run_dir, checkpoint, broken)
+    except OSError as err:
+        return f"checkpoints/ cannot be listed ({err.strerror or err})"
+    epochs = {e["epoch"] for e in events.events if e.get("kind") == "train" and e.get("epoch") is not None}
+    if path is None and epochs:
+        return (f"metrics.jsonl logs {len(epochs)} trained epoch{'s' if len(epochs) != 1 else ''} and there is no "
+                "checkpoint to continue from (checkpoints/latest is missing); a resume would train from epoch 0 "
+                "and drop them")
     return None
 
 
+def _others(run_dir: rd.RunDir, checkpoint, broken: str) -> str:
+    """The checkpoints a person could choose instead of the ``broken`` one (none: nothing to add)."""
+    try:
+        names = [n for n in checkpoint.complete_folders(run_dir.checkpoints_dir) if n != broken]
+    except OSError:
+        return ""
+    if not names:
+        return ""
+    return (f" (checkpoints/ also holds {', '.join(names)}: to continue from one, check it and write its name "
+            f"into {run_dir.checkpoints_dir / 'latest'})")
+
+
+def restart_hint(run_dir: rd.RunDir) -> str:
+    return (f"to train it again from epoch 0 with its stored config, discarding its log and checkpoints: "
+            f"tfminima run --resume {run_dir.path} --restart")
+
+
+def refused(run_dir: rd.RunDir, problem: str) -> ResumeRefused:
+    """The error for a run :func:`refusal` gave ``problem`` for: the run, the file, the way out."""
+    return ResumeRefused(f"cannot continue {run_dir.path} faithfully: {problem}. {restart_hint(run_dir).capitalize()}")
+
+
 def targets(path: str | Path, config_path: str | None = None, overrides: list[str] | None = None,
-            profile: str | None = None) -> list[ResumeTarget]:
+            profile: str | None = None, *, restart: bool = False) -> list[ResumeTarget]:
     """The runs under ``path`` to resume, each with its stored config.
 
-    Raises ConfigError (a stored config that no longer validates), ResumeRefused (a log or checkpoint
-    that cannot be read), ResumeConflict (a config or
+    Raises ConfigError (a stored config that no longer validates), ResumeRefused (see
+    :func:`refusal`; not with ``restart``, which starts the runs over), ResumeConflict (a config or
     overrides that differ from a stored config), or FileNotFoundError (nothing to resume).
     """
-    from tfminima.runner import resumable
-
     dirs = resumable(path)
     if not dirs:
         raise FileNotFoundError(f"no unfinished run under {path}")
-    out = [ResumeTarget(d, config_lib.load(d.config_path), file_warnings(d)) for d in dirs]
-    for t in out:
+    out = [ResumeTarget(d, config_lib.load(d.config_path), [] if restart else file_warnings(d)) for d in dirs]
+    for t in out if not restart else ():
         problem = refusal(t.run_dir)
         if problem:
-            raise ResumeRefused(f"cannot continue {t.run_dir.path} faithfully: {problem}")
+            raise refused(t.run_dir, problem)
     if config_path:
         given = config_lib.load(config_path, overrides, profile)
         plans = {p.run_id: p.spec for p in sweep_lib.expand(given)}
@@ -123,6 +156,34 @@ def targets(path: str | Path, config_path: str | None = None, overrides: list[st
         for t in out:
             _check_same(t, config_lib.load(t.run_dir.config_path, overrides, profile), "--set")
     return out
+
+
+RECORD = ("metrics.jsonl", "summary.json", "checkpoints", "tb", "analysis")  # what a restart discards
+
+
+def start_over(run_dir: rd.RunDir) -> list[str]:
+    """Discard the run's record (log, checkpoints, TensorBoard events, summary, analyses) so that a
+    resume trains it from epoch 0 with its stored config.yaml; returns what was removed.
+
+    Taken under the run's lock: a run another process trains is refused (RunBusy), never emptied.
+    """
+    from tfminima.locks import RunLock
+
+    removed = []
+    lock = RunLock(run_dir.path).acquire()
+    try:
+        for name in RECORD:
+            target = run_dir.path / name
+            if target.is_dir() and not target.is_symlink():
+                shutil.rmtree(target)
+            elif target.exists() or target.is_symlink():
+                target.unlink()
+            else:
+                continue
+            removed.append(name)
+    finally:
+        lock.release()
+    return removed
 
 
 def _check_same(target: ResumeTarget, given: config_lib.ExperimentSpec, source: str) -> None:

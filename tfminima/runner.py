@@ -39,6 +39,7 @@ from tfminima import config as config_lib
 from tfminima import rundir as rd
 from tfminima import sweep as sweep_lib
 from tfminima.locks import RunBusy, RunLock
+from tfminima.resume import refusal, refused, resumable  # noqa: F401 (resumable: API)
 
 
 @dataclasses.dataclass
@@ -354,21 +355,15 @@ def run_report_analyses(spec: config_lib.ExperimentSpec, group: Path, on_notice:
         return []
 
 
-def resumable(path: str | Path) -> list[rd.RunDir]:
-    """The run directories to resume under ``path``: one run, or the unfinished runs of a sweep."""
-    path = Path(path)
-    if (path / "config.yaml").exists():
-        return [rd.RunDir(path)]
-    runs = rd.find_runs(path)
-    # killed between writing config.yaml and status.json: pending, resumable from scratch
-    known = {r.path for r in runs}
-    runs += [rd.RunDir(p.parent) for p in path.rglob("config.yaml") if p.parent not in known]
-    runs = sorted(runs, key=lambda r: str(r.path))
-    return [r for r in runs if r.status().get("state") not in ("completed", "diverged")]
-
-
 def resume_run(run_dir: rd.RunDir, spec: config_lib.ExperimentSpec | None = None, **kwargs) -> RunOutcome:
-    """Continue ``run_dir`` from its latest checkpoint with the config stored there."""
+    """Continue ``run_dir`` from its latest checkpoint with the config stored there.
+
+    Raises :class:`tfminima.resume.ResumeRefused`, before any file is touched, when the run cannot
+    be continued faithfully (:func:`tfminima.resume.refusal`).
+    """
+    problem = refusal(run_dir)
+    if problem:
+        raise refused(run_dir, problem)
     spec = spec or config_lib.load(run_dir.config_path)
     hparams = run_dir.status().get("hparams") or {}
     if not hparams:
