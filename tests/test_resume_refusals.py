@@ -183,14 +183,36 @@ def test_resume_refuses_a_checkpoint_it_cannot_trust_and_names_the_one_to_choose
     assert tree(unfinished) == before
 
 
-def test_a_run_without_logged_epochs_or_checkpoint_resumes_from_the_start(unfinished):
-    """Killed inside its first epoch: nothing is lost by starting over, so nothing is refused."""
+@pytest.mark.parametrize("kept", [0, 1])
+def test_what_a_kill_can_leave_past_the_checkpoint_resumes(unfinished, kept):
+    """Killed inside the first epoch (nothing logged), or inside the first checkpoint's write (its
+    epoch logged, no checkpoint yet): a kill leaves at most ``checkpoint_every`` epochs logged past
+    the checkpoint, and the resume redoes them exactly, so nothing is refused."""
+    from tfminima import config
+
     shutil.rmtree(unfinished / "checkpoints")
     run = RunDir(unfinished)
-    kept = [e for e in run.events() if e["kind"] == "status"]
-    run.metrics_path.write_text("".join(json.dumps(e) + "\n" for e in kept))
-    assert resume.refusal(run) is None
+    first = min(e["epoch"] for e in run.events() if e["kind"] == "train")
+    kept_events = [e for e in run.events() if e["epoch"] is None or (kept and e["epoch"] == first)]
+    run.metrics_path.write_text("".join(json.dumps(e) + "\n" for e in kept_events))
+    assert resume.refusal(run, config.load(run.config_path)) is None
     assert [t.run_dir.path for t in resume.targets(unfinished)] == [unfinished]
+
+
+def test_a_checkpoint_far_behind_the_log_is_refused(unfinished):
+    """``latest`` put back to an older checkpoint than the log's epochs (epoch-2 of 5 logged)."""
+    run = RunDir(unfinished)
+    train = [e for e in run.events() if e["kind"] == "train"]
+    extra = [dict(train[-1], epoch=train[-1]["epoch"] + k) for k in (1, 2)]
+    with open(run.metrics_path, "a") as f:
+        f.write("".join(json.dumps(e) + "\n" for e in extra))
+    (unfinished / "checkpoints" / "latest").write_text("epoch-2\n")
+    before = tree(unfinished)
+    with pytest.raises(resume.ResumeRefused, match=r"faithfully: metrics.jsonl logs 5 trained epochs, and the "
+                                                    r"checkpoint checkpoints/latest names \(epoch-2\) holds 2; a "
+                                                    r"resume would drop the 3 after it\. To train it again"):
+        resume.targets(unfinished)
+    assert tree(unfinished) == before
 
 
 # ----------------------------------------------------------------------------- analyze

@@ -72,13 +72,14 @@ def file_warnings(run_dir: rd.RunDir) -> list[str]:
     return out
 
 
-def refusal(run_dir: rd.RunDir) -> str | None:
+def refusal(run_dir: rd.RunDir, spec: config_lib.ExperimentSpec) -> str | None:
     """Why ``run_dir`` cannot be resumed faithfully (None when it can).
 
     Its log cannot be read whole (rewritten to match the checkpoint, it would lose what was not
     read); its checkpoint cannot be chosen or read (``checkpoints/latest`` or the folder it names is
-    broken); or it logged epochs and has no checkpoint (continuing would retrain from epoch 0 and
-    drop them).
+    broken); or its log holds more trained epochs past the checkpoint than a kill can leave there
+    (``checkpoint_every``: the epochs logged before the next checkpoint is written), so the
+    checkpoints were deleted or replaced and a resume would drop epochs it cannot redo from them.
     """
     events = runfiles.read_events(run_dir.metrics_path)
     if events.problem:
@@ -87,19 +88,22 @@ def refusal(run_dir: rd.RunDir) -> str | None:
 
     try:
         path = checkpoint.latest(run_dir.checkpoints_dir)
-        if path is not None:
-            checkpoint.verify(path)
+        done = checkpoint.verify(path)["epochs_done"] if path is not None else 0
     except runfiles.CorruptFile as err:
         broken = err.path.parent.name if err.path is not None else ""
         return str(err) + _others(run_dir, checkpoint, broken)
     except OSError as err:
         return f"checkpoints/ cannot be listed ({err.strerror or err})"
-    epochs = {e["epoch"] for e in events.events if e.get("kind") == "train" and e.get("epoch") is not None}
-    if path is None and epochs:
-        return (f"metrics.jsonl logs {len(epochs)} trained epoch{'s' if len(epochs) != 1 else ''} and there is no "
-                "checkpoint to continue from (checkpoints/latest is missing); a resume would train from epoch 0 "
-                "and drop them")
-    return None
+    logged = len({e["epoch"] for e in events.events if e.get("kind") == "train" and e.get("epoch") is not None})
+    past = logged - done
+    if past <= spec.checkpoint_every:
+        return None
+    epochs = f"{logged} trained epoch{'s' if logged != 1 else ''}"
+    if path is None:
+        return (f"metrics.jsonl logs {epochs} and there is no checkpoint to continue from (checkpoints/latest is "
+                "missing); a resume would train from epoch 0 and drop them")
+    return (f"metrics.jsonl logs {epochs}, and the checkpoint checkpoints/latest names ({path.name}) holds {done}; "
+            f"a resume would drop the {past} after it")
 
 
 def _others(run_dir: rd.RunDir, checkpoint, broken: str) -> str:
@@ -137,7 +141,7 @@ def targets(path: str | Path, config_path: str | None = None, overrides: list[st
         raise FileNotFoundError(f"no unfinished run under {path}")
     out = [ResumeTarget(d, config_lib.load(d.config_path), [] if restart else file_warnings(d)) for d in dirs]
     for t in out if not restart else ():
-        problem = refusal(t.run_dir)
+        problem = refusal(t.run_dir, t.spec)
         if problem:
             raise refused(t.run_dir, problem)
     if config_path:

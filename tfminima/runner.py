@@ -361,10 +361,10 @@ def resume_run(run_dir: rd.RunDir, spec: config_lib.ExperimentSpec | None = None
     Raises :class:`tfminima.resume.ResumeRefused`, before any file is touched, when the run cannot
     be continued faithfully (:func:`tfminima.resume.refusal`).
     """
-    problem = refusal(run_dir)
+    spec = spec or config_lib.load(run_dir.config_path)
+    problem = refusal(run_dir, spec)
     if problem:
         raise refused(run_dir, problem)
-    spec = spec or config_lib.load(run_dir.config_path)
     hparams = run_dir.status().get("hparams") or {}
     if not hparams:
         plan = sweep_lib.RunPlan(run_dir.run_id, spec.model_dump(mode="json"), {}, spec)
