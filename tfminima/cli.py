@@ -14,7 +14,7 @@ import sys
 import threading
 from pathlib import Path
 
-from tfminima import cluster, paths
+from tfminima import cluster, interrupt, paths
 from tfminima import config as config_lib
 
 
@@ -58,7 +58,30 @@ def cmd_validate(args) -> int:
 # ----------------------------------------------------------------------------- run
 def cmd_run(args) -> int:
     """Train a sweep (or resume runs). Exit 0 ok, 1 a run failed or the disk refused, 2 a bad
-    command (config, conflicting resume, a run another process owns), 130 cancelled."""
+    command (config, conflicting resume, a run another process owns), 130 cancelled.
+
+    SIGTERM and Ctrl-C are heard from the start: while the command starts up (reading configs and
+    run files, importing TensorFlow), which writes nothing, they end it at once (exit 130)."""
+    stop = threading.Event()
+    _install_stop_handlers(stop)
+    try:
+        with interrupt.abortable("starting up"):
+            ready = _start_up(args)
+    except interrupt.Interrupted as err:
+        _err(f"tfminima run: {err}; nothing was written")
+        return 130
+    if isinstance(ready, int):
+        return ready
+    spec, shard, targets = ready
+    if args.restart:
+        status = _start_over(targets)
+        if status:
+            return status
+    return _run(args, spec, shard, targets, stop)
+
+
+def _start_up(args):
+    """What ``run`` needs checked before it trains: (spec, shard, resume targets), or an exit status."""
     if not args.config and not args.resume:
         _err("tfminima run: give an experiment YAML, or --resume RUN_DIR")
         return 2
@@ -81,10 +104,6 @@ def cmd_run(args) -> int:
         except (ResumeRefused, FileNotFoundError, paths.PathError) as err:
             _err(f"tfminima run --resume: {err}")
             return getattr(err, "exit_code", 2)
-        if args.restart:
-            status = _start_over(targets)
-            if status:
-                return status
         for warning in (w for t in targets for w in t.warnings):
             _err(f"warning: {warning}")
         if len(targets) == 1 and (Path(args.resume) / "config.yaml").exists():
@@ -134,9 +153,12 @@ def cmd_run(args) -> int:
         except (DistributionError, ValueError) as err:
             _err(f"tfminima run: {err}")
             return 2
-    stop = threading.Event()
+    return spec, shard, targets
+
+
+def _run(args, spec, shard, targets, stop) -> int:
+    """Train (or resume) and turn the outcomes into the exit status."""
     atexit.register(_ignore_ctrl_c_at_the_very_end)  # first registered: runs after every other callback
-    _install_stop_handlers(stop)
     try:
         outcomes = _train(args, spec, shard, targets, stop)
     except KeyboardInterrupt:
@@ -215,20 +237,14 @@ def _train(args, spec, shard, targets, stop):
 
 
 def _install_stop_handlers(stop: threading.Event) -> None:
-    """SIGTERM / SIGINT: stop at the next step boundary, checkpoint, record ``cancelled``.
+    """SIGTERM / SIGINT: stop at the next step boundary, checkpoint, record ``cancelled``
+    (:func:`tfminima.interrupt.install`; at once in a phase with no step, e.g. tracing).
 
     A second Ctrl-C interrupts at once (KeyboardInterrupt): the run records ``cancelled`` and keeps
     its last complete checkpoint; every file of the run directory is replaced atomically, so it
     stays readable wherever the interrupt lands.
     """
-
-    def handler(signum, frame):
-        if stop.is_set() and signum == signal.SIGINT:
-            raise KeyboardInterrupt
-        stop.set()
-
-    signal.signal(signal.SIGTERM, handler)
-    signal.signal(signal.SIGINT, handler)
+    interrupt.install(stop)
 
 
 def _exit_quietly_on_ctrl_c() -> None:

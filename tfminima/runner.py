@@ -34,7 +34,7 @@ import traceback
 from pathlib import Path
 from typing import Callable, Sequence
 
-from tfminima import cluster, paths
+from tfminima import cluster, interrupt, paths
 from tfminima import config as config_lib
 from tfminima import rundir as rd
 from tfminima import sweep as sweep_lib
@@ -148,18 +148,26 @@ def train_run(
     lock = RunLock(run_dir.path)
     _chief_decides(spec, lock.acquire)
     try:
-        if not me.chief:
-            return _train_as_worker(run_dir, spec, hparams, resume, callbacks, stop_event)
-        return _train_as_chief(run_dir, spec, hparams, resume, callbacks, stop_event, on_notice)
+        # the long phases before the first step hear it too (not under multi-worker: see watching)
+        with interrupt.watching(stop_event, lockstep=me.workers > 1):
+            if not me.chief:
+                return _train_as_worker(run_dir, spec, hparams, resume, callbacks, stop_event)
+            return _train_as_chief(run_dir, spec, hparams, resume, callbacks, stop_event, on_notice)
+    except interrupt.Interrupted as err:  # before the run began (importing TensorFlow): files as they were
+        if me.chief and run_dir.status().get("state") not in rd.FINAL_STATES:
+            with _ctrl_c_held():
+                run_dir.write_status("cancelled", error=str(err))
+        return RunOutcome(run_dir, "cancelled", hparams, {}, str(err))
     finally:
         lock.release()
 
 
 def _train_as_chief(run_dir, spec, hparams, resume, callbacks, stop_event, on_notice) -> RunOutcome:
-    from tfminima.data import DataNotPrepared
-    from tfminima.distribute import DistributionError
-    from tfminima.recorder import RunRecorder
-    from tfminima.train import Trainer
+    with interrupt.abortable("importing TensorFlow"):
+        from tfminima.data import DataNotPrepared
+        from tfminima.distribute import DistributionError
+        from tfminima.recorder import RunRecorder
+        from tfminima.train import Trainer
 
     recorder = RunRecorder(run_dir, hparams, resume=resume)
     try:
@@ -178,6 +186,8 @@ def _train_as_chief(run_dir, spec, hparams, resume, callbacks, stop_event, on_no
         raise storage from None
     except (DataNotPrepared, DistributionError, ValueError) as err:
         return _finish(recorder, on_notice, "failed", {}, str(err))
+    except interrupt.Interrupted as err:  # a stop heard before the first step: nothing to checkpoint
+        return _finish(recorder, on_notice, "cancelled", {}, str(err))
     except KeyboardInterrupt:
         if run_dir.status().get("state") not in rd.FINAL_STATES:  # not already recorded by _finish
             _finish(recorder, on_notice, "cancelled", {}, "interrupted")
@@ -195,6 +205,8 @@ def _train_as_worker(run_dir, spec, hparams, resume, callbacks, stop_event) -> R
         trainer = Trainer(spec, recorder=RunRecorder(run_dir, hparams, resume=resume), callbacks=callbacks,
                           stop_event=stop_event)
         result = trainer.fit()
+    except interrupt.Interrupted as err:
+        return RunOutcome(run_dir, "cancelled", hparams, {}, str(err))
     except Exception as err:
         return RunOutcome(run_dir, "failed", hparams, {}, _describe(err))
     return RunOutcome(run_dir, result.status, hparams, dict(result.final), result.reason)
