@@ -230,3 +230,10 @@ def test_analyze_measures_the_pointer_s_checkpoint_and_names_a_damaged_one(train
     r = cli("analyze", unfinished, *args, "--checkpoint", "999")
     assert r.returncode == 1 and "Traceback" not in r.stderr
     assert f"{d / 'epoch-999'}/state.json: says epochs_done 2, step_in_epoch 0: not the checkpoint" in r.stderr
+
+
+def test_keys_that_do_not_change_training_are_not_compared(unfinished):
+    (target,) = resume.targets(unfinished, None, ["description=another text", "report.interpolation_points=7"])
+    assert target.spec.description == ""  # the stored config is the one resumed
+    with pytest.raises(resume.ResumeConflict, match=r"optimizer\.lr: stored 0\.05, given 0\.1"):
+        resume.targets(unfinished, None, ["description=another text", "optimizer.lr=0.1"])

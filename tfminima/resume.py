@@ -27,7 +27,8 @@ from tfminima import rundir as rd
 from tfminima import runfiles
 from tfminima import sweep as sweep_lib
 
-IGNORED = ("output_dir", "sweep", "profiles")  # where runs go and how a sweep was written: not the run
+# Not the run: where runs go, how a sweep or its profiles were written, the words and figures around it.
+IGNORED = ("output_dir", "sweep", "profiles", "profile", "description", "report")
 
 
 class ResumeRefused(ValueError):
