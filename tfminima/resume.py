@@ -7,12 +7,16 @@ single config for both. So the stored config wins; a config file or ``--set`` gi
 the same arguments every time), and refused with the differing keys otherwise.
 
 The run's other files are read with :mod:`tfminima.runfiles` before anything is trained. What the
-resume cannot continue from faithfully refuses it (:class:`ResumeRefused`, naming the file): a stored
-config that does not validate (file:line, like any config), a checkpoint whose state or variables
-cannot be read, a metrics.jsonl that is no file or is over the reading limit (rewriting it would
-lose what was not read). Lines of metrics.jsonl that are no event, or a status or summary that
-cannot be read, become warnings naming the file and line (the resume drops such lines and rewrites
-those files).
+resume cannot continue from faithfully refuses it (:class:`ResumeRefused`, naming the run and the
+file, before any write; :func:`refusal` says why): a stored config that does not validate
+(file:line, like any config), a metrics.jsonl that is no file or is over the reading limit
+(rewriting it would lose what was not read), a checkpoint that cannot be chosen or read
+(``checkpoints/latest`` broken, dangling, or naming a damaged folder), or a log holding more
+trained epochs past the checkpoint than a kill can leave there (the checkpoints were deleted: a
+resume would train from epoch 0 and drop them). ``--restart`` (:func:`start_over`) is the way to
+train such a run again from epoch 0 with its stored config. Lines of metrics.jsonl that are no
+event, or a status or summary that cannot be read, become warnings naming the file and line (the
+resume drops such lines and rewrites those files).
 """
 
 from __future__ import annotations
