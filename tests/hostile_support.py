@@ -15,6 +15,7 @@ import os
 import shutil
 from pathlib import Path
 
+import numpy as np
 from hypothesis import strategies as st
 from report_support import config_yaml, epoch_events, make_run, monitor_events
 
@@ -56,7 +57,8 @@ def build_group(root: Path) -> Path:
         ckpt.mkdir(parents=True)
         (ckpt / "state.json").write_text(json.dumps({"epochs_done": 2, "step_in_epoch": 0, "model_paths": ["m/w"],
                                                      "optimizer_paths": ["o/iteration"]}))
-        (ckpt / "variables.npz").write_bytes(b"PK\x05\x06" + bytes(18))  # an empty zip archive
+        with open(ckpt / "variables.npz", "wb") as f:  # the arrays state.json lists, as np.savez writes them
+            np.savez(f, m0=np.zeros(3, np.float32), o0=np.zeros((), np.int64))
         (path / "checkpoints" / "latest").write_text("epoch-2\n")
         (path / "analysis").mkdir()
         (path / "analysis" / "hessian-epoch-2.json").write_text(json.dumps(

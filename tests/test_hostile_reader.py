@@ -285,8 +285,8 @@ def test_a_limit_variable_that_is_no_number_is_named_by_the_readers(group, monke
 
 @pytest.mark.parametrize("damage, reason", [
     ("state", "checkpoints/epoch-2/state.json: is not JSON"),
-    ("variables", "variables.npz cannot be read (File is not a zip file)"),
-    ("variables_fifo", "variables.npz is not a regular file"),
+    ("variables", "checkpoints/epoch-2/variables.npz: cannot be read (File is not a zip file)"),
+    ("variables_fifo", "checkpoints/epoch-2/variables.npz: is not a regular file"),
     ("metrics_dir", "metrics.jsonl is a directory, not a file"),
     ("metrics_big", "only the first 64 were read (set TFMINIMA_MAX_METRICS_BYTES to read more)"),
 ])

@@ -12,45 +12,61 @@ call these; the reporter reads the JSON files.
 from __future__ import annotations
 
 import time
+import zipfile
 from pathlib import Path
 
 import numpy as np
 
 from tfminima import checkpoint as ckpt
 from tfminima import config as config_lib
+from tfminima import runfiles
 from tfminima.rundir import RunDir, atomic_write_json
 
 
 def _checkpoint_path(run: RunDir, epoch: int | None) -> Path:
+    """The checkpoint to measure: the one ``checkpoints/latest`` names, or ``epoch-<epoch>``; checked
+    (:func:`tfminima.checkpoint.verify`). CorruptFile (naming the file) or FileNotFoundError otherwise."""
     if epoch is None:
         path = ckpt.latest(run.checkpoints_dir)
         if path is None:
             raise FileNotFoundError(f"{run.path} has no checkpoint")
-        return path
-    path = run.checkpoints_dir / f"epoch-{epoch}"
-    if not (path / "variables.npz").exists():
-        have = sorted(p.name for p in run.checkpoints_dir.glob("epoch-*"))
-        raise FileNotFoundError(f"{run.path} has no checkpoint after epoch {epoch}; it has: {', '.join(have) or 'none'}")
+    else:
+        path = run.checkpoints_dir / f"epoch-{epoch}"
+        if not path.is_dir():
+            have = sorted(p.name for p in run.checkpoints_dir.glob("epoch-*") if runfiles.CHECKPOINT_NAME.match(p.name))
+            raise FileNotFoundError(f"{run.path} has no checkpoint after epoch {epoch}; it has: {', '.join(have) or 'none'}")
+    ckpt.verify(path)
     return path
 
 
 def load_run(run_dir: str | Path, epoch: int | None = None):
-    """(spec, model with the checkpoint's weights, data splits, epochs done) of a run directory."""
+    """(spec, model with the checkpoint's weights, data splits, epochs done) of a run directory.
+
+    A checkpoint that cannot be chosen or read raises :class:`tfminima.runfiles.CorruptFile` naming
+    the file (``checkpoints/latest``, or the checkpoint's state.json or variables.npz).
+    """
     from tfminima import data
     from tfminima.models import build_model
 
     run = run_dir if isinstance(run_dir, RunDir) else RunDir(run_dir)
     spec = config_lib.load(run.config_path)
-    path = _checkpoint_path(run, epoch)
+    try:
+        path = _checkpoint_path(run, epoch)
+    except runfiles.CorruptFile as err:
+        raise runfiles.CorruptFile(f"{run.path}/{err.file}", err.reason, err.path) from None
     splits = data.load(spec.dataset)
     model = build_model(spec.model, splits.input_shape, splits.num_classes)
     state = ckpt.read_state(path)
-    with np.load(path / "variables.npz") as z:
-        variables = list(model.variables)
-        if len(variables) != len(state["model_paths"]):
-            raise ValueError(f"checkpoint {path} does not match the model built from {run.config_path}")
-        for i, v in enumerate(variables):
-            v.assign(z[f"m{i}"])
+    variables = list(model.variables)
+    if len(variables) != len(state["model_paths"]):
+        raise ValueError(f"checkpoint {path} does not match the model built from {run.config_path}")
+    try:
+        with np.load(path / "variables.npz") as z:
+            for i, v in enumerate(variables):
+                v.assign(z[f"m{i}"])
+    except (OSError, EOFError, KeyError, ValueError, zipfile.BadZipFile) as err:  # a damaged archive member
+        raise runfiles.CorruptFile(f"{path}/variables.npz",
+                                   f"cannot be loaded ({err.__class__.__name__}: {err})", path) from None
     return spec, model, splits, int(state["epochs_done"])
 
 

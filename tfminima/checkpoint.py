@@ -7,8 +7,13 @@ iteration counter and momenta included) and ``state.json``. It is written to a t
 and renamed, and ``checkpoints/latest`` is replaced atomically afterwards, so a kill at any
 moment leaves the previous checkpoint readable; a write that fails (disk full, directory gone
 read-only) removes its temporary folder and leaves the previous checkpoints and ``latest`` as they
-were. ``latest()`` returns the newest complete checkpoint even if the pointer lags behind (a kill
-between the rename and the pointer update).
+were.
+
+The run's checkpoint is the one ``latest`` names, never the largest folder name: a folder copied or
+made by hand (``epoch-999``) is not the run's, and is neither chosen nor pruned. A pointer that
+cannot be read, or names no complete checkpoint, is an error naming ``checkpoints/latest``
+(:class:`tfminima.runfiles.CorruptFile`): guessing another folder could silently continue from the
+wrong place.
 """
 
 from __future__ import annotations
@@ -19,8 +24,12 @@ import os
 import shutil
 from pathlib import Path
 
+import stat
+import zipfile
+
 import numpy as np
 
+from tfminima import runfiles
 from tfminima.rundir import atomic_write_text
 
 
@@ -61,7 +70,7 @@ def save(directory: Path, epochs_done: int, model, optimizer, state: dict, keep:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     atomic_write_text(directory / "latest", f"{final.name}\n")
-    _prune(directory, keep)
+    _prune(directory, keep, (epochs_done, step))
     return final
 
 
@@ -79,14 +88,17 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-def _prune(directory: Path, keep: int) -> None:
-    """Drop all but the newest ``keep`` checkpoints.
+def _prune(directory: Path, keep: int, current: tuple[int, int]) -> None:
+    """Drop all but the newest ``keep`` checkpoints up to ``current`` (the one just written).
 
-    Each folder is first renamed to ``.tmp-del-*`` (atomic), then deleted: a kill during the delete
-    leaves a hidden stale folder that the next prune removes, never a half-deleted ``epoch-*``.
+    Folders past ``current`` are left alone: the run never wrote them (a copy, or a folder made by
+    hand), and the one ``latest`` names must never be the one deleted. Each folder is first renamed
+    to ``.tmp-del-*`` (atomic), then deleted: a kill during the delete leaves a hidden stale folder
+    that the next prune removes, never a half-deleted ``epoch-*``.
     """
     directory = Path(directory)
-    for n, k in sorted(_found(directory))[:-keep] if keep > 0 else []:
+    older = sorted(p for p in _found(directory) if p <= current)
+    for n, k in older[:-keep] if keep > 0 else []:
         gone = directory / f".tmp-del-{_name(n, k)}-{os.getpid()}"
         try:
             os.replace(directory / _name(n, k), gone)
@@ -101,24 +113,94 @@ def _found(directory: Path) -> list[tuple[int, int]]:
     """(epochs done, step in epoch) of every complete checkpoint folder."""
     out = []
     for p in Path(directory).glob("epoch-*"):
-        try:
-            pos = position(p)
-        except (ValueError, IndexError):
-            continue
-        if (p / "state.json").exists() and (p / "variables.npz").exists():
-            out.append(pos)
+        if runfiles.CHECKPOINT_NAME.match(p.name) and p.name == _name(*position(p)) and _complete(p):
+            out.append(position(p))
     return out
 
 
-def latest(directory: Path) -> Path | None:
-    """The newest complete checkpoint folder, or None.
+def complete_folders(directory: Path) -> list[str]:
+    """Names of the complete checkpoint folders in ``directory``, oldest first (a pointer's candidates)."""
+    return [_name(*p) for p in sorted(_found(directory))]
 
-    Normally the one ``latest`` names; a complete folder newer than the pointer (a kill between
-    the rename and the pointer update) wins.
+
+def _complete(folder: Path) -> bool:
+    return (folder / "state.json").is_file() and (folder / "variables.npz").is_file()
+
+
+def latest(directory: Path) -> Path | None:
+    """The run's checkpoint: the folder ``checkpoints/latest`` names; None when the run has none.
+
+    The pointer moves only after its folder is in place, and older folders are pruned only after
+    it moved, so it always names a complete folder (after a kill between the rename and the
+    pointer update, the previous one: the resume redoes that last stretch). Without a pointer
+    (a kill between the first checkpoint's rename and its pointer) the only complete checkpoint
+    folder is the run's, if its state.json agrees with its name. Raises
+    :class:`tfminima.runfiles.CorruptFile` for a pointer that cannot be read or names no complete
+    checkpoint, and for checkpoint folders without a pointer that cannot be told apart.
     """
     directory = Path(directory)
-    found = _found(directory)
-    return directory / _name(*max(found)) if found else None
+    name = runfiles.read_checkpoint_pointer(directory)
+    pointer = directory / "latest"
+    if name is not None:
+        folder = directory / name
+        if not folder.is_dir():
+            raise runfiles.CorruptFile("checkpoints/latest", f"names {name}, and there is no such folder", pointer)
+        for file in ("state.json", "variables.npz"):
+            if not (folder / file).exists():
+                raise runfiles.CorruptFile("checkpoints/latest", f"names {name}, which has no {file}", pointer)
+            if not (folder / file).is_file():
+                raise runfiles.CorruptFile(f"checkpoints/{name}/{file}", "is not a regular file", folder / file)
+        return folder
+    found = sorted(_found(directory))
+    if not found:
+        return None
+    names = [_name(*p) for p in found]
+    if len(found) > 1:
+        raise runfiles.CorruptFile(
+            "checkpoints/latest", f"missing, and the folder holds {len(found)} checkpoints ({', '.join(names[:5])}"
+            f"{' ...' if len(found) > 5 else ''}): which is the run's cannot be told; write its name into "
+            f"{pointer} to choose", pointer)
+    folder = directory / names[0]
+    try:
+        state = runfiles.read_checkpoint_state(folder)
+    except runfiles.CorruptFile:
+        return None  # not a checkpoint of ours: ignored
+    if (state["epochs_done"], state.get("step_in_epoch", 0)) != found[0]:
+        return None  # not written under this name by a run: ignored
+    return folder
+
+
+def verify(folder: Path) -> dict:
+    """The state of checkpoint ``folder`` once its files are checked: state.json valid and agreeing
+    with the folder's name, variables.npz a whole zip archive (every member's CRC checked) holding
+    every array state.json lists. CorruptFile otherwise."""
+    folder = Path(folder)
+    state = runfiles.read_checkpoint_state(folder)
+    if (state["epochs_done"], state.get("step_in_epoch", 0)) != position(folder):
+        raise runfiles.CorruptFile(
+            f"checkpoints/{folder.name}/state.json",
+            f"says epochs_done {state['epochs_done']}, step_in_epoch {state.get('step_in_epoch', 0)}: "
+            "not the checkpoint its folder's name says", folder / "state.json")
+    variables = folder / "variables.npz"
+    name = f"checkpoints/{folder.name}/variables.npz"
+    try:
+        if not stat.S_ISREG(os.stat(variables).st_mode):  # a FIFO would block the zip reader
+            raise runfiles.CorruptFile(name, "is not a regular file", variables)
+        with zipfile.ZipFile(variables) as archive:  # its index is at the end: a truncated file has none
+            members = set(archive.namelist())
+            damaged = archive.testzip()  # every member read against its CRC
+        if damaged is not None:
+            raise runfiles.CorruptFile(name, f"{damaged} is damaged (its CRC does not match)", variables)
+    except (OSError, EOFError, zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError) as err:
+        raise runfiles.CorruptFile(name, f"cannot be read ({getattr(err, 'strerror', None) or err})", variables) from None
+    wanted = {f"m{i}.npy" for i in range(len(state["model_paths"]))}
+    wanted |= {f"o{i}.npy" for i in range(len(state["optimizer_paths"]))}
+    if not wanted <= members:
+        missing = sorted(wanted - members)
+        raise runfiles.CorruptFile(name, f"lacks {len(missing)} of the {len(wanted)} arrays state.json lists "
+                                   f"({', '.join(m[:-4] for m in missing[:3])}{' ...' if len(missing) > 3 else ''})",
+                                   variables)
+    return state
 
 
 def position(path: Path) -> tuple[int, int]:
@@ -136,7 +218,8 @@ def describe_position(values) -> str:
 
 
 def read_state(path: Path) -> dict:
-    return json.loads((Path(path) / "state.json").read_text())
+    """A checkpoint's state.json, checked (:func:`tfminima.runfiles.read_checkpoint_state`)."""
+    return runfiles.read_checkpoint_state(path)
 
 
 def restore(path: Path, model, optimizer) -> dict:

@@ -14,7 +14,7 @@ import sys
 import threading
 from pathlib import Path
 
-from tfminima import cluster, paths
+from tfminima import cluster, interrupt, paths
 from tfminima import config as config_lib
 
 
@@ -70,9 +70,35 @@ def _print_runs(runs) -> None:
 # ----------------------------------------------------------------------------- run
 def cmd_run(args) -> int:
     """Train a sweep (or resume runs). Exit 0 ok, 1 a run failed or the disk refused, 2 a bad
-    command (config, conflicting resume, a run another process owns), 130 cancelled."""
+    command (config, conflicting resume, a run another process owns), 130 cancelled.
+
+    SIGTERM and Ctrl-C are heard from the start: while the command starts up (reading configs and
+    run files, importing TensorFlow), which writes nothing, they end it at once (exit 130)."""
+    stop = threading.Event()
+    _install_stop_handlers(stop)
+    try:
+        with interrupt.abortable("starting up"):
+            ready = _start_up(args)
+    except interrupt.Interrupted as err:
+        _err(f"tfminima run: {err}; nothing was written")
+        return 130
+    if isinstance(ready, int):
+        return ready
+    spec, shard, targets = ready
+    if args.restart:
+        status = _start_over(targets)
+        if status:
+            return status
+    return _run(args, spec, shard, targets, stop)
+
+
+def _start_up(args):
+    """What ``run`` needs checked before it trains: (spec, shard, resume targets), or an exit status."""
     if not args.config and not args.resume:
         _err("tfminima run: give an experiment YAML, or --resume RUN_DIR")
+        return 2
+    if args.restart and not args.resume:
+        _err("tfminima run: --restart goes with --resume RUN_DIR (it starts that run over)")
         return 2
     shard = None
     spec = None
@@ -86,7 +112,7 @@ def cmd_run(args) -> int:
             return 2
         try:
             paths.existing_directory(args.resume, "--resume")
-            targets = resume_targets(args.resume, args.config, args.set, args.profile)
+            targets = resume_targets(args.resume, args.config, args.set, args.profile, restart=args.restart)
         except AlreadyComplete as err:  # not an error: nothing to do, nothing touched
             print(f"tfminima run --resume: {err}")
             return err.exit_code
@@ -154,9 +180,12 @@ def cmd_run(args) -> int:
         except (DistributionError, ValueError) as err:
             _err(f"tfminima run: {err}")
             return 2
-    stop = threading.Event()
+    return spec, shard, targets
+
+
+def _run(args, spec, shard, targets, stop) -> int:
+    """Train (or resume) and turn the outcomes into the exit status."""
     atexit.register(_ignore_ctrl_c_at_the_very_end)  # first registered: runs after every other callback
-    _install_stop_handlers(stop)
     try:
         outcomes = _train(args, spec, shard, targets, stop)
     except KeyboardInterrupt:
@@ -172,6 +201,25 @@ def cmd_run(args) -> int:
     if any(o.state == "cancelled" for o in outcomes):
         return 130
     return 1 if any(o.state == "failed" for o in outcomes) else 0
+
+
+def _start_over(targets) -> int:
+    """--restart: discard each run's record before it is trained again; an exit status on failure."""
+    from tfminima.locks import RunBusy
+    from tfminima.resume import start_over
+
+    for t in targets:
+        try:
+            removed = start_over(t.run_dir)
+        except RunBusy as err:
+            _err(f"tfminima run --resume --restart: {err}")
+            return 2
+        except OSError as err:
+            _err(f"tfminima run --resume --restart: cannot clear {err.filename or t.run_dir.path}: {err.strerror or err}")
+            return 1
+        if removed:
+            _err(f"{t.run_dir.path}: starting over; removed {', '.join(removed)}")
+    return 0
 
 
 def _train(args, spec, shard, targets, stop):
@@ -216,20 +264,14 @@ def _train(args, spec, shard, targets, stop):
 
 
 def _install_stop_handlers(stop: threading.Event) -> None:
-    """SIGTERM / SIGINT: stop at the next step boundary, checkpoint, record ``cancelled``.
+    """SIGTERM / SIGINT: stop at the next step boundary, checkpoint, record ``cancelled``
+    (:func:`tfminima.interrupt.install`; at once in a phase with no step, e.g. tracing).
 
     A second Ctrl-C interrupts at once (KeyboardInterrupt): the run records ``cancelled`` and keeps
     its last complete checkpoint; every file of the run directory is replaced atomically, so it
     stays readable wherever the interrupt lands.
     """
-
-    def handler(signum, frame):
-        if stop.is_set() and signum == signal.SIGINT:
-            raise KeyboardInterrupt
-        stop.set()
-
-    signal.signal(signal.SIGTERM, handler)
-    signal.signal(signal.SIGINT, handler)
+    interrupt.install(stop)
 
 
 def _exit_quietly_on_ctrl_c() -> None:
@@ -335,8 +377,20 @@ def cmd_analyze(args) -> int:
         return err.exit_code
     _quiet_tensorflow()
     from tfminima import analysis
+    from tfminima.runfiles import CorruptFile
     from tfminima.rundir import RunDir
 
+    try:
+        return _analyze(args, target, analysis, RunDir)
+    except CorruptFile as err:  # a checkpoint (or its pointer) that cannot be read: the file, one line
+        _err(f"tfminima analyze: {err}")
+        return 1
+    except (FileNotFoundError, ValueError) as err:
+        _err(f"tfminima analyze: {err}")
+        return 2
+
+
+def _analyze(args, target: Path, analysis, RunDir) -> int:
     if args.pairs:
         runs = [d for d in sorted(target.iterdir()) if (d / "config.yaml").exists()]
         if not runs:
@@ -352,22 +406,18 @@ def cmd_analyze(args) -> int:
     if not (target / "config.yaml").exists():
         _err(f"tfminima analyze: {target} is not a run directory (no config.yaml)")
         return 2
-    try:
-        if args.interpolate:
-            res = analysis.interpolate_runs(target, args.interpolate, points=args.points, samples=args.samples)
-            at = lambda a: min(range(len(res["alphas"])), key=lambda i: abs(res["alphas"][i] - a))
-            shown = ", ".join(f"α={res['alphas'][at(a)]:.2f} {res['train_loss'][at(a)]:.4g}" for a in (0.0, 0.5, 1.0))
-            print(f"interpolation {res['run_a']} -> {res['run_b']}: train loss at {shown}; "
-                  f"written to {target.parent / 'analysis'}")
-        if args.hessian or args.density or not args.interpolate:
-            res = analysis.hessian_report(target, epoch=args.checkpoint, k=args.k, samples=args.samples,
-                                          trace_probes=args.trace_probes, density=args.density)
-            eig = ", ".join(f"{v:.4g}" for v in res["eigenvalues"])
-            print(f"{RunDir(target).run_id} after {res['epochs_done']} epochs: top-{args.k} eigenvalues [{eig}], "
-                  f"Tr(H) = {res['trace']:.4g} ± {res['trace_stderr']:.2g}; written to {target / 'analysis'}")
-    except (FileNotFoundError, ValueError) as err:
-        _err(f"tfminima analyze: {err}")
-        return 2
+    if args.interpolate:
+        res = analysis.interpolate_runs(target, args.interpolate, points=args.points, samples=args.samples)
+        at = lambda a: min(range(len(res["alphas"])), key=lambda i: abs(res["alphas"][i] - a))
+        shown = ", ".join(f"α={res['alphas'][at(a)]:.2f} {res['train_loss'][at(a)]:.4g}" for a in (0.0, 0.5, 1.0))
+        print(f"interpolation {res['run_a']} -> {res['run_b']}: train loss at {shown}; "
+              f"written to {target.parent / 'analysis'}")
+    if args.hessian or args.density or not args.interpolate:
+        res = analysis.hessian_report(target, epoch=args.checkpoint, k=args.k, samples=args.samples,
+                                      trace_probes=args.trace_probes, density=args.density)
+        eig = ", ".join(f"{v:.4g}" for v in res["eigenvalues"])
+        print(f"{RunDir(target).run_id} after {res['epochs_done']} epochs: top-{args.k} eigenvalues [{eig}], "
+              f"Tr(H) = {res['trace']:.4g} ± {res['trace_stderr']:.2g}; written to {target / 'analysis'}")
     return 0
 
 
@@ -425,6 +475,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--profile", help="apply one of the config's profiles (e.g. cpu)")
     r.add_argument("--out", help="runs directory (default: the config's output_dir)")
     r.add_argument("--resume", metavar="RUN_DIR", help="continue a killed run (or a sweep's unfinished runs)")
+    r.add_argument("--restart", action="store_true",
+                   help="with --resume: train the unfinished runs again from epoch 0 with their stored config, "
+                        "discarding their log, checkpoints, TensorBoard events and analyses")
     r.add_argument("--shard", metavar="I/N", help="run only shard I of N of the sweep (0-based)")
     r.add_argument("--only", action="append", default=[], metavar="RUN_ID",
                    help="run only this run of the sweep (repeatable)")

@@ -7,20 +7,22 @@ single config for both. So the stored config wins; a config file or ``--set`` gi
 the same arguments every time), and refused with the differing keys otherwise.
 
 The run's other files are read with :mod:`tfminima.runfiles` before anything is trained. What the
-resume cannot continue from faithfully refuses it (:class:`ResumeRefused`, naming the file): a stored
-config that does not validate (file:line, like any config), a checkpoint whose state or variables
-cannot be read, a metrics.jsonl that is no file or is over the reading limit (rewriting it would
-lose what was not read). Lines of metrics.jsonl that are no event, or a status or summary that
-cannot be read, become warnings naming the file and line (the resume drops such lines and rewrites
-those files).
+resume cannot continue from faithfully refuses it (:class:`ResumeRefused`, naming the run and the
+file, before any write; :func:`refusal` says why): a stored config that does not validate
+(file:line, like any config), a metrics.jsonl that is no file or is over the reading limit
+(rewriting it would lose what was not read), a checkpoint that cannot be chosen or read
+(``checkpoints/latest`` broken, dangling, or naming a damaged folder), or a log holding more
+trained epochs past the checkpoint than a kill can leave there (the checkpoints were deleted: a
+resume would train from epoch 0 and drop them). ``--restart`` (:func:`start_over`) is the way to
+train such a run again from epoch 0 with its stored config. Lines of metrics.jsonl that are no
+event, or a status or summary that cannot be read, become warnings naming the file and line (the
+resume drops such lines and rewrites those files).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import os
-import stat
-import zipfile
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +31,8 @@ from tfminima import rundir as rd
 from tfminima import runfiles
 from tfminima import sweep as sweep_lib
 
-IGNORED = ("output_dir", "sweep", "profiles")  # where runs go and how a sweep was written: not the run
+# Not the run: where runs go, how a sweep or its profiles were written, the words and figures around it.
+IGNORED = ("output_dir", "sweep", "profiles", "profile", "description", "report")
 
 
 class ResumeRefused(ValueError):
@@ -54,6 +57,19 @@ class ResumeTarget:
     warnings: list[str] = dataclasses.field(default_factory=list)  # what the resume drops or rewrites
 
 
+def resumable(path: str | Path) -> list[rd.RunDir]:
+    """The run directories to resume under ``path``: one run, or the unfinished runs of a sweep."""
+    path = Path(path)
+    if (path / "config.yaml").exists():
+        return [rd.RunDir(path)]
+    runs = rd.find_runs(path)
+    # killed between writing config.yaml and status.json: pending, resumable from scratch
+    known = {r.path for r in runs}
+    runs += [rd.RunDir(p.parent) for p in path.rglob("config.yaml") if p.parent not in known]
+    runs = sorted(runs, key=lambda r: str(r.path))
+    return [r for r in runs if r.status().get("state") not in ("completed", "diverged")]
+
+
 def file_warnings(run_dir: rd.RunDir) -> list[str]:
     """What a resume of ``run_dir`` will drop or rewrite because it cannot be read."""
     out = []
@@ -68,45 +84,71 @@ def file_warnings(run_dir: rd.RunDir) -> list[str]:
     return out
 
 
-def refusal(run_dir: rd.RunDir) -> str | None:
-    """Why ``run_dir`` cannot be resumed faithfully (None when it can): its log or checkpoint cannot be read."""
-    problem = runfiles.read_events(run_dir.metrics_path).problem
-    if problem:  # rewritten to match the checkpoint, it would lose what could not be read
-        return problem
+def refusal(run_dir: rd.RunDir, spec: config_lib.ExperimentSpec) -> str | None:
+    """Why ``run_dir`` cannot be resumed faithfully (None when it can).
+
+    Its log cannot be read whole (rewritten to match the checkpoint, it would lose what was not
+    read); its checkpoint cannot be chosen or read (``checkpoints/latest`` or the folder it names is
+    broken); or its log holds more trained epochs past the checkpoint than a kill can leave there
+    (``checkpoint_every``: the epochs logged before the next checkpoint is written), so the
+    checkpoints were deleted or replaced and a resume would drop epochs it cannot redo from them.
+    """
+    events = runfiles.read_events(run_dir.metrics_path)
+    if events.problem:
+        return events.problem
     from tfminima import checkpoint  # numpy only
 
     try:
         path = checkpoint.latest(run_dir.checkpoints_dir)
-    except OSError as err:
-        return f"{run_dir.checkpoints_dir} cannot be listed ({err.strerror or err})"
-    if path is None:
-        return None
-    try:
-        runfiles.read_checkpoint_state(path)
+        done = checkpoint.verify(path)["epochs_done"] if path is not None else 0
     except runfiles.CorruptFile as err:
-        return f"{run_dir.path}: {err}"
-    variables = path / "variables.npz"
+        broken = err.path.parent.name if err.path is not None else ""
+        return str(err) + _others(run_dir, checkpoint, broken)
+    except OSError as err:
+        return f"checkpoints/ cannot be listed ({err.strerror or err})"
+    logged = len({e["epoch"] for e in events.events if e.get("kind") == "train" and e.get("epoch") is not None})
+    past = logged - done
+    if past <= spec.checkpoint_every:
+        return None
+    epochs = f"{logged} trained epoch{'s' if logged != 1 else ''}"
+    if path is None:
+        return (f"metrics.jsonl logs {epochs} and there is no checkpoint to continue from (checkpoints/latest is "
+                "missing); a resume would train from epoch 0 and drop them")
+    return (f"metrics.jsonl logs {epochs}, and the checkpoint checkpoints/latest names ({path.name}) holds {done}; "
+            f"a resume would drop the {past} after it")
+
+
+def _others(run_dir: rd.RunDir, checkpoint, broken: str) -> str:
+    """The checkpoints a person could choose instead of the ``broken`` one (none: nothing to add)."""
     try:
-        if not stat.S_ISREG(os.stat(variables).st_mode):  # a FIFO would block the zip reader
-            return f"{variables} is not a regular file"
-        with zipfile.ZipFile(variables) as archive:  # its index is at the end: a truncated file has none
-            archive.namelist()
-    except (OSError, zipfile.BadZipFile) as err:
-        return f"{variables} cannot be read ({err})"
-    return None
+        names = [n for n in checkpoint.complete_folders(run_dir.checkpoints_dir) if n != broken]
+    except OSError:
+        return ""
+    if not names:
+        return ""
+    return (f" (checkpoints/ also holds {', '.join(names)}: to continue from one, check it and write its name "
+            f"into {run_dir.checkpoints_dir / 'latest'})")
+
+
+def restart_hint(run_dir: rd.RunDir) -> str:
+    return (f"to train it again from epoch 0 with its stored config, discarding its log and checkpoints: "
+            f"tfminima run --resume {run_dir.path} --restart")
+
+
+def refused(run_dir: rd.RunDir, problem: str) -> ResumeRefused:
+    """The error for a run :func:`refusal` gave ``problem`` for: the run, the file, the way out."""
+    return ResumeRefused(f"cannot continue {run_dir.path} faithfully: {problem}. {restart_hint(run_dir).capitalize()}")
 
 
 def targets(path: str | Path, config_path: str | None = None, overrides: list[str] | None = None,
-            profile: str | None = None) -> list[ResumeTarget]:
+            profile: str | None = None, *, restart: bool = False) -> list[ResumeTarget]:
     """The runs under ``path`` to resume, each with its stored config.
 
-    Raises ConfigError (a stored config that no longer validates), ResumeRefused (a log or checkpoint
-    that cannot be read), ResumeConflict (a config or
+    Raises ConfigError (a stored config that no longer validates), ResumeRefused (see
+    :func:`refusal`; not with ``restart``, which starts the runs over), ResumeConflict (a config or
     overrides that differ from a stored config), AlreadyComplete (a completed run, or a folder whose runs
     all finished: nothing to do, nothing touched) or FileNotFoundError (nothing to resume).
     """
-    from tfminima.runner import resumable
-
     dirs = resumable(path)
     if (Path(path) / "config.yaml").exists() and _completed(dirs[0]):
         done = dirs[0].status().get("epochs_done")
@@ -117,11 +159,11 @@ def targets(path: str | Path, config_path: str | None = None, overrides: list[st
             raise AlreadyComplete(f"every run under {path} is already finished ({len(finished)} completed); "
                                   "nothing changed")
         raise FileNotFoundError(f"no unfinished run under {path}")
-    out = [ResumeTarget(d, config_lib.load(d.config_path), file_warnings(d)) for d in dirs]
-    for t in out:
-        problem = refusal(t.run_dir)
+    out = [ResumeTarget(d, config_lib.load(d.config_path), [] if restart else file_warnings(d)) for d in dirs]
+    for t in out if not restart else ():
+        problem = refusal(t.run_dir, t.spec)
         if problem:
-            raise ResumeRefused(f"cannot continue {t.run_dir.path} faithfully: {problem}")
+            raise refused(t.run_dir, problem)
     if config_path:
         given = config_lib.load(config_path, overrides, profile)
         plans = {p.run_id: p.spec for p in sweep_lib.expand(given)}
@@ -146,6 +188,34 @@ def _completed(run_dir: rd.RunDir) -> bool:
         return runfiles.read_status(run_dir.path).get("state") == "completed"
     except runfiles.CorruptFile:
         return False
+
+
+RECORD = ("metrics.jsonl", "summary.json", "checkpoints", "tb", "analysis")  # what a restart discards
+
+
+def start_over(run_dir: rd.RunDir) -> list[str]:
+    """Discard the run's record (log, checkpoints, TensorBoard events, summary, analyses) so that a
+    resume trains it from epoch 0 with its stored config.yaml; returns what was removed.
+
+    Taken under the run's lock: a run another process trains is refused (RunBusy), never emptied.
+    """
+    from tfminima.locks import RunLock
+
+    removed = []
+    lock = RunLock(run_dir.path).acquire()
+    try:
+        for name in RECORD:
+            target = run_dir.path / name
+            if target.is_dir() and not target.is_symlink():
+                shutil.rmtree(target)
+            elif target.exists() or target.is_symlink():
+                target.unlink()
+            else:
+                continue
+            removed.append(name)
+    finally:
+        lock.release()
+    return removed
 
 
 def _check_same(target: ResumeTarget, given: config_lib.ExperimentSpec, source: str) -> None:

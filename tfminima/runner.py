@@ -34,11 +34,12 @@ import traceback
 from pathlib import Path
 from typing import Callable, Sequence
 
-from tfminima import cluster, paths
+from tfminima import cluster, interrupt, paths
 from tfminima import config as config_lib
 from tfminima import rundir as rd
 from tfminima import sweep as sweep_lib
 from tfminima.locks import RunBusy, RunLock
+from tfminima.resume import refusal, refused, resumable  # noqa: F401 (resumable: API)
 
 
 @dataclasses.dataclass
@@ -147,18 +148,26 @@ def train_run(
     lock = RunLock(run_dir.path)
     _chief_decides(spec, lock.acquire)
     try:
-        if not me.chief:
-            return _train_as_worker(run_dir, spec, hparams, resume, callbacks, stop_event)
-        return _train_as_chief(run_dir, spec, hparams, resume, callbacks, stop_event, on_notice)
+        # the long phases before the first step hear it too (not under multi-worker: see watching)
+        with interrupt.watching(stop_event, lockstep=me.workers > 1):
+            if not me.chief:
+                return _train_as_worker(run_dir, spec, hparams, resume, callbacks, stop_event)
+            return _train_as_chief(run_dir, spec, hparams, resume, callbacks, stop_event, on_notice)
+    except interrupt.Interrupted as err:  # before the run began (importing TensorFlow): files as they were
+        if me.chief and run_dir.status().get("state") not in rd.FINAL_STATES:
+            with _ctrl_c_held():
+                run_dir.write_status("cancelled", error=str(err))
+        return RunOutcome(run_dir, "cancelled", hparams, {}, str(err))
     finally:
         lock.release()
 
 
 def _train_as_chief(run_dir, spec, hparams, resume, callbacks, stop_event, on_notice) -> RunOutcome:
-    from tfminima.data import DataNotPrepared
-    from tfminima.distribute import DistributionError
-    from tfminima.recorder import RunRecorder
-    from tfminima.train import Trainer
+    with interrupt.abortable("importing TensorFlow"):
+        from tfminima.data import DataNotPrepared
+        from tfminima.distribute import DistributionError
+        from tfminima.recorder import RunRecorder
+        from tfminima.train import Trainer
 
     recorder = RunRecorder(run_dir, hparams, resume=resume)
     try:
@@ -177,6 +186,8 @@ def _train_as_chief(run_dir, spec, hparams, resume, callbacks, stop_event, on_no
         raise storage from None
     except (DataNotPrepared, DistributionError, ValueError) as err:
         return _finish(recorder, on_notice, "failed", {}, str(err))
+    except interrupt.Interrupted as err:  # a stop heard before the first step: nothing to checkpoint
+        return _finish(recorder, on_notice, "cancelled", {}, str(err))
     except KeyboardInterrupt:
         if run_dir.status().get("state") not in rd.FINAL_STATES:  # not already recorded by _finish
             _finish(recorder, on_notice, "cancelled", {}, "interrupted")
@@ -194,6 +205,8 @@ def _train_as_worker(run_dir, spec, hparams, resume, callbacks, stop_event) -> R
         trainer = Trainer(spec, recorder=RunRecorder(run_dir, hparams, resume=resume), callbacks=callbacks,
                           stop_event=stop_event)
         result = trainer.fit()
+    except interrupt.Interrupted as err:
+        return RunOutcome(run_dir, "cancelled", hparams, {}, str(err))
     except Exception as err:
         return RunOutcome(run_dir, "failed", hparams, {}, _describe(err))
     return RunOutcome(run_dir, result.status, hparams, dict(result.final), result.reason)
@@ -354,22 +367,16 @@ def run_report_analyses(spec: config_lib.ExperimentSpec, group: Path, on_notice:
         return []
 
 
-def resumable(path: str | Path) -> list[rd.RunDir]:
-    """The run directories to resume under ``path``: one run, or the unfinished runs of a sweep."""
-    path = Path(path)
-    if (path / "config.yaml").exists():
-        return [rd.RunDir(path)]
-    runs = rd.find_runs(path)
-    # killed between writing config.yaml and status.json: pending, resumable from scratch
-    known = {r.path for r in runs}
-    runs += [rd.RunDir(p.parent) for p in path.rglob("config.yaml") if p.parent not in known]
-    runs = sorted(runs, key=lambda r: str(r.path))
-    return [r for r in runs if r.status().get("state") not in ("completed", "diverged")]
-
-
 def resume_run(run_dir: rd.RunDir, spec: config_lib.ExperimentSpec | None = None, **kwargs) -> RunOutcome:
-    """Continue ``run_dir`` from its latest checkpoint with the config stored there."""
+    """Continue ``run_dir`` from its latest checkpoint with the config stored there.
+
+    Raises :class:`tfminima.resume.ResumeRefused`, before any file is touched, when the run cannot
+    be continued faithfully (:func:`tfminima.resume.refusal`).
+    """
     spec = spec or config_lib.load(run_dir.config_path)
+    problem = refusal(run_dir, spec)
+    if problem:
+        raise refused(run_dir, problem)
     hparams = run_dir.status().get("hparams") or {}
     if not hparams:
         plan = sweep_lib.RunPlan(run_dir.run_id, spec.model_dump(mode="json"), {}, spec)

@@ -122,6 +122,21 @@ def round_batch_size(value: float, replicas: int = 1) -> int:
     return max(replicas, int(round(value / replicas)) * replicas)
 
 
+PLAN_CHUNK = 1000  # epochs planned between two checks of the stop request
+
+
+def multipliers(schedule: Any, epochs: int) -> list[float]:
+    """:func:`multiplier` at every epoch; seconds for 10⁵ epochs of a long step schedule, so the
+    stop request is checked between chunks (:func:`tfminima.interrupt.check`)."""
+    from tfminima import interrupt
+
+    out = []
+    for start in range(0, epochs, PLAN_CHUNK):
+        interrupt.check(f"planning the schedule of {epochs} epochs")
+        out += [multiplier(schedule, e, epochs) for e in range(start, min(start + PLAN_CHUNK, epochs))]
+    return out
+
+
 def plan(spec: Any, replicas: int = 1) -> list[EpochSetting]:
     """The learning rate and batch size of every epoch of an ``ExperimentSpec``.
 
@@ -133,8 +148,8 @@ def plan(spec: Any, replicas: int = 1) -> list[EpochSetting]:
     sizes are rounded and learning rates are used as written.
     """
     lr0, bs0, epochs = spec.optimizer.lr, spec.optimizer.batch_size, spec.epochs
-    lr_m = [multiplier(spec.lr_schedule, e, epochs) for e in range(epochs)]
-    bs_m = [multiplier(spec.batch_size_schedule, e, epochs) for e in range(epochs)]
+    lr_m = multipliers(spec.lr_schedule, epochs)
+    bs_m = multipliers(spec.batch_size_schedule, epochs)
     out = []
     if spec.schedule_conversion == "lr_to_batch_size":
         peak = max(lr_m)

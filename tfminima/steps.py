@@ -17,6 +17,8 @@ import math
 import keras
 import tensorflow as tf
 
+from tfminima import interrupt
+
 
 def per_example_loss(labels, logits):
     """Sparse categorical cross-entropy from logits, one value per example (float32)."""
@@ -67,7 +69,15 @@ class ReplicaSteps:
             self._grads_fn = tf.function(self._compute_grads, jit_compile=True, autograph=False)
         # No AutoGraph (as in Keras' own fit): the steps have no tensor-dependent Python control flow,
         # and converting Keras' layer code made tracing several times slower.
-        self.train = tf.function(self._train_function, autograph=False)
+        self._train_traced = tf.function(self._train_function, autograph=False)
+
+    def train(self, iterator) -> None:
+        """One global step. The first call traces it (seconds for a large model): a stop request
+        ends that at once (:func:`tfminima.interrupt.abortable`), nothing being written meanwhile."""
+        if self.train_traces:
+            return self._train_traced(iterator)
+        with interrupt.abortable("tracing the training step"):
+            return self._train_traced(iterator)
 
     def distribute(self, ds: tf.data.Dataset):
         """The dataset as the strategy's replicas take it.

@@ -55,7 +55,18 @@ class Splits:
 
 
 def load(spec) -> Splits:
-    """Load ``spec`` (a ``config.DatasetSpec``) into :class:`Splits`."""
+    """Load ``spec`` (a ``config.DatasetSpec``) into :class:`Splits`.
+
+    Writes nothing but a whole cache file, so a stop request may end it anywhere
+    (:func:`tfminima.interrupt.abortable`); generation also checks it between chunks.
+    """
+    from tfminima import interrupt
+
+    with interrupt.abortable(f"loading the {spec.name} dataset"):
+        return _load(spec)
+
+
+def _load(spec) -> Splits:
     name = spec.name
     train_n, val_n, test_n = spec.train_size, spec.val_size, spec.test_size
     if name in OFFLINE:
