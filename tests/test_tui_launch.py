@@ -8,9 +8,11 @@ runs it trains.
 import asyncio
 import os
 import signal
+import sys
 from functools import partial
 from pathlib import Path
 
+import fake_worker
 import pytest
 import tui_support
 
@@ -35,13 +37,18 @@ def tiny(epochs: int, sharpness: bool = False, runs: int = 1) -> list[str]:
 
 @pytest.fixture
 def make_app(tmp_path):
-    """The app on the quickstart with overrides; every worker it started is killed afterwards."""
+    """The app on the quickstart with overrides; every worker it started is killed afterwards.
+
+    ``fake``: workers that write their runs' files without TensorFlow (tests/fake_worker.py), for
+    the app's cancel / crash / queue paths, where what trains the run is not what is tested."""
     apps = []
 
-    def make(epochs: int, sharpness: bool = False, runs: int = 1, max_parallel: int = 1, config: bool = True):
+    def make(epochs: int, sharpness: bool = False, runs: int = 1, max_parallel: int = 1, config: bool = True,
+             fake: bool = False):
+        python = fake_worker.executable(tmp_path) if fake else sys.executable
         app = create_app(tmp_path / "runs", config_path=QUICKSTART if config else None,
                          overrides=tiny(epochs, sharpness, runs) if config else (), max_parallel=max_parallel,
-                         poll_interval=0.25)
+                         poll_interval=0.25, python=python)
         apps.append(app)
         return app
 
@@ -141,8 +148,9 @@ def test_one_worker_trains_the_queued_runs_one_after_another(make_app):
 
 
 def test_cancel_stops_at_a_step_boundary_and_the_worker_goes_on(make_app):
+    # fake workers; the real worker's stop at a step boundary: test_worker_on_sigterm_stops_its_run...
     async def main():
-        app = make_app(epochs=400, runs=2)
+        app = make_app(epochs=400, runs=2, fake=True)
         async with app.run_test(size=(100, 30)) as pilot:
             await pilot.press("ctrl+l")
             assert await wait_for(pilot, lambda: state(app) == "running" and record(app).epochs_done >= 1)
@@ -166,11 +174,13 @@ def test_cancel_stops_at_a_step_boundary_and_the_worker_goes_on(make_app):
     asyncio.run(main())
 
 
-def test_run_cancelled_while_queued_is_recorded_and_resumable_after_a_restart(make_app):
+def test_run_cancelled_while_queued_is_recorded_and_resumable_after_a_restart(make_app, monkeypatch):
     second = f"quickstart/{RUNS[1]}"
+    # fake workers, whose epochs take as long as a real worker's start-up: the second run is still queued
+    monkeypatch.setenv("TFMINIMA_FAKE_EPOCH_SECONDS", "2")
 
     async def launch_and_cancel_the_second():
-        app = make_app(epochs=3, runs=2)
+        app = make_app(epochs=3, runs=2, fake=True)
         async with app.run_test(size=(100, 30)) as pilot:
             await pilot.press("ctrl+l")
             await on_row(pilot, app, RUNS[1])
@@ -186,7 +196,7 @@ def test_run_cancelled_while_queued_is_recorded_and_resumable_after_a_restart(ma
         return status_of(app, RUNS[0])
 
     async def restart_and_resume(first_status):
-        app = make_app(epochs=3, config=False)
+        app = make_app(epochs=3, config=False, fake=True)
         async with app.run_test(size=(100, 30)) as pilot:
             assert app.screen.TITLE == "Runs"
             await on_row(pilot, app, RUNS[1])
@@ -202,7 +212,7 @@ def test_run_cancelled_while_queued_is_recorded_and_resumable_after_a_restart(ma
 
 def test_killed_worker_crashes_only_its_run_and_a_new_worker_takes_the_queue(make_app):
     async def main():
-        app = make_app(epochs=100, runs=2)
+        app = make_app(epochs=100, runs=2, fake=True)  # a worker killed mid-run: what it trained does not matter
         async with app.run_test(size=(100, 30)) as pilot:
             await pilot.press("ctrl+l")
             assert await wait_for(pilot, lambda: state(app) == "running")
