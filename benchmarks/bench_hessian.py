@@ -1,6 +1,7 @@
 """Hessian instruments measured side by side in one process.
 
     python benchmarks/bench_hessian.py [--seeds 10] [--epochs 5] [--rounds 5] [--skip-monitor] [--skip-cnn]
+    python benchmarks/bench_hessian.py --only instantiation
     pip install -e '.[bench]'     # torch + pyhessian, for the PyHessian rows (skipped without them)
 
 Workloads, float32, inference mode, the Hessian of the mean loss over the first 2,048 training examples:
@@ -20,6 +21,11 @@ batch norm (conv 32, conv 64, dense 128; its retained graph is larger) trained l
 4. Monitor overhead: tfminima's Trainer with and without the sharpness monitor every epoch, with the
    products retained (default) and recomputed (as before issue 15).
 5. The batch-norm CNN: [1] and [2] again.
+6. Instantiation after a run's seeding (``--only instantiation``): TensorFlow instantiates a traced
+   function again after every ``tf.random.set_seed``, which every training run does; the first call
+   after a seeding less a steady call, for each function a measurement uses, with Grappler's rewrites
+   (as before) and without them (what the instruments do now), and the steady products both ways
+   (Grappler must not slow them), on the MLP and the CNN over 1,024 examples.
 """
 
 from __future__ import annotations
@@ -367,6 +373,50 @@ def bench_memory(model, data) -> None:
           f"tensors {forward:.0f} MiB, the plan's estimate of a retained call {retained.plan.kept_bytes / 2**20:.0f} MiB")
 
 
+def bench_instantiation(model, label: str, rounds: int) -> None:
+    """[6]: what a run pays again after its seeding, with and without Grappler; and steady products."""
+    from tfminima.hessian.products import without_grappler
+
+    data = (X[:1024], Y[:1024])
+    recomputed = hessian.HessianOperator(model, data, mode="reverse", hvp_mode="recomputed")
+    retained = hessian.HessianOperator(model, data, hvp_mode="retained")
+    rng = np.random.default_rng(0)
+    v, block = rng.standard_normal(retained.n), rng.standard_normal((20, retained.n))
+    tasks = {
+        "gradient": (retained.loss_and_gradient, 1),
+        "HVP recomputed, double backward": (lambda: recomputed.matvec(v), 1),
+        "retained function, block of 20": (lambda: retained.matmat(block), 20),
+        "batch's gradient and product (along_gradient)": (retained.curvature_along_gradient, 1),
+    }
+    ways = {"with Grappler": contextlib.nullcontext, "without": without_grappler}
+    for fn, _ in tasks.values():
+        for way in ways.values():
+            with way():
+                fn()  # traced, and instantiated both ways
+    first = {(name, way): [] for name in tasks for way in ways}
+    steady = {(name, way): [] for name in tasks for way in ways}
+    for r in range(rounds):
+        for name, (fn, count) in tasks.items():
+            for way in list(ways)[r % 2 :] + list(ways)[: r % 2]:
+                tf.random.set_seed(r)  # what a run's seeding does: kernel caches cleared
+                with ways[way]():
+                    t0 = time.perf_counter()
+                    fn()
+                    t1 = time.perf_counter()
+                    for _ in range(3):
+                        fn()
+                    t2 = time.perf_counter()
+                steady[name, way].append((t2 - t1) / 3)
+                first[name, way].append(t1 - t0 - (t2 - t1) / 3)
+    print(f"\n[6{label}] Instantiation after a run's seeding, 1024 examples, {retained.n} parameters; medians of "
+          f"{rounds} interleaved rounds (first call after tf.random.set_seed less a steady call; a product's steady time)")
+    for name, (_, count) in tasks.items():
+        inst = {way: 1e3 * statistics.median(first[name, way]) for way in ways}
+        prod = {way: 1e3 * statistics.median(steady[name, way]) / count for way in ways}
+        print(f"  {name:46s} instantiation {inst['with Grappler']:7.1f} ms with Grappler, {inst['without']:7.1f} ms "
+              f"without; a product {prod['with Grappler']:6.2f} / {prod['without']:6.2f} ms")
+
+
 def trained_cnn(epochs: int):
     from tfminima.models import cnn
 
@@ -386,9 +436,15 @@ def main() -> None:
     p.add_argument("--skip-monitor", action="store_true")
     p.add_argument("--skip-cnn", action="store_true")
     p.add_argument("--warm-epochs", type=int, default=8, help="epochs measured by the warm-start section")
+    p.add_argument("--only", choices=["instantiation"], help="section [6] alone, on the MLP and the CNN")
     args = p.parse_args()
     print(f"TensorFlow {tf.__version__}, Keras {keras.__version__}, {os.cpu_count()} CPU cores, "
           f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    if args.only == "instantiation":
+        bench_instantiation(trained_mlp(args.epochs), "", args.rounds)
+        bench_instantiation(trained_cnn(args.epochs), " CNN", args.rounds)
+        print(f"\nload average at the end {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+        return
     model = trained_mlp(args.epochs)
     loss, acc = model.evaluate(X, Y, verbose=0)
     print(f"MLP 40-100-100-10 after {args.epochs} epochs of SGD(0.05, S=64): train loss {loss:.3f}, accuracy {acc:.3f}")
@@ -406,6 +462,9 @@ def main() -> None:
         bench_memory(cnn, data)
         bench_products(cnn, data, args.rounds, " CNN")
         bench_eigen(cnn, data, args.seeds, " CNN")
+    bench_instantiation(model, "", args.rounds)
+    if not args.skip_cnn:
+        bench_instantiation(cnn, " CNN", args.rounds)
     print(f"\nload average at the end {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
 

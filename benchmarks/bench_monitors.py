@@ -1,16 +1,21 @@
 """Cost of the sharpness, noise and memorisation monitors as a fraction of training time.
 
     python benchmarks/bench_monitors.py [--rounds 2] [--config experiments/quickstart.yaml]
+    python benchmarks/bench_monitors.py --only sharpness --rounds 4
     python benchmarks/bench_monitors.py --only noise --set dataset.train_size=40000 --set epochs=10 --runs 2
 
 ``--set`` overrides the config as ``tfminima run --set`` does (e.g. a training set of realistic size:
 a measurement costs the same whatever the epoch's length); ``--runs N`` keeps the sweep's first N runs.
 
-Every run of the experiment is trained twice per round, with and without the monitor, alternating
-which goes first; the overhead is (time with − time without) / time without, over the whole fit
-(tracing included, and the instantiation of the traced functions, which TensorFlow redoes after each
-run's seeding). The sharpness monitor is measured as it chooses (at the quickstart's settings it
-recomputes its products: too few a run to pay for retaining them) and with its products retained.
+Each round trains every run of the experiment once without a monitor and once with each selected row's
+monitors, in an order rotated every round, so the rows are measured side by side against one baseline;
+the overhead is (time with − time without) / time without, over the whole fit (tracing included, and
+the instantiation of the traced functions, which TensorFlow redoes after each run's seeding). Beside
+it, ``measuring`` is the monitors' own ``seconds`` (their measurements, timed inside the run) over the
+training time: the same share with less of the machine's noise. The sharpness monitor is measured as
+it chooses (at the quickstart's settings it recomputes its products: too few a run to pay for
+retaining them), with its products retained, and as before issue 15 (Grappler rewriting its functions
+at every run's instantiation).
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from tfminima.train import Trainer  # noqa: E402
 MONITORS = {
     "sharpness (quickstart settings)": None,  # whatever the config lists
     "sharpness (quickstart settings), products retained": None,
+    "sharpness (quickstart settings), as before (Grappler)": None,
     # the config's monitors with options added to its sharpness monitor (see monitors_for)
     "sharpness + frobenius (30 probes)": {"sharpness": {"frobenius": True}},
     "sharpness + batch_sharpness (20 batches)": {"sharpness": {"batch_sharpness": True}},
@@ -75,12 +81,35 @@ def products_recomputed():
         HessianOperator._make_plan = original
 
 
-def timed_fit(spec, splits) -> float:
-    """Wall time of a whole fit (train step and monitor tracing included)."""
+@contextlib.contextmanager
+def with_grappler():
+    """The Hessian products' functions instantiated with Grappler's rewrites, as before (comparison only)."""
+    from tfminima.hessian import products
+
+    original = products.without_grappler
+    products.without_grappler = contextlib.nullcontext
+    try:
+        yield
+    finally:
+        products.without_grappler = original
+
+
+def context_for(label: str):
+    if label.endswith("retained"):
+        return products_retained()
+    if label.endswith("(Grappler)"):
+        return with_grappler()
+    return contextlib.nullcontext()
+
+
+def timed_fit(spec, splits) -> tuple[float, float]:
+    """Wall time of a whole fit (train step and monitor tracing included), and the seconds its monitors
+    logged for their measurements."""
     trainer = Trainer(spec, splits=splits)
     t0 = time.perf_counter()
-    trainer.fit()
-    return time.perf_counter() - t0
+    result = trainer.fit()
+    wall = time.perf_counter() - t0
+    return wall, sum(v for row in result.history for k, v in row.items() if k.endswith("/seconds"))
 
 
 def main() -> None:
@@ -96,26 +125,34 @@ def main() -> None:
     splits = data.load(plans[0].spec.dataset)
     print(f"{args.config} {' '.join(args.set)}: {len(plans)} runs × {base.epochs} epochs of "
           f"{len(splits.x_train)} examples, {args.rounds} rounds")
-    for label, monitors in MONITORS.items():
-        if args.only and not label.startswith(args.only):
-            continue
-        with_t, without_t = [], []
-        for r in range(args.rounds):
-            for plan in plans:
-                on = plan.spec.model_copy(deep=True)
-                on.monitors = monitors_for(plan.spec, monitors)
-                off = plan.spec.model_copy(deep=True)
-                off.monitors = []
-                order = [(on, with_t), (off, without_t)] if r % 2 == 0 else [(off, without_t), (on, with_t)]
-                context = products_retained if label.endswith("retained") else contextlib.nullcontext
-                for spec, sink in order:
-                    with context():
-                        sink.append(timed_fit(spec, splits))
-        total_on, total_off = sum(with_t), sum(without_t)
-        per_run = [(a - b) / b for a, b in zip(with_t, without_t)]
-        print(f"  {label:50s} training {total_off / args.rounds:6.1f} s a sweep, with monitor "
+    rows = {label: m for label, m in MONITORS.items() if not args.only or label.startswith(args.only)}
+    without: list[float] = []
+    with_t: dict[str, list[float]] = {label: [] for label in rows}
+    measuring: dict[str, list[float]] = {label: [] for label in rows}
+    for r in range(args.rounds):
+        for plan in plans:
+            variants = [None, *rows]  # None: no monitor
+            shift = (r * len(plans) + plans.index(plan)) % len(variants)
+            for label in variants[shift:] + variants[:shift]:
+                spec = plan.spec.model_copy(deep=True)
+                spec.monitors = [] if label is None else monitors_for(plan.spec, rows[label])
+                with contextlib.nullcontext() if label is None else context_for(label):
+                    wall, seconds = timed_fit(spec, splits)
+                if label is None:
+                    without.append(wall)
+                else:
+                    with_t[label].append(wall)
+                    measuring[label].append(seconds)
+        print(f"  round {r + 1}: without {sum(without[-len(plans):]):6.1f} s, "
+              + ", ".join(f"{label[:24]}… {sum(w[-len(plans):]):6.1f} s" for label, w in with_t.items()), flush=True)
+    total_off = sum(without)
+    for label in rows:
+        total_on = sum(with_t[label])
+        per_run = [(a - b) / b for a, b in zip(with_t[label], without)]
+        print(f"  {label:55s} training {total_off / args.rounds:6.1f} s a sweep, with monitor "
               f"{total_on / args.rounds:6.1f} s: overhead {100 * (total_on - total_off) / total_off:5.1f} % "
-              f"(per run median {100 * statistics.median(per_run):5.1f} %)")
+              f"(per run median {100 * statistics.median(per_run):5.1f} %); measuring "
+              f"{100 * sum(measuring[label]) / total_off:5.1f} %")
 
 
 if __name__ == "__main__":

@@ -48,6 +48,7 @@ def test_hessian_report_matches_the_solver_on_the_loaded_model(finished_sweep):
     x, y = analysis._subset(splits, 128, 0)
     direct = hessian.top_eigenvalues(model, (x, y), 2, tol=1e-8)
     np.testing.assert_allclose(res["eigenvalues"], direct.eigenvalues, rtol=1e-5)
+    assert (res["eigen_hvp_mode"], res["trace_hvp_mode"]) == ("retained", "retained")  # 128 examples fit
     # the reloaded model is the run's final model: its validation loss is the logged one
     from tfminima.landscape import evaluate
 

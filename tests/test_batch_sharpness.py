@@ -57,10 +57,15 @@ def test_batch_sharpness_matches_exact_per_batch_hessians(problem):
     assert res.value == pytest.approx(np.mean(exact), rel=1e-10)
     assert res.stderr == pytest.approx(np.std(exact, ddof=1) / np.sqrt(6), rel=1e-8)
     assert (res.hvp_count, res.gradient_count) == (6, 6) and res.seconds > 0
+    assert res.hvp_mode == "retained"  # each batch's gradient and product over one forward pass
     # the same seed draws the same batches; the products' options change nothing exact
-    again = hessian.batch_sharpness(model, (x, y), batch_size=8, batches=6, seed=3, mode="reverse")
-    np.testing.assert_array_equal(again.indices, res.indices)
-    np.testing.assert_allclose(again.values, res.values, rtol=1e-10)
+    paths = [({"mode": "reverse"}, "retained"), ({"hvp_mode": "recomputed"}, "recomputed"),
+             ({"memory_budget": 1}, "recomputed")]  # a batch that does not fit: gradient, then a product
+    for options, hvp_mode in paths:
+        again = hessian.batch_sharpness(model, (x, y), batch_size=8, batches=6, seed=3, **options)
+        np.testing.assert_array_equal(again.indices, res.indices)
+        np.testing.assert_allclose(again.values, exact, rtol=1e-10)
+        assert again.hvp_mode == hvp_mode
     other = hessian.batch_sharpness(model, (x, y), batch_size=8, batches=6, seed=4)
     assert not np.array_equal(other.indices, res.indices)
 
@@ -86,6 +91,9 @@ def test_batch_sharpness_under_a_mirrored_strategy_equals_one_device(problem):
         multi = build()
     multi.set_weights(model.get_weights())
     single = hessian.batch_sharpness(model, (x, y), batch_size=9, batches=4, seed=1)
-    both = hessian.batch_sharpness(multi, (x, y), batch_size=9, batches=4, seed=1, strategy=mirrored)
-    np.testing.assert_array_equal(both.indices, single.indices)
-    np.testing.assert_allclose(both.values, single.values, rtol=1e-12)
+    for hvp_mode in ("retained", "recomputed"):
+        both = hessian.batch_sharpness(multi, (x, y), batch_size=9, batches=4, seed=1, strategy=mirrored,
+                                       hvp_mode=hvp_mode)
+        assert both.hvp_mode == hvp_mode
+        np.testing.assert_array_equal(both.indices, single.indices)
+        np.testing.assert_allclose(both.values, single.values, rtol=1e-12)

@@ -236,3 +236,24 @@ def test_block_products_are_traced_once_whatever_the_block(zoo):
     H.top_eigenvalues(op, None)  # Lanczos runs through the same traced function
     assert op.fns.retained.run.experimental_get_tracing_count() == 1
     assert np.all(op.matmat(np.ones((2, hess.shape[0])))[:, -2:] == 0.0)  # the unused weight's rows
+
+
+def test_measurements_run_without_grappler_and_put_the_option_back():
+    """Instruments instantiate their functions without Grappler (cheaper after every run's seeding); the
+    user's setting comes back afterwards, and a user who disabled Grappler keeps it disabled."""
+    from tfminima.hessian.operator import measuring
+
+    def disabled() -> bool:
+        return tf.config.optimizer.get_experimental_options().get("disable_meta_optimizer", False)
+
+    assert not disabled()
+    with measuring():
+        assert disabled()
+    assert not disabled()
+    tf.config.optimizer.set_experimental_options({"disable_meta_optimizer": True})
+    try:
+        with measuring():
+            assert disabled()
+        assert disabled()
+    finally:
+        tf.config.optimizer.set_experimental_options({"disable_meta_optimizer": False})

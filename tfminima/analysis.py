@@ -94,18 +94,19 @@ def hessian_report(
     spec, model, splits, done = load_run(run, epoch)
     data = _subset(splits, samples, seed)
     start = time.perf_counter()
-    eig = hessian.top_eigenvalues(model, data, k, tol=tol, seed=seed)
-    tr = hessian.trace(model, data, max_hvps=trace_probes, seed=seed)
+    op = hessian.HessianOperator(model, data)  # one placement and one plan for every instrument below
+    eig = hessian.top_eigenvalues(op, None, k, tol=tol, seed=seed)
+    tr = hessian.trace(op, None, max_hvps=trace_probes, seed=seed)
     out = {
         "run_id": run.run_id, "epochs_done": done, "samples": len(data[0]),
         "eigenvalues": eig.eigenvalues.tolist(), "residuals": eig.residuals.tolist(),
         "eigen_hvps": eig.hvp_count, "trace": tr.value, "trace_stderr": tr.stderr, "trace_hvps": tr.hvp_count,
-        "eta_over_s": spec.noise_scale,
+        "eta_over_s": spec.noise_scale, "eigen_hvp_mode": eig.hvp_mode, "trace_hvp_mode": tr.hvp_mode,
     }
     folder = run.path / "analysis"
     folder.mkdir(exist_ok=True)
     if density:
-        dens = hessian.density(model, data, seed=seed)
+        dens = hessian.density(op, None, seed=seed)
         out.update(density_nodes=dens.nodes.ravel().tolist(), density_weights=dens.weights.ravel().tolist())
         _save_density_png(dens, folder / f"density-epoch-{done}.png", run.run_id, done)
     out["seconds"] = time.perf_counter() - start

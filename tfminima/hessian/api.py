@@ -20,7 +20,7 @@ from typing import Unpack
 
 import numpy as np
 
-from tfminima.hessian.operator import HessianOperator
+from tfminima.hessian.operator import HessianOperator, measuring
 from tfminima.hessian.options import ProductKeywords, ProductOptions
 from tfminima.hessian.results import (
     DensityResult,
@@ -34,7 +34,6 @@ from tfminima.hessian.solvers import (
     hutch_plus_plus,
     hutchinson,
     slq,
-    solver_context,
 )
 from tfminima.hessian.vectors import flatten_vector
 
@@ -96,7 +95,7 @@ def top_eigenvalues(
     runner = op.lanczos_runner() if method == "lanczos" else None
     if runner is not None:
         kwargs["runner"] = runner
-    with solver_context():
+    with measuring():
         result = EIGEN_SOLVERS[method](
             op.matvec,
             op.n,
@@ -130,7 +129,7 @@ def trace(
     start = time.perf_counter()
     op = _operator(model, data, options, changes)
     blocks = _blocks(op)
-    with solver_context():
+    with measuring():
         if method == "hutchinson":
             result = hutchinson(op.matvec, op.n, tol=tol, max_probes=max_hvps, min_probes=min_probes, seed=seed, **blocks)
         elif method == "hutch++":
@@ -156,7 +155,7 @@ def density(
     :func:`~tfminima.hessian.solvers.slq`."""
     start = time.perf_counter()
     op = _operator(model, data, options, changes)
-    with solver_context():
+    with measuring():
         result = slq(op.matvec, op.n, runs=runs, steps=steps, seed=seed, **_blocks(op))
     result.hvp_mode = op.hvp_mode
     result.seconds = time.perf_counter() - start
@@ -188,7 +187,7 @@ def frobenius_norm(
         matvec, blocks, mode = (lambda v: op.finite_difference_matvec(v, epsilon)), {}, "recomputed"
     else:
         raise ValueError(f"method must be 'hvp' or 'finite_difference', got {method!r}")
-    with solver_context():
+    with measuring():
         result = frobenius_estimate(matvec, op.n, probes=probes, seed=seed, **blocks)
     result.method, result.hvp_mode = method, mode
     result.seconds = time.perf_counter() - start

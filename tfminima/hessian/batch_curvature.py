@@ -12,7 +12,9 @@ loss stays below it, the more so the smaller the batch.
 Each sampled batch costs one gradient and one Hessian-vector product, through the public operator
 (:class:`~tfminima.hessian.operator.HessianOperator` on that batch), so the products, their options and
 their distribution over replicas are the other instruments' (a batch split over replicas gives the
-one-device numbers).
+one-device numbers). Where the batch is retained (``hvp_mode``), both come from one forward pass: the
+second backward pass takes the retained gradient itself
+(:meth:`~tfminima.hessian.operator.HessianOperator.curvature_along_gradient`).
 """
 
 from __future__ import annotations
@@ -24,9 +26,8 @@ from typing import Unpack
 import numpy as np
 
 from tfminima.hessian.batches import as_batches
-from tfminima.hessian.operator import HessianOperator
+from tfminima.hessian.operator import HessianOperator, measuring
 from tfminima.hessian.options import ProductKeywords, ProductOptions
-from tfminima.hessian.solvers import solver_context
 
 __all__ = ["BatchSharpnessResult", "batch_sharpness"]
 
@@ -38,7 +39,8 @@ class BatchSharpnessResult:
     ``indices`` (batches × batch_size) are the examples of each batch, rows of ``data``. A batch whose
     gradient is exactly zero has no direction: its value is NaN and it is left out of the mean.
     ``stderr`` is the standard error of that mean over the batches (NaN with fewer than two).
-    ``hvp_count`` and ``gradient_count`` the products used (one of each a batch), ``seconds`` the time.
+    ``hvp_count`` and ``gradient_count`` the products used (one of each a batch), ``seconds`` the time,
+    ``hvp_mode`` ``"retained"`` when each batch's gradient and product shared one forward pass.
     """
 
     value: float
@@ -49,6 +51,7 @@ class BatchSharpnessResult:
     hvp_count: int
     gradient_count: int
     seconds: float
+    hvp_mode: str | None = None
 
     @property
     def batches(self) -> int:
@@ -91,16 +94,16 @@ def batch_sharpness(
     rng = np.random.default_rng(seed)
     indices = np.stack([np.sort(rng.choice(n, size=batch_size, replace=False)) for _ in range(batches)])
     values = np.empty(batches)
-    with solver_context():
+    with measuring():
         for i, idx in enumerate(indices):
             op = HessianOperator(model, (x[idx], y[idx]), options=opts)
-            _, grad = op.loss_and_gradient()
-            norm_sq = float(grad @ grad)
-            values[i] = float(grad @ op.matvec(grad)) / norm_sq if norm_sq > 0 else np.nan
+            curvature, norm_sq = op.curvature_along_gradient()
+            values[i] = curvature / norm_sq if norm_sq > 0 else np.nan
     finite = values[np.isfinite(values)]
     value = float(finite.mean()) if len(finite) else float("nan")
     stderr = float(finite.std(ddof=1) / np.sqrt(len(finite))) if len(finite) > 1 else float("nan")
     return BatchSharpnessResult(
         value=value, stderr=stderr, values=values, indices=indices, batch_size=int(batch_size),
         hvp_count=batches, gradient_count=batches, seconds=time.perf_counter() - start,
+        hvp_mode=op.along_gradient_mode,  # the same for every batch: they are all of one size
     )

@@ -9,6 +9,7 @@ once from the memory budget (:mod:`tfminima.hessian.memory`).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from typing import Unpack
 
@@ -20,10 +21,23 @@ from tfminima.hessian.batches import PlacedBatches
 from tfminima.hessian.krylov import Runner
 from tfminima.hessian.memory import plan_block, retained_bytes
 from tfminima.hessian.options import ProductKeywords, ProductOptions
+from tfminima.hessian import products
 from tfminima.hessian.products import model_state, traced_functions
+from tfminima.hessian.solvers import solver_context
 from tfminima.hessian.vectors import set_flat_weights
 
-__all__ = ["HessianOperator", "ProductPlan"]
+__all__ = ["HessianOperator", "ProductPlan", "measuring"]
+
+
+@contextlib.contextmanager
+def measuring():
+    """What a measurement runs inside: NumPy's BLAS on one thread between products
+    (:func:`~tfminima.hessian.solvers.solver_context`) and its products' functions instantiated without
+    Grappler (:func:`~tfminima.hessian.products.without_grappler`: a training run instantiates them
+    again, and Grappler was most of that). Entered once a measurement, not once a product (a toggle
+    costs ~0.2 ms)."""
+    with solver_context(), products.without_grappler():
+        yield
 
 
 @dataclasses.dataclass(frozen=True)
@@ -134,6 +148,12 @@ class HessianOperator:
         return "retained" if self.plan.lanczos else "recomputed"
 
     @property
+    def along_gradient_mode(self) -> str:
+        """``"retained"`` if :meth:`curvature_along_gradient` is one call over one forward pass (the data
+        retained as one batch), else ``"recomputed"``."""
+        return "retained" if self.plan.blocks and len(self.plan.batches) == 1 else "recomputed"
+
+    @property
     def block_size(self) -> int:
         """Products a block: what the memory budget allows (1 when products are recomputed)."""
         return self.plan.block_size
@@ -173,6 +193,18 @@ class HessianOperator:
         return self.fns.retained.runner(
             lambda: model_state(self.model), x, y, batches.inv_n, self.n, on_products=count
         )
+
+    def curvature_along_gradient(self) -> tuple[float, float]:
+        """``(gᵀ H g, ‖g‖²)`` for the gradient ``g`` of the mean loss at the current weights: one
+        retained call (one forward pass and first gradient for both) when the data are retained as one
+        batch, else a gradient and a recomputed product. Counts one product."""
+        if self.along_gradient_mode == "retained":
+            (x, y), batches = self.plan.batches.items[0], self.plan.batches
+            norm_sq, curvature = self.fns.retained.along_gradient(model_state(self.model), x, y, batches.inv_n)
+            self.hvp_count += 1
+            return float(curvature), float(norm_sq)
+        _, g = self.loss_and_gradient()
+        return float(g @ self.matvec(g)), float(g @ g)
 
     def loss_and_gradient(self) -> tuple[float, np.ndarray]:
         """Mean loss and its flat float64 gradient at the current weights."""

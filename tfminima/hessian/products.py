@@ -23,6 +23,7 @@ To add a product (several vectors at once, a loop in the graph): write its repli
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 
 import keras
@@ -42,6 +43,7 @@ __all__ = [
     "model_state",
     "resolve_loss",
     "traced_functions",
+    "without_grappler",
 ]
 
 _ZERO = tf.UnconnectedGradients.ZERO  # a variable the loss does not use: zero gradient, no error
@@ -130,6 +132,30 @@ def distributed_function(replica_fn: Callable, strategy, *, reduce: bool = True,
     # No AutoGraph (Keras' fit does not use it either): it made tracing the double-backward
     # HVP 8x slower (2.4 s against 0.3 s on the quickstart MLP), paid once per trace.
     return tf.function(run, reduce_retracing=True, jit_compile=jit_compile or None, autograph=False)
+
+
+@contextlib.contextmanager
+def without_grappler():
+    """Calls of traced functions made inside are instantiated without Grappler's graph rewrites.
+
+    TensorFlow instantiates a traced function again after every ``tf.random.set_seed`` (it clears its
+    kernel caches), which every training run does once, and Grappler's rewrites are most of that
+    instantiation for a product: on the quickstart's MLP ~0.1 of ~0.15 s for a recomputed HVP, ~0.5 of
+    ~0.9 s for the retained function (loaded machine, BENCHMARKS.md), while the products themselves run
+    no slower without them (the MLP and the batch-norm CNN of ``benchmarks/bench_hessian.py``). The
+    numbers are the same to float round-off. The option is TensorFlow's own
+    (``tf.config.optimizer.set_experimental_options``); the function calls made meanwhile by other threads
+    are instantiated alike, and the user's setting is put back on exit (left alone if it already
+    disables Grappler).
+    """
+    if tf.config.optimizer.get_experimental_options().get("disable_meta_optimizer", False):
+        yield
+        return
+    tf.config.optimizer.set_experimental_options({"disable_meta_optimizer": True})
+    try:
+        yield
+    finally:
+        tf.config.optimizer.set_experimental_options({"disable_meta_optimizer": False})
 
 
 def _correct(y, pred):

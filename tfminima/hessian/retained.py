@@ -5,8 +5,7 @@ each replica's first gradient on a persistent tape; every product is then one se
 replica over the gradient it retained, summed. The function first multiplies a block of given vectors
 (a ``tf.map_fn``, two products at once) and then, if asked, continues the Lanczos recurrence of
 :class:`tfminima.hessian.krylov.LanczosProcess` in a ``tf.while_loop`` -- orthogonalisation against the
-whole basis twice,
-β, and the stopping rule of :class:`~tfminima.hessian.krylov.StopRule` on the Ritz values of ``T`` --
+whole basis twice, β, and the stopping rule of :class:`~tfminima.hessian.krylov.StopRule` on the Ritz values of ``T`` --
 until the rule is met, the step limit is reached or the Krylov space breaks down. It hands the basis
 back to :func:`~tfminima.hessian.krylov.lanczos`, which checks the rule again in NumPy, restarts after
 a breakdown as it always does, and builds the result: the warm start, the minimum Krylov dimension and
@@ -17,9 +16,14 @@ Blocks and Lanczos share the function on purpose: a traced function is instantia
 instantiating a loop around a second backward pass costs ~0.3 s, about a hundred products of the
 quickstart's MLP (BENCHMARKS.md).
 
+:meth:`RetainedProducts.along_gradient` is the batch sharpness's product (a second, straight-line
+function): the batch's gradient ``g`` and ``H g`` over one forward pass and first gradient, the
+second backward pass taking the retained gradient itself as its vector.
+
 Under a ``tf.distribute`` strategy the loop runs in cross-replica context (a collective inside a
 replica's while loop is not allowed): each iteration runs the second backward pass on every replica
-over the gradient that replica retained on its shard, and sums.
+over the gradient that replica retained on its shard, and sums; ``along_gradient`` sums the replicas'
+gradients before their second backward passes.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ from tfminima.hessian.krylov import (
     StopRule,
 )
 from tfminima.hessian.memory import PARALLEL_PRODUCTS
+from tfminima.hessian.vectors import flatten_tensors
 
 __all__ = ["RetainedProducts", "retained_loop"]
 
@@ -118,8 +123,11 @@ class RetainedProducts:
     def __init__(self, fns):
         self.fns = fns
         self.run = tf.function(self._run, autograph=False, reduce_retracing=True)
+        self.along_gradient = tf.function(self._along_gradient, autograph=False, reduce_retracing=True)
 
-    def _run(self, state, x, y, inv_n, vectors, basis, alpha, beta, norm_estimate, controls, tol):
+    def _retain(self, state, x, y, inv_n):
+        """Each replica's first gradient, kept on its tape: ``(gradient, matvec)``, the flat float64
+        gradient (per replica) and ``matvec(v)``, ``H v`` summed over the replicas' second backward passes."""
         fns, strategy = self.fns, self.fns.strategy
         retained: dict[int, tuple] = {}  # replica id -> (tape, gradient, values), filled at trace time
 
@@ -130,22 +138,38 @@ class RetainedProducts:
             values = list(state[0])
             tape, grads = fns.retained_gradient(values, state[1], x, y, inv_n)
             retained[replica_id()] = (tape, grads, values)
+            return flatten_tensors(grads)
 
         def second(vec):
             tape, grads, values = retained[replica_id()]
             return fns.second_backward(tape, grads, values, vec)
 
-        strategy.run(first, args=(state, x, y, inv_n))
+        gradient = strategy.run(first, args=(state, x, y, inv_n))
 
         def matvec(vec):
-            if strategy.num_replicas_in_sync == 1:
-                return strategy.run(second, args=(vec,))
-            return strategy.reduce(tf.distribute.ReduceOp.SUM, strategy.run(second, args=(vec,)), axis=None)
+            return self._summed(strategy.run(second, args=(vec,)))
 
+        return gradient, matvec
+
+    def _summed(self, per_replica):
+        strategy = self.fns.strategy
+        if strategy.num_replicas_in_sync == 1:
+            return per_replica
+        return strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica, axis=None)
+
+    def _run(self, state, x, y, inv_n, vectors, basis, alpha, beta, norm_estimate, controls, tol):
+        _, matvec = self._retain(state, x, y, inv_n)
         k, min_steps, max_steps, largest = (controls[i] for i in range(4))
         return retained_loop(
             matvec, vectors, basis, alpha, beta, norm_estimate, k, tol, tf.cast(largest, tf.bool), min_steps, max_steps
         )
+
+    def _along_gradient(self, state, x, y, inv_n):
+        """``(‖g‖², gᵀ H g)`` for the gradient ``g`` of the batch's loss, over one forward pass and first
+        gradient: the second backward pass takes ``g`` itself (summed over the replicas first)."""
+        gradient, matvec = self._retain(state, x, y, inv_n)
+        g = self._summed(gradient)
+        return tf.tensordot(g, g, 1), tf.tensordot(g, matvec(g), 1)
 
     def concrete(self, state, x, y, inv_n, n: int):
         """The concrete function for this batch, whatever the block and the basis passed in."""
