@@ -138,6 +138,11 @@ class RunLogger(keras.callbacks.Callback):
         self.writer.write("eval", epoch, self.step, split=split, **values)
         self._write_tb(epoch, [(split, values)])
 
+    def log_target(self, values: dict, epoch: int) -> None:
+        """Log a train-to-target outcome (:meth:`tfminima.target.Target.event`) as a ``target`` event and scalars."""
+        self.writer.write("target", epoch, values.get("steps_to_target", self.step), **values)
+        self._write_tb(epoch, [("target", dict(values, reached=int(values["reached"])))])
+
     def on_train_end(self, logs=None):
         if self._tb is not None:
             self._tb.flush()

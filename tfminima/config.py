@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import copy
 import re
+import types
 import typing
 from pathlib import Path
 from typing import Annotated, Any, Union
@@ -66,7 +67,7 @@ def _resolve_union(tp: Any, node: Any) -> Any:
     origin = typing.get_origin(tp)
     if origin is Annotated:
         return _resolve_union(args[0], node)
-    if origin is Union or (origin is not None and str(origin) == "types.UnionType"):
+    if origin is Union or origin is types.UnionType:  # Union[A, B] or A | B (until: UntilSpec | None)
         members = [a for a in args if isinstance(a, type) and issubclass(a, BaseModel)]
         for m in members:
             for tag in ("name", "kind"):

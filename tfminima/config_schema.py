@@ -56,6 +56,8 @@ __all__ = [  # what tfminima.config re-exports
     "StepSchedule",
     "SweepSpec",
     "TableSchedule",
+    "UNTIL_METRICS",
+    "UntilSpec",
     "VGGSpec",
     "schedule_problem",
 ]
@@ -297,9 +299,43 @@ class SweepSpec(Spec):
         return not (self.grid or self.zip or self.ratio or self.seeds)
 
 
+UNTIL_METRICS = ("train_loss", "train_accuracy", "val_loss", "val_accuracy")
+
+
+class UntilSpec(Spec):
+    """Train to a target: stop once ``metric`` reaches ``value`` (a loss at most, an accuracy at least).
+
+    Checked at every epoch end and, with ``every_steps``, every that many optimizer steps of the run
+    (counted from its first step, so the check points do not move with the batch size of an epoch).
+    The train_* metrics are one inference-mode evaluation of a fixed training subset (not the running
+    mean of the epoch's steps), the same at an epoch end as inside an epoch; val_* evaluate the
+    validation split. ``epochs`` stays the cap.
+    """
+
+    metric: Literal["train_loss", "train_accuracy", "val_loss", "val_accuracy"]
+    value: float = Field(..., description="the target: a loss at most this, an accuracy at least this")
+    every_steps: int | None = Field(None, gt=0, description="also check every this many steps (default: epoch ends only)")
+    train_examples: int | None = Field(
+        None, gt=0, description="train_*: training examples evaluated (a fixed subset; default: all of them)"
+    )
+    subset_seed: int = Field(0, ge=0, le=SEED_MAX, description="train_*: seed drawing the fixed training subset")
+
+    _train_examples_limited = field_validator("train_examples")(_limited("examples", "examples"))
+
+    @field_validator("value")
+    @classmethod
+    def _value_in_range(cls, value: float, info: ValidationInfo) -> float:
+        metric = info.data.get("metric", "")  # declared before value: validated first
+        if metric.endswith("_accuracy") and not 0.0 <= value <= 1.0:
+            raise ValueError(f"{value:g} is outside [0, 1], the range of {metric}")
+        if metric.endswith("_loss") and value < 0:
+            raise ValueError(f"{value:g} is negative: {metric} never is")
+        return value
+
+
 FIGURES = Literal[
     "curves", "eta_over_s", "heatmap", "interpolation", "paired_curves", "memorization",
-    "beta_scaling", "sharpness_trajectory", "sharpness_vs_loss", "svag",
+    "beta_scaling", "sharpness_trajectory", "sharpness_vs_loss", "svag", "steps_to_target",
 ]
 
 
@@ -327,7 +363,8 @@ class ExperimentSpec(Spec):
                       description="the group folder's name below output_dir: one path component")
     description: str = ""
     seed: int = Field(0, ge=0, le=SEED_MAX)
-    epochs: int = Field(10, gt=0)
+    epochs: int = Field(10, gt=0, description="epochs to train (with until: the cap)")
+    until: UntilSpec | None = Field(None, description="train to a target: stop when a metric reaches a value")
     dataset: DatasetSpec = Field(default_factory=DatasetSpec)
     model: ModelSpec = Field(default_factory=lambda: MLPSpec(name="mlp"))
     optimizer: OptimizerSpec = Field(default_factory=OptimizerSpec)
@@ -402,6 +439,8 @@ class ExperimentSpec(Spec):
             raise ValueError("schedule_conversion: lr_to_batch_size needs a constant batch_size_schedule")
         if self.schedule_conversion == "batch_size_to_lr" and self.lr_schedule.kind != "constant":
             raise ValueError("schedule_conversion: batch_size_to_lr needs a constant lr_schedule")
+        if self.until is not None and self.until.metric.startswith("val_") and self.dataset.val_size == 0:
+            raise ValueError(f"until.metric: {self.until.metric} needs a validation split, and dataset.val_size is 0")
         if self.optimizer.nesterov and self.optimizer.momentum == 0:
             raise ValueError("optimizer.nesterov: needs optimizer.momentum > 0")
         problem = schedule_problem(self)

@@ -24,6 +24,7 @@ class Evaluator:
         replicas = steps.replicas
         self.batch_size = max(replicas, batch_size - batch_size % replicas)
         self.pipelines: dict = {}  # (id(x), id(y)) -> (x, y, distributed dataset, steps)
+        self.kept: list[np.ndarray] = []  # other arrays evaluated again and again (a target's subset)
         self._no_labels = np.zeros(0, dtype=np.int32)
 
     def _data(self, x: np.ndarray, y: np.ndarray):
@@ -35,7 +36,7 @@ class Evaluator:
         so changing them in place between calls is safe.
         """
         bs, s = self.batch_size, self.splits
-        if not any(x is a for a in (s.x_train, s.x_val, s.x_test)):
+        if not any(x is a for a in (s.x_train, s.x_val, s.x_test, *self.kept)):
             return self.steps.distribute(eval_dataset(x, y, bs)), steps_per_epoch(len(x), bs, False)
         key = (id(x), id(y))
         hit = self.pipelines.get(key)
@@ -43,6 +44,11 @@ class Evaluator:
             hit = (x, y, self.steps.distribute(eval_dataset(x, y, bs)), steps_per_epoch(len(x), bs, False))
             self.pipelines[key] = hit
         return hit[2], hit[3]
+
+    def keep(self, x: np.ndarray) -> None:
+        """Cache the pipeline of ``x`` too (arrays checked every few steps; not changed in place afterwards)."""
+        if not any(x is a for a in self.kept):
+            self.kept.append(x)
 
     def run(self, x: np.ndarray, y: np.ndarray) -> tuple[float, float, np.ndarray]:
         """Mean loss, accuracy and the predictions (in order) on ``(x, y)``."""

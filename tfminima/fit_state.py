@@ -13,6 +13,7 @@ import keras
 
 from tfminima.callbacks import BatchSizeScheduler, LearningRateScheduler, RunLogger
 from tfminima.monitors import Monitor
+from tfminima.target import Target
 
 DATA_ORDER = "permutation of (seed, epoch); augmentation stateless in (seed, epoch, index)"
 FINAL_KEYS = ("loss", "accuracy", "val_loss", "val_accuracy", "lr", "batch_size", "eta_over_s")
@@ -38,7 +39,8 @@ class FitState:
     sums) say where the fit starts; ``history`` holds one dict of numbers per finished epoch;
     ``first_loss`` is the loss of the run's first step (the divergence guard's reference);
     ``steps_done`` counts the batches of the current epoch; ``stop_sent`` is the stop request this
-    worker last put into the step's reduction (multi-worker).
+    worker last put into the step's reduction (multi-worker); ``target`` is the run's ``until``
+    (:class:`tfminima.target.Target`), None without one.
     """
 
     callbacks: FitCallbacks
@@ -49,15 +51,22 @@ class FitState:
     partial: list[float] | None = None
     steps_done: int = 0
     stop_sent: float = 0.0
+    target: Target | None = None
 
     @classmethod
-    def from_checkpoint(cls, callbacks: FitCallbacks, start_epoch: int, saved: dict) -> FitState:
-        """The state a fit starts from: ``saved`` is a checkpoint's state (empty: from scratch)."""
+    def from_checkpoint(cls, callbacks: FitCallbacks, start_epoch: int, saved: dict,
+                        target: Target | None = None) -> FitState:
+        """The state a fit starts from: ``saved`` is a checkpoint's state (empty: from scratch);
+        ``target`` was made from ``saved["target"]``."""
         return cls(
             callbacks, start_epoch=start_epoch, history=list(saved.get("history", [])),
             first_loss=saved.get("first_loss"), skip=int(saved.get("step_in_epoch", 0)),
-            partial=saved.get("partial_sums"),
+            partial=saved.get("partial_sums"), target=target,
         )
+
+    @property
+    def target_reached(self) -> bool:
+        return self.target is not None and self.target.reached is not None
 
     def to_checkpoint(self, *, partial_sums: list[float] | None, seed: int, schedule: list) -> dict:
         """What a checkpoint keeps for :meth:`from_checkpoint` (and, for readers, the seed and the schedule so far)."""
@@ -68,6 +77,7 @@ class FitState:
             "seed": seed,
             "data_order": DATA_ORDER,
             "schedule": [dataclasses.asdict(p) for p in schedule],
+            "target": self.target.to_checkpoint() if self.target is not None else None,
         }
 
     def final(self, status: str) -> dict:
@@ -89,4 +99,6 @@ class FitState:
                 for k, v in h.items():
                     if "/" in k:
                         final[k] = v
+        if self.target is not None:
+            final.update(self.target.summary())
         return final

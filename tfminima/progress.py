@@ -97,6 +97,13 @@ def _fmt(value, spec: str = ".4g") -> str:
     return format(value, spec)
 
 
+def _steps_to_target(final: dict) -> str:
+    """The target column: steps (and 1-based epochs) to the target, or that it was not reached."""
+    if final.get("target_reached"):
+        return f"{final['steps_to_target']} ({final['epochs_to_target']:.3g} ep)"
+    return "not reached" if "target_reached" in final else "–"
+
+
 def print_table(outcomes) -> None:
     """The end-of-sweep table: one row per run, sorted by η/S."""
     if not outcomes:
@@ -110,6 +117,9 @@ def print_table(outcomes) -> None:
                                           ("memorization/noisy_accuracy", "noisy acc")) if has(k)]
     for _, label in extra:
         table.add_column(label, justify="right")
+    target = has("target_reached")
+    if target:
+        table.add_column("steps→target", justify="right")
     table.add_column("status", no_wrap=True)
     colors = {"completed": "green", "diverged": "yellow", "failed": "red", "cancelled": "magenta"}
     for o in sorted(outcomes, key=lambda o: (o.hparams.get("eta_over_s", 0), o.hparams.get("lr", 0))):
@@ -120,6 +130,8 @@ def print_table(outcomes) -> None:
             _fmt(f.get("val_accuracy"), ".4f"), _fmt(f.get("test_accuracy"), ".4f"),
         ]
         row += [_fmt(f.get(k), ".4g") for k, _ in extra]
+        if target:
+            row.append(_steps_to_target(f))
         row.append(f"[{colors.get(o.state, 'white')}]{o.state}[/]")
         table.add_row(*row)
     Console(width=max(Console().width, 140)).print(table)

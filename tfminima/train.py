@@ -37,6 +37,7 @@ from tfminima.monitors import Monitor, MonitorContext, build_all
 from tfminima.optim import make_optimizer
 from tfminima.recorder import RunRecorder
 from tfminima.steps import ReplicaSteps, per_example_loss
+from tfminima.target import Target
 
 DIVERGENCE_CHECK_EVERY = 50  # steps between (cheap) mid-epoch divergence checks
 
@@ -191,8 +192,8 @@ class Trainer:
         self.steps.stop_any.assign(0.0)
         self.steps.stop_local.assign(0.0)
         cbs.on_train_begin()
-        try:
-            for epoch in range(state.start_epoch, spec.epochs):
+        try:  # a resumed run whose target was already reached has nothing left to train
+            for epoch in range(state.start_epoch, spec.epochs if not state.target_reached else 0):
                 logs = self._train_epoch(epoch)
                 state.skip, state.partial = 0, None
                 if logs is None:  # stopped inside the epoch: keep exactly where we are
@@ -201,13 +202,15 @@ class Trainer:
                     status, reason = "cancelled", "stop requested"
                     break
                 state.history.append({k: v for k, v in logs.items() if isinstance(v, (int, float))})
-                last_epoch = epoch == spec.epochs - 1
+                last_epoch = epoch == spec.epochs - 1 or state.target_reached
                 if self.writes_run_dir and (
                     (epoch + 1) % spec.checkpoint_every == 0 or last_epoch or self._stop_requested()
                 ):
                     self._checkpoint(epoch + 1)
                 if self.writes_run_dir:  # progress for readers of status.json
                     self.recorder.progress(epoch + 1)
+                if state.target_reached:  # completed: summary.json says where (target_reached, steps_to_target)
+                    break
                 if self._stop_requested() and not last_epoch:
                     status, reason = "cancelled", "stop requested"
                     break
@@ -217,6 +220,8 @@ class Trainer:
         except Diverged as err:
             status, reason = "diverged", str(err)
         cbs.on_train_end()
+        if logger is not None and state.target is not None and status == "completed":
+            logger.log_target(state.target.event(), max(len(state.history) - 1, 0))
         final = state.final(status)
         # Every worker evaluates (a collective under multi-worker); the chief logs.
         if status == "completed" and self.recorder is not None and len(s.x_test):
@@ -237,7 +242,12 @@ class Trainer:
         start_epoch, saved = 0, {}
         if self.recorder is not None:
             start_epoch, saved = self.recorder.restore(self.model, self.optimizer, self.strategy)
-        return FitState.from_checkpoint(callbacks, start_epoch, saved)
+        target = None
+        if self.spec.until is not None:
+            target = Target(self.spec.until, lambda x, y: self.evaluator.run(x, y)[:2], self.splits,
+                            saved.get("target"))
+            self.evaluator.keep(target.data[0])
+        return FitState.from_checkpoint(callbacks, start_epoch, saved, target)
 
     def _checkpoint(self, epochs_done: int, step: int = 0) -> None:
         """Checkpoint the model, the optimizer and what :meth:`FitState.from_checkpoint` needs."""
@@ -279,6 +289,7 @@ class Trainer:
         replica_steps.reset_sums(state.partial)
         t0 = time.perf_counter()
         state.steps_done = skip
+        target, done = state.target, n_steps
         for step in range(skip, n_steps):
             if self._stop_requested():
                 return None
@@ -294,19 +305,28 @@ class Trainer:
                 state.first_loss = replica_steps.running_loss()
             if (step + 1) % DIVERGENCE_CHECK_EVERY == 0:
                 self._check_divergence(epoch, step)
+            if target is not None and step + 1 < n_steps and target.due(step + 1) and \
+                    self._target_check(target.measure(), epoch, step + 1, n_steps):
+                done = step + 1  # reached inside the epoch: the epoch ends here
+                break
         seconds = time.perf_counter() - t0
         count = float(replica_steps.count.numpy())
         logs = {
             "loss": float(replica_steps.sum_loss.numpy()) / max(count, 1.0),
             "accuracy": float(replica_steps.sum_correct.numpy()) / max(count, 1.0),
-            "steps": n_steps - skip,
+            "steps": done - skip,
             "seconds": seconds,
             "examples_per_second": count / seconds if seconds > 0 else 0.0,
         }
-        self._check_divergence(epoch, n_steps - 1, logs["loss"])
+        self._check_divergence(epoch, done - 1, logs["loss"])
         if len(s.x_val):
             val_loss, val_acc, _ = self.evaluator.run(s.x_val, s.y_val)
             logs.update(val_loss=val_loss, val_accuracy=val_acc)
+        if target is not None:
+            if target.reached is None:  # val_*: the evaluation just made is the measurement
+                self._target_check(logs[target.metric] if target.metric in logs else target.measure(),
+                                   epoch, done, n_steps)
+            target.end_epoch(done, count)
         # The scheduled value (a Python float, not float32-rounded); with SVAG the nominal η = l × step size.
         svag = spec.optimizer.svag
         lr = state.callbacks.lr.current * svag
@@ -319,6 +339,10 @@ class Trainer:
         for m in state.callbacks.monitors:
             logs.update({f"{m.kind}/{k}": v for k, v in m.last.items() if not isinstance(v, list)})
         return logs
+
+    def _target_check(self, measured: float, epoch: int, steps_in_epoch: int, n_steps: int) -> bool:
+        return self.state.target.check(measured, epoch=epoch, steps_in_epoch=steps_in_epoch,
+                                       steps_per_epoch=n_steps, examples_in_epoch=float(self.steps.count.numpy()))
 
     def _check_divergence(self, epoch: int, step: int, loss: float | None = None) -> None:
         if loss is None:
