@@ -9,7 +9,9 @@ cancel, crash and resume does not depend on what trains the run. test_tui_launch
 workers where the worker itself is what is tested (a launch end to end, one worker for a queue,
 the worker's own SIGTERM protocol).
 
-Environment: ``TFMINIMA_FAKE_EPOCH_SECONDS`` (default 0.1), the time one epoch takes.
+Environment: ``TFMINIMA_FAKE_EPOCH_SECONDS`` (default 0.1), the time one epoch takes;
+``TFMINIMA_FAKE_START_SECONDS`` (default 0), a start-up before the first job (a real worker's
+TensorFlow import takes seconds, during which its runs' files do not change).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from __future__ import annotations
 import math
 import os
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +31,7 @@ from tfminima import worker as real
 from tfminima.locks import RunBusy, RunLock
 
 EPOCH_SECONDS = float(os.environ.get("TFMINIMA_FAKE_EPOCH_SECONDS", "0.1"))
+START_SECONDS = float(os.environ.get("TFMINIMA_FAKE_START_SECONDS", "0"))
 
 
 class _Variable:  # what checkpoint.save reads of a variable
@@ -94,6 +98,7 @@ class FakeWorker(real.Worker):
 
 def main() -> int:
     """:func:`tfminima.worker.main` with :class:`FakeWorker`."""
+    time.sleep(START_SECONDS)
     real.Worker = FakeWorker
     return real.main()
 

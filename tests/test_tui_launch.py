@@ -210,7 +210,10 @@ def test_run_cancelled_while_queued_is_recorded_and_resumable_after_a_restart(ma
     asyncio.run(restart_and_resume(first))
 
 
-def test_killed_worker_crashes_only_its_run_and_a_new_worker_takes_the_queue(make_app):
+def test_killed_worker_crashes_only_its_run_and_a_new_worker_takes_the_queue(make_app, monkeypatch):
+    # a fake worker starts in the time a real one does: the screens below are switched while it starts
+    monkeypatch.setenv("TFMINIMA_FAKE_START_SECONDS", "5")
+
     async def main():
         app = make_app(epochs=100, runs=2, fake=True)  # a worker killed mid-run: what it trained does not matter
         async with app.run_test(size=(100, 30)) as pilot:
