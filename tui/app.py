@@ -20,6 +20,7 @@ from typing import ClassVar
 
 from textual.app import App, ScreenStackError, SystemCommand
 from textual.binding import Binding, BindingType
+from textual.css.query import NoMatches
 from textual.worker import Worker, WorkerState
 
 from tfminima import config as config_lib
@@ -134,7 +135,10 @@ class MinimaApp(App):
         except ScreenStackError:  # the app is shutting down: its screens are gone, a timer is not yet
             return
         if isinstance(screen, AppScreen) and screen.ready:
-            screen.refresh_data()
+            try:
+                screen.refresh_data()
+            except NoMatches:  # being switched in or out, its widgets not (or no longer) mounted:
+                self._drawn_version = -1  # it redraws when shown (on_screen_resume), or at the next tick
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         worker = event.worker
