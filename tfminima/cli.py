@@ -127,7 +127,21 @@ def cmd_run(args) -> int:
         except SweepError as err:
             _err(f"tfminima run: {err}")
             return 2
+    dist = (spec or targets[0].spec).distribution
+    try:
+        cluster.role(dist)  # TF_CONFIG / Slurm's variables, checked before TensorFlow reads them
+    except cluster.ClusterError as err:
+        _err(f"tfminima run: {err}")
+        return 2
     _quiet_tensorflow()
+    if dist.strategy == "multi_worker" or dist.cpu_replicas > 1:
+        from tfminima.distribute import DistributionError, prepare
+
+        try:
+            prepare(dist)  # before any TensorFlow operation
+        except (DistributionError, ValueError) as err:
+            _err(f"tfminima run: {err}")
+            return 2
     if spec is not None:
         from tfminima.sweep import select_shard
 
@@ -140,20 +154,6 @@ def cmd_run(args) -> int:
         for problem in problems:
             _err(f"tfminima run: {problem}")
         return 2
-    dist = (spec or targets[0].spec).distribution
-    try:
-        cluster.role(dist)  # TF_CONFIG / Slurm's variables, checked before TensorFlow reads them
-    except cluster.ClusterError as err:
-        _err(f"tfminima run: {err}")
-        return 2
-    if dist.strategy == "multi_worker" or dist.cpu_replicas > 1:
-        from tfminima.distribute import DistributionError, prepare
-
-        try:
-            prepare(dist)  # before any TensorFlow operation
-        except (DistributionError, ValueError) as err:
-            _err(f"tfminima run: {err}")
-            return 2
     stop = threading.Event()
     atexit.register(_ignore_ctrl_c_at_the_very_end)  # first registered: runs after every other callback
     _install_stop_handlers(stop)
