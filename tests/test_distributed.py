@@ -102,7 +102,7 @@ def test_two_workers_match_one_process_and_only_the_chief_writes(tmp_path):
     assert run.summary()["distribution"] == dist
     assert_close(final_arrays(run.path), reference)  # the global batch of 32 split 16 + 16
     # Only the chief wrote: one of each event, every file with a pid carries the chief's.
-    assert [e["epoch"] for e in read_events(run.metrics_path) if e["kind"] == "train"] == [0, 1]
+    assert [e["epoch"] for e in read_events(run.metrics_path) if e["kind"] == "train"] == [1, 2]  # epochs completed
     chief_pid = procs[0].pid
     assert status["pid"] == chief_pid
     tb_files = list((out / "mw-2").rglob("events.out.tfevents.*"))
@@ -143,7 +143,7 @@ def test_two_workers_stop_together_and_resume_from_the_shared_checkpoint(tmp_pat
     results = finish(procs)
     assert [r[0] for r in results] == [0, 0], [r[2][-2000:] for r in results]
     assert run.status()["state"] == "completed"
-    assert [e["epoch"] for e in read_events(run.metrics_path) if e["kind"] == "train"] == list(range(6))
+    assert [e["epoch"] for e in read_events(run.metrics_path) if e["kind"] == "train"] == list(range(1, 7))  # epochs completed
     assert_close(final_arrays(run.path), reference)
 
 

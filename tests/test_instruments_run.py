@@ -56,10 +56,10 @@ def by_kind(run_dir, kind):
 
 def test_every_new_field_is_in_metrics_jsonl_with_its_formula(run):
     schedule, sharp, noisy, train = (by_kind(run, k) for k in ("schedule", "sharpness", "noise", "train"))
-    assert sorted(sharp) == [0, 1] and sorted(noisy) == [1]
+    assert sorted(sharp) == [1, 2] and sorted(noisy) == [2]  # epochs completed
     for epoch, event in sharp.items():
         lr, bs = schedule[epoch]["lr"], schedule[epoch]["batch_size"]
-        assert (lr, bs) == ((0.05, 32), (0.025, 64))[epoch]
+        assert (lr, bs) == ((0.05, 32), (0.025, 64))[epoch - 1]
         assert schedule[epoch]["eta_over_s_finite"] == pytest.approx(lr / bs * (1 - bs / TRAIN_SIZE), rel=1e-12)
         assert set(SHARPNESS_FIELDS) <= set(event)
         edge = 2 * (1 + MOMENTUM) / lr
@@ -68,7 +68,7 @@ def test_every_new_field_is_in_metrics_jsonl_with_its_formula(run):
         assert event["batch_stability"] == pytest.approx(event["batch_sharpness"] / edge, rel=1e-12)
         assert event["frobenius_norm"] >= event["lambda_max"] * (1 - 3 * event["frobenius_stderr"] / event["frobenius_norm"])
         assert event["hvps"] == event["eigen_hvps"] + event["trace_hvps"] + 4 + 3
-    event = noisy[1]
+    event = noisy[2]
     assert set(NOISE_FIELDS) <= set(event)
     assert event["population"] == TRAIN_SIZE and event["num_examples"] == 128
     assert event["b_simple_raw"] == pytest.approx(event["trace_c_raw"] / event["grad_norm_sq_raw"], rel=1e-12)
@@ -78,7 +78,7 @@ def test_every_new_field_is_in_metrics_jsonl_with_its_formula(run):
         assert event["grad_norm_sq"] <= 0 and event["b_simple"] is None
     eta_eff = 0.025 / (1 - MOMENTUM)
     assert event["predicted_loss_c"] == pytest.approx(eta_eff / (4 * 64) * event["trace_c"], rel=1e-12)
-    assert event["train_loss"] == pytest.approx(train[1]["loss"], rel=1e-12)  # the epoch's mean training loss
+    assert event["train_loss"] == pytest.approx(train[2]["loss"], rel=1e-12)  # the epoch's mean training loss
     assert event["train_loss_ratio"] == pytest.approx(event["train_loss"] / event["predicted_loss"], rel=1e-12)
     assert event["train_loss_ratio_c"] == pytest.approx(event["train_loss"] / event["predicted_loss_c"], rel=1e-12)
     assert event["loss"] != event["train_loss"]  # one end-point evaluation, the other a mean over steps
@@ -93,7 +93,7 @@ def test_tensorboard_and_summary_hold_the_same_values(run):
     sharp, noisy, schedule = by_kind(run, "sharpness"), by_kind(run, "noise"), by_kind(run, "schedule")
     summary = json.loads(run.summary_path.read_text())
     expected = {f"sharpness/{k}": {e: sharp[e][k] for e in sharp} for k in SHARPNESS_FIELDS}
-    expected.update({f"noise/{k}": {1: noisy[1][k]} for k in NOISE_FIELDS if noisy[1][k] is not None})
+    expected.update({f"noise/{k}": {2: noisy[2][k]} for k in NOISE_FIELDS if noisy[2][k] is not None})
     expected["schedule/eta_over_s_finite"] = {e: schedule[e]["eta_over_s_finite"] for e in schedule}
     tags = set(acc.Tags()["tensors"])
     for tag, values in expected.items():

@@ -153,7 +153,21 @@ def _start_up(args):
         except SweepError as err:
             _err(f"tfminima run: {err}")
             return 2
+    dist = (spec or targets[0].spec).distribution
+    try:
+        cluster.role(dist)  # TF_CONFIG / Slurm's variables, checked before TensorFlow reads them
+    except cluster.ClusterError as err:
+        _err(f"tfminima run: {err}")
+        return 2
     _quiet_tensorflow()
+    if dist.strategy == "multi_worker" or dist.cpu_replicas > 1:
+        from tfminima.distribute import DistributionError, prepare
+
+        try:
+            prepare(dist)  # before any TensorFlow operation
+        except (DistributionError, ValueError) as err:
+            _err(f"tfminima run: {err}")
+            return 2
     if spec is not None:
         from tfminima.sweep import select_shard
 
@@ -166,20 +180,6 @@ def _start_up(args):
         for problem in problems:
             _err(f"tfminima run: {problem}")
         return 2
-    dist = (spec or targets[0].spec).distribution
-    try:
-        cluster.role(dist)  # TF_CONFIG / Slurm's variables, checked before TensorFlow reads them
-    except cluster.ClusterError as err:
-        _err(f"tfminima run: {err}")
-        return 2
-    if dist.strategy == "multi_worker" or dist.cpu_replicas > 1:
-        from tfminima.distribute import DistributionError, prepare
-
-        try:
-            prepare(dist)  # before any TensorFlow operation
-        except (DistributionError, ValueError) as err:
-            _err(f"tfminima run: {err}")
-            return 2
     return spec, shard, targets
 
 
