@@ -384,10 +384,16 @@ def test_ctrl_c_while_the_run_end_is_recorded_waits_for_it(tmp_path, monkeypatch
     from tfminima import cli, runner
     from tfminima.rundir import RunDir
 
+    import keras
+
     spec, run = new_run(tmp_path, "end")
     stop = threading.Event()
-    if stopped:
-        stop.set()  # the first Ctrl-C came during training
+
+    class FirstCtrlC(keras.callbacks.Callback):
+        def on_train_batch_begin(self, batch, logs=None):
+            if stopped and batch == 1:
+                stop.set()  # the first Ctrl-C came during training (once the step is traced)
+
     previous = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
     cli._install_stop_handlers(stop)
     real = RunDir.write_summary
@@ -401,7 +407,7 @@ def test_ctrl_c_while_the_run_end_is_recorded_waits_for_it(tmp_path, monkeypatch
     monkeypatch.setattr(RunDir, "write_summary", write_summary)
     try:
         with pytest.raises(KeyboardInterrupt):
-            runner.train_run(run, spec, {}, stop_event=stop)
+            runner.train_run(run, spec, {}, stop_event=stop, callbacks=[FirstCtrlC()])
     finally:
         signal.signal(signal.SIGINT, previous[0])
         signal.signal(signal.SIGTERM, previous[1])

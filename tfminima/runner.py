@@ -170,6 +170,7 @@ def _train_as_chief(run_dir, spec, hparams, resume, callbacks, stop_event, on_no
         from tfminima.train import Trainer
 
     recorder = RunRecorder(run_dir, hparams, resume=resume)
+    distribution = None
     try:
         recorder.begin(spec.epochs)
         trainer = Trainer(spec, recorder=recorder, callbacks=callbacks, stop_event=stop_event)
@@ -187,7 +188,8 @@ def _train_as_chief(run_dir, spec, hparams, resume, callbacks, stop_event, on_no
     except (DataNotPrepared, DistributionError, ValueError) as err:
         return _finish(recorder, on_notice, "failed", {}, str(err))
     except interrupt.Interrupted as err:  # a stop heard before the first step: nothing to checkpoint
-        return _finish(recorder, on_notice, "cancelled", {}, str(err))
+        return _finish(recorder, on_notice, "cancelled", {"distribution": distribution} if distribution else {},
+                       str(err))
     except KeyboardInterrupt:
         if run_dir.status().get("state") not in rd.FINAL_STATES:  # not already recorded by _finish
             _finish(recorder, on_notice, "cancelled", {}, "interrupted")
