@@ -24,8 +24,8 @@ batch norm (conv 32, conv 64, dense 128; its retained graph is larger) trained l
 6. Instantiation after a run's seeding (``--only instantiation``): TensorFlow instantiates a traced
    function again after every ``tf.random.set_seed``, which every training run does; the first call
    after a seeding less a steady call, for each function a measurement uses, with Grappler's rewrites
-   (as before) and without them (what the instruments do now), and the steady products both ways
-   (Grappler must not slow them), on the MLP and the CNN over 1,024 examples.
+   (as before) and without them (what the instruments do now), and the steady products' CPU time both
+   ways (Grappler must not slow them), on the MLP and the CNN over 1,024 examples.
 """
 
 from __future__ import annotations
@@ -402,19 +402,19 @@ def bench_instantiation(model, label: str, rounds: int) -> None:
                 with ways[way]():
                     t0 = time.perf_counter()
                     fn()
-                    t1 = time.perf_counter()
+                    t1, c1 = time.perf_counter(), time.process_time()
                     for _ in range(3):
                         fn()
-                    t2 = time.perf_counter()
-                steady[name, way].append((t2 - t1) / 3)
+                    t2, c2 = time.perf_counter(), time.process_time()
+                steady[name, way].append((c2 - c1) / 3)  # CPU time: what the load of others disturbs least
                 first[name, way].append(t1 - t0 - (t2 - t1) / 3)
     print(f"\n[6{label}] Instantiation after a run's seeding, 1024 examples, {retained.n} parameters; medians of "
-          f"{rounds} interleaved rounds (first call after tf.random.set_seed less a steady call; a product's steady time)")
+          f"{rounds} interleaved rounds (first call after tf.random.set_seed less a steady call; a product's CPU time)")
     for name, (_, count) in tasks.items():
         inst = {way: 1e3 * statistics.median(first[name, way]) for way in ways}
         prod = {way: 1e3 * statistics.median(steady[name, way]) / count for way in ways}
         print(f"  {name:46s} instantiation {inst['with Grappler']:7.1f} ms with Grappler, {inst['without']:7.1f} ms "
-              f"without; a product {prod['with Grappler']:6.2f} / {prod['without']:6.2f} ms")
+              f"without; a product's CPU time {prod['with Grappler']:6.2f} / {prod['without']:6.2f} ms")
 
 
 def trained_cnn(epochs: int):

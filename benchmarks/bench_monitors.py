@@ -116,7 +116,8 @@ def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--config", default="experiments/quickstart.yaml")
     p.add_argument("--rounds", type=int, default=2)
-    p.add_argument("--only", help="the monitors whose label starts with this (e.g. sharpness, noise, noise (defaults)")
+    p.add_argument("--only", action="append", help="the rows whose label starts with this (e.g. sharpness, noise, "
+                   "noise (defaults); repeat it for several)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override")
     p.add_argument("--runs", type=int, help="the sweep's first N runs only")
     args = p.parse_args()
@@ -125,7 +126,7 @@ def main() -> None:
     splits = data.load(plans[0].spec.dataset)
     print(f"{args.config} {' '.join(args.set)}: {len(plans)} runs × {base.epochs} epochs of "
           f"{len(splits.x_train)} examples, {args.rounds} rounds")
-    rows = {label: m for label, m in MONITORS.items() if not args.only or label.startswith(args.only)}
+    rows = {label: m for label, m in MONITORS.items() if not args.only or label.startswith(tuple(args.only))}
     without: list[float] = []
     with_t: dict[str, list[float]] = {label: [] for label in rows}
     measuring: dict[str, list[float]] = {label: [] for label in rows}
@@ -144,7 +145,7 @@ def main() -> None:
                     with_t[label].append(wall)
                     measuring[label].append(seconds)
         print(f"  round {r + 1}: without {sum(without[-len(plans):]):6.1f} s, "
-              + ", ".join(f"{label[:24]}… {sum(w[-len(plans):]):6.1f} s" for label, w in with_t.items()), flush=True)
+              + ", ".join(f"row {i + 1} {sum(w[-len(plans):]):6.1f} s" for i, w in enumerate(with_t.values())), flush=True)
     total_off = sum(without)
     for label in rows:
         total_on = sum(with_t[label])

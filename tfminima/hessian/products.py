@@ -139,14 +139,13 @@ def without_grappler():
     """Calls of traced functions made inside are instantiated without Grappler's graph rewrites.
 
     TensorFlow instantiates a traced function again after every ``tf.random.set_seed`` (it clears its
-    kernel caches), which every training run does once, and Grappler's rewrites are most of that
-    instantiation for a product: on the quickstart's MLP ~0.1 of ~0.15 s for a recomputed HVP, ~0.5 of
-    ~0.9 s for the retained function (loaded machine, BENCHMARKS.md), while the products themselves run
-    no slower without them (the MLP and the batch-norm CNN of ``benchmarks/bench_hessian.py``). The
-    numbers are the same to float round-off. The option is TensorFlow's own
-    (``tf.config.optimizer.set_experimental_options``); the function calls made meanwhile by other threads
-    are instantiated alike, and the user's setting is put back on exit (left alone if it already
-    disables Grappler).
+    kernel caches), which every training run does once, so a monitor pays the instantiation of its
+    functions in every run. Grappler's rewrites were 55-70 % of it for the Hessian's functions (the
+    quickstart's MLP and the batch-norm CNN, ``benchmarks/bench_hessian.py --only instantiation``),
+    while the products take the same CPU time without them (within ±5 %). The numbers are the same to
+    float round-off. The option is TensorFlow's own (``tf.config.optimizer.set_experimental_options``);
+    calls made meanwhile by other threads are instantiated alike, and the setting is put back on exit
+    (left alone if the user already disabled Grappler).
     """
     if tf.config.optimizer.get_experimental_options().get("disable_meta_optimizer", False):
         yield

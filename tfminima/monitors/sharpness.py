@@ -35,13 +35,15 @@ from tfminima.monitor_specs import SharpnessMonitorSpec
 from tfminima.stability import edge_of_stability
 from tfminima.monitors.subset import SubsetMonitor
 
-RETAIN_FROM = 250_000
+RETAIN_FROM = 100_000
 """Products × examples a run from which the monitor retains its products (BENCHMARKS.md, monitors).
 
-Retained products save ~0.5 gradient a product, but their traced function (a loop over a second
-backward pass) is instantiated again in every run -- TensorFlow clears its kernel caches when a run
-seeds -- which costs ~0.2 s more than the recomputed product's on the quickstart's MLP: about 250
-products over 1,024 examples. A run measuring once or a few times on a small subset recomputes."""
+Retained products cost a fraction of a recomputed one (a second backward pass alone, two at once), but
+their traced function (a loop over a second backward pass) is instantiated again in every run --
+TensorFlow clears its kernel caches when a run seeds -- at ~2.5× the recomputed product's cost, even
+without Grappler. Measured inside quickstart runs (1,024 examples, load ~8): 32 products a run cost
+0.60 s recomputed against 1.03 s retained, 112 products 1.25 against 1.08 s, 212 products 2.0 against
+1.3 s. A run measuring once or a few times on a small subset recomputes."""
 
 
 class SharpnessMonitor(SubsetMonitor):
