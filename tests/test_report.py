@@ -197,9 +197,29 @@ def build_loss_group(group: Path) -> None:
              summary={"val_accuracy": 0.5}, events=_curves("lr0.08-bs32-s0", [0.5] * 3, lr=0.08, bs=32))
 
 
+# steps_to_target: steps = S_min (1 + B_crit/S) at the better of two η, 1.5× that at the other; S = 512 misses
+CRIT_S_MIN, CRIT_B = 120.0, 64.0
+
+
+def build_critical_group(group: Path) -> None:
+    until = {"metric": "train_loss", "value": 0.5}
+    for s in (8, 32, 128, 512):
+        for lr, cost in ((0.01 * s / 8, 1.5), (0.02 * s / 8, 1.0)):
+            for seed in (0, 1):
+                rid = f"lr{lr:g}-bs{s}-s{seed}"
+                steps = None if s == 512 else round(CRIT_S_MIN * (1 + CRIT_B / s) * cost * (1 + 0.02 * seed))
+                summary = {"target_reached": steps is not None, "steps_to_target": steps,
+                           "epochs_to_target": None if steps is None else steps * s / 4000,
+                           "examples_to_target": None if steps is None else steps * s}
+                noise = monitor_events(rid, "noise", {1: {"b_simple": CRIT_B * 0.9}, 3: {"b_simple": CRIT_B * 1.2}})
+                make_run(group, rid, config_yaml("e8_critical_batch_cpu", lr=lr, batch_size=s, seed=seed, until=until,
+                                                 figures=["steps_to_target"]),
+                         summary=summary, events=_curves(rid, [0.3, 0.4, 0.5, 0.6], lr=lr, bs=s) + noise)
+
+
 GROUPS = {"ratio": build_ratio_group, "pairs": build_pairs_group, "memo": build_memo_group,
           "beta": build_beta_group, "sharp": build_sharp_group, "interp": build_interp_group, "svag": build_svag_group,
-          "loss": build_loss_group}
+          "loss": build_loss_group, "critical": build_critical_group}
 
 
 @pytest.fixture(scope="module")
@@ -218,7 +238,7 @@ def report(tmp_path_factory):
 EXPECTED_FIGURES = {
     "ratio": ["eta_over_s", "heatmap", "curves"], "pairs": ["paired_curves"], "memo": ["memorization"],
     "beta": ["beta_scaling"], "sharp": ["sharpness_trajectory"], "interp": ["interpolation"], "svag": ["svag"],
-    "loss": ["sharpness_vs_loss"],
+    "loss": ["sharpness_vs_loss"], "critical": ["steps_to_target"],
 }
 
 
