@@ -143,10 +143,11 @@ class RunLogger(keras.callbacks.Callback):
         self.writer.write("eval", epochs_done, self.step, split=split, **values)
         self._write_tb(epochs_done, [(split, values)])
 
-    def log_target(self, values: dict, epoch: int) -> None:
-        """Log a train-to-target outcome (:meth:`tfminima.target.Target.event`) as a ``target`` event and scalars."""
-        self.writer.write("target", epoch, values.get("steps_to_target", self.step), **values)
-        self._write_tb(epoch, [("target", dict(values, reached=int(values["reached"])))])
+    def log_target(self, values: dict, epochs_done: int) -> None:
+        """Log a train-to-target outcome (:meth:`tfminima.target.Target.event`) as a ``target`` event and
+        scalars, after ``epochs_done`` epochs (1-based, as every event)."""
+        self.writer.write("target", epochs_done, values.get("steps_to_target", self.step), **values)
+        self._write_tb(epochs_done, [("target", dict(values, reached=int(values["reached"])))])
 
     def on_train_end(self, logs=None):
         if self._tb is not None:

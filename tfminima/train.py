@@ -229,7 +229,7 @@ class Trainer:
             status, reason = "diverged", str(err)
         cbs.on_train_end()
         if logger is not None and state.target is not None and status == "completed":
-            logger.log_target(state.target.event(), max(len(state.history) - 1, 0))
+            logger.log_target(state.target.event(), len(state.history))
         final = state.final(status)
         # Every worker evaluates (a collective under multi-worker); the chief logs.
         if status == "completed" and self.recorder is not None and len(s.x_test):
