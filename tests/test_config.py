@@ -216,7 +216,7 @@ def test_config_keeps_the_names_its_users_call_after_the_split():
             used |= {n.strip() for n in names.split(",")}
     file_names = {"yaml", "py"}  # "config.yaml", "config.py" in text
     tf_and_keras = {n for n in used if n.startswith(("set_", "list_", "get_logical"))} | {
-        "experimental", "floatx", "dtype_policy", "LogicalDeviceConfiguration"}  # tf.config, keras.config
+        "experimental", "floatx", "dtype_policy", "LogicalDeviceConfiguration", "optimizer"}  # tf.config, keras.config
     not_ours = file_names | tf_and_keras
     missing = sorted(n for n in used - not_ours if not hasattr(config, n))
     assert missing == []

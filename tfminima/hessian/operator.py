@@ -17,11 +17,11 @@ import numpy as np
 import scipy.sparse.linalg
 import tensorflow as tf
 
+from tfminima.hessian import products
 from tfminima.hessian.batches import PlacedBatches
 from tfminima.hessian.krylov import Runner
 from tfminima.hessian.memory import plan_block, retained_bytes
 from tfminima.hessian.options import ProductKeywords, ProductOptions
-from tfminima.hessian import products
 from tfminima.hessian.products import model_state, traced_functions
 from tfminima.hessian.solvers import solver_context
 from tfminima.hessian.vectors import set_flat_weights

@@ -140,9 +140,10 @@ def without_grappler():
 
     TensorFlow instantiates a traced function again after every ``tf.random.set_seed`` (it clears its
     kernel caches), which every training run does once, so a monitor pays the instantiation of its
-    functions in every run. Grappler's rewrites were 55-70 % of it for the Hessian's functions (the
+    functions in every run. Grappler's rewrites were 40-70 % of it for the Hessian's functions (the
     quickstart's MLP and the batch-norm CNN, ``benchmarks/bench_hessian.py --only instantiation``),
-    while the products take the same CPU time without them (within ±5 %). The numbers are the same to
+    while the products take the same CPU time without them (within the noise: 0.95-1.05× on the CNN,
+    0.8-1.1× on the MLP). The numbers are the same to
     float round-off. The option is TensorFlow's own (``tf.config.optimizer.set_experimental_options``);
     calls made meanwhile by other threads are instantiated alike, and the setting is put back on exit
     (left alone if the user already disabled Grappler).

@@ -5,11 +5,11 @@ each replica's first gradient on a persistent tape; every product is then one se
 replica over the gradient it retained, summed. The function first multiplies a block of given vectors
 (a ``tf.map_fn``, two products at once) and then, if asked, continues the Lanczos recurrence of
 :class:`tfminima.hessian.krylov.LanczosProcess` in a ``tf.while_loop`` -- orthogonalisation against the
-whole basis twice, β, and the stopping rule of :class:`~tfminima.hessian.krylov.StopRule` on the Ritz values of ``T`` --
-until the rule is met, the step limit is reached or the Krylov space breaks down. It hands the basis
-back to :func:`~tfminima.hessian.krylov.lanczos`, which checks the rule again in NumPy, restarts after
-a breakdown as it always does, and builds the result: the warm start, the minimum Krylov dimension and
-the stopping rule are those of the NumPy loop.
+whole basis twice, β, and the stopping rule of :class:`~tfminima.hessian.krylov.StopRule` on the Ritz
+values of ``T`` -- until the rule is met, the step limit is reached or the Krylov space breaks down. It
+hands the basis back to :func:`~tfminima.hessian.krylov.lanczos`, which checks the rule again in NumPy,
+restarts after a breakdown as it always does, and builds the result: the warm start, the minimum Krylov
+dimension and the stopping rule are those of the NumPy loop.
 
 Blocks and Lanczos share the function on purpose: a traced function is instantiated again after every
 ``tf.random.set_seed`` (TensorFlow clears its kernel caches), which a training run does once, and
