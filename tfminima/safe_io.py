@@ -39,12 +39,7 @@ def read_bytes(path: str | Path, limit: int) -> bytes:
     on the open descriptor, so the answer is about the file actually read; never reads more
     than ``limit + 1`` bytes, whatever the file claims its size is.
     """
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
-    except FileNotFoundError:
-        raise FileProblem("missing", missing=True) from None
-    except OSError as err:
-        raise FileProblem(_os_reason(err)) from None
+    fd = _open(path)
     try:
         info = os.fstat(fd)
         if stat.S_ISDIR(info.st_mode):
@@ -69,6 +64,17 @@ def read_bytes(path: str | Path, limit: int) -> bytes:
         os.close(fd)
 
 
+def _open(path: str | Path) -> int:
+    """A read-only descriptor of ``path``, opened without blocking (a FIFO would wait for a writer
+    forever); FileProblem when it cannot be opened."""
+    try:
+        return os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except FileNotFoundError:
+        raise FileProblem("missing", missing=True) from None
+    except OSError as err:
+        raise FileProblem(_os_reason(err)) from None
+
+
 def _os_reason(err: OSError) -> str:
     if err.errno == errno.ELOOP:
         return "is a symbolic-link loop"
@@ -79,12 +85,7 @@ def _os_reason(err: OSError) -> str:
 
 def read_tail(path: str | Path, size: int) -> bytes:
     """The last ``size`` bytes (at most) of the regular file ``path``; FileProblem when it is anything else."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
-    except FileNotFoundError:
-        raise FileProblem("missing", missing=True) from None
-    except OSError as err:
-        raise FileProblem(_os_reason(err)) from None
+    fd = _open(path)
     try:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
