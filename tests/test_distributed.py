@@ -235,3 +235,12 @@ def test_role_from_tf_config_and_slurm(monkeypatch):
     monkeypatch.setenv("SLURM_STEP_NUM_TASKS", "4")
     assert cluster.role(mw) == cluster.Role(False, 3, 4)
     assert cluster.role(config.load_text("").distribution) == cluster.Role()  # not multi-worker: its own chief
+
+
+def test_a_users_own_mirrored_strategy_does_not_collide_with_ours():
+    """A MirroredStrategy the user made and ran first shares no collective keys with the one we train with."""
+    script = Path(__file__).with_name("_own_strategy_beside_ours.py")
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["status"] == "completed" and np.isfinite(result["loss"])

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfminima import hessian, noise
+from tfminima import distribute, hessian, noise
 from tfminima.evaluation import eval_step
 
 ARCH = "test-mlp-5-8-3"
@@ -21,7 +21,7 @@ ARCH = "test-mlp-5-8-3"
 
 @pytest.fixture(scope="module")
 def setup():
-    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    strategy = distribute.mirrored(["/cpu:0", "/cpu:1"])
     rng = np.random.RandomState(0)
     x, y = rng.randn(64, 5).astype("float32"), rng.randint(0, 3, 64)
     models = []

@@ -95,8 +95,25 @@ def mirrored(devices) -> tf.distribute.MirroredStrategy:
     """
     key = tuple(devices)
     if key not in _MIRRORED:
-        _MIRRORED[key] = tf.distribute.MirroredStrategy(list(devices))
+        _MIRRORED[key] = _with_own_group_keys(len(_MIRRORED) + 1, lambda: tf.distribute.MirroredStrategy(list(devices)))
     return _MIRRORED[key]
+
+
+def _with_own_group_keys(index: int, make):
+    """Build a strategy whose collective group keys start at ``index`` * 100,000.
+
+    A MirroredStrategy made anywhere else in the process (a user's own, passed as ``strategy=``)
+    starts its group keys at 1; ours start elsewhere, so the two never share a collective instance
+    ("Collective instance 100 expected type 0 … but got type 2"). TensorFlow offers no public way to
+    choose the start; ``_collective_key_base`` is the class attribute its own tests use for this.
+    """
+    cls = tf.distribute.MirroredStrategy
+    before = cls._collective_key_base
+    cls._collective_key_base = before + 100_000 * index
+    try:
+        return make()
+    finally:
+        cls._collective_key_base = before
 
 
 _ONE_DEVICE: dict[str, tf.distribute.OneDeviceStrategy] = {}
