@@ -1,4 +1,5 @@
-"""The tfminima command end to end, in real subprocesses."""
+"""The tfminima command end to end: in this process (``cli_here``) where what the command does is
+tested, in real subprocesses where the process is (a signal, a kill)."""
 
 import os
 import signal
@@ -20,9 +21,9 @@ def run_cli(*args, **kw):
     return subprocess.run(CLI + list(args), capture_output=True, text=True, timeout=600, **kw)
 
 
-def test_run_prints_table_and_writes_runs(tiny_yaml, tmp_path):
+def test_run_prints_table_and_writes_runs(tiny_yaml, tmp_path, cli_here):
     cfg = tiny_yaml("sweep: {zip: {optimizer.batch_size: [32, 64]}, ratio: [0.0005, 0.002]}\n")
-    r = run_cli("run", cfg, "--out", str(tmp_path / "out"))
+    r = cli_here("run", cfg, "--out", str(tmp_path / "out"))
     assert r.returncode == 0, r.stderr[-3000:]
     for run_id in ("lr0.016-bs32-s0", "lr0.032-bs64-s0", "lr0.064-bs32-s0", "lr0.128-bs64-s0"):
         assert run_id in r.stdout
@@ -30,21 +31,21 @@ def test_run_prints_table_and_writes_runs(tiny_yaml, tmp_path):
     assert r.stdout.count("completed") == 4 and "η/S" in r.stdout
     assert "tensorboard --logdir" in r.stdout
     # a second invocation never overwrites the first
-    r2 = run_cli("run", cfg, "--out", str(tmp_path / "out"), "--quiet", "--only", "lr0.016-bs32-s0",
+    r2 = cli_here("run", cfg, "--out", str(tmp_path / "out"), "--quiet", "--only", "lr0.016-bs32-s0",
                  "--group", str(tmp_path / "out" / "other"))
     assert r2.returncode == 0, r2.stderr[-3000:]
     assert (tmp_path / "out" / "other" / "lr0.016-bs32-s0" / "summary.json").exists()
 
 
-def test_unknown_only_and_bad_shard_exit_2(tiny_yaml):
+def test_unknown_only_and_bad_shard_exit_2(tiny_yaml, cli_here):
     cfg = tiny_yaml()
-    r = run_cli("run", cfg, "--only", "nope")
+    r = cli_here("run", cfg, "--only", "nope")
     assert r.returncode == 2 and "no such run" in r.stderr and "lr0.05-bs32-s0" in r.stderr
-    r = run_cli("run", cfg, "--shard", "3/2")
+    r = cli_here("run", cfg, "--shard", "3/2")
     assert r.returncode == 2 and "--shard" in r.stderr
 
 
-def test_resuming_a_folder_prints_that_a_busy_run_was_skipped(tiny_yaml, tmp_path):
+def test_resuming_a_folder_prints_that_a_busy_run_was_skipped(tiny_yaml, tmp_path, cli_here):
     """The runner reports a run another process trains (it prints nothing itself); the CLI prints it."""
     from tfminima import config, runner, sweep
     from tfminima.locks import RunLock
@@ -52,16 +53,16 @@ def test_resuming_a_folder_prints_that_a_busy_run_was_skipped(tiny_yaml, tmp_pat
     spec = config.load(tiny_yaml("sweep: {grid: {optimizer.batch_size: [32, 64]}}\n", name="busy"))
     dirs = runner.prepare_runs(spec, tmp_path / "busy", sweep.expand(spec))
     with RunLock(dirs[0].path):  # as if another process trained the first run
-        r = run_cli("run", "--resume", str(tmp_path / "busy"), "--quiet")
+        r = cli_here("run", "--resume", str(tmp_path / "busy"), "--quiet")
     assert r.returncode == 0, r.stderr[-3000:]
     assert f"{dirs[0].run_id}: skipped: " in r.stderr and "Traceback" not in r.stderr, r.stderr[-3000:]
     assert dirs[0].status()["state"] == "pending" and dirs[1].status()["state"] == "completed"
 
 
-def test_data_prepare_offline_and_unknown():
-    r = run_cli("data", "prepare", "mnist-2d")
+def test_data_prepare_offline_and_unknown(cli_here):
+    r = cli_here("data", "prepare", "mnist-2d")
     assert r.returncode == 2 and "unknown dataset" in r.stderr
-    r = run_cli("data", "list")
+    r = cli_here("data", "list")
     assert r.returncode == 0 and "cifar10" in r.stdout and "mnist1d" in r.stdout
 
 
@@ -119,24 +120,24 @@ def test_sigterm_cancels_with_checkpoint(tiny_yaml, tmp_path):
     assert status["epochs_done"] < 200
 
 
-def test_resume_of_a_completed_run_changes_nothing(tiny_yaml, tmp_path):
+def test_resume_of_a_completed_run_changes_nothing(tiny_yaml, tmp_path, cli_here):
     """It used to train zero epochs, evaluate the test split again, rewrite `ended` and drop `completed`."""
-    r = run_cli("run", tiny_yaml("sweep: {grid: {optimizer.batch_size: [32, 64]}}\n"), "--out", str(tmp_path), "--quiet")
+    r = cli_here("run", tiny_yaml("sweep: {grid: {optimizer.batch_size: [32, 64]}}\n"), "--out", str(tmp_path), "--quiet")
     assert r.returncode == 0, r.stderr[-3000:]
     group = tmp_path / "tiny"
     runs = sorted(p for p in group.iterdir() if (p / "config.yaml").exists())
     names = ("status.json", "metrics.jsonl", "summary.json")
     before = {(p, n): (p / n).read_bytes() for p in runs for n in names}
     listing = sorted(str(f.relative_to(group)) for f in group.rglob("*"))
-    r = run_cli("run", "--resume", str(runs[0]))
+    r = cli_here("run", "--resume", str(runs[0]))
     assert r.returncode == 0 and "already complete" in r.stdout, r.stdout + r.stderr[-3000:]
-    r = run_cli("run", "--resume", str(group))  # a folder whose runs all completed
+    r = cli_here("run", "--resume", str(group))  # a folder whose runs all completed
     assert r.returncode == 0 and "already finished" in r.stdout, r.stdout + r.stderr[-3000:]
     assert {(p, n): (p / n).read_bytes() for p in runs for n in names} == before
     assert sorted(str(f.relative_to(group)) for f in group.rglob("*")) == listing
 
 
-def test_a_folder_resume_skips_its_completed_runs(tiny_yaml, tmp_path):
+def test_a_folder_resume_skips_its_completed_runs(tiny_yaml, tmp_path, cli_here):
     from tfminima import config, runner, sweep
 
     spec = config.load(tiny_yaml("sweep: {grid: {optimizer.batch_size: [32, 64]}}\n", name="half"))
@@ -144,18 +145,18 @@ def test_a_folder_resume_skips_its_completed_runs(tiny_yaml, tmp_path):
     plan = sweep.expand(spec)[0]
     assert runner.train_run(done, plan.spec, plan.hparams()).state == "completed"
     before = {n: (done.path / n).read_bytes() for n in ("status.json", "metrics.jsonl", "summary.json")}
-    r = run_cli("run", "--resume", str(tmp_path / "half"), "--quiet")
+    r = cli_here("run", "--resume", str(tmp_path / "half"), "--quiet")
     assert r.returncode == 0, r.stderr[-3000:]
     assert pending.status()["state"] == "completed"
     assert {n: (done.path / n).read_bytes() for n in before} == before
 
 
-def test_validate_list_prints_aligned_columns_and_eta_over_s_as_everywhere(tiny_yaml):
+def test_validate_list_prints_aligned_columns_and_eta_over_s_as_everywhere(tiny_yaml, cli_here):
     from tfminima import config, sweep
     from tfminima.formats import eta_over_s
 
     cfg = tiny_yaml("sweep: {grid: {optimizer.batch_size: [8, 128]}, ratio: [3.125e-4, 1.25e-3]}\n")
-    r = run_cli("validate", cfg, "--list")
+    r = cli_here("validate", cfg, "--list")
     assert r.returncode == 0, r.stderr
     rows = r.stdout.splitlines()[1:]
     assert rows[0].split() == ["run", "η", "S", "η/S"]
