@@ -363,6 +363,55 @@ def test_plot_draws_every_value_on_the_row_its_label_names():
     run(main())
 
 
+def test_legend_gets_rows_above_the_data():
+    """A panel with ``legend_share`` puts its legend on rows of its own (no value drawn there), the values
+    still on the rows their labels name; with more labels than the share allows it shows none."""
+    from textual.app import App
+
+    from tui.widgets.axes import canvas_rows
+    from tui.widgets.plots import MetricPlot, Trace
+
+    values = {(230, 30, 30): 3.0, (30, 230, 30): 7.6}
+    epochs = np.arange(1.0, 9.0)
+
+    class One(App):
+        def compose(self):
+            yield MetricPlot("λ", legend_share=0.5, id="p")
+
+    async def main():
+        app = One()
+        async with app.run_test(size=(60, 12)) as pilot:
+            plot = app.query_one(MetricPlot)
+            for n_labels in (2, 5):
+                traces = [Trace(f"t{v}", epochs, np.full(8, v), rgb, "·", label=f"line {v}") for rgb, v in values.items()]
+                traces += [Trace(f"u{i}", epochs, np.full(8, 5.0), (90, 90, 90), "braille", label=f"more {i}")
+                           for i in range(n_labels - 2)]
+                plot.set_traces(traces)
+                plot._last_build = 0
+                assert await wait_for(pilot, lambda: plot._cache is not None and plot._cache[0][0] == plot._signature)
+                await pilot.pause()
+                strips = plot.render_lines(plot.size.region)
+                lines = [strip.text for strip in strips]
+                legend = [i for i, line in enumerate(lines) if "line " in line or "more " in line]
+                if n_labels > 0.5 * canvas_rows(plot.size.height, False):  # more than half the rows: no legend
+                    assert n_labels == 5 and legend == [], lines
+                    continue
+                assert len(legend) == 2, lines
+                labels = y_label_rows(lines)
+                rows, vals = zip(*sorted(labels.items()))
+                per_row = (vals[0] - vals[-1]) / (rows[-1] - rows[0])
+                for rgb, value in values.items():
+                    drawn = {i for i, strip in enumerate(strips) for seg in strip
+                             if seg.style and seg.style.color and seg.style.color.triplet
+                             and tuple(seg.style.color.triplet) == rgb and seg.text.strip() == "·" * len(seg.text.strip())
+                             and seg.text.strip()} - set(legend)
+                    assert len(drawn) == 1 and min(drawn) > max(legend), (value, drawn, lines)
+                    shown = vals[0] - (drawn.pop() - rows[0]) * per_row
+                    assert abs(shown - value) <= per_row / 2 + 1e-12, (value, shown, "\n".join(lines))
+
+    run(main())
+
+
 def loaded(app) -> bool:
     """The fixture's eight runs found and every file read (the poller's first pass is over)."""
     return (len(app.store.records) == 8 and all(r.status for r in app.store.records.values())
