@@ -599,7 +599,7 @@ def test_lambda_max_panel_draws_the_edge_and_runs_show_the_finite_noise_scale(tm
                                            ("old/const-lr0.5-bs64-s0", "–", "–")):
                 screen.table.move_cursor(row=screen.table._order.index(key))
                 detail = screen.query_one("#run-detail")
-                assert await wait_for(pilot, lambda: str(detail.content).startswith(key)), str(detail.content)
+                assert await wait_for(pilot, lambda d=detail, k=key: str(d.content).startswith(k)), str(detail.content)
                 assert f"η/S·(1−S/N) {scale}  ·" in str(detail.content)
                 assert str(screen.table.get_cell(key, "stab")) == ratio_cell
 

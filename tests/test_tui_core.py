@@ -231,7 +231,7 @@ def real_edge_runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("edge")
     (root / "edge.yaml").write_text(REAL_EDGE)
     done = subprocess.run([sys.executable, "-m", "tfminima.cli", "run", str(root / "edge.yaml"), "--out",
-                           str(root / "runs"), "--quiet"], capture_output=True, text=True)
+                           str(root / "runs"), "--quiet"], capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stderr[-3000:]
     store = RunStore(root / "runs")
     store.poll()
