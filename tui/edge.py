@@ -46,10 +46,11 @@ def edge_series(series: dict[str, Points], lr: float | None, momentum: float = 0
         sx, sy = series["schedule/svag"]
         at = {float(x): float(y) for x, y in zip(sx, sy)}
         levels = np.array([at.get(float(x), float(svag)) for x in epochs])
+    lrs = np.asarray(lrs, dtype=float)
     ok = np.isfinite(lrs) & (lrs > 0) & (levels >= 1)
     edges = np.full(len(epochs), np.nan)
-    for i in np.nonzero(ok)[0]:
-        edges[i] = edge_of_stability(float(lrs[i]), momentum, nesterov=nesterov, svag=int(levels[i]))
+    # the formula is plain arithmetic: one call for every epoch (fifty runs of 1,000 epochs, four times a second)
+    edges[ok] = edge_of_stability(lrs[ok], momentum, nesterov=nesterov, svag=levels[ok])
     return np.asarray(epochs, dtype=float), edges
 
 
@@ -70,12 +71,7 @@ def drawn_parts(x: np.ndarray, y: np.ndarray, top: float, reach: float = EDGE_RE
     if not np.isfinite(top) or top <= 0 or not len(x):
         return []
     sx, sy = steps(np.asarray(x, dtype=float), np.asarray(y, dtype=float))
-    inside = np.isfinite(sy) & (sy <= reach * top)
-    parts, start = [], None
-    for i, keep in enumerate(np.append(inside, False)):
-        if keep and start is None:
-            start = i
-        elif not keep and start is not None:
-            parts.append((sx[start:i], sy[start:i]))
-            start = None
-    return parts
+    inside = np.concatenate(([False], np.isfinite(sy) & (sy <= reach * top), [False])).astype(np.int8)
+    edges = np.diff(inside)  # +1 where a stretch starts, -1 one past where it ends
+    starts, ends = np.nonzero(edges == 1)[0], np.nonzero(edges == -1)[0]
+    return [(sx[a:b], sy[a:b]) for a, b in zip(starts, ends)]

@@ -170,10 +170,11 @@ def edge_traces(keys, data, optimizers, colours) -> list[Trace]:
     reach of the panel's λ_max curves (:mod:`tui.edge`), labelled "2(1+β)/η run-id" on its first part
     (the panel shows the labels while they cover at most :data:`EDGE_LEGEND_SHARE` of it)."""
     lam = [data[k]["sharpness/lambda_max"][1] for k in keys if "sharpness/lambda_max" in data.get(k, {})]
-    finite = np.concatenate(lam)[np.isfinite(np.concatenate(lam))] if lam else np.zeros(0)
-    if not len(finite):
+    values = np.concatenate(lam) if lam else np.zeros(0)
+    values = values[np.isfinite(values)]
+    if not len(values):
         return []
-    top = float(finite.max())
+    top = float(values.max())
     traces = []
     for key in keys:
         if "sharpness/lambda_max" not in data.get(key, {}):
