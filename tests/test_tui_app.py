@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from tui_support import build_runs, wait_for
+from tui_support import build_edge_runs, build_runs, wait_for
 
 from tfminima import config, rundir, sweep
 from tui.app import create_app
@@ -220,7 +220,11 @@ def test_monitor_and_compare_on_fixture_runs(tmp_path):
             colours = {t.colour for t in loss.traces}
             assert len(colours) == 3
             assert screen.query_one("#plot-lmax").display and screen.query_one("#plot-memo").display
-            assert len(screen.query_one("#plot-lmax").traces) == 2
+            lmax = screen.query_one("#plot-lmax")
+            assert [t.key for t in lmax.traces if "|edge|" not in t.key] == [
+                "quickstart/lr0.01-bs32-s0|sharpness/lambda_max", "quickstart/lr0.16-bs32-s0|sharpness/lambda_max"]
+            # η = 0.16: its edge 2/η is within reach of the λ_max curves; η = 0.01's (200) is far above them
+            assert [t.key for t in lmax.traces if "|edge|" in t.key] == ["quickstart/lr0.16-bs32-s0|edge|0"]
             assert len(screen.query_one("#plot-memo").traces) == 1
             before = {t.key.split("|")[0]: t.colour for t in loss.traces}
             app.selected = {"quickstart/lr0.16-bs32-s0"}
@@ -355,6 +359,55 @@ def test_plot_draws_every_value_on_the_row_its_label_names():
                 # a whole-number epoch axis from 1 to 12
                 ticks = lines[next(i for i, line in enumerate(lines) if "└" in line) + 1].split()
                 assert all(t.isdigit() for t in ticks) and ticks[-1] == "12", lines
+
+    run(main())
+
+
+def test_legend_gets_rows_above_the_data():
+    """A panel with ``legend_share`` puts its legend on rows of its own (no value drawn there), the values
+    still on the rows their labels name; with more labels than the share allows it shows none."""
+    from textual.app import App
+
+    from tui.widgets.axes import canvas_rows
+    from tui.widgets.plots import MetricPlot, Trace
+
+    values = {(230, 30, 30): 3.0, (30, 230, 30): 7.6}
+    epochs = np.arange(1.0, 9.0)
+
+    class One(App):
+        def compose(self):
+            yield MetricPlot("λ", legend_share=0.5, id="p")
+
+    async def main():
+        app = One()
+        async with app.run_test(size=(60, 12)) as pilot:
+            plot = app.query_one(MetricPlot)
+            for n_labels in (2, 5):
+                traces = [Trace(f"t{v}", epochs, np.full(8, v), rgb, "·", label=f"line {v}") for rgb, v in values.items()]
+                traces += [Trace(f"u{i}", epochs, np.full(8, 5.0), (90, 90, 90), "braille", label=f"more {i}")
+                           for i in range(n_labels - 2)]
+                plot.set_traces(traces)
+                plot._last_build = 0
+                assert await wait_for(pilot, lambda: plot._cache is not None and plot._cache[0][0] == plot._signature)
+                await pilot.pause()
+                strips = plot.render_lines(plot.size.region)
+                lines = [strip.text for strip in strips]
+                legend = [i for i, line in enumerate(lines) if "line " in line or "more " in line]
+                if n_labels > 0.5 * canvas_rows(plot.size.height, False):  # more than half the rows: no legend
+                    assert n_labels == 5 and legend == [], lines
+                    continue
+                assert len(legend) == 2, lines
+                labels = y_label_rows(lines)
+                rows, vals = zip(*sorted(labels.items()))
+                per_row = (vals[0] - vals[-1]) / (rows[-1] - rows[0])
+                for rgb, value in values.items():
+                    drawn = {i for i, strip in enumerate(strips) for seg in strip
+                             if seg.style and seg.style.color and seg.style.color.triplet
+                             and tuple(seg.style.color.triplet) == rgb and seg.text.strip() == "·" * len(seg.text.strip())
+                             and seg.text.strip()} - set(legend)
+                    assert len(drawn) == 1 and min(drawn) > max(legend), (value, drawn, lines)
+                    shown = vals[0] - (drawn.pop() - rows[0]) * per_row
+                    assert abs(shown - value) <= per_row / 2 + 1e-12, (value, shown, "\n".join(lines))
 
     run(main())
 
@@ -503,3 +556,51 @@ def test_run_details_say_times_as_people_read_them(tmp_path, monkeypatch):
     finally:
         monkeypatch.undo()
         time.tzset()
+
+
+# ----------------------------------------------------------------------------- edge of stability, η/S·(1−S/N)
+def test_lambda_max_panel_draws_the_edge_and_runs_show_the_finite_noise_scale(tmp_path):
+    """Monitor: the λ_max panel's edge line in the run's colour, named in its legend, and η/S·(1−S/N) on
+    the η/S panel; Runs: the details line's η/S·(1−S/N) and the λ/edge column (– for a run logged
+    before either existed)."""
+    from tfminima import runfiles, schedules
+    from tui import fmt
+    from tui.screens.monitor import EDGE
+
+    build_edge_runs(tmp_path / "runs")
+    step = "edge/step-lr0.5-bs64-s0"
+
+    async def main():
+        app = create_app(tmp_path / "runs", start="monitor")
+        async with app.run_test(size=(120, 50)) as pilot:
+            assert await wait_for(pilot, lambda: len(app.store.records) == 3 and app._poller.is_finished)
+            app.selected = {step}
+            app.redraw()
+            panel = app.screen.query_one("#plot-lmax")
+            assert await wait_for(pilot, lambda: panel._cache is not None and panel._cache[0][0] == panel._signature
+                                  and any("|edge|" in t.key for t in panel.traces))
+            lam, line = panel.traces
+            assert lam.key == f"{step}|sharpness/lambda_max" and line.key == f"{step}|edge|0"
+            assert line.colour == lam.colour and line.marker == EDGE
+            assert "2(1+β)/η step-lr0.5-bs64-s0" in "\n".join(screen_lines(panel))
+            ratio = app.screen.query_one("#plot-ratio")
+            assert ratio.display and [t.key for t in ratio.traces] == [
+                f"{step}|schedule/eta_over_s", f"{step}|schedule/eta_over_s_finite"]
+
+            await pilot.press("2")
+            assert await wait_for(pilot, lambda: app.screen.TITLE == "Runs" and app.screen.table.row_count == 3)
+            screen = app.screen
+            record = app.store.get(step)
+            spec = runfiles.read_config(record.dir.path)
+            last = schedules.plan(spec)[-1]
+            finite = schedules.eta_over_s_finite(last.lr, last.batch_size, spec.dataset.train_size)
+            stability = record.summary["sharpness/stability"]
+            for key, scale, ratio_cell in ((step, fmt.sci(finite), fmt.num(stability, 2)),
+                                           ("old/const-lr0.5-bs64-s0", "–", "–")):
+                screen.table.move_cursor(row=screen.table._order.index(key))
+                detail = screen.query_one("#run-detail")
+                assert await wait_for(pilot, lambda d=detail, k=key: str(d.content).startswith(k)), str(detail.content)
+                assert f"η/S·(1−S/N) {scale}  ·" in str(detail.content)
+                assert str(screen.table.get_cell(key, "stab")) == ratio_cell
+
+    run(main())

@@ -1,15 +1,17 @@
 """The TUI's headless core: form model, run store, comparison, series. No Textual app runs here."""
 
+import csv
+import io
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
-from tui_support import build_runs
+from tui_support import build_edge_runs, build_runs
 
-from tfminima import config, rundir
-from tui import comparison
+from tfminima import config, rundir, runfiles, schedules
+from tui import comparison, edge
 from tui import formspec as fs
 from tui.formmodel import FormModel
 from tui.series import Series, channels_of, downsample
@@ -148,7 +150,7 @@ def test_series_and_downsample():
 
 
 def test_headless_core_imports_neither_textual_nor_tensorflow():
-    code = ("import sys, tui.store, tui.launcher, tui.runview, tui.formspec, tui.comparison; "
+    code = ("import sys, tui.store, tui.launcher, tui.runview, tui.formspec, tui.comparison, tui.edge; "
             "print(sorted({m.split('.')[0] for m in sys.modules} & {'tensorflow', 'keras', 'textual'}))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
@@ -205,3 +207,112 @@ def test_store_and_launcher_do_not_know_each_other():
     for module, other in (("tui.store", "tui.launcher"), ("tui.launcher", "tui.store")):
         out = subprocess.run([sys.executable, "-c", code, module], capture_output=True, text=True, check=True)
         assert out.stdout.strip() == str([module]), (module, other, out.stdout)
+
+
+# ----------------------------------------------------------------------------- edge of stability, η/S·(1−S/N)
+REAL_EDGE = """\
+name: edge
+seed: 0
+epochs: 4
+dataset: {name: mnist1d, train_size: 256, val_size: 64, test_size: 64}
+model: {name: mlp, hidden: [16]}
+optimizer: {lr: 0.1, batch_size: 32, momentum: 0.9}
+monitors: [{sharpness: {every: 1, samples: 128, trace_probes: 2}}]
+sweep:
+  zip:
+    label: [const, step]
+    lr_schedule: [{kind: constant}, {kind: step, milestones: [2], factor: 0.25}]
+"""
+
+
+@pytest.fixture(scope="module")
+def real_edge_runs(tmp_path_factory):
+    """Two short real runs (``tfminima run``) with momentum 0.9: a constant η and a step schedule."""
+    root = tmp_path_factory.mktemp("edge")
+    (root / "edge.yaml").write_text(REAL_EDGE)
+    done = subprocess.run([sys.executable, "-m", "tfminima.cli", "run", str(root / "edge.yaml"), "--out",
+                           str(root / "runs"), "--quiet"], capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    store = RunStore(root / "runs")
+    store.poll()
+    return store
+
+
+def arrays(record) -> dict:
+    return {ch: (s.x, s.y) for ch, s in record.series.items()}
+
+
+def test_edge_line_is_two_one_plus_beta_over_the_epochs_eta(real_edge_runs):
+    """Per logged epoch 2(1+β)/η with the schedule's η (constant, then a step), the same edge the
+    sharpness monitor divided λ_max by (its logged ``stability``); hparams' η without schedule events."""
+    store = real_edge_runs
+    edges = {}
+    for label in ("const", "step"):
+        record = store.get(f"edge/{label}-lr0.1-bs32-s0")
+        spec = runfiles.read_config(record.dir.path)
+        beta = spec.optimizer.momentum
+        settings = schedules.plan(spec)
+        opt = record.optimizer
+        assert (opt["lr"], opt["momentum"], opt["nesterov"], opt["svag"]) == (spec.optimizer.lr, beta, False, 1)
+        x, y = edge.edge_series(arrays(record), opt["lr"], opt["momentum"])
+        assert x.tolist() == [s.epoch + 1 for s in settings]  # epochs completed
+        assert y == pytest.approx([2 * (1 + beta) / s.lr for s in settings], rel=1e-12)
+        lam_x, lam = arrays(record)["sharpness/lambda_max"]
+        stability = arrays(record)["sharpness/stability"][1]
+        assert lam / y[np.searchsorted(x, lam_x)] == pytest.approx(stability, rel=1e-12)
+        edges[label] = y
+        without_schedule = {ch: v for ch, v in arrays(record).items() if not ch.startswith("schedule/")}
+        fx, fy = edge.edge_series(without_schedule, opt["lr"], opt["momentum"])
+        assert fx.tolist() == x.tolist() and fy == pytest.approx([2 * (1 + beta) / spec.optimizer.lr] * len(x))
+    assert len(set(edges["const"])) == 1 and len(set(edges["step"])) == 2  # η drops to a quarter after epoch 2
+    assert edges["step"][-1] == pytest.approx(4 * edges["const"][-1], rel=1e-12)
+
+
+def test_finite_noise_scale_and_stability_reach_rows_and_csv(real_edge_runs):
+    """η/S·(1−S/N) per epoch is the schedule's (schedules.eta_over_s_finite), the row carries the last
+    epoch's, and the comparison CSV reads back the row's η/S·(1−S/N) and stability."""
+    store = real_edge_runs
+    rows = {r.key: r for r in store.rows()}
+    for key, row in rows.items():
+        record = store.get(key)
+        spec = runfiles.read_config(record.dir.path)
+        expected = [schedules.eta_over_s_finite(s.lr, s.batch_size, spec.dataset.train_size)
+                    for s in schedules.plan(spec)]
+        x, y = arrays(record)["schedule/eta_over_s_finite"]
+        assert x.tolist() == list(range(1, spec.epochs + 1)) and y == pytest.approx(expected, rel=1e-12)
+        assert row.eta_over_s_finite == pytest.approx(expected[-1], rel=1e-12)
+        assert row.stability == record.summary["sharpness/stability"] == arrays(record)["sharpness/stability"][1][-1]
+    assert rows["edge/step-lr0.1-bs32-s0"].eta_over_s_finite == pytest.approx(
+        rows["edge/const-lr0.1-bs32-s0"].eta_over_s_finite / 4, rel=1e-12)
+    lines = {line["run_id"]: line for line in csv.DictReader(io.StringIO(comparison.to_csv(list(rows.values()))))}
+    for row in rows.values():
+        assert float(lines[row.run_id]["eta_over_s_finite"]) == row.eta_over_s_finite
+        assert float(lines[row.run_id]["stability"]) == row.stability
+
+
+def test_edge_parts_leave_out_edges_far_above_the_curves(tmp_path):
+    """The step schedule's edge quadruples after epoch 4: beyond reach of λ_max it is left out (a gap, no
+    line to the far part), the constant run's edge is drawn over every epoch; a run written before
+    ``eta_over_s_finite`` and ``stability`` existed loads with those fields None (CSV: empty)."""
+    store = RunStore(build_edge_runs(tmp_path))
+    store.poll()
+    records = {label: store.get(f"edge/{label}-lr0.5-bs64-s0") for label in ("const", "step")}
+    top = max(float(r.series["sharpness/lambda_max"].y.max()) for r in records.values())
+    series = {label: edge.edge_series(arrays(r), r.optimizer["lr"], r.optimizer["momentum"])
+              for label, r in records.items()}
+    x, y = series["step"]
+    sx, sy = edge.steps(x, y)
+    jump = int(np.nonzero(np.diff(y))[0][0])
+    assert [(a, b) for a, b in zip(sx, sy) if a == x[jump]] == [(x[jump], y[jump]), (x[jump], y[jump + 1])]
+    assert len(sx) == len(x) + 1  # one change of value, one extra point
+    assert y[jump] <= edge.EDGE_REACH * top < y[jump + 1]  # the fixture straddles the reach
+    (part,) = edge.drawn_parts(x, y, top)
+    assert part[0].tolist() == x[: jump + 1].tolist() and part[1].tolist() == y[: jump + 1].tolist()
+    (whole,) = edge.drawn_parts(*series["const"], top)
+    assert whole[0].tolist() == series["const"][0].tolist()
+    assert edge.drawn_parts(x, y, top / 10) == [] and edge.drawn_parts(x, y, 0.0) == []
+
+    old = next(r for r in store.rows() if r.group == "old")
+    assert old.eta_over_s_finite is None and old.stability is None and old.lambda_max is not None
+    line = next(csv.DictReader(io.StringIO(comparison.to_csv([old]))))
+    assert line["eta_over_s_finite"] == line["stability"] == ""

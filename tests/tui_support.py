@@ -13,7 +13,8 @@ import socket
 import time
 from pathlib import Path
 
-from tfminima import config, rundir, sweep
+from tfminima import config, rundir, schedules, sweep
+from tfminima.stability import stability_ratio
 
 T0 = 1_700_000_000.0
 DEAD_PID = 4_999_999  # above Linux's pid_max: never alive
@@ -55,6 +56,20 @@ sweep:
 """
 
 
+EDGE = """\
+name: edge
+epochs: 8
+dataset: {name: mnist1d, train_size: 2000}
+model: {name: mlp, hidden: [64]}
+optimizer: {lr: 0.5, batch_size: 64, momentum: 0.9}
+monitors: [{sharpness: {every: 1}}]
+sweep:
+  zip:
+    label: [const, step]
+    lr_schedule: [{kind: constant}, {kind: step, milestones: [4], factor: 0.25}]
+"""
+
+
 def curve(e: int, ratio: float, bs: int) -> dict[str, float]:
     """Closed-form training curves: higher η/S ends flatter and generalises better."""
     speed = 3.0 + 1e3 * ratio
@@ -68,7 +83,10 @@ def curve(e: int, ratio: float, bs: int) -> dict[str, float]:
 
 def write_run(root: Path, group: str, plan: sweep.RunPlan, *, state: str, epochs_done: int, index: int,
               host: str | None = None, pid: int = DEAD_PID, error: str | None = None,
-              traceback: str | None = None, sharpness_every: int = 0, memorization: bool = False) -> rundir.RunDir:
+              traceback: str | None = None, sharpness_every: int = 0, memorization: bool = False,
+              legacy: bool = False) -> rundir.RunDir:
+    """One run directory as the runner leaves it; ``legacy`` leaves out what older trainers did not log
+    (``eta_over_s_finite`` in schedule events, the sharpness monitor's ``stability``)."""
     spec = plan.spec
     run = rundir.RunDir(root / group / plan.run_id)
     run.path.mkdir(parents=True, exist_ok=True)
@@ -79,17 +97,29 @@ def write_run(root: Path, group: str, plan: sweep.RunPlan, *, state: str, epochs
     lines = [{"run_id": plan.run_id, "epoch": None, "step": None, "time": start, "kind": "status",
               "state": "running", "resumed": False}]
     steps = math.ceil(spec.dataset.train_size / bs)
+    settings = schedules.plan(spec)  # η and S of every epoch, as the trainer schedules them
+    opt = spec.optimizer
     for e in range(epochs_done):
         c = curve(e, ratio, bs)
+        lr_e, bs_e = settings[e].lr, settings[e].batch_size  # the nominal η (SVAG steps at η/l)
         base = {"run_id": plan.run_id, "epoch": e, "step": steps * (e + 1), "time": start + 3 * (e + 1)}
         lines.append(dict(base, kind="train", loss=c["loss"], accuracy=c["accuracy"], steps=steps,
                           seconds=2.5, examples_per_second=1600.0))
         lines.append(dict(base, kind="eval", loss=c["val_loss"], accuracy=c["val_accuracy"], split="val"))
-        lines.append(dict(base, kind="schedule", lr=plan.lr, batch_size=bs, eta_over_s=ratio,
-                          eta_over_s_momentum=plan.eta_over_s_momentum))
+        schedule = dict(base, kind="schedule", lr=lr_e, batch_size=bs_e, eta_over_s=lr_e / bs_e,
+                        eta_over_s_momentum=lr_e / (bs_e * (1 - opt.momentum)))
+        if not legacy:
+            schedule["eta_over_s_finite"] = schedules.eta_over_s_finite(lr_e, bs_e, spec.dataset.train_size)
+        if opt.svag > 1:
+            schedule["svag"] = opt.svag
+        lines.append(schedule)
         if sharpness_every and ((e + 1) % sharpness_every == 0 or e == spec.epochs - 1):
-            lines.append(dict(base, kind="sharpness", lambda_max=c["lambda_max"], eigenvalues=[c["lambda_max"]],
-                              trace=c["trace"], trace_stderr=0.03 * c["trace"], hvps=12, seconds=0.4))
+            sharp = dict(base, kind="sharpness", lambda_max=c["lambda_max"], eigenvalues=[c["lambda_max"]],
+                         trace=c["trace"], trace_stderr=0.03 * c["trace"], hvps=12, seconds=0.4)
+            if not legacy:
+                sharp["stability"] = stability_ratio(c["lambda_max"], lr_e, opt.momentum, nesterov=opt.nesterov,
+                                                     svag=opt.svag)
+            lines.append(sharp)
         if memorization:
             noisy = round(min(0.95, 0.1 + e * 0.02 / (1 + 1e3 * ratio) * 4), 6)
             lines.append(dict(base, kind="memorization", train_accuracy=c["accuracy"], clean_accuracy=c["accuracy"],
@@ -109,6 +139,10 @@ def write_run(root: Path, group: str, plan: sweep.RunPlan, *, state: str, epochs
             if sharpness_every:
                 summary["sharpness/lambda_max"] = final["lambda_max"]
                 summary["sharpness/trace"] = final["trace"]
+                if not legacy:
+                    last = settings[epochs_done - 1].lr
+                    summary["sharpness/stability"] = stability_ratio(final["lambda_max"], last, opt.momentum,
+                                                                     nesterov=opt.nesterov, svag=opt.svag)
         if error:
             summary["error"] = error
         lines.append({"run_id": plan.run_id, "epoch": epochs_done, "step": None, "time": start + 42,
@@ -144,4 +178,16 @@ def build_runs(root: Path) -> Path:
         write_run(root, "quickstart", plan, index=i, sharpness_every=4, **kind)
     for i, plan in enumerate(sweep.expand(config.load_text(MEMO, "memo.yaml"))):
         write_run(root, "memo", plan, index=10 + i, state="completed", epochs_done=10, memorization=True)
+    return root
+
+
+def build_edge_runs(root: Path) -> Path:
+    """``root/edge``: two completed runs with momentum 0.9 whose λ_max comes near the edge 2(1+β)/η, one at
+    a constant η, one whose η drops to a quarter after 4 epochs; ``root/old``: the constant one as an older
+    trainer logged it (no ``eta_over_s_finite``, no ``stability``)."""
+    root = Path(root)
+    plans = sweep.expand(config.load_text(EDGE, "edge.yaml"))
+    for i, plan in enumerate(plans):
+        write_run(root, "edge", plan, index=i, state="completed", epochs_done=8, sharpness_every=1)
+    write_run(root, "old", plans[0], index=2, state="completed", epochs_done=8, sharpness_every=1, legacy=True)
     return root

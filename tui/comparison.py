@@ -26,8 +26,8 @@ METRICS: dict[str, str] = {
 }
 
 CSV_COLUMNS = ["group", "run_id", "state", "lr", "batch_size", "momentum", "eta_over_s", "eta_over_s_momentum",
-               "seed", "epochs_done", "epochs", "train_accuracy", "val_accuracy", "test_accuracy",
-               "best_val_accuracy", "lambda_max", "trace", "target_reached", "steps_to_target"]
+               "eta_over_s_finite", "seed", "epochs_done", "epochs", "train_accuracy", "val_accuracy", "test_accuracy",
+               "best_val_accuracy", "lambda_max", "stability", "trace", "target_reached", "steps_to_target"]
 
 
 def comparable(rows: list[RunRow]) -> list[RunRow]:

@@ -23,6 +23,13 @@ from tfminima import rundir, runfiles
 from tui.series import Series, channels_of
 
 
+def _number(value) -> float | None:
+    """A real number from a JSON field, else None (a string or a bool is no number here)."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    return None
+
+
 def _mtime(path: Path) -> float | None:
     try:
         return path.stat().st_mtime_ns
@@ -47,6 +54,7 @@ class RunRecord:
         self._tail = rundir.MetricsTail(run.metrics_path)
         self._mtimes: dict[str, object] = {}
         self._config_epochs: int | None = None
+        self._config_optimizer: dict = {}  # nesterov and svag, which set the edge of stability (not in hparams)
         self._state: str | None = None
         self.corrupt: dict[str, str] = {}  # file -> why it cannot be read (status.json, summary.json, config.yaml)
 
@@ -78,7 +86,9 @@ class RunRecord:
         self.summary = runfiles.read_summary(self.dir.path)
 
     def _read_config(self) -> None:
-        self._config_epochs = runfiles.read_config(self.dir.path).epochs
+        spec = runfiles.read_config(self.dir.path)
+        self._config_epochs = spec.epochs
+        self._config_optimizer = {"nesterov": bool(spec.optimizer.nesterov), "svag": int(spec.optimizer.svag)}
 
     @property
     def corruption(self) -> str:
@@ -120,6 +130,16 @@ class RunRecord:
         return self.status.get("hparams") or self.summary.get("hparams") or {}
 
     @property
+    def optimizer(self) -> dict:
+        """What sets the run's edge of stability: base ``lr``, ``momentum`` (0 when absent), ``nesterov`` and
+        SVAG's ``svag`` (the config's, else a sweep's varied hparams, else plain heavy-ball SGD)."""
+        hp = self.hparams
+        nesterov = self._config_optimizer.get("nesterov", hp.get("optimizer_nesterov", False))
+        svag = self._config_optimizer.get("svag", hp.get("optimizer_svag", 1))
+        return {"lr": _number(hp.get("lr")), "momentum": _number(hp.get("momentum")) or 0.0,
+                "nesterov": nesterov is True, "svag": int(svag) if _number(svag) and svag >= 1 else 1}
+
+    @property
     def epochs(self) -> int | None:
         return self.status.get("epochs") or self._config_epochs or None
 
@@ -158,6 +178,9 @@ class RunRow:
     momentum: float | None = None
     eta_over_s: float | None = None
     eta_over_s_momentum: float | None = None
+    # η/S·(1 − S/N) (Smith and Le 2018) as the run last logged it (its latest epoch's η and S); None for
+    # runs logged before the trainer wrote it
+    eta_over_s_finite: float | None = None
     seed: int | None = None
     epochs_done: int = 0
     epochs: int | None = None
@@ -166,6 +189,7 @@ class RunRow:
     test_accuracy: float | None = None
     best_val_accuracy: float | None = None
     lambda_max: float | None = None
+    stability: float | None = None  # λ_max·η/(2(1+β)): 1 at the edge of stability (when the monitor logs it)
     trace: float | None = None
     steps_to_target: float | None = None  # until: runs (None also when the target was missed)
     target_reached: bool | None = None  # None: the run has no until: target (or has not ended)
@@ -247,10 +271,12 @@ class RunStore:
             key=record.key, group=record.group, run_id=record.run_id, state=self.state_of(record),
             lr=hp.get("lr"), batch_size=hp.get("batch_size"), momentum=hp.get("momentum"),
             eta_over_s=hp.get("eta_over_s"), eta_over_s_momentum=hp.get("eta_over_s_momentum"),
+            eta_over_s_finite=record.last("schedule/eta_over_s_finite"),
             seed=hp.get("seed"), epochs_done=record.epochs_done, epochs=record.epochs,
             train_accuracy=record.last("train/accuracy"), val_accuracy=record.final("val_accuracy"),
             test_accuracy=record.final("test_accuracy"), best_val_accuracy=record.final("best_val_accuracy"),
-            lambda_max=record.final("sharpness/lambda_max"), trace=record.final("sharpness/trace"),
+            lambda_max=record.final("sharpness/lambda_max"), stability=record.final("sharpness/stability"),
+            trace=record.final("sharpness/trace"),
             steps_to_target=record.final("steps_to_target"),
             target_reached=record.summary.get("target_reached") if isinstance(record.summary.get("target_reached"), bool)
             else None,

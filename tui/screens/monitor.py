@@ -1,7 +1,8 @@
 """Monitor: live curves of the selected runs, each run in its own colour on every panel.
 
 Loss and accuracy (train as a thin line, validation dotted); η, S and η/S per epoch when a
-schedule changes them (constant ones are in the run ids); λ_max and Tr(H) when a sharpness
+schedule changes them (constant ones are in the run ids), η/S·(1−S/N) beside η/S; λ_max with each
+run's edge of stability 2(1+β)/η at its scheduled η (:mod:`tui.edge`), and Tr(H), when a sharpness
 monitor logs them; validation accuracy against memorisation (accuracy on the noisy-label subset)
 when a memorisation monitor does. The panels shown share the screen in a grid sized to fit it
 (scrolling only when a panel would be too short to read), and every epoch panel the same x range.
@@ -15,11 +16,14 @@ from textual.app import ComposeResult
 from textual.containers import VerticalScroll
 from textual.widgets import Static
 
+from tui import edge
 from tui.colours import hex_colour
 from tui.screens.base import AppScreen
 from tui.widgets.plots import MetricPlot, Trace
 
 TRAIN, VAL = "braille", "dot"
+EDGE = "·"  # a run's edge of stability: a reference line, lighter than its curves
+EDGE_LEGEND_SHARE = 1 / 3  # the λ_max panel names its edge lines while that takes at most a third of its rows
 
 # panel id -> (title, [(channel, marker)])
 PANELS: dict[str, tuple[str, list[tuple[str, str]]]] = {
@@ -27,8 +31,8 @@ PANELS: dict[str, tuple[str, list[tuple[str, str]]]] = {
     "accuracy": ("accuracy (train ⠤ val •)", [("train/accuracy", TRAIN), ("val/accuracy", VAL)]),
     "lr": ("learning rate η", [("schedule/lr", TRAIN)]),
     "bs": ("batch size S", [("schedule/batch_size", TRAIN)]),
-    "ratio": ("η/S", [("schedule/eta_over_s", TRAIN)]),
-    "lmax": ("λ_max (sharpness)", [("sharpness/lambda_max", TRAIN)]),
+    "ratio": ("η/S ⠤  η/S·(1−S/N) •", [("schedule/eta_over_s", TRAIN), ("schedule/eta_over_s_finite", VAL)]),
+    "lmax": ("λ_max ⠤  edge 2(1+β)/η ·", [("sharpness/lambda_max", TRAIN)]),
     "trace": ("Tr(H)", [("sharpness/trace", TRAIN)]),
 }
 GROUPS = {"curves": ["loss", "accuracy"], "schedule": ["lr", "bs", "ratio"], "sharpness": ["lmax", "trace"],
@@ -56,6 +60,8 @@ class MonitorScreen(AppScreen):
                 if pid == "memo":
                     yield MetricPlot("val accuracy vs memorisation", epochs=False,
                                      xlabel="noisy-subset accuracy", id="plot-memo")
+                elif pid == "lmax":  # the edge lines' labels only where they leave the curves in sight
+                    yield MetricPlot(PANELS[pid][0], legend_share=EDGE_LEGEND_SHARE, id=f"plot-{pid}")
                 else:
                     yield MetricPlot(PANELS[pid][0], id=f"plot-{pid}")
         yield from self.compose_footer()
@@ -74,6 +80,7 @@ class MonitorScreen(AppScreen):
         colours = app.colours.colours(keys)
         store = app.store
         data: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]] = {}
+        optimizers: dict[str, dict] = {}  # what sets each run's edge of stability
         states = {row.key: row.state for row in app.rows()}  # queued launches have no record yet
         with store.lock:
             for key in keys:
@@ -81,11 +88,14 @@ class MonitorScreen(AppScreen):
                 if record is None:
                     continue
                 data[key] = {ch: (s.x.copy(), s.y.copy()) for ch, s in record.series.items()}
+                optimizers[key] = record.optimizer
         epochs = [x[-1] for d in data.values() for ch, (x, _) in d.items() if len(x) and ch in EPOCH_CHANNELS]
         x_range = (1.0, float(max(epochs))) if epochs else None  # every epoch panel: one x range
         for pid, (title, channels) in PANELS.items():
             traces = [Trace(f"{key}|{ch}", *data[key][ch], colours[key], marker)
                       for key in keys if key in data for ch, marker in channels if ch in data[key]]
+            if pid == "lmax":
+                traces += edge_traces(keys, data, optimizers, colours)
             self.query_one(f"#plot-{pid}", MetricPlot).set_traces(traces, x_range=x_range)
         self.query_one("#plot-memo", MetricPlot).set_traces(self._memorization(keys, data, colours))
         has = lambda ch: any(ch in d for d in data.values())
@@ -153,6 +163,28 @@ class MonitorScreen(AppScreen):
         legend = self.query_one("#legend", Static)
         width = legend.size.width or self.size.width - 2  # the content width (padding excluded)
         legend.update(legend_lines(entries, width, LEGEND_LINES))
+
+
+def edge_traces(keys, data, optimizers, colours) -> list[Trace]:
+    """Each run's edge of stability 2(1+β)/η in its colour, dotted (:data:`EDGE`), where it is within
+    reach of the panel's λ_max curves (:mod:`tui.edge`), labelled "2(1+β)/η run-id" on its first part
+    (the panel shows the labels while they cover at most :data:`EDGE_LEGEND_SHARE` of it)."""
+    lam = [data[k]["sharpness/lambda_max"][1] for k in keys if "sharpness/lambda_max" in data.get(k, {})]
+    values = np.concatenate(lam) if lam else np.zeros(0)
+    values = values[np.isfinite(values)]
+    if not len(values):
+        return []
+    top = float(values.max())
+    traces = []
+    for key in keys:
+        if "sharpness/lambda_max" not in data.get(key, {}):
+            continue
+        opt = optimizers[key]
+        x, y = edge.edge_series(data[key], opt["lr"], opt["momentum"], nesterov=opt["nesterov"], svag=opt["svag"])
+        label = f"{edge.edge_label(opt['nesterov'])} {key.rsplit('/', 1)[-1]}"
+        for i, (px, py) in enumerate(edge.drawn_parts(x, y, top)):
+            traces.append(Trace(f"{key}|edge|{i}", px, py, colours[key], EDGE, label=label if i == 0 else None))
+    return traces
 
 
 def legend_lines(entries: list[Text], width: int, max_lines: int) -> Text:

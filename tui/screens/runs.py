@@ -93,7 +93,8 @@ class RunsScreen(AppScreen):
         text = Text.assemble((row.key, "bold"), "  ", (row.state, STATE_STYLES.get(row.state, "")))
         if row.seconds is not None:
             text.append(f" in {fmt.duration(row.seconds)}")
-        text.append(f"  ·  η/(S(1−β)) {fmt.sci(row.eta_over_s_momentum)}  ·  seed {fmt.num(row.seed)}")
+        text.append(f"  ·  η/(S(1−β)) {fmt.sci(row.eta_over_s_momentum)}  ·  η/S·(1−S/N) {fmt.sci(row.eta_over_s_finite)}"
+                    f"  ·  seed {fmt.num(row.seed)}")
         if row.test_accuracy is not None:
             text.append(f"  ·  test {fmt.pct(row.test_accuracy)}%")
         if row.best_val_accuracy is not None:

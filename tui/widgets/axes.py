@@ -69,9 +69,11 @@ def label(value: float, step: float) -> str:
     return f"{value:.{max(0, -exponent + extra)}f}"
 
 
-def y_axis(lo: float, hi: float, rows: int) -> Axis:
-    """Rows centred on multiples of a round step; at most ``MAX_Y_LABELS`` of them labelled."""
-    rows = max(rows, 2)
+def y_axis(lo: float, hi: float, rows: int, headroom: int = 0) -> Axis:
+    """Rows centred on multiples of a round step; at most ``MAX_Y_LABELS`` of them labelled. The top
+    ``headroom`` rows stay above the data, unlabelled: plotext draws a legend there, over no line."""
+    total = max(rows, 2)
+    rows = max(total - max(headroom, 0), 2)
     if not (math.isfinite(lo) and math.isfinite(hi)):
         lo, hi = 0.0, 1.0
     if hi <= lo:
@@ -84,7 +86,8 @@ def y_axis(lo: float, hi: float, rows: int) -> Axis:
         if hi < (n0 + rows - 0.5) * step * (1 - 1e-12 if hi > 0 else 1 + 1e-12):
             break
     c0 = n0 * step
-    lim = (c0 - 0.375 * step, c0 + (rows - 0.625) * step)
+    total = max(total, rows)
+    lim = (c0 - 0.375 * step, c0 + (total - 0.625) * step)
     every = next(m for m in (1, 2, 5, 10, 20, 50, 100) if rows / m <= MAX_Y_LABELS)
     ticks, labels = [], []
     for r in range(rows):
@@ -93,10 +96,10 @@ def y_axis(lo: float, hi: float, rows: int) -> Axis:
             value = n * step
             ticks.append(value)
             labels.append(label(value, step * every))
-    axis = Axis(lim, [], [], rows, BRAILLE_ROW)
+    axis = Axis(lim, [], [], total, BRAILLE_ROW)
     # plotext places a tick by the plain mapping: hand it the value whose plain cell is the braille cell
     placed = axis.plain(np.array(ticks)).tolist() if ticks else []
-    return Axis(lim, placed, labels, rows, BRAILLE_ROW)
+    return Axis(lim, placed, labels, total, BRAILLE_ROW)
 
 
 def x_axis(lo: float, hi: float, columns: int, integer: bool = False) -> Axis:

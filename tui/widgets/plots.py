@@ -48,8 +48,8 @@ class Trace:
 
     def signature(self) -> tuple:
         n = len(self.y)
-        return (self.key, self.marker, self.colour, n, float(self.y[-1]) if n else None,
-                float(self.x[-1]) if n else None)
+        return (self.key, self.marker, self.colour, self.label, n, float(self.y[-1]) if n else None,
+                float(self.x[-1]) if n else None, float(self.x[0]) if n else None)
 
 
 class MetricPlot(PlotextPlot):
@@ -60,8 +60,13 @@ class MetricPlot(PlotextPlot):
     """
 
     def __init__(self, title: str, *, xlabel: str | None = None, epochs: bool = True, logx: bool = False,
-                 logy: bool = False, empty: str = "no data yet", min_interval: float = 1.0, **kwargs):
+                 logy: bool = False, empty: str = "no data yet", min_interval: float = 1.0,
+                 legend_share: float | None = None, **kwargs):
         super().__init__(**kwargs)
+        # plotext draws its legend over the top left of the data; with ``legend_share`` it gets rows of its
+        # own above the data, and the labels are left out when they would take more than that share of the
+        # canvas rows (the title names the lines)
+        self.legend_share = legend_share
         self.min_interval = min_interval
         self._last_build = 0.0
         self._build_seconds = 0.0
@@ -160,13 +165,17 @@ class MetricPlot(PlotextPlot):
                 drawn.append((t, x, y))
         if not drawn:
             return Text.assemble((self.title_text, "bold"), "\n", (self.empty, "dim"))
-        xaxis, yaxis = self._axes(drawn)
+        labelled = sum(1 for t, _, _ in drawn if t.label)
+        legend = self.legend_share is None or labelled <= self.legend_share * axes.canvas_rows(
+            self.size.height, bool(self.xlabel))
+        # with ``legend_share`` the legend also gets rows of its own above the data
+        xaxis, yaxis = self._axes(drawn, labelled if legend and self.legend_share is not None else 0)
         for t, x, y in drawn:
             if t.marker != "braille":  # a plain marker sits in the cell its value's braille dots use
                 x = xaxis.plain(x) if xaxis else x
                 y = yaxis.plain(y) if yaxis else y
             kwargs = {"color": t.colour, "marker": t.marker}
-            if t.label:
+            if t.label and legend:
                 kwargs["label"] = t.label
             if t.scatter or len(x) == 1:
                 plt.scatter(x.tolist(), y.tolist(), **kwargs)
@@ -191,12 +200,14 @@ class MetricPlot(PlotextPlot):
         self._plot.theme(self._get_plotext_theme_name(self.app.theme))
         return plotext_fast.figure_text(self._plot)
 
-    def _axes(self, drawn) -> tuple[axes.Axis | None, axes.Axis | None]:
-        """Our limits and ticks for the linear axes (plotext keeps its own for a log axis)."""
+    def _axes(self, drawn, headroom: int = 0) -> tuple[axes.Axis | None, axes.Axis | None]:
+        """Our limits and ticks for the linear axes (plotext keeps its own for a log axis); ``headroom``
+        rows above the data for the legend."""
         yaxis = xaxis = None
         if not self.logy:
             ys = np.concatenate([y for _, _, y in drawn])
-            yaxis = axes.y_axis(float(ys.min()), float(ys.max()), axes.canvas_rows(self.size.height, bool(self.xlabel)))
+            yaxis = axes.y_axis(float(ys.min()), float(ys.max()), axes.canvas_rows(self.size.height, bool(self.xlabel)),
+                                headroom)
         if not self.logx:
             if self.x_range is not None:
                 lo, hi = self.x_range

@@ -1,4 +1,7 @@
-"""The table of every run: state, η, S, η/S, epoch progress and the latest accuracies.
+"""The table of every run: state, η, S, η/S, epoch progress, the latest accuracies and sharpness.
+
+``λ/edge`` is the monitor's ``stability`` λ_max·η/(2(1+β)): 1 when λ_max sits at the edge of stability
+2(1+β)/η, the most a step of size η with momentum β can stay at (Cohen et al. 2021).
 
 Updates touch only the cells that changed, so a table of fifty runs redrawn four times a second
 stays cheap; the cursor stays on its run when rows are added.
@@ -24,6 +27,7 @@ COLUMNS = [
     ("train", "train%"),
     ("val", "val%"),
     ("lmax", "λ_max"),
+    ("stab", "λ/edge"),
     ("group", "group"),
 ]
 
@@ -43,6 +47,7 @@ def cells(row: RunRow, selected: bool, colour: str | None) -> tuple:
         fmt.pct(row.train_accuracy),
         fmt.pct(row.val_accuracy),
         fmt.num(row.lambda_max),
+        fmt.num(row.stability, 2),
         Text(row.group),  # a folder name, not markup
     )
 
