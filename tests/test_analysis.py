@@ -1,8 +1,6 @@
 """Measurements of finished runs: Hessian at a checkpoint, interpolation between runs, the CLI."""
 
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -62,15 +60,12 @@ def test_missing_checkpoint_is_a_clear_error(finished_sweep):
         analysis.load_run(outcomes[0].run_dir.path, epoch=7)
 
 
-def test_cli_analyze(finished_sweep):
+def test_cli_analyze(finished_sweep, cli_here):
     group, outcomes = finished_sweep
     run = outcomes[1].run_dir.path
-    r = subprocess.run([sys.executable, "-m", "tfminima.cli", "analyze", str(run), "--k", "1",
-                        "--samples", "64", "--trace-probes", "10", "--density"],
-                       capture_output=True, text=True, timeout=300)
+    r = cli_here("analyze", run, "--k", "1", "--samples", "64", "--trace-probes", "10", "--density")
     assert r.returncode == 0, r.stderr[-2000:]
     assert "top-1 eigenvalues" in r.stdout and (run / "analysis" / "density-epoch-2.png").exists()
-    r = subprocess.run([sys.executable, "-m", "tfminima.cli", "analyze", str(run), "--checkpoint", "9"],
-                       capture_output=True, text=True, timeout=300)
+    r = cli_here("analyze", run, "--checkpoint", "9")
     assert r.returncode == 2 and "no checkpoint after epoch 9" in r.stderr and "Traceback" not in r.stderr
     assert RunDir(run).status()["state"] == "completed"

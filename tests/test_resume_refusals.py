@@ -11,8 +11,6 @@ ends bitwise where the undamaged run ended.
 import hashlib
 import json
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +20,6 @@ from tfminima import checkpoint as ckpt
 from tfminima import resume, runfiles
 from tfminima.rundir import RunDir
 
-CLI = [sys.executable, "-m", "tfminima.cli"]
 TINY = (
     "name: r\nepochs: 3\n"
     "dataset: {name: mnist1d, train_size: 256, val_size: 64, test_size: 64}\n"
@@ -62,10 +59,6 @@ def unfinished(trained, tmp_path):
     status = json.loads((run / "status.json").read_text())
     (run / "status.json").write_text(json.dumps(dict(status, state="cancelled")))
     return run
-
-
-def cli(*args, timeout=600):
-    return subprocess.run(CLI + [str(a) for a in args], capture_output=True, text=True, timeout=timeout)
 
 
 # ----------------------------------------------------------------------------- which checkpoint
@@ -131,16 +124,16 @@ def test_without_a_pointer_only_the_first_checkpoint_of_a_killed_save_is_taken(t
 
 
 # ----------------------------------------------------------------------------- resume refuses
-def test_resume_of_a_run_whose_checkpoints_are_gone_is_refused_and_restart_trains_it_again(trained, unfinished):
+def test_resume_of_a_run_whose_checkpoints_are_gone_is_refused_and_restart_trains_it_again(trained, unfinished, cli_here):
     shutil.rmtree(unfinished / "checkpoints")
     before = tree(unfinished)
-    r = cli("run", "--resume", unfinished, "--quiet")
+    r = cli_here("run", "--resume", unfinished, "--quiet")
     assert r.returncode == 2, r.stderr
     assert f"cannot continue {unfinished} faithfully: metrics.jsonl logs 3 trained epochs and there is no " \
            "checkpoint to continue from" in r.stderr
     assert f"tfminima run --resume {unfinished} --restart" in r.stderr and "Traceback" not in r.stderr
     assert tree(unfinished) == before
-    r = cli("run", "--resume", unfinished, "--restart", "--quiet")
+    r = cli_here("run", "--resume", unfinished, "--restart", "--quiet")
     assert r.returncode == 0, r.stderr
     assert f"{unfinished}: starting over; removed metrics.jsonl, summary.json, tb" in r.stderr
     run = RunDir(unfinished)
@@ -216,18 +209,18 @@ def test_a_checkpoint_far_behind_the_log_is_refused(unfinished):
 
 
 # ----------------------------------------------------------------------------- analyze
-def test_analyze_measures_the_pointer_s_checkpoint_and_names_a_damaged_one(trained, unfinished):
+def test_analyze_measures_the_pointer_s_checkpoint_and_names_a_damaged_one(trained, unfinished, cli_here):
     d = unfinished / "checkpoints"
     shutil.copytree(d / "epoch-2", d / "epoch-999")  # a stray copy: not the run's latest
     args = ["--k", "1", "--samples", "64", "--trace-probes", "2"]
-    r = cli("analyze", unfinished, *args)
+    r = cli_here("analyze", unfinished, *args)
     assert r.returncode == 0 and "after 3 epochs" in r.stdout, r.stderr
     (d / "epoch-3" / "variables.npz").write_bytes((d / "epoch-3" / "variables.npz").read_bytes()[:-100])
-    r = cli("analyze", unfinished, *args)
+    r = cli_here("analyze", unfinished, *args)
     assert r.returncode == 1 and "Traceback" not in r.stderr
     assert r.stderr.strip().splitlines()[-1] == \
         f"tfminima analyze: {d / 'epoch-3'}/variables.npz: cannot be read (File is not a zip file)"
-    r = cli("analyze", unfinished, *args, "--checkpoint", "999")
+    r = cli_here("analyze", unfinished, *args, "--checkpoint", "999")
     assert r.returncode == 1 and "Traceback" not in r.stderr
     assert f"{d / 'epoch-999'}/state.json: says epochs_done 2, step_in_epoch 0: not the checkpoint" in r.stderr
 
