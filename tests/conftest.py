@@ -4,7 +4,7 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-import pytest  # noqa: E402
+import pytest
 
 
 def pytest_configure(config):
@@ -55,31 +55,17 @@ def tiny_yaml(tmp_path):
     return make
 
 
+
 @pytest.fixture
 def cli_here(capsys):
-    """Run ``tfminima ARGS`` in this process: ``cli.main`` with its output captured, as a CompletedProcess.
-
-    For tests of what a command does, not of the process itself (start-up lines, signals, exit on a
-    crash): those keep real subprocesses. Saves a TensorFlow start-up (~5 CPU-seconds) a call. The
-    command's signal handlers and exit callbacks are the process's, so they are put back afterwards.
-    """
-    import atexit
-    import signal
+    """``tfminima ARGS`` in this process (:func:`cli_support.main_here`), as a CompletedProcess with its output."""
     import subprocess
 
-    from tfminima import cli
+    from cli_support import main_here
 
     def run(*args) -> subprocess.CompletedProcess:
-        handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
         capsys.readouterr()
-        try:
-            code = cli.main([str(a) for a in args])
-        except SystemExit as exit_:
-            code = exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else 1)
-        finally:
-            for signum, handler in handlers.items():
-                signal.signal(signum, handler)
-            atexit.unregister(cli._ignore_ctrl_c_at_the_very_end)
+        code = main_here(*args)
         out, err = capsys.readouterr()
         return subprocess.CompletedProcess(["tfminima", *map(str, args)], code, out, err)
 

@@ -4,9 +4,6 @@ the prediction, runs that missed the target kept in view; the figure from a smal
 from __future__ import annotations
 
 import math
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -127,13 +124,11 @@ output_dir: {out}
 """
 
 
-def test_the_figure_from_a_small_real_sweep(tmp_path):
+def test_the_figure_from_a_small_real_sweep(tmp_path, cli_here):
     """7 conditions × 2 seeds, 2 epochs at most; S = 256 at a tiny η never reaches the target."""
     path = tmp_path / "cb.yaml"
     path.write_text(SWEEP.format(value=2.0, out=tmp_path / "runs"))
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
-    proc = subprocess.run([sys.executable, "-m", "tfminima.cli", "run", str(path), "--quiet"], env=env,
-                          capture_output=True, text=True)
+    proc = cli_here("run", path, "--quiet")
     assert proc.returncode == 0, proc.stderr
     kept = {}
     group = build.load_groups(tmp_path / "runs")[0]

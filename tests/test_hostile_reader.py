@@ -9,8 +9,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
-import sys
 import threading
 from pathlib import Path
 
@@ -252,13 +250,11 @@ def test_resume_targets_warn_of_what_the_resume_drops_and_refuse_a_bad_stored_co
         resume.targets(run)
 
 
-def test_cli_resume_skips_a_bad_metrics_line_with_a_warning_naming_it(tiny_yaml, tmp_path):
+def test_cli_resume_skips_a_bad_metrics_line_with_a_warning_naming_it(tiny_yaml, tmp_path, cli_here):
     """The issue's case: a line that is not UTF-8 in metrics.jsonl; the resume names it, drops it and goes on."""
     from tfminima import runner
 
-    env = {**os.environ, "PYTHONPATH": os.environ.get("PYTHONPATH", "")}
     out = tmp_path / "out"
-    # the run to damage is trained here (a second TensorFlow start-up would only make it the same way)
     (outcome,) = runner.run_sweep(config.load(tiny_yaml()), out)
     assert outcome.state == "completed", outcome.error
     (run,) = [p.parent for p in out.rglob("status.json")]
@@ -266,8 +262,7 @@ def test_cli_resume_skips_a_bad_metrics_line_with_a_warning_naming_it(tiny_yaml,
     (run / "status.json").write_text(json.dumps(dict(status, state="cancelled")))
     lines = (run / "metrics.jsonl").read_bytes().splitlines(keepends=True)
     (run / "metrics.jsonl").write_bytes(b"".join(lines[:2] + [b"\xff\xfe\n"] + lines[2:]))
-    r = subprocess.run([sys.executable, "-m", "tfminima.cli", "run", "--resume", str(run), "--quiet"],
-                       capture_output=True, text=True, timeout=900, env=env)
+    r = cli_here("run", "--resume", run, "--quiet")
     assert r.returncode == 0, r.stderr[-2000:]
     assert f"warning: {run / 'metrics.jsonl'}:3: skipped: not UTF-8 text" in r.stderr and "Traceback" not in r.stderr
     assert rundir.RunDir(run).status()["state"] == "completed"

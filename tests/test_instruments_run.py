@@ -3,15 +3,13 @@ back from metrics.jsonl, the TensorBoard event files, summary.json and the repor
 
 import json
 import math
-import subprocess
-import sys
 
 import numpy as np
 import pytest
+from cli_support import main_here
 
 from tfminima.rundir import RunDir, read_events
 
-CLI = [sys.executable, "-m", "tfminima.cli"]
 TRAIN_SIZE = 512
 MOMENTUM = 0.5
 
@@ -42,10 +40,8 @@ def run(tmp_path_factory):
     root = tmp_path_factory.mktemp("instruments")
     cfg = root / "instruments.yaml"
     cfg.write_text(CONFIG)
-    validated = subprocess.run(CLI + ["validate", str(cfg)], capture_output=True, text=True)
-    assert validated.returncode == 0, validated.stderr[-3000:]
-    done = subprocess.run(CLI + ["run", str(cfg), "--out", str(root / "runs"), "--quiet"], capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr[-3000:]
+    assert main_here("validate", cfg) == 0
+    assert main_here("run", cfg, "--out", root / "runs", "--quiet") == 0
     (path,) = [p for p in (root / "runs" / "instruments").iterdir() if p.is_dir()]
     return RunDir(path)
 
@@ -85,8 +81,8 @@ def test_every_new_field_is_in_metrics_jsonl_with_its_formula(run):
 
 
 def test_tensorboard_and_summary_hold_the_same_values(run):
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
     import tensorflow as tf
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     acc = EventAccumulator(str(run.tb_dir), size_guidance={"tensors": 0})
     acc.Reload()

@@ -130,10 +130,9 @@ def test_epoch_end_checks_only_without_every_steps(rows, tmp_path):
     assert float(epochs).is_integer() and result.epochs_done == epochs
 
 
-def test_a_target_never_reached_ends_at_the_cap(tmp_path, tiny_yaml):
+def test_a_target_never_reached_ends_at_the_cap(tmp_path, tiny_yaml, cli_here):
     path = tiny_yaml("until: {metric: train_accuracy, value: 1.0, every_steps: 3}\n")
-    proc = subprocess.run([sys.executable, "-m", "tfminima.cli", "run", path],
-                          capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    proc = cli_here("run", path)
     assert proc.returncode == 0, proc.stderr
     (run,) = [RunDir(p.parent) for p in (tmp_path / "runs" / "tiny").glob("*/summary.json")]
     summary = run.summary()
