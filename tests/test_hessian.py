@@ -555,25 +555,10 @@ def test_logistic_regression_hessian_closed_form(float64_policy):
 # ----------------------------------------------------------------------------------- distribution
 
 
-@pytest.fixture(scope="module", autouse=True)
-def mirrored_check():
-    """Two logical CPUs must be configured before TensorFlow starts, so the check runs in a fresh
-    interpreter -- started with the module so that it overlaps the other tests."""
-    script = Path(__file__).with_name("_mirrored_hessian_check.py")
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=str(Path(__file__).parents[1]))
-    proc = subprocess.Popen(
-        [sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
-    )
-    yield proc
-    if proc.poll() is None:
-        proc.kill()
-        proc.communicate()
+def test_mirrored_strategy_matches_single_device():
+    from mirrored_hessian_support import compare
 
-
-def test_mirrored_strategy_matches_single_device(mirrored_check):
-    stdout, stderr = mirrored_check.communicate(timeout=300)
-    assert mirrored_check.returncode == 0, stderr[-3000:]
-    report = json.loads(stdout.strip().splitlines()[-1])
+    report = compare()
     assert report["replicas"] == 2
     assert len(report["checks"]) == 17
     assert report["modes"] == {

@@ -1,24 +1,18 @@
-"""Run by tests/test_hessian.py in a fresh interpreter: landscape instruments under MirroredStrategy.
+"""For tests/test_hessian.py: landscape instruments under MirroredStrategy against the default strategy.
 
-Two logical CPU devices must be configured before TensorFlow initialises its devices, hence a separate
-process. Builds the same weights once under a 2-replica MirroredStrategy and once on the default
-strategy, computes each instrument both ways and prints one JSON line:
-``{"replicas": 2, "checks": {name: [relative difference, bound]}, "modes": {name: hvp_mode}}``. The
+Uses the two logical CPU devices tests/conftest.py configures. Builds the same weights once under a
+2-replica MirroredStrategy and once on the default strategy, computes each instrument both ways and
+returns ``{"replicas": 2, "checks": {name: [relative difference, bound]}, "modes": {name: hvp_mode}}``. The
 retained paths (blocks over each replica's retained first gradient, the Lanczos loop in cross-replica
 context over them) and the recomputed ones are both checked.
 """
 
-import json
 
+import keras
 import numpy as np
 import tensorflow as tf
 
-cpu = tf.config.list_physical_devices("CPU")[0]
-tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-
-import keras
-
-from tfminima import hessian, landscape, noise
+from tfminima import distribute, hessian, landscape, noise
 
 
 def build(dtype):
@@ -42,8 +36,8 @@ def rel(a, b):
     return float(np.max(np.abs(a - b)) / max(np.max(np.abs(b)), 1e-30))
 
 
-def main():
-    mirrored = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+def compare() -> dict:
+    mirrored = distribute.mirrored(["/cpu:0", "/cpu:1"])
     default = tf.distribute.get_strategy()
     rng = np.random.default_rng(0)
     x = rng.standard_normal((37, 5))
@@ -93,8 +87,5 @@ def main():
             )
         for name in out["single"]:
             checks[f"{dtype}/{name}"] = [rel(out["mirrored"][name], out["single"][name]), bound]
-    print(json.dumps({"replicas": mirrored.num_replicas_in_sync, "checks": checks, "modes": modes}))
+    return {"replicas": mirrored.num_replicas_in_sync, "checks": checks, "modes": modes}
 
-
-if __name__ == "__main__":
-    main()
