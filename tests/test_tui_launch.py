@@ -177,7 +177,7 @@ def test_cancel_stops_at_a_step_boundary_and_the_worker_goes_on(make_app):
 def test_run_cancelled_while_queued_is_recorded_and_resumable_after_a_restart(make_app, monkeypatch):
     second = f"quickstart/{RUNS[1]}"
     # fake workers, whose epochs take as long as a real worker's start-up: the second run is still queued
-    monkeypatch.setenv("TFMINIMA_FAKE_EPOCH_SECONDS", "2")
+    monkeypatch.setenv("TFMINIMA_FAKE_EPOCH_SECONDS", "1.2")
 
     async def launch_and_cancel_the_second():
         app = make_app(epochs=3, runs=2, fake=True)
@@ -212,10 +212,10 @@ def test_run_cancelled_while_queued_is_recorded_and_resumable_after_a_restart(ma
 
 def test_killed_worker_crashes_only_its_run_and_a_new_worker_takes_the_queue(make_app, monkeypatch):
     # a fake worker starts in the time a real one does: the screens below are switched while it starts
-    monkeypatch.setenv("TFMINIMA_FAKE_START_SECONDS", "5")
+    monkeypatch.setenv("TFMINIMA_FAKE_START_SECONDS", "2")
 
     async def main():
-        app = make_app(epochs=100, runs=2, fake=True)  # a worker killed mid-run: what it trained does not matter
+        app = make_app(epochs=40, runs=2, fake=True)  # a worker killed mid-run: what it trained does not matter
         async with app.run_test(size=(100, 30)) as pilot:
             await pilot.press("ctrl+l")
             assert await wait_for(pilot, lambda: state(app) == "running")
@@ -233,7 +233,7 @@ def test_killed_worker_crashes_only_its_run_and_a_new_worker_takes_the_queue(mak
             assert app.is_running
             # the rest of the queue: a new worker trains it to the end
             assert await wait_for(pilot, lambda: status_of(app, RUNS[1]).get("state") == "completed", timeout=120)
-            assert status_of(app, RUNS[1])["pid"] != killed and status_of(app, RUNS[1])["epochs_done"] == 100
+            assert status_of(app, RUNS[1])["pid"] != killed and status_of(app, RUNS[1])["epochs_done"] == 40
 
     asyncio.run(main())
 
