@@ -190,6 +190,7 @@ class _Stub:
 
     def __init__(self, label, seed, value):
         self.label, self.seed, self.value, self.run_id = label, seed, value, f"{label}-s{seed}"
+        self.display_label = label
 
     def final(self, metric):
         return self.value

@@ -32,10 +32,11 @@ class Condition:
 
     @property
     def name(self) -> str:
-        """The label when the sweep named the runs, else the common run id without its ``-s<seed>`` tail."""
+        """The label when the sweep named the runs (with the keys that tell it apart where another condition
+        shares it: ``b1 N=1000``), else the common run id without its ``-s<seed>`` tail."""
         first = self.first
         if first.label:
-            return first.label
+            return first.display_label
         stems = {_without_seed(r) for r in self.runs}
         return stems.pop() if len(stems) == 1 else first.run_id
 
