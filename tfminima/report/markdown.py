@@ -220,8 +220,9 @@ def families_text(conds: list[seeds.Condition], metric: str, scale=lambda r: r.e
         if len(means) > 1:
             spreads.append(spread)
         fmt = value_format(metric)
+        spread_text = f"{spread * 100:.2f}" if metric in ACCURACIES else num(spread)
         rows.append([ratio(key), str(len(members)), str(len(values)), estimate(est, fmt),
-                     f"{spread * 100:.2f}" if metric in ACCURACIES else num(spread)])
+                     spread_text if len(means) > 1 else DASH])
     if not rows:
         return ""
     unit = " pp" if metric in ACCURACIES else ""
