@@ -308,14 +308,18 @@ def _section_sharpness_trajectory(ctx: Context) -> Section:
                                                  ctx.group.experiment, inside,
                                                  table_too=not ctx.full_equal_loss_elsewhere)
 
-    return Section("sharpness_trajectory", "Sharpness along training", fig, by_stratum(ctx.conds, render))
+    text = by_stratum(ctx.conds, render) + markdown_sharpness.phase_swing_text(ctx.conds)
+    return Section("sharpness_trajectory", "Sharpness along training", fig, text)
 
 
 def _section_sharpness_vs_loss(ctx: Context) -> Section:
     eq = sharpness.equal_loss(ctx.runs)
     fig = ctx.save("sharpness_vs_loss", figures_sharpness.sharpness_vs_loss(eq, ctx.styles, ctx.norm, ctx.title))
     render = lambda members: markdown_sharpness.sharpness_vs_loss_text(sharpness.equal_loss(_runs_of(members)))
-    return Section("sharpness_vs_loss", "Sharpness at equal training loss", fig, by_stratum(ctx.conds, render))
+    text = by_stratum(ctx.conds, render)
+    if "sharpness_trajectory" not in ctx.kinds:  # else that section has the phase swing
+        text += markdown_sharpness.phase_swing_text(ctx.conds)
+    return Section("sharpness_vs_loss", "Sharpness at equal training loss", fig, text)
 
 
 def _section_svag(ctx: Context) -> Section:
