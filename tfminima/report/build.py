@@ -238,7 +238,9 @@ def _ordered_interpolations(ctx: Context) -> list[dict]:
 def _section_interpolation(ctx: Context) -> Section:
     results = _ordered_interpolations(ctx)
     fig = ctx.save("interpolation", figures.interpolation(results, ctx.norm, ctx.title))
-    return Section("interpolation", "Interpolation between minima", fig, markdown_sections.interpolation_text(results))
+    text = (markdown_sections.interpolation_text(results)
+            + markdown_sections.interpolation_seeds_text(results, ctx.group.plotted()))
+    return Section("interpolation", "Interpolation between minima", fig, text)
 
 
 def resolve_condition(group: Group, name: str) -> seeds.Condition | str:

@@ -21,7 +21,7 @@ ACCURACIES = {"val_accuracy", "test_accuracy", "train_accuracy", "best_val_accur
 METRIC_NAMES = {"val_accuracy": "final val accuracy", "test_accuracy": "test accuracy", "train_loss": "final train loss",
                 "train_accuracy": "final train accuracy", "best_val_accuracy": "best val accuracy",
                 "lambda_max": "λ_max", "trace": "Tr(H)", "noisy_accuracy": "final memorisation",
-                "stability": "stability λ_max·η/(2(1+β))"}
+                "stability": "stability λ_max·η/(2(1+β))", "train_rise": "train-loss rise", "val_rise": "val-loss rise"}
 
 
 # ------------------------------------------------------------------------------ formatting
