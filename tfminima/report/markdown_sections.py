@@ -172,11 +172,30 @@ def paired_text(pairs: list[tuple[Condition, Condition]], unresolved: list[str],
     comparisons = [c for c in comparisons if c is not None]
     if comparisons:
         text += "\nDo the paired runs end alike? (A − B at the end of training)\n\n" + comparisons_table(comparisons)
+    across = _pairs_against_the_first(pairs)
+    if across:
+        text += ("\nDo the schedules differ? Each pair (both of its runs, every seed) against the first pair "
+                 "(A − B at the end of training, unpaired):\n\n" + comparisons_table(across))
     if with_paper:
         text += f"\nPaper numbers: {paper.cite('E3')}.\n"
     for reason in unresolved:
         text += f"\n- pair not drawn: {reason}\n"
     return text
+
+
+def _pairs_against_the_first(pairs: list[tuple[Condition, Condition]]) -> list[seeds.Comparison]:
+    """Every later pair against the first of ``report.pairs`` (E3: the cyclic and step pairs against the constant
+    one), the two runs of a pair pooled: a pair is one schedule in two forms."""
+    if len(pairs) < 2:
+        return []
+    (a0, b0), out = pairs[0], []
+    metric = _end_metric(a0, b0)
+    for a, b in pairs[1:]:
+        cmp = seeds.compare_runs("schedules differ", f"{a.name} + {b.name}", a.runs + b.runs,
+                                 f"{a0.name} + {b0.name}", a0.runs + b0.runs, metric)
+        if cmp is not None:
+            out.append(cmp)
+    return out
 
 
 # ---------------------------------------------------------------------------- memorization
