@@ -345,18 +345,10 @@ class Trainer:
             logs["svag"] = svag
         cbs.on_epoch_end(epoch, logs)  # Keras copies logs: collect what the monitors measured
         if state.target_reached or (self.model.stop_training and not self._stop_requested()):
-            self._measure_at_end(epoch, logs)  # the run ends here, completed
+            state.callbacks.measure_at_end(epoch, logs)  # the run ends here, completed: before its checkpoint
         for m in state.callbacks.monitors:
             logs.update({f"{m.kind}/{k}": v for k, v in m.last.items() if not isinstance(v, list)})
         return logs
-
-    def _measure_at_end(self, epoch: int, logs: dict) -> None:
-        """The run ends completed after ``epoch`` (its target reached, or stopped by a callback): every monitor
-        that did not measure this epoch measures it now, logged at this epoch (before the checkpoint, so
-        a resume never measures it twice)."""
-        late = [m for m in self.state.callbacks.monitors if m.measure_at_end(epoch, logs)]
-        if late and self.state.callbacks.logger is not None:
-            self.state.callbacks.logger.log_measurements(epoch, late)
 
     def _target_check(self, measured: float, epoch: int, steps_in_epoch: int, n_steps: int) -> bool:
         return self.state.target.check(measured, epoch=epoch, steps_in_epoch=steps_in_epoch,
