@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from tfminima import analysis, config, hessian, runner
+from tfminima import analysis, config, hessian, runner, sweep
 from tfminima.rundir import RunDir
 
 
@@ -69,3 +69,27 @@ def test_cli_analyze(finished_sweep, cli_here):
     r = cli_here("analyze", run, "--checkpoint", "9")
     assert r.returncode == 2 and "no checkpoint after epoch 9" in r.stderr and "Traceback" not in r.stderr
     assert RunDir(run).status()["state"] == "completed"
+
+
+def test_a_sweep_into_a_shared_group_does_the_same_end_of_sweep_work(tmp_path):
+    """--group (and --only/--shard, which share a folder) interpolate the report's pairs as a plain run does: the
+    process that ends the sweep's last run does it, and none before."""
+    spec = config.load_text(
+        "name: pair\nepochs: 1\n"
+        "dataset: {name: mnist1d, train_size: 256, val_size: 64, test_size: 64}\n"
+        "model: {name: mlp, hidden: [16]}\noptimizer: {lr: 0.05, batch_size: 32}\n"
+        "sweep: {zip: {label: [small, large], optimizer.batch_size: [32, 128]}}\n"
+        "report: {figures: [interpolation], pairs: [[small, large]], interpolation_points: 5, "
+        "interpolation_samples: 64}\n", "a.yaml")
+    found = lambda group: sorted(p.name for p in (group / "analysis").glob("interpolation--*.json"))
+
+    whole = tmp_path / "whole"
+    assert [o.state for o in runner.run_sweep(spec, tmp_path, group=whole)] == ["completed", "completed"]
+    assert len(found(whole)) == 1
+
+    split = tmp_path / "split"
+    small, large = [p.run_id for p in sweep.expand(spec)]
+    runner.run_sweep(spec, tmp_path, group=split, only=[small])
+    assert not (split / "analysis").exists()  # the other run has not ended: nothing to interpolate yet
+    runner.run_sweep(spec, tmp_path, group=split, only=[large])
+    assert found(split) == found(whole)

@@ -190,6 +190,7 @@ class _Stub:
 
     def __init__(self, label, seed, value):
         self.label, self.seed, self.value, self.run_id = label, seed, value, f"{label}-s{seed}"
+        self.display_label = label
 
     def final(self, metric):
         return self.value
@@ -386,3 +387,27 @@ def test_a_few_eta_over_s_values_get_a_discrete_key_and_many_a_colour_bar(tmp_pa
             assert not bars and {eta_over_s(0.1 / (16 * 2**i)) for i in range(n)} <= texts
         else:
             assert len(bars) == 1 and ETA_S_LABEL not in texts
+
+
+def test_each_later_pair_is_tested_against_the_first_pair(tmp_path):
+    """E3: the cyclic pair (both forms, every seed pooled) against the constant pair, unpaired, with its test."""
+    tests = {"const-lr": [0.60, 0.61, 0.62], "const-bs": [0.61, 0.62, 0.60],
+             "cyclic-lr": [0.66, 0.67, 0.68], "cyclic-bs": [0.67, 0.66, 0.69]}
+    lrs = {"const-lr": (0.032, 32), "const-bs": (0.16, 160), "cyclic-lr": (0.16, 32), "cyclic-bs": (0.161, 32)}
+    for label, values in tests.items():
+        lr, bs = lrs[label]
+        for seed, test in zip(SEEDS, values):
+            rid = f"{label}-s{seed}"
+            make_run(tmp_path / "g", rid, config_yaml("e3_schedules_cpu", lr=lr, batch_size=bs, seed=seed,
+                                                      figures=["paired_curves"],
+                                                      pairs=[["const-lr", "const-bs"], ["cyclic-lr", "cyclic-bs"]]),
+                     label=label, summary={"test_accuracy": test, "val_accuracy": test},
+                     events=_events(rid, lr, bs, seed, val=test, sharp=False))
+    (group,) = loading.load_groups(tmp_path / "g")
+    build.report_group(group, tmp_path / "out")
+    text = (tmp_path / "out" / "report.md").read_text().split("Do the schedules differ?")[1]
+    diff = stats.compare_means(tests["cyclic-lr"] + tests["cyclic-bs"], tests["const-lr"] + tests["const-bs"])
+    row = next(line for line in text.splitlines() if line.startswith("| schedules differ |"))
+    assert "`cyclic-lr + cyclic-bs` | `const-lr + const-bs`" in row and "unpaired (6 vs 6 values)" in row
+    assert f"+{diff.diff * 100:.2f} pp [+{diff.lo * 100:.2f}, +{diff.hi * 100:.2f}]" in row
+    assert "**beyond seed noise**" in row and diff.pvalue < 0.05

@@ -117,6 +117,14 @@ class RunLogger(keras.callbacks.Callback):
             self.writer.write(kind, done, self.step, **values)
         self._write_tb(done, events)
 
+    def log_measurements(self, epoch: int, monitors: Sequence[Monitor]) -> None:
+        """Log what ``monitors`` measured after this epoch's callbacks (:meth:`Monitor.measure_at_end`) at
+        Keras' 0-based ``epoch``, as :meth:`on_epoch_end` logs a measurement."""
+        events = [(m.kind, dict(m.last)) for m in monitors if m.last]
+        for kind, values in events:
+            self.writer.write(kind, epoch + 1, self.step, **values)
+        self._write_tb(epoch + 1, events)
+
     def _write_tb(self, epochs_done, events):
         if self._tb is None:
             return

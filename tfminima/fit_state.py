@@ -30,6 +30,14 @@ class FitCallbacks:
     logger: RunLogger | None
     batch_hooks: bool  # some callback has batch hooks (else the loop skips the per-step calls)
 
+    def measure_at_end(self, epoch: int, logs: dict) -> None:
+        """The run ends completed after ``epoch`` (its target reached, or stopped by a callback): every monitor
+        that did not measure this epoch measures it now, logged at this epoch. The trainer calls this before
+        the epoch's checkpoint, so a resume never measures it twice."""
+        late = [m for m in self.monitors if m.measure_at_end(epoch, logs)]
+        if late and self.logger is not None:
+            self.logger.log_measurements(epoch, late)
+
 
 @dataclasses.dataclass
 class FitState:

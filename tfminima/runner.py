@@ -347,9 +347,17 @@ def run_sweep(
         outcomes.append(outcome)
         if (stop_event is not None and stop_event.is_set()) or outcome.state == "cancelled":
             return outcomes
-    if not shared and me.chief:
+    if me.chief and sweep_finished(group, all_plans):
         run_report_analyses(spec, group, on_notice)
     return outcomes
+
+
+def sweep_finished(group: Path, plans: Sequence[sweep_lib.RunPlan]) -> bool:
+    """Whether every run of the whole sweep in ``group`` has ended (completed, failed, diverged): the moment its
+    end-of-sweep analyses can run. A plain sweep gets there when its loop ends; in a shared folder (``--group``,
+    ``--shard``, ``--only``) the process that ends the sweep's last run does, so both paths do the same work."""
+    ended = ("completed", "failed", "diverged")
+    return all(rd.effective_state(rd.RunDir(group / p.run_id).status()) in ended for p in plans)
 
 
 def run_report_analyses(spec: config_lib.ExperimentSpec, group: Path, on_notice: Notice | None = None) -> list[dict]:

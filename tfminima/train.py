@@ -344,6 +344,8 @@ class Trainer:
         if svag > 1:
             logs["svag"] = svag
         cbs.on_epoch_end(epoch, logs)  # Keras copies logs: collect what the monitors measured
+        if state.target_reached or (self.model.stop_training and not self._stop_requested()):
+            state.callbacks.measure_at_end(epoch, logs)  # the run ends here, completed: before its checkpoint
         for m in state.callbacks.monitors:
             logs.update({f"{m.kind}/{k}": v for k, v in m.last.items() if not isinstance(v, list)})
         return logs

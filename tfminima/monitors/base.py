@@ -7,6 +7,12 @@ included) and to TensorBoard as ``<kind>/<name>`` scalars. Scalar values are als
 ``logs`` under the same ``<kind>/<name>`` keys, so Keras' own CSVLogger or TensorBoard callbacks see
 them too.
 
+A run that ends before its last scheduled epoch and still ``completed`` (its ``until:`` target reached, or
+stopped early by a callback) is measured once more at the epoch it ended in, unless that epoch was
+measured anyway: the trainer calls :meth:`Monitor.measure_at_end` after the epoch's callbacks, and the
+run logger writes that measurement at the same epoch as any other. A cancelled or killed run is not
+measured at its stop; its resume measures where it really ends, once.
+
 A monitor is built from its spec (:mod:`tfminima.monitor_specs`), which holds its options and their
 defaults: ``SharpnessMonitor(every=2, k=3)`` validates the options by ``SharpnessMonitorSpec``, and
 ``SharpnessMonitor(spec)`` takes a spec from a config. :meth:`measure` reads the options as attributes
@@ -105,6 +111,20 @@ class Monitor(keras.callbacks.Callback):
         if not self.should_measure(epoch):
             self.last = {}
             return
+        self._measure(epoch, logs)
+
+    def measure_at_end(self, epoch: int, logs: dict | None = None) -> bool:
+        """Measure epoch ``epoch``, the run's last, unless :meth:`on_epoch_end` did; True if it measured now.
+
+        A run stopped early (target reached, a callback's ``stop_training``) ends at an epoch that
+        ``every`` may skip; without this its end point would have no measurement.
+        """
+        if self.last:
+            return False
+        self._measure(epoch, logs)
+        return True
+
+    def _measure(self, epoch: int, logs: dict | None) -> None:
         self.epoch_logs = dict(logs or {})
         try:
             self.last = {k: _to_number(v) for k, v in self.measure(epoch).items()}

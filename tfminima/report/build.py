@@ -161,28 +161,55 @@ def correlations(runs: list[Run], metrics: list[str]) -> dict[tuple[str, str], n
     return {(m, name): seeds.rank_correlation(conds, scale, m) for name, scale in scales.items() for m in metrics}
 
 
+def _runs_of(conds: list[seeds.Condition]) -> list[Run]:
+    return [r for c in conds for r in c.runs]
+
+
+def by_stratum(conds: list[seeds.Condition], render: Callable[[list[seeds.Condition]], str]) -> str:
+    """``render`` of each stratum's conditions (:func:`seeds.strata`) under its name; the text alone when
+    nothing but the noise scale differs. Comparisons across η/S never mix runs that train on different data."""
+    layers = seeds.strata(conds)
+    if len(layers) == 1:
+        return render(layers[0][1])
+    names = ", ".join(f"`{name}`" for name, _ in layers)
+    text = (f"The conditions differ in more than the noise scale ({names}): each comparison across η/S below is "
+            "made within one of these, never between runs of different ones.\n")
+    for name, members in layers:
+        text += f"\n#### {name}\n\n" + render(members)
+    return text
+
+
 def _section_eta_over_s(ctx: Context) -> Section:
     runs, conds = ctx.completed, ctx.completed_conds
     metrics = _end_metrics(runs)
-    corr = correlations(runs, metrics)
+    corr = [(name, correlations(_runs_of(members), metrics)) for name, members in seeds.strata(conds)]
     fig = ctx.save("eta_over_s", figures.eta_over_s(conds, metrics, ctx.norm, ctx.title, corr))
     if not metrics:
         return Section("eta_over_s", "End-point metrics against η/S", None, "No completed runs with final metrics.\n")
-    text = markdown.correlations_text(corr)
-    scales = [(lambda r: r.eta_over_s, "η/S")]
-    if numbers.varies(r.momentum for r in runs):
-        scales.append((lambda r: r.eta_over_s_momentum, "η/(S(1−β))"))
-    comparisons = []
-    for scale, name in scales:
-        text += "\n" + markdown.families_text(conds, "val_accuracy", scale, name)
-        comparisons += markdown.family_comparisons(conds, "val_accuracy", scale, name)
-    if comparisons:
-        text += "\nThe claims, tested (A − B of the final validation accuracy):\n\n" + markdown.comparisons_table(comparisons)
-    text += markdown_sections.e1_paper_text(ctx.group.experiment)
+    momentum_varies = numbers.varies(r.momentum for r in runs)
+
+    def ends(members: list[seeds.Condition]) -> str:
+        text = markdown.correlations_text(correlations(_runs_of(members), metrics))
+        scales = [(lambda r: r.eta_over_s, "η/S")]
+        if momentum_varies:
+            scales.append((lambda r: r.eta_over_s_momentum, "η/(S(1−β))"))
+        comparisons = []
+        for scale, name in scales:
+            text += "\n" + markdown.families_text(members, "val_accuracy", scale, name)
+            comparisons += markdown.family_comparisons(members, "val_accuracy", scale, name)
+        if comparisons:
+            text += ("\nThe claims, tested (A − B of the final validation accuracy):\n\n"
+                     + markdown.comparisons_table(comparisons))
+        return text
+
+    def sharp(members: list[seeds.Condition]) -> str:
+        return markdown_sharpness.equal_loss_summary(sharpness.equal_loss(_runs_of(members)),
+                                                     table_too=not ctx.full_equal_loss_elsewhere)
+
+    text = by_stratum(conds, ends) + markdown_sections.e1_paper_text(ctx.group.experiment)
     if "lambda_max" in metrics:
         text += ("\n**Sharpness.** The λ_max and Tr(H) rows above compare end points, which the runs reach at "
-                 "different training losses.\n\n" + markdown_sharpness.equal_loss_summary(
-                     sharpness.equal_loss(runs), table_too=not ctx.full_equal_loss_elsewhere))
+                 "different training losses.\n\n" + by_stratum(conds, sharp))
     return Section("eta_over_s", "End-point metrics against η/S", fig, text)
 
 
@@ -211,7 +238,9 @@ def _ordered_interpolations(ctx: Context) -> list[dict]:
 def _section_interpolation(ctx: Context) -> Section:
     results = _ordered_interpolations(ctx)
     fig = ctx.save("interpolation", figures.interpolation(results, ctx.norm, ctx.title))
-    return Section("interpolation", "Interpolation between minima", fig, markdown_sections.interpolation_text(results))
+    text = (markdown_sections.interpolation_text(results)
+            + markdown_sections.interpolation_seeds_text(results, ctx.group.plotted()))
+    return Section("interpolation", "Interpolation between minima", fig, text)
 
 
 def resolve_condition(group: Group, name: str) -> seeds.Condition | str:
@@ -274,16 +303,25 @@ def _section_sharpness_trajectory(ctx: Context) -> Section:
     fig = ctx.save("sharpness_trajectory",
                    figures_sharpness.sharpness_trajectory(ctx.conds, ctx.styles, ctx.norm, ctx.title))
     pairs, _ = resolved_pairs(ctx.group)
-    text = markdown_sharpness.sharpness_text(ctx.conds, sharpness.equal_loss(ctx.runs), ctx.group.experiment, pairs,
-                                             table_too=not ctx.full_equal_loss_elsewhere)
+
+    def render(members: list[seeds.Condition]) -> str:
+        inside = [(a, b) for a, b in pairs if a.key in {c.key for c in members} and b.key in {c.key for c in members}]
+        return markdown_sharpness.sharpness_text(members, sharpness.equal_loss(_runs_of(members)),
+                                                 ctx.group.experiment, inside,
+                                                 table_too=not ctx.full_equal_loss_elsewhere)
+
+    text = by_stratum(ctx.conds, render) + markdown_sharpness.phase_swing_text(ctx.conds)
     return Section("sharpness_trajectory", "Sharpness along training", fig, text)
 
 
 def _section_sharpness_vs_loss(ctx: Context) -> Section:
     eq = sharpness.equal_loss(ctx.runs)
     fig = ctx.save("sharpness_vs_loss", figures_sharpness.sharpness_vs_loss(eq, ctx.styles, ctx.norm, ctx.title))
-    return Section("sharpness_vs_loss", "Sharpness at equal training loss", fig,
-                   markdown_sharpness.sharpness_vs_loss_text(eq))
+    render = lambda members: markdown_sharpness.sharpness_vs_loss_text(sharpness.equal_loss(_runs_of(members)))
+    text = by_stratum(ctx.conds, render)
+    if "sharpness_trajectory" not in ctx.kinds:  # else that section has the phase swing
+        text += markdown_sharpness.phase_swing_text(ctx.conds)
+    return Section("sharpness_vs_loss", "Sharpness at equal training loss", fig, text)
 
 
 def _section_svag(ctx: Context) -> Section:

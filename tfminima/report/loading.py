@@ -64,6 +64,7 @@ class Run:
     events: list[dict]  # epochs completed, whichever way the file counted them (:func:`runfiles.in_epochs_completed`)
     analyses: list[dict] = dataclasses.field(default_factory=list)  # analysis/hessian-epoch-N.json, by epoch
     warnings: list[str] = dataclasses.field(default_factory=list)  # lines and files of the run that were skipped
+    label_suffix: str = ""  # what tells its label apart from another condition's same label (:func:`disambiguate`)
     _cache: dict = dataclasses.field(default_factory=dict, repr=False, compare=False)
 
     # identity ---------------------------------------------------------------------------
@@ -111,6 +112,18 @@ class Run:
                                                             default=str)
         return key
 
+    def config_items(self) -> dict[str, Any]:
+        """The resolved config without ``seed``, flattened to dotted keys (``dataset.train_size``); the logged
+        hyper-parameters without a readable config."""
+        items = self._cache.get("config_items")
+        if items is None:
+            if self.spec is not None:
+                items = _flatten(self.spec.model_dump(mode="json", exclude={"seed"}))
+            else:
+                items = {k: v for k, v in self.hparams.items() if k not in ("seed", "label")}
+            self._cache["config_items"] = items
+        return items
+
     @property
     def svag(self) -> int:
         """SVAG l: the config's, else the one the schedule events carry, else 1 (plain SGD)."""
@@ -137,9 +150,17 @@ class Run:
         return str(label) if label is not None else None
 
     @property
+    def display_label(self) -> str | None:
+        """The label, followed by the config keys that tell it apart where conditions share it (``b1 N=1000``)."""
+        label = self.label
+        if label is None or not self.label_suffix:
+            return label
+        return f"{label} {self.label_suffix}"
+
+    @property
     def name(self) -> str:
-        """What a reader recognises in a legend: the label when the sweep named runs, else the id."""
-        return self.label or self.run_id
+        """What a reader recognises in a legend: the (disambiguated) label when the sweep named runs, else the id."""
+        return self.display_label or self.run_id
 
     @property
     def train_size(self) -> int | None:
@@ -247,6 +268,67 @@ class Group:
         return [r for r in self.runs if r.plotted]
 
 
+def _flatten(data: dict, prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        if isinstance(value, dict) and value:
+            out.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+# How a config key reads beside a label or as a stratum: the report's symbols, else the key's last part.
+KEY_NAMES = {"dataset.train_size": "N", "dataset.label_noise": "noise", "optimizer.lr": "η",
+             "optimizer.batch_size": "S", "optimizer.momentum": "β", "optimizer.svag": "l"}
+
+
+def key_text(key: str, value: Any) -> str:
+    """``N=1000``, ``noise=25%``, ``kind=cyclic_discrete``: one config value, named for a reader."""
+    name = KEY_NAMES.get(key, key.rsplit(".", 1)[-1])
+    if key == "dataset.label_noise" and isinstance(value, (int, float)):
+        return f"{name}={value:.0%}"
+    if isinstance(value, float):
+        return f"{name}={value:g}"
+    if isinstance(value, (dict, list)):
+        return f"{name}={json.dumps(value, separators=(',', ':'), sort_keys=True)}"
+    return f"{name}={value}"
+
+
+# Config keys (and prefixes) that do not change what is trained: never what tells two conditions apart, if any other does.
+NOT_TRAINING = ("monitors", "report", "output_dir", "name", "description")
+
+
+def changes_training(key: str) -> bool:
+    return not any(key == k or key.startswith(f"{k}.") for k in NOT_TRAINING)
+
+
+def differing_keys(runs: list[Run]) -> list[str]:
+    """The config keys (flattened, without ``seed``) whose values are not the same in all ``runs``, sorted."""
+    items = [r.config_items() for r in runs]
+    keys = sorted(set().union(*items)) if items else []
+    canon = lambda v: json.dumps(v, sort_keys=True, default=str)
+    return [k for k in keys if len({canon(i.get(k)) for i in items}) > 1]
+
+
+def disambiguate(runs: list[Run]) -> None:
+    """Give runs whose label another condition also carries a ``label_suffix``: the keys in which those
+    conditions' configs differ (E5's ``b1`` at N = 1,000 and at N = 4,000 become ``b1 N=1000`` and ``b1 N=4000``)."""
+    by_label: dict[str, dict[str, list[Run]]] = {}
+    for r in runs:
+        if r.label is not None:
+            by_label.setdefault(r.label, {}).setdefault(r.condition_key, []).append(r)
+    for conds in by_label.values():
+        if len(conds) < 2:
+            continue
+        keys = differing_keys([members[0] for members in conds.values()])
+        keys = [k for k in keys if changes_training(k)] or keys
+        for members in conds.values():
+            suffix = " ".join(key_text(k, members[0].config_items().get(k)) for k in keys)
+            for r in members:
+                r.label_suffix = suffix
+
+
 def load_run(rd: rundir.RunDir) -> Run:
     """Read one run directory; problems become the record's ``error`` (and ``warnings``), never exceptions.
 
@@ -333,6 +415,7 @@ def load_groups(root: str | Path) -> list[Group]:
         rel = path.relative_to(root)
         name = root.resolve().name if str(rel) == "." else rel.as_posix()
         runs.sort(key=lambda r: (r.eta_over_s or 0.0, r.batch_size or 0, r.run_id))
+        disambiguate(runs)
         interpolations, skipped = load_interpolations(path)
         warnings = [w for r in runs for w in r.warnings] + skipped
         groups.append(Group(name=name, path=path, runs=runs, interpolations=interpolations, warnings=warnings))

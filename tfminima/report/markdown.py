@@ -21,7 +21,7 @@ ACCURACIES = {"val_accuracy", "test_accuracy", "train_accuracy", "best_val_accur
 METRIC_NAMES = {"val_accuracy": "final val accuracy", "test_accuracy": "test accuracy", "train_loss": "final train loss",
                 "train_accuracy": "final train accuracy", "best_val_accuracy": "best val accuracy",
                 "lambda_max": "λ_max", "trace": "Tr(H)", "noisy_accuracy": "final memorisation",
-                "stability": "stability λ_max·η/(2(1+β))"}
+                "stability": "stability λ_max·η/(2(1+β))", "train_rise": "train-loss rise", "val_rise": "val-loss rise"}
 
 
 # ------------------------------------------------------------------------------ formatting
@@ -220,8 +220,9 @@ def families_text(conds: list[seeds.Condition], metric: str, scale=lambda r: r.e
         if len(means) > 1:
             spreads.append(spread)
         fmt = value_format(metric)
+        spread_text = f"{spread * 100:.2f}" if metric in ACCURACIES else num(spread)
         rows.append([ratio(key), str(len(members)), str(len(values)), estimate(est, fmt),
-                     f"{spread * 100:.2f}" if metric in ACCURACIES else num(spread)])
+                     spread_text if len(means) > 1 else DASH])
     if not rows:
         return ""
     unit = " pp" if metric in ACCURACIES else ""

@@ -8,7 +8,8 @@ from :mod:`tfminima.report.paper` and say so.
 
 from __future__ import annotations
 
-from tfminima.report import numbers, paper, seeds, stats
+from tfminima.report import numbers, paper, seeds, sharpness, stats
+from tfminima.report.loading import Run
 from tfminima.report.markdown import (
     DASH,
     comparisons_table,
@@ -85,6 +86,59 @@ def interpolation_text(results: list[dict]) -> str:
 DEPTH_RATIO = 2.0  # minima whose training losses differ by more than this are of different depth
 
 
+def interpolation_seeds_text(results: list[dict], runs: list[Run]) -> str:
+    """The pairs over seeds: each pair of conditions (one interpolation per seed, A and B of the same seed) with
+    its rises and, where the runs measured it, λ_max and the stability at both ends, as means over seeds
+    [95 % interval], and A − B tested paired over the seeds. Empty when no pair of conditions has two seeds."""
+    cond_of, run_of = seeds.condition_of(runs), {r.run_id: r for r in runs}
+    grouped: dict[tuple[str, str], tuple[Condition, Condition, list[dict]]] = {}
+    for res in results:
+        a, b = cond_of.get(res["run_a"]), cond_of.get(res["run_b"])
+        if a is not None and b is not None:
+            grouped.setdefault((a.key, b.key), (a, b, []))[2].append(res)
+    if not any(len(items) > 1 for _, _, items in grouped.values()):
+        return ""
+    rows, comparisons = [], []
+    for a, b, items in grouped.values():
+        ends = {}  # seed -> (run A, run B, train rise, val rise)
+        for res in items:
+            ra, rb = run_of[res["run_a"]], run_of[res["run_b"]]
+            ends[ra.seed if ra.seed == rb.seed else res["run_a"]] = (
+                ra, rb, numbers.interpolation_rise(res, "train"), numbers.interpolation_rise(res, "val"))
+        rises = {k: v[2] for k, v in ends.items() if v[2] is not None}
+        steeper_b = sum(r.rise_b > r.rise_a for r in rises.values())
+        side = lambda get: [v for v in (get(e) for e in ends.values()) if v is not None]
+        rows.append([f"`{a.name}` → `{b.name}`", str(len(ends)),
+                     _est([r.rise_a for r in rises.values()]), _est([r.rise_b for r in rises.values()]),
+                     f"{steeper_b} of {len(rises)}", _est(side(lambda e: e[0].final("lambda_max"))),
+                     _est(side(lambda e: e[1].final("lambda_max"))),
+                     _est(side(lambda e: sharpness.final_stability(e[0])), 3),
+                     _est(side(lambda e: sharpness.final_stability(e[1])), 3)])
+        for split, index in (("train", 2), ("val", 3)):
+            got = {k: v[index] for k, v in ends.items() if v[index] is not None}
+            if got:
+                comparisons.append(seeds.Comparison(f"{split}-loss rise, A − B", a.name, b.name, f"{split}_rise",
+                                                    stats.compare_means({k: r.rise_a for k, r in got.items()},
+                                                                        {k: r.rise_b for k, r in got.items()})))
+        lam = {k: (v[0].final("lambda_max"), v[1].final("lambda_max")) for k, v in ends.items()}
+        lam = {k: v for k, v in lam.items() if None not in v}
+        if lam:
+            comparisons.append(seeds.Comparison("λ_max where the runs stopped, A − B", a.name, b.name, "lambda_max",
+                                                stats.compare_means({k: v[0] for k, v in lam.items()},
+                                                                    {k: v[1] for k, v in lam.items()})))
+    text = ("\nThe pairs over seeds (each line: one pair of conditions, interpolated within each seed; means over seeds "
+            "[95 % interval]; λ_max and stability = λ_max·η/(2(1+β)) at each run's last sharpness measurement, "
+            "where it stopped):\n\n"
+            + table(["pair A → B", "seeds", "train-loss rise A", "train-loss rise B", "B steeper", "λ_max A",
+                     "λ_max B", "stability A", "stability B"], rows))
+    return text + "\nThe rises and λ_max, tested (A − B, paired over seeds):\n\n" + comparisons_table(comparisons)
+
+
+def _est(values: list[float | None], digits: int = 4) -> str:
+    values = [v for v in values if v is not None and v == v]
+    return DASH if not values else estimate(stats.mean_ci(values), lambda v: num(v, digits)).rsplit(" (n=", 1)[0]
+
+
 # --------------------------------------------------------------------------- paired_curves
 def _end_metric(a: Condition, b: Condition) -> str:
     both = lambda m: a.final(m) and b.final(m)
@@ -118,11 +172,30 @@ def paired_text(pairs: list[tuple[Condition, Condition]], unresolved: list[str],
     comparisons = [c for c in comparisons if c is not None]
     if comparisons:
         text += "\nDo the paired runs end alike? (A − B at the end of training)\n\n" + comparisons_table(comparisons)
+    across = _pairs_against_the_first(pairs)
+    if across:
+        text += ("\nDo the schedules differ? Each pair (both of its runs, every seed) against the first pair "
+                 "(A − B at the end of training, unpaired):\n\n" + comparisons_table(across))
     if with_paper:
         text += f"\nPaper numbers: {paper.cite('E3')}.\n"
     for reason in unresolved:
         text += f"\n- pair not drawn: {reason}\n"
     return text
+
+
+def _pairs_against_the_first(pairs: list[tuple[Condition, Condition]]) -> list[seeds.Comparison]:
+    """Every later pair against the first of ``report.pairs`` (E3: the cyclic and step pairs against the constant
+    one), the two runs of a pair pooled: a pair is one schedule in two forms."""
+    if len(pairs) < 2:
+        return []
+    (a0, b0), out = pairs[0], []
+    metric = _end_metric(a0, b0)
+    for a, b in pairs[1:]:
+        cmp = seeds.compare_runs("schedules differ", f"{a.name} + {b.name}", a.runs + b.runs,
+                                 f"{a0.name} + {b0.name}", a0.runs + b0.runs, metric)
+        if cmp is not None:
+            out.append(cmp)
+    return out
 
 
 # ---------------------------------------------------------------------------- memorization

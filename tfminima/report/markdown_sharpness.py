@@ -7,7 +7,11 @@ with a verdict on whether the flatter runs are simply held down by that edge.
 
 from __future__ import annotations
 
-from tfminima.report import paper, seeds, sharpness, stats
+import math
+
+import numpy as np
+
+from tfminima.report import paper, phases, seeds, sharpness, stats
 from tfminima.report.markdown import (
     DASH,
     comparisons_table,
@@ -285,3 +289,55 @@ def _pair_comparisons(pairs, eq: sharpness.EqualLoss) -> list[seeds.Comparison]:
             out.append(seeds.compare_conditions(f"pair alike at loss {num(level.level, 3)}", a, b, "lambda_max", get))
     return [c for c in out if c is not None]
 
+
+
+# ----------------------------------------------------------------------------- phase swing
+def phase_swing_text(conds: list[seeds.Condition]) -> str:
+    """λ_max in the high-noise phases of cycling schedules against the adjacent low-noise phases (see
+    :mod:`tfminima.report.phases`), per condition over seeds and pooled over every cycling run, with the
+    stability in each kind of phase. Empty when no run's schedule cycles."""
+    swings = [(c, [sw for r in c.runs if (sw := phases.swing(r)) is not None]) for c in conds]
+    swings = [(c, sws) for c, sws in swings if sws]
+    if not swings:
+        return ""
+    rows, comparisons, pooled_high, pooled_low = [], [], {}, {}
+    for c, sws in swings:
+        cycles = sorted({len(sw.cycles) for sw in sws})
+        higher = sum(sw.higher_in_high for sw in sws)
+        total = sum(len(sw.cycles) for sw in sws)
+        rows.append([f"`{c.name}`", f"{ratio(np.mean([sw.eta_over_s(True) for sw in sws]))} / "
+                     f"{ratio(np.mean([sw.eta_over_s(False) for sw in sws]))}", str(len(sws)),
+                     "/".join(str(n) for n in cycles), _est([sw.lambda_high for sw in sws]),
+                     _est([sw.lambda_low for sw in sws]), f"{higher} of {total}",
+                     _est([sw.mean("stability", True) for sw in sws], 3),
+                     _est([sw.mean("stability", False) for sw in sws], 3),
+                     _est([sw.mean("loss", True) for sw in sws]), _est([sw.mean("loss", False) for sw in sws])])
+        keyed = {(sw.run.seed if len({x.run.seed for x in sws}) == len(sws) else sw.run.run_id): sw for sw in sws}
+        comparisons.append(seeds.Comparison(
+            f"`{c.name}`: λ_max swings with the phase", "high-noise phases", "low-noise neighbours", "lambda_max",
+            stats.compare_means({k: sw.lambda_high for k, sw in keyed.items()},
+                                {k: sw.lambda_low for k, sw in keyed.items()})))
+        for sw in sws:
+            pooled_high[sw.run.run_id], pooled_low[sw.run.run_id] = sw.lambda_high, sw.lambda_low
+    if len(swings) > 1:
+        comparisons.append(seeds.Comparison(
+            f"every cycling run ({len(pooled_high)}): λ_max swings with the phase", "high-noise phases",
+            "low-noise neighbours", "lambda_max", stats.compare_means(pooled_high, pooled_low)))
+    text = ("\n**λ_max by noise phase.** Runs whose schedule cycles, split into phases by the η/S each epoch logged "
+            "(above the midpoint of the run's range: high noise; below: low noise; at it: neither). Each high-noise "
+            "phase's mean λ_max is paired with the mean of the low-noise phases on either side of it, so a steady "
+            "drift along training cancels; a run's value is the mean over its cycles, a condition's the mean over "
+            "its seeds [95 % interval]:\n\n")
+    text += table(["condition", "η/S high / low phases", "seeds", "cycles per run", "λ_max, high-noise phases",
+                   "λ_max, adjacent low-noise phases", "cycles with λ_max higher in the high phase",
+                   "stability, high-noise phases", "stability, low-noise phases", "training loss, high-noise phases",
+                   "training loss, low-noise phases"], rows)
+    text += "\nThe swing, tested (A − B: high-noise phases minus their low-noise neighbours, paired within each run):\n\n"
+    text += comparisons_table(comparisons)
+    peak = max((sw.mean("stability", True) for _, sws in swings for sw in sws), default=math.nan)
+    if math.isfinite(peak):
+        where = ("at the edge of stability" if peak >= sharpness.AT_EDGE else "below the edge of stability")
+        text += (f"\nIn the high-noise phases stability reaches at most {num(peak, 3)} ({where}, {sharpness.AT_EDGE} "
+                 "and above counts as at it)" + (": a swing there is not the stability cap.\n" if peak < sharpness.AT_EDGE
+                                                  else ": a lower λ_max there may be the cap 2(1+β)/η.\n"))
+    return text

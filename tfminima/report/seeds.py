@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable
 import numpy as np
 
 from tfminima.report import stats
-from tfminima.report.loading import Run, Series
+from tfminima.report.loading import Run, Series, changes_training, differing_keys, key_text
 
 
 @dataclasses.dataclass
@@ -32,10 +32,11 @@ class Condition:
 
     @property
     def name(self) -> str:
-        """The label when the sweep named the runs, else the common run id without its ``-s<seed>`` tail."""
+        """The label when the sweep named the runs (with the keys that tell it apart where another condition
+        shares it: ``b1 N=1000``), else the common run id without its ``-s<seed>`` tail."""
         first = self.first
         if first.label:
-            return first.label
+            return first.display_label
         stems = {_without_seed(r) for r in self.runs}
         return stems.pop() if len(stems) == 1 else first.run_id
 
@@ -87,6 +88,30 @@ def conditions(runs: Iterable[Run]) -> list[Condition]:
         by_key.setdefault(run.condition_key, []).append(run)
     return [Condition(key, sorted(members, key=lambda r: (r.seed is None, r.seed or 0, r.run_id)))
             for key, members in by_key.items()]
+
+
+# Config keys (and key prefixes) that set the noise scale or its course in time (η, S, β, SVAG's l, the
+# schedules): conditions that differ only in these (and in keys that do not change training) are compared.
+NOISE_SCALE_KEYS = ("optimizer.lr", "optimizer.batch_size", "optimizer.momentum", "optimizer.nesterov",
+                    "optimizer.svag", "lr_schedule", "batch_size_schedule", "schedule_conversion")
+
+
+def _sets_the_noise_scale(key: str) -> bool:
+    return not changes_training(key) or any(key == k or key.startswith(f"{k}.") for k in NOISE_SCALE_KEYS)
+
+
+def strata(conds: list[Condition]) -> list[tuple[str, list[Condition]]]:
+    """The conditions split by the values of every other key they differ in (E4: the label noise), named
+    ``noise=25%``: comparisons across η/S are made within one stratum, never between runs that also differ
+    in what they train on. One unnamed stratum when nothing else differs."""
+    keys = [k for k in differing_keys([c.first for c in conds]) if not _sets_the_noise_scale(k)]
+    if not keys:
+        return [("", list(conds))]
+    out: dict[str, list[Condition]] = {}
+    for c in conds:
+        items = c.first.config_items()
+        out.setdefault(" ".join(key_text(k, items.get(k)) for k in keys), []).append(c)
+    return list(out.items())
 
 
 def condition_of(runs: list[Run]) -> dict[str, Condition]:
