@@ -34,6 +34,10 @@ from tfminima.train import Trainer  # noqa: E402
 
 MONITORS = {
     "sharpness (quickstart settings)": None,  # whatever the config lists
+    # issue 15's setting (the previous quickstart's monitor): λ_max and Tr(H) once a run, at its end
+    "sharpness once a run (λ_max + Tr(H), 20 probes)": [
+        {"sharpness": {"every": 20, "k": 1, "trace": True, "samples": 1024, "trace_probes": 20}}
+    ],
     "sharpness (quickstart settings), products retained": None,
     "sharpness (quickstart settings), as before (Grappler)": None,
     # the config's monitors with options added to its sharpness monitor (see monitors_for)
