@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from cli_support import main_here
 from tui_support import build_edge_runs, build_runs
 
 from tfminima import config, rundir, runfiles, schedules
@@ -227,12 +228,10 @@ sweep:
 
 @pytest.fixture(scope="module")
 def real_edge_runs(tmp_path_factory):
-    """Two short real runs (``tfminima run``) with momentum 0.9: a constant η and a step schedule."""
+    """Two short real runs (``tfminima run``, in this process) with momentum 0.9: a constant η and a step schedule."""
     root = tmp_path_factory.mktemp("edge")
     (root / "edge.yaml").write_text(REAL_EDGE)
-    done = subprocess.run([sys.executable, "-m", "tfminima.cli", "run", str(root / "edge.yaml"), "--out",
-                           str(root / "runs"), "--quiet"], capture_output=True, text=True, check=False)
-    assert done.returncode == 0, done.stderr[-3000:]
+    assert main_here("run", root / "edge.yaml", "--out", root / "runs", "--quiet") == 0
     store = RunStore(root / "runs")
     store.poll()
     return store
