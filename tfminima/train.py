@@ -26,7 +26,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfminima import data as data_lib
-from tfminima import schedules
+from tfminima import schedules, seeding
 from tfminima.callbacks import BatchSizeScheduler, LearningRateScheduler
 from tfminima.data.pipeline import steps_per_epoch, svag_dataset, train_dataset
 from tfminima.distribute import describe, is_chief, is_multi_worker, make_strategy
@@ -62,8 +62,9 @@ class TrainResult:
 
 
 def setup_determinism(seed: int, deterministic: bool) -> None:
-    """Seed Python, NumPy and TensorFlow; with ``deterministic`` also force deterministic ops."""
-    keras.utils.set_random_seed(seed)
+    """Seed Python, NumPy, Keras and TensorFlow (keeping TensorFlow's instantiated functions:
+    :mod:`tfminima.seeding`); with ``deterministic`` also force deterministic ops."""
+    seeding.seed_run(seed)
     if deterministic:
         tf.config.experimental.enable_op_determinism()
 
