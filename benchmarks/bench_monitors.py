@@ -38,6 +38,9 @@ MONITORS = {
     "sharpness once a run (λ_max + Tr(H), 20 probes)": [
         {"sharpness": {"every": 20, "k": 1, "trace": True, "samples": 1024, "trace_probes": 20}}
     ],
+    "sharpness once a run (λ_max + Tr(H), 20 probes), products retained": [
+        {"sharpness": {"every": 20, "k": 1, "trace": True, "samples": 1024, "trace_probes": 20}}
+    ],
     "sharpness (quickstart settings), products retained": None,
     "sharpness (quickstart settings), as before (Grappler)": None,
     # the config's monitors with options added to its sharpness monitor (see monitors_for)
