@@ -39,11 +39,12 @@ RETAIN_FROM = 100_000
 """Products × examples a run from which the monitor retains its products (BENCHMARKS.md, monitors).
 
 Retained products cost a fraction of a recomputed one (a second backward pass alone, two at once), but
-their traced function (a loop over a second backward pass) is instantiated again in every run --
-TensorFlow clears its kernel caches when a run seeds -- at ~2.5× the recomputed product's cost, even
-without Grappler. Measured inside quickstart runs (1,024 examples, load ~8): 32 products a run cost
-0.60 s recomputed against 1.03 s retained, 112 products 1.25 against 1.08 s, 212 products 2.0 against
-1.3 s. A run measuring once or a few times on a small subset recomputes."""
+their traced function (a loop over a second backward pass) took ~2.5× the recomputed product's time to
+instantiate, which every run paid again while runs were seeded with ``tf.random.set_seed``. Measured
+then inside quickstart runs (1,024 examples, load ~8): 32 products a run cost 0.60 s recomputed against
+1.03 s retained, 112 products 1.25 against 1.08 s, 212 products 2.0 against 1.3 s. Runs now keep their
+functions instantiated (:mod:`tfminima.seeding`), and at 30 products a run both ways cost the same
+(BENCHMARKS.md), so the threshold only keeps small runs on the simpler path."""
 
 
 class SharpnessMonitor(SubsetMonitor):
