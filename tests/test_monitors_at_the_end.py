@@ -6,9 +6,9 @@ import threading
 
 import keras
 import pytest
+from run_support import new_run
 
 from tfminima import config, runner
-from tfminima.rundir import RunDir
 from tfminima.train import Trainer
 
 EVERY = 5
@@ -41,14 +41,6 @@ def target():
             if i >= EVERY and (i + 1) % EVERY:
                 return best, i + 1
     pytest.fail("validation loss never reached a new minimum at an unmeasured epoch")
-
-
-def new_run(tmp_path, text, name):
-    s = config.load_text(text, "r.yaml")
-    rd = RunDir(tmp_path / name / "run")
-    rd.path.mkdir(parents=True)
-    rd.config_path.write_text(config.to_yaml(s))
-    return s, rd
 
 
 def sharpness_epochs(rd):

@@ -14,6 +14,7 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
+from run_support import new_run
 
 from tfminima import config, runner
 from tfminima.monitors.subset import fixed_subset
@@ -165,18 +166,10 @@ def test_mirrored_replicas_stop_where_their_own_checks_say():
     assert result.final["steps_to_target"] == step and result.final["examples_to_target"] == examples
 
 
-def _new_run(tmp_path, text, name):
-    s = config.load_text(text, "r.yaml")
-    rd = RunDir(tmp_path / name / "run")
-    rd.path.mkdir(parents=True)
-    rd.config_path.write_text(config.to_yaml(s))
-    return s, rd
-
-
 def test_a_stop_inside_an_epoch_resumes_to_the_same_target_step(rows, tmp_path):
     value = a_target(rows, "val_loss")
     text = BASE + f"until: {{metric: val_loss, value: {value!r}, every_steps: {EVERY}}}\n"
-    s, full_dir = _new_run(tmp_path, text, "full")
+    s, full_dir = new_run(tmp_path, text, "full")
     runner.train_run(full_dir, s, {})
     full = full_dir.summary()
     stop = threading.Event()
@@ -186,7 +179,7 @@ def test_a_stop_inside_an_epoch_resumes_to_the_same_target_step(rows, tmp_path):
             if self.model.optimizer.iterations.numpy() == full["steps_to_target"] - 7:
                 stop.set()
 
-    s, rd = _new_run(tmp_path, text, "stopped")
+    s, rd = new_run(tmp_path, text, "stopped")
     assert runner.train_run(rd, s, {}, callbacks=[StopAt()], stop_event=stop).state == "cancelled"
     assert runner.resume_run(rd).state == "completed"
     got = rd.summary()

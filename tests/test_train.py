@@ -7,11 +7,12 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from run_support import new_run
 
-from tfminima import config, runner
 from tfminima import checkpoint as ckpt
+from tfminima import config, runner
 from tfminima.callbacks import BatchSizeScheduler
-from tfminima.rundir import RunDir, read_events
+from tfminima.rundir import read_events
 from tfminima.train import Trainer
 
 TINY = (
@@ -133,21 +134,13 @@ class _Crash(keras.callbacks.Callback):
             raise SystemExit("killed")
 
 
-def _new_run(tmp_path, text, name):
-    s = config.load_text(text, "r.yaml")
-    rd = RunDir(tmp_path / name / "run")
-    rd.path.mkdir(parents=True)
-    rd.config_path.write_text(config.to_yaml(s))
-    return s, rd
-
-
 def test_resume_after_a_crash_is_bitwise_equal(tmp_path):
     text = TINY.replace("epochs: 2", "epochs: 4") + "model: {name: mlp, hidden: [16], dropout: 0.2}\n"
     text = text.replace("model: {name: mlp, hidden: [16]}\n", "")
-    s, full_dir = _new_run(tmp_path, text, "full")
+    s, full_dir = new_run(tmp_path, text, "full")
     full = runner.train_run(full_dir, s, {})
     assert full.state == "completed"
-    s, rd = _new_run(tmp_path, text, "killed")
+    s, rd = new_run(tmp_path, text, "killed")
     with pytest.raises(SystemExit):
         runner.train_run(rd, s, {}, callbacks=[_Crash(after_epoch=1)])
     assert ckpt.latest(rd.checkpoints_dir).name == "epoch-2"
@@ -165,7 +158,7 @@ def test_resume_after_a_crash_is_bitwise_equal(tmp_path):
 
 def test_stop_inside_an_epoch_checkpoints_and_resumes_bitwise(tmp_path):
     text = TINY.replace("epochs: 2", "epochs: 3")
-    s, full_dir = _new_run(tmp_path, text, "full")
+    s, full_dir = new_run(tmp_path, text, "full")
     runner.train_run(full_dir, s, {})
 
     stop = threading.Event()
@@ -175,7 +168,7 @@ def test_stop_inside_an_epoch_checkpoints_and_resumes_bitwise(tmp_path):
             if self.model.optimizer.iterations.numpy() == 13:  # inside epoch 1 (8 steps an epoch)
                 stop.set()
 
-    s, rd = _new_run(tmp_path, text, "stopped")
+    s, rd = new_run(tmp_path, text, "stopped")
     out = runner.train_run(rd, s, {}, callbacks=[StopAt()], stop_event=stop)
     assert out.state == "cancelled"
     assert ckpt.latest(rd.checkpoints_dir).name == "epoch-1-step-5"
