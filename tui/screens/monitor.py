@@ -47,6 +47,16 @@ EPOCH_CHANNELS = {ch for _, channels in PANELS.values() for ch, _ in channels}
 SCHEDULE_CHANNELS = [ch for pid in GROUPS["schedule"] for ch, _ in PANELS[pid][1]]
 
 
+class PanelGrid(VerticalScroll):
+    """The panels' grid; arranged again whenever its own size changes (the legend above it takes its
+    height only once laid out, so an arrangement made before that would leave the panels a line too tall)."""
+
+    def on_resize(self, event) -> None:
+        screen = self.screen
+        if isinstance(screen, MonitorScreen):
+            screen._arrange()
+
+
 class MonitorScreen(AppScreen):
     """Panels of curves for the selected runs (or the live ones when none is selected)."""
 
@@ -55,7 +65,7 @@ class MonitorScreen(AppScreen):
     def compose(self) -> ComposeResult:
         yield from self.compose_title()
         yield Static("", id="legend")
-        with VerticalScroll(id="plots"):
+        with PanelGrid(id="plots"):
             for pid in [pid for panels in GROUPS.values() for pid in panels]:
                 if pid == "memo":
                     yield MetricPlot("val accuracy vs memorisation", epochs=False,
