@@ -22,14 +22,13 @@ import errno
 import json
 import os
 import shutil
-from pathlib import Path
-
 import stat
 import zipfile
+from pathlib import Path
 
 import numpy as np
 
-from tfminima import runfiles
+from tfminima import interrupt, runfiles
 from tfminima.rundir import atomic_write_text
 
 
@@ -100,13 +99,15 @@ def _prune(directory: Path, keep: int, current: tuple[int, int]) -> None:
     older = sorted(p for p in _found(directory) if p <= current)
     for n, k in older[:-keep] if keep > 0 else []:
         gone = directory / f".tmp-del-{_name(n, k)}-{os.getpid()}"
-        try:
-            os.replace(directory / _name(n, k), gone)
-        except OSError:
-            continue
-        shutil.rmtree(gone, ignore_errors=True)
-    for stale in directory.glob(".tmp-*"):
-        shutil.rmtree(stale, ignore_errors=True)
+        with interrupt.ctrl_c_held():  # a second Ctrl-C between the rename and the delete waits for both
+            try:
+                os.replace(directory / _name(n, k), gone)
+            except OSError:
+                continue
+            shutil.rmtree(gone, ignore_errors=True)
+    with interrupt.ctrl_c_held():
+        for stale in directory.glob(".tmp-*"):
+            shutil.rmtree(stale, ignore_errors=True)
 
 
 def _found(directory: Path) -> list[tuple[int, int]]:

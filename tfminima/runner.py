@@ -25,10 +25,8 @@ A run's files are written through its :class:`tfminima.recorder.RunRecorder`.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import hashlib
-import signal
 import threading
 import traceback
 from pathlib import Path
@@ -155,7 +153,7 @@ def train_run(
             return _train_as_chief(run_dir, spec, hparams, resume, callbacks, stop_event, on_notice)
     except interrupt.Interrupted as err:  # before the run began (importing TensorFlow): files as they were
         if me.chief and run_dir.status().get("state") not in rd.FINAL_STATES:
-            with _ctrl_c_held():
+            with interrupt.ctrl_c_held():
                 run_dir.write_status("cancelled", error=str(err))
         return RunOutcome(run_dir, "cancelled", hparams, {}, str(err))
     finally:
@@ -224,7 +222,7 @@ def _finish(recorder, on_notice, state, final, error="", trace=None) -> RunOutco
     A Ctrl-C that arrives meanwhile takes effect once the end is recorded: a run left ``running``
     by a second Ctrl-C would look alive to every reader.
     """
-    with _ctrl_c_held():
+    with interrupt.ctrl_c_held():
         for problem in recorder.finish(state, final, error, trace):
             _notify(on_notice, problem)
         return RunOutcome(recorder.run_dir, state, recorder.hparams, final, error)
@@ -233,22 +231,6 @@ def _finish(recorder, on_notice, state, final, error="", trace=None) -> RunOutco
 def _notify(on_notice: Notice | None, text: str) -> None:
     if on_notice is not None:
         on_notice(text)
-
-
-@contextlib.contextmanager
-def _ctrl_c_held():
-    """Hold SIGINT for the duration of the block, then deliver it to the handler it was meant for."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    held: list = []
-    previous = signal.signal(signal.SIGINT, lambda signum, frame: held.append(frame))
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
-        for frame in held if callable(previous) else ():
-            previous(signal.SIGINT, frame)
 
 
 def _chief_decides(spec: config_lib.ExperimentSpec, decide: Callable[[], object], value: Callable[[object], int] = lambda r: 0) -> object:
