@@ -95,12 +95,12 @@ def mirrored(devices) -> tf.distribute.MirroredStrategy:
     """
     key = tuple(devices)
     if key not in _MIRRORED:
-        _MIRRORED[key] = _with_own_group_keys(len(_MIRRORED) + 1, lambda: tf.distribute.MirroredStrategy(list(devices)))
+        _MIRRORED[key] = _mirrored_with_own_group_keys(list(devices), len(_MIRRORED) + 1)
     return _MIRRORED[key]
 
 
-def _with_own_group_keys(index: int, make):
-    """Build a strategy whose collective group keys start at ``index`` * 100,000.
+def _mirrored_with_own_group_keys(devices: list[str], index: int) -> tf.distribute.MirroredStrategy:
+    """A MirroredStrategy whose collective group keys start at ``index`` * 100,000.
 
     A MirroredStrategy made anywhere else in the process (a user's own, passed as ``strategy=``)
     starts its group keys at 1; ours start elsewhere, so the two never share a collective instance
@@ -111,7 +111,7 @@ def _with_own_group_keys(index: int, make):
     before = cls._collective_key_base
     cls._collective_key_base = before + 100_000 * index
     try:
-        return make()
+        return cls(devices)
     finally:
         cls._collective_key_base = before
 
