@@ -14,9 +14,10 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
+from rich.console import Console
 from run_support import new_run
 
-from tfminima import config, runner
+from tfminima import config, progress, runner
 from tfminima.monitors.subset import fixed_subset
 from tfminima.rundir import RunDir
 from tfminima.train import Trainer
@@ -62,6 +63,17 @@ class Checks(keras.callbacks.Callback):
         metrics = {"train_loss": train["loss"], "train_accuracy": train["accuracy"],
                    "val_loss": val["loss"], "val_accuracy": val["accuracy"]}
         self.rows.append((step, self.epoch, batch + 1, n_steps, self.examples, metrics))
+
+
+def tb_target(directory) -> dict:
+    """The ``target/...`` scalars of a run's TensorBoard events: {name: {step: value}}."""
+    import tensorflow as tf
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(directory), size_guidance={"tensors": 0})
+    acc.Reload()
+    return {tag.split("/", 1)[1]: {e.step: tf.make_ndarray(e.tensor_proto).item() for e in acc.Tensors(tag)}
+            for tag in acc.Tags()["tensors"] if tag.startswith("target/")}
 
 
 def spec(extra="", base=BASE):
@@ -119,6 +131,13 @@ def test_until_stops_at_the_first_check_that_meets_the_target(rows, metric, tmp_
     assert len(events) == 1 and events[0]["reached"] is True and events[0]["steps_to_target"] == step
     higher = metric.endswith("accuracy")
     assert (events[0]["measured"] >= value) if higher else (events[0]["measured"] <= value)
+    tb = tb_target(rd.path / "tb")
+    assert tb["reached"] == {summary["epochs_done"]: 1.0}
+    for key in ("steps_to_target", "epochs_to_target", "examples_to_target"):
+        assert tb[key] == {summary["epochs_done"]: pytest.approx(summary[key])}, key
+    console = Console(record=True, width=200)
+    progress.print_table([out], console=console)
+    assert f"{step} ({epochs:.3g} ep, {examples:,} ex)" in console.export_text()
 
 
 def test_epoch_end_checks_only_without_every_steps(rows, tmp_path):
@@ -142,6 +161,9 @@ def test_a_target_never_reached_ends_at_the_cap(tmp_path, tiny_yaml, cli_here):
     assert 0 <= summary["target_measured"] < 1.0
     (event,) = [e for e in run.events() if e["kind"] == "target"]
     assert event["reached"] is False and "steps_to_target" not in event
+    tb = tb_target(run.path / "tb")
+    assert tb["reached"] == {2: 0.0} and tb["measured"] == {2: pytest.approx(summary["target_measured"])}
+    assert "steps_to_target" not in tb
     assert "steps→target" in proc.stdout + proc.stderr and "not reached" in proc.stdout + proc.stderr
 
 

@@ -100,9 +100,9 @@ def _fmt(value, spec: str = ".4g") -> str:
 
 
 def _steps_to_target(final: dict) -> str:
-    """The target column: steps (and 1-based epochs) to the target, or that it was not reached."""
+    """The target column: steps (1-based epochs, examples) to the target, or that it was not reached."""
     if final.get("target_reached"):
-        return f"{final['steps_to_target']} ({final['epochs_to_target']:.3g} ep)"
+        return f"{final['steps_to_target']} ({final['epochs_to_target']:.3g} ep, {final['examples_to_target']:,} ex)"
     return "not reached" if "target_reached" in final else "–"
 
 
