@@ -177,6 +177,19 @@ def test_batch_size_schedule_counts_the_real_batches(tmp_path):
     assert result.final["epochs_to_target"] == pytest.approx(epochs) and epochs > 1
 
 
+def test_svag_counts_both_halves_of_every_step():
+    """SVAG (l = 2): 2 × 18 steps an epoch, each on two independent batches of S (remainders dropped)."""
+    base = BASE.replace("epochs: 6", "epochs: 3").replace("batch_size: 32}", "batch_size: 32, svag: 2}")
+    rows = reference("", base)
+    assert rows[0][3] == 2 * (600 // 32)
+    value = a_target(rows, "train_loss")
+    step, epochs, _ = expected_stop(rows, "train_loss", value)
+    until = f"until: {{metric: train_loss, value: {value!r}, every_steps: {EVERY}, train_examples: {SUBSET}}}\n"
+    result = Trainer(spec(until, base)).fit()
+    assert result.final["steps_to_target"] == step and result.final["epochs_to_target"] == pytest.approx(epochs)
+    assert result.final["examples_to_target"] == step * 2 * 32
+
+
 def test_mirrored_replicas_stop_where_their_own_checks_say():
     extra = "distribution: {strategy: mirrored, cpu_replicas: 2}\n"
     base = BASE.replace("epochs: 6", "epochs: 3")  # 3 epochs have checks enough inside epochs
