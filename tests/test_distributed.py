@@ -111,6 +111,29 @@ def test_two_workers_match_one_process_and_only_the_chief_writes(tmp_path):
     assert sorted(p.name for p in out.iterdir()) == ["mw", "mw-2"] and not any((out / "mw").iterdir())
 
 
+def test_two_workers_stop_at_the_target_step_of_one_process(tmp_path):
+    """until: both workers check at the same steps and stop together, where one process stops."""
+    from tfminima.train import Trainer
+
+    base = "name: mwt\nepochs: 4\n" + TINY
+    history = Trainer(config.load_text(base, "ref.yaml")).fit().history
+    assert history[1]["val_loss"] < history[0]["val_loss"]
+    value = (history[0]["val_loss"] + history[1]["val_loss"]) / 2  # crossed during the second epoch
+    text = base + f"until: {{metric: val_loss, value: {value!r}, every_steps: 3}}\ndistribution: {{strategy: multi_worker}}\n"
+    (tmp_path / "mwt.yaml").write_text(text)
+    out = tmp_path / "out"
+    procs = start_workers(["run", str(tmp_path / "mwt.yaml"), "--out", str(out), "--quiet"])
+    spec = config.load_text(text.replace("strategy: multi_worker", "strategy: one_device"), "one.yaml")
+    (single,) = runner.run_sweep(spec, tmp_path / "single")
+    results = finish(procs)
+    assert [r[0] for r in results] == [0, 0], [r[2][-2000:] for r in results]
+    got, want = RunDir(out / "mwt" / "lr0.05-bs32-s0").summary(), single.run_dir.summary()
+    assert want["target_reached"] and 1 < want["epochs_to_target"] <= 2
+    for key in ("target_reached", "steps_to_target", "epochs_to_target", "examples_to_target", "epochs_done"):
+        assert got[key] == want[key], key
+    assert got["target_measured"] == pytest.approx(want["target_measured"], rel=1e-5)
+
+
 @pytest.mark.slow  # two 2-worker launches (~4 TensorFlow processes)
 def test_two_workers_stop_together_and_resume_from_the_shared_checkpoint(tmp_path):
     text = "name: mwr\nepochs: 6\n" + TINY + "distribution: {strategy: multi_worker}\n"
