@@ -140,13 +140,16 @@ def test_until_stops_at_the_first_check_that_meets_the_target(rows, metric, tmp_
     assert f"{step} ({epochs:.3g} ep, {examples:,} ex)" in console.export_text()
 
 
-def test_epoch_end_checks_only_without_every_steps(rows, tmp_path):
+@pytest.mark.parametrize("metric", METRICS)
+def test_epoch_end_checks_only_without_every_steps(rows, metric, tmp_path):
     ends = [r for r in rows if r[2] == r[3]]
-    value = float(np.minimum.accumulate([r[5]["val_loss"] for r in ends])[2])
-    step, epochs, examples = expected_stop(ends, "val_loss", value)
-    trainer = Trainer(spec(f"until: {{metric: val_loss, value: {value!r}}}\n"))
+    best = np.maximum.accumulate if metric.endswith("accuracy") else np.minimum.accumulate
+    value = float(best([r[5][metric] for r in ends])[2])
+    step, epochs, examples = expected_stop(ends, metric, value)
+    trainer = Trainer(spec(f"until: {{metric: {metric}, value: {value!r}, train_examples: {SUBSET}}}\n"))
     result = trainer.fit()
     assert result.final["steps_to_target"] == step and result.final["epochs_to_target"] == epochs
+    assert result.final["examples_to_target"] == examples
     assert float(epochs).is_integer() and result.epochs_done == epochs
 
 
