@@ -13,6 +13,7 @@ import numpy as np
 from tui_support import build_edge_runs, build_runs, wait_for
 
 from tfminima import config, rundir, sweep
+from tfminima.formats import eta_over_s
 from tui.app import create_app
 from tui.screens.modals import ErrorModal, RunDetailModal
 
@@ -56,6 +57,8 @@ def test_invalid_value_shows_message_at_its_field(tmp_path):
             assert await wait_for(pilot, lambda: screen.form.spec is not None)
             assert error_text(row) == "" and screen.form.spec.optimizer.lr == 0.2
             assert "✓ valid" in str(screen.query_one("#problems").content)
+            # η/S written as the preview beside it, the CLI and the reports write it (6.25e-3, not 0.00625)
+            assert f"η/S = {eta_over_s(screen.form.spec.noise_scale)}" in str(screen.query_one("#problems").content)
 
             # a tagged union swaps its sub-form; a required member field is reported there
             kind = await show(pilot, screen.form, "schedules", "lr_schedule.kind")
