@@ -458,6 +458,37 @@ def test_monitor_fits_few_runs_on_one_screen_with_one_x_range(tmp_path):
     run(main())
 
 
+def test_monitor_leaves_out_a_panel_no_run_logs(tmp_path):
+    """The quickstart measures λ_max but not Tr(H) (``trace: false``): no empty Tr(H) panel taking half
+    the screen beside the λ_max one."""
+    from tui.widgets.plots import MetricPlot
+
+    build_runs(tmp_path / "runs")
+    for run_dir in (tmp_path / "runs" / "quickstart").iterdir():  # the sharpness events as trace: false logs them
+        events = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+        for e in events:
+            if e["kind"] == "sharpness":
+                del e["trace"], e["trace_stderr"]
+        (run_dir / "metrics.jsonl").write_text("".join(json.dumps(e) + "\n" for e in events))
+        summary = run_dir / "summary.json"
+        if summary.exists():
+            summary.write_text(json.dumps({k: v for k, v in json.loads(summary.read_text()).items()
+                                           if k != "sharpness/trace"}))
+
+    async def main():
+        app = create_app(tmp_path / "runs", start="monitor")
+        async with app.run_test(size=(100, 30)) as pilot:
+            assert await wait_for(pilot, lambda: loaded(app))
+            app.selected = set(QUICKSTART_RUNS)
+            app.redraw()
+            shown = lambda: [p.id for p in app.screen.query(MetricPlot) if p.display]
+            assert await wait_for(pilot, lambda: "plot-lmax" in shown()), shown()
+            await pilot.pause()
+            assert shown() == ["plot-loss", "plot-accuracy", "plot-lmax"]
+
+    run(main())
+
+
 def test_monitor_legend_breaks_lines_only_between_runs(tmp_path):
     build_runs(tmp_path / "runs")
 
