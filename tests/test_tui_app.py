@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 from tui_support import build_edge_runs, build_runs, wait_for
@@ -151,6 +152,17 @@ def test_runs_table_states_and_failed_run_details(tmp_path):
             await pilot.press("escape")
             await pilot.press("space", "space")  # select two runs for Monitor
             assert await wait_for(pilot, lambda: len(app.selected) == 2)
+            # c / r / R act on the runs the user selected when the cursor is on one of them ...
+            table.move_cursor(row=table._order.index(min(app.selected)))
+            await pilot.pause()
+            assert app.screen._targets() == sorted(app.selected)
+            # ... but not on the runs a launch selected for the Monitor: then on the run under the cursor
+            app._launched([SimpleNamespace(key=k, group=Path("quickstart")) for k in app.screen.rows])
+            assert await wait_for(pilot, lambda: app.screen.TITLE == "Runs")
+            table.move_cursor(row=table._order.index("quickstart/lr0.16-bs128-s0"))
+            await pilot.pause()
+            assert app.selected == set(app.screen.rows)
+            assert app.screen._targets() == ["quickstart/lr0.16-bs128-s0"]
 
     run(main())
 
