@@ -335,6 +335,30 @@ def y_label_rows(lines: list[str]) -> dict[int, float]:
     return out
 
 
+def test_compare_ticks_eta_over_s_as_everywhere_else(tmp_path):
+    """The scatter's log η/S axis is labelled as the heatmap's key beside it, the CLI and the reports
+    write η/S (3.12e-4), not 0.00031; the steps-to-target view's S axis keeps plain numbers."""
+    from tui.widgets.plots import MetricPlot
+
+    build_runs(tmp_path / "runs")
+
+    async def main():
+        app = create_app(tmp_path / "runs", start="compare")
+        async with app.run_test(size=(120, 40)) as pilot:
+            assert await wait_for(pilot, lambda: loaded(app))
+            app.redraw()
+            scatter = app.screen.query_one("#scatter", MetricPlot)
+            assert await wait_for(pilot, lambda: scatter.traces and scatter._cache is not None
+                                  and scatter._cache[0][0] == scatter._signature)
+            await pilot.pause()
+            lines = screen_lines(scatter)
+            ticks = lines[next(i for i, line in enumerate(lines) if "└" in line) + 1].split()
+            ratios = {eta_over_s(r.eta_over_s) for r in app.screen.rows}
+            assert len(ticks) >= 2 and set(ticks) <= ratios, (ticks, ratios)
+
+    run(main())
+
+
 def test_plot_draws_every_value_on_the_row_its_label_names():
     """The issue's picture: a 0.16 line drawn on the row labelled 0.11. Constant lines (braille) and
     points (•) at η = 0.01, 0.04, 0.16, 0.64 must each sit on the row whose label is nearest."""
