@@ -158,7 +158,7 @@ def test_data_list_says_which_tfds_datasets_are_prepared_and_where(tmp_path):
     assert "Variant folder" not in r.stderr, r.stderr
 
 
-def test_data_prepare_without_network_fails_within_seconds(tmp_path, monkeypatch, capsys):
+def test_data_prepare_without_network_fails_within_seconds(tmp_path, monkeypatch, capsys, caplog):
     """A host that refuses (a closed local port) stands in for no network: no download is tried."""
     import socket
 
@@ -179,6 +179,8 @@ def test_data_prepare_without_network_fails_within_seconds(tmp_path, monkeypatch
     assert cli.main(["data", "prepare", "cifar10", "--data-dir", str(tmp_path)]) == 1
     err = capsys.readouterr().err
     assert f"cannot reach 127.0.0.1:{port}" in err and "network access" in err and "Traceback" not in err
+    logged = [r.getMessage() for r in caplog.records]
+    assert not any("Variant folder" in m for m in logged), logged  # TFDS' warning about a folder it never made
 
 
 def test_an_unreachable_proxy_is_named(monkeypatch):

@@ -389,6 +389,35 @@ def test_a_few_eta_over_s_values_get_a_discrete_key_and_many_a_colour_bar(tmp_pa
             assert len(bars) == 1 and ETA_S_LABEL not in texts
 
 
+def test_every_eta_over_s_axis_and_colour_bar_writes_the_one_format(report, tmp_path):
+    """Tick labels of η/S axes (the η/S figure, the schedule rows) and of the η/S colour bar as the
+    legends, tables, CLI and TUI write η/S (3.12e-4), not 0.000313 beside a legend saying 3.12e-4."""
+    import test_report
+
+    runs = tmp_path / "runs"
+    for name, make in test_report.GROUPS.items():
+        make(runs / name)
+    for n in (3, DISCRETE_RATIOS + 2):  # a discrete key, and a colour bar
+        for i in range(n):
+            bs = 16 * 2**i
+            make_run(runs / f"g{n}", f"lr0.1-bs{bs}-s0",
+                     config_yaml("x", lr=0.1, batch_size=bs, train_size=16 * 2**n, figures=["eta_over_s"]),
+                     summary={"val_accuracy": 0.5 + 0.01 * i})
+    figs = _kept_figures(runs, tmp_path / "out") | _kept_figures(report[0], tmp_path / "out2")
+    checked = []
+    for name, fig in figs.items():
+        fig.canvas.draw()
+        for ax in fig.axes:
+            for which, axis, label in (("x", ax.xaxis, ax.get_xlabel()), ("y", ax.yaxis, ax.get_ylabel())):
+                if not label.startswith(("η/S", "base η/S")):
+                    continue
+                shown = [t.get_text() for t in axis.get_ticklabels(which="both") if t.get_text()]
+                assert shown and all(t == eta_over_s(float(t)) for t in shown), (name, label, shown)
+                checked.append((name, which, label))
+    assert {label for *_, label in checked} >= {ETA_S_LABEL, "η/S schedule"}, checked
+    assert (f"g{DISCRETE_RATIOS + 2}/eta_over_s", "y", ETA_S_LABEL) in checked, checked  # the colour bar
+
+
 def test_each_later_pair_is_tested_against_the_first_pair(tmp_path):
     """E3: the cyclic pair (both forms, every seed pooled) against the constant pair, unpaired, with its test."""
     tests = {"const-lr": [0.60, 0.61, 0.62], "const-bs": [0.61, 0.62, 0.60],

@@ -8,11 +8,13 @@ import socket
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 from tui_support import build_edge_runs, build_runs, wait_for
 
 from tfminima import config, rundir, sweep
+from tfminima.formats import eta_over_s
 from tui.app import create_app
 from tui.screens.modals import ErrorModal, RunDetailModal
 
@@ -56,6 +58,8 @@ def test_invalid_value_shows_message_at_its_field(tmp_path):
             assert await wait_for(pilot, lambda: screen.form.spec is not None)
             assert error_text(row) == "" and screen.form.spec.optimizer.lr == 0.2
             assert "✓ valid" in str(screen.query_one("#problems").content)
+            # η/S written as the preview beside it, the CLI and the reports write it (6.25e-3, not 0.00625)
+            assert f"η/S = {eta_over_s(screen.form.spec.noise_scale)}" in str(screen.query_one("#problems").content)
 
             # a tagged union swaps its sub-form; a required member field is reported there
             kind = await show(pilot, screen.form, "schedules", "lr_schedule.kind")
@@ -148,6 +152,17 @@ def test_runs_table_states_and_failed_run_details(tmp_path):
             await pilot.press("escape")
             await pilot.press("space", "space")  # select two runs for Monitor
             assert await wait_for(pilot, lambda: len(app.selected) == 2)
+            # c / r / R act on the runs the user selected when the cursor is on one of them ...
+            table.move_cursor(row=table._order.index(min(app.selected)))
+            await pilot.pause()
+            assert app.screen._targets() == sorted(app.selected)
+            # ... but not on the runs a launch selected for the Monitor: then on the run under the cursor
+            app._launched([SimpleNamespace(key=k, group=Path("quickstart")) for k in app.screen.rows])
+            assert await wait_for(pilot, lambda: app.screen.TITLE == "Runs")
+            table.move_cursor(row=table._order.index("quickstart/lr0.16-bs128-s0"))
+            await pilot.pause()
+            assert app.selected == set(app.screen.rows)
+            assert app.screen._targets() == ["quickstart/lr0.16-bs128-s0"]
 
     run(main())
 
@@ -320,6 +335,30 @@ def y_label_rows(lines: list[str]) -> dict[int, float]:
     return out
 
 
+def test_compare_ticks_eta_over_s_as_everywhere_else(tmp_path):
+    """The scatter's log η/S axis is labelled as the heatmap's key beside it, the CLI and the reports
+    write η/S (3.12e-4), not 0.00031; the steps-to-target view's S axis keeps plain numbers."""
+    from tui.widgets.plots import MetricPlot
+
+    build_runs(tmp_path / "runs")
+
+    async def main():
+        app = create_app(tmp_path / "runs", start="compare")
+        async with app.run_test(size=(120, 40)) as pilot:
+            assert await wait_for(pilot, lambda: loaded(app))
+            app.redraw()
+            scatter = app.screen.query_one("#scatter", MetricPlot)
+            assert await wait_for(pilot, lambda: scatter.traces and scatter._cache is not None
+                                  and scatter._cache[0][0] == scatter._signature)
+            await pilot.pause()
+            lines = screen_lines(scatter)
+            ticks = lines[next(i for i, line in enumerate(lines) if "└" in line) + 1].split()
+            ratios = {eta_over_s(r.eta_over_s) for r in app.screen.rows}
+            assert len(ticks) >= 2 and set(ticks) <= ratios, (ticks, ratios)
+
+    run(main())
+
+
 def test_plot_draws_every_value_on_the_row_its_label_names():
     """The issue's picture: a 0.16 line drawn on the row labelled 0.11. Constant lines (braille) and
     points (•) at η = 0.01, 0.04, 0.16, 0.64 must each sit on the row whose label is nearest."""
@@ -451,6 +490,37 @@ def test_monitor_fits_few_runs_on_one_screen_with_one_x_range(tmp_path):
                 lines = screen_lines(p)
                 ticks = lines[next(i for i, line in enumerate(lines) if "└" in line) + 1].split()
                 assert ticks and all(t.isdigit() for t in ticks) and int(ticks[-1]) == 12, (p.id, ticks)
+
+    run(main())
+
+
+def test_monitor_leaves_out_a_panel_no_run_logs(tmp_path):
+    """The quickstart measures λ_max but not Tr(H) (``trace: false``): no empty Tr(H) panel taking half
+    the screen beside the λ_max one."""
+    from tui.widgets.plots import MetricPlot
+
+    build_runs(tmp_path / "runs")
+    for run_dir in (tmp_path / "runs" / "quickstart").iterdir():  # the sharpness events as trace: false logs them
+        events = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+        for e in events:
+            if e["kind"] == "sharpness":
+                del e["trace"], e["trace_stderr"]
+        (run_dir / "metrics.jsonl").write_text("".join(json.dumps(e) + "\n" for e in events))
+        summary = run_dir / "summary.json"
+        if summary.exists():
+            summary.write_text(json.dumps({k: v for k, v in json.loads(summary.read_text()).items()
+                                           if k != "sharpness/trace"}))
+
+    async def main():
+        app = create_app(tmp_path / "runs", start="monitor")
+        async with app.run_test(size=(100, 30)) as pilot:
+            assert await wait_for(pilot, lambda: loaded(app))
+            app.selected = set(QUICKSTART_RUNS)
+            app.redraw()
+            shown = lambda: [p.id for p in app.screen.query(MetricPlot) if p.display]
+            assert await wait_for(pilot, lambda: "plot-lmax" in shown()), shown()
+            await pilot.pause()
+            assert shown() == ["plot-loss", "plot-accuracy", "plot-lmax"]
 
     run(main())
 

@@ -210,6 +210,31 @@ def test_run_cancelled_while_queued_is_recorded_and_resumable_after_a_restart(ma
     asyncio.run(restart_and_resume(first))
 
 
+def test_c_right_after_a_launch_cancels_the_run_under_the_cursor_alone(make_app, monkeypatch):
+    """A launch selects its runs (the Monitor shows them), but that is not the user's selection: c on one
+    queued run used to cancel the whole sweep, the running run included."""
+    monkeypatch.setenv("TFMINIMA_FAKE_EPOCH_SECONDS", "1.2")
+    last = f"quickstart/{RUNS[2]}"
+
+    async def main():
+        app = make_app(epochs=2, runs=3, fake=True)
+        async with app.run_test(size=(100, 30)) as pilot:
+            await pilot.press("ctrl+l")
+            assert await wait_for(pilot, lambda: app.screen.TITLE == "Runs" and last in app.screen.rows)
+            assert last in app.selected  # as the launch left it
+            table = app.screen.table
+            table.move_cursor(row=table._order.index(last))
+            await pilot.pause()
+            assert table.cursor_key == last and app.launcher.job(last).state == "queued"
+            await pilot.press("c")
+            assert await wait_for(pilot, lambda: status_of(app, RUNS[2]).get("state") == "cancelled")
+            for run_id in RUNS[:2]:
+                assert await wait_for(pilot, lambda: status_of(app, run_id).get("state") in rundir.FINAL_STATES)
+                assert status_of(app, run_id)["state"] == "completed", run_id
+
+    asyncio.run(main())
+
+
 def test_killed_worker_crashes_only_its_run_and_a_new_worker_takes_the_queue(make_app, monkeypatch):
     # a fake worker starts in the time a real one does: the screens below are switched while it starts
     monkeypatch.setenv("TFMINIMA_FAKE_START_SECONDS", "2")

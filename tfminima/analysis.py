@@ -184,6 +184,8 @@ def plot_interpolation(result: dict, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from tfminima.formats import eta_over_s
+
     alphas = result["alphas"]
     fig, (ax_l, ax_a) = plt.subplots(1, 2, figsize=(10, 4))
     for split, style in (("train", "-"), ("val", "--")):
@@ -202,8 +204,8 @@ def plot_interpolation(result: dict, path: Path) -> None:
     ax_l.yaxis.set_minor_formatter(matplotlib.ticker.ScalarFormatter())
     ax_a.set_ylabel("accuracy (%)")
     fig.suptitle(
-        f"A = {result['run_a']} (η/S={result['eta_over_s_a']:.3g})   "
-        f"B = {result['run_b']} (η/S={result['eta_over_s_b']:.3g})", fontsize=9
+        f"A = {result['run_a']} (η/S={eta_over_s(result['eta_over_s_a'])})   "
+        f"B = {result['run_b']} (η/S={eta_over_s(result['eta_over_s_b'])})", fontsize=9
     )
     fig.tight_layout()
     fig.savefig(path, dpi=120)

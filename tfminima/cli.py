@@ -316,6 +316,7 @@ def cmd_data(args) -> int:
         print(f"{args.name}: generated locally, nothing to download")
         return 0
     _quiet_tensorflow()
+    _quiet_tfds()
     from tfminima.data import NoNetwork, prepare
 
     try:
@@ -332,12 +333,10 @@ def cmd_data(args) -> int:
 
 def _data_list(data_dir: str | None) -> int:
     """Every dataset, and for a TFDS one whether it is prepared, where, and how to prepare it."""
-    import logging
-
     from tfminima.data import DATASETS, OFFLINE, tfds_status
 
     _quiet_tensorflow()
-    logging.getLogger("absl").setLevel(logging.ERROR)  # TFDS warns about every folder it finds incomplete
+    _quiet_tfds()
     rows = []
     for name in DATASETS:
         if name in OFFLINE:
@@ -359,12 +358,17 @@ def _unprepared_datasets(specs) -> list[str]:
     """Every TFDS dataset the runs need and nobody prepared, each once (before any run starts)."""
     if not any(s.dataset.name not in ("mnist1d", "digits") for s in specs):
         return []
-    import logging
-
     from tfminima.data import check_prepared
 
-    logging.getLogger("absl").setLevel(logging.ERROR)
+    _quiet_tfds()
     return check_prepared([s.dataset for s in specs])
+
+
+def _quiet_tfds() -> None:
+    """TFDS warns (absl) about every dataset folder it finds incomplete, even one it has not made yet."""
+    import logging
+
+    logging.getLogger("absl").setLevel(logging.ERROR)
 
 
 # ----------------------------------------------------------------------------- analyze

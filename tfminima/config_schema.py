@@ -215,15 +215,17 @@ class ConstantSchedule(_ScheduleBase):
 
 class StepSchedule(_ScheduleBase):
     kind: Literal["step"]
-    milestones: list[Annotated[int, Field(ge=0)]]
-    factor: float = Field(0.1, gt=0.0, description="multiplier applied at every milestone epoch")
+    milestones: list[Annotated[int, Field(ge=0)]] = Field(
+        ..., description="epochs done after which factor applies once more (20: from the 21st epoch on)")
+    factor: float = Field(0.1, gt=0.0, description="multiplier applied at every milestone")
 
 
 class LinearSchedule(_ScheduleBase):
     kind: Literal["linear"]
     end_factor: float = Field(..., gt=0.0)
-    start_epoch: int = Field(0, ge=0)
-    end_epoch: int | None = Field(None, gt=0, description="default: the last epoch")
+    start_epoch: int = Field(0, ge=0, description="epochs done before the ramp starts (0: at the first epoch)")
+    end_epoch: int | None = Field(None, gt=0, description="epochs done when end_factor is reached "
+                                                          "(default: at the last epoch)")
 
 
 class ExponentialSchedule(_ScheduleBase):

@@ -68,6 +68,7 @@ class MinimaApp(App):
         self.store = RunStore(self.runs_dir)
         self.colours = ColourBook()
         self.selected: set[str] = set()
+        self.selected_by_user = False  # a launch selects its runs for the Monitor; c / r / R then act on one run
         self.poll_interval, self.redraw_hz = poll_interval, redraw_hz
         self.start_mode = start or ("configure" if config_path or not any(self.runs_dir.glob("*/*/status.json"))
                                     else "runs")
@@ -164,7 +165,7 @@ class MinimaApp(App):
         self.call_from_thread(self._launched, jobs)
 
     def _launched(self, jobs) -> None:
-        self.selected = {j.key for j in jobs}
+        self.selected, self.selected_by_user = {j.key for j in jobs}, False
         group = jobs[0].group.name if jobs else "?"
         self.notify(f"{len(jobs)} run{'s' if len(jobs) != 1 else ''} queued in {group}; "
                     f"{self.launcher.max_parallel} at once")
@@ -206,7 +207,7 @@ class MinimaApp(App):
         self.poll_now()
 
     def on_selection_changed(self, message: SelectionChanged) -> None:
-        self.selected = set(message.keys)
+        self.selected, self.selected_by_user = set(message.keys), True
         self.redraw()
 
     # actions ---------------------------------------------------------------------------

@@ -166,7 +166,7 @@ def eta_over_s(conds: list[Condition], metrics: list[str], norm: LogNorm, title:
     for ax, ((scale_name, scale, xlabel), metric) in zip(axes.flat, panels):
         families = _families(conds, scale)
         _ratio_panel(ax, families, scale, metric, norm, key_of, marker_of)
-        log_axis(ax, "x", list(families))
+        log_axis(ax, "x", list(families), ratio=True)
         ax.tick_params(axis="x", labelrotation=30)
         ax.set_xlabel(xlabel)
         ax.set_ylabel(METRIC_LABELS[metric])
@@ -400,7 +400,7 @@ def paired_curves(pairs: list[tuple[Condition, Condition]], title: str) -> Figur
         loss.set_ylabel("loss (log)")
         log_axis(loss)
         ratio.set_ylabel("η/S schedule")
-        log_axis(ratio, values=_schedule_values((a.first, b.first), "eta_over_s"))
+        log_axis(ratio, values=_schedule_values((a.first, b.first), "eta_over_s"), ratio=True)
         lr.set_ylabel("learning rate η (solid)")
         log_axis(lr, values=_schedule_values((a.first, b.first), "lr"))
         lr.set_xlabel("epoch")

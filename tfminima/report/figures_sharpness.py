@@ -94,7 +94,8 @@ def sharpness_trajectory(conds: list[Condition], styles: dict[str, RunStyle], no
         st = styles[c.first.run_id]
         sched.step(*schedule_xy(c.first.series("schedule", "eta_over_s")), where="pre", color=st.colour,
                    linestyle=st.linestyle, lw=max(3.0 - 0.6 * i, 1.0), alpha=0.85)
-    log_axis(sched, values=[float(v) for c in conds for v in c.first.series("schedule", "eta_over_s").values])
+    log_axis(sched, values=[float(v) for c in conds for v in c.first.series("schedule", "eta_over_s").values],
+             ratio=True)
     epoch_axis(sched)
     sched.set_ylabel("η/S schedule (log)")
     sched.set_xlabel("epoch")

@@ -92,12 +92,12 @@ def new_figure(nrows: int, ncols: int, *, width: float = 5.0, height: float = 3.
 
 
 def colourbar(fig: Figure, axes, norm: LogNorm, label: str = ETA_S_LABEL, location: str = "right") -> None:
-    """The η/S colour bar shared by ``axes``, ticks in plain numbers."""
+    """The η/S colour bar shared by ``axes``, ticks as η/S is written everywhere (3.12e-4)."""
     bar = fig.colorbar(ScalarMappable(norm=norm, cmap=CMAP), ax=axes, label=label, shrink=0.9, location=location,
                        aspect=40 if location == "bottom" else 20)
     axis = bar.ax.xaxis if location == "bottom" else bar.ax.yaxis
-    axis.set_major_formatter(PlainLogFormatter(labelOnlyBase=False))
-    axis.set_minor_formatter(PlainLogFormatter(labelOnlyBase=False, minor_thresholds=(1.5, 0.6)))
+    axis.set_major_formatter(RatioLogFormatter(labelOnlyBase=False))
+    axis.set_minor_formatter(RatioLogFormatter(labelOnlyBase=False, minor_thresholds=(1.5, 0.6)))
 
 
 def save(fig: Figure, stem: Path, formats: Sequence[str] = ("png",)) -> Path:
@@ -166,17 +166,31 @@ class PlainLogFormatter(LogFormatter):
         return f"{x:.3g}"
 
 
-def log_axis(ax, which: str = "y", values: list[float] | None = None) -> None:
-    """A log axis labelled in plain numbers; with a few known ``values`` (η/S of the runs), ticks at them."""
+class RatioLogFormatter(LogFormatter):
+    """Log ticks of a noise scale written as the tables, legends, CLI and TUI write it (3.12e-4)."""
+
+    def _num_to_string(self, x, vmin, vmax):
+        return eta_over_s(x)
+
+    @staticmethod
+    def fix_minus(s):
+        return s  # the legend beside it writes 3.12e-4 with a plain hyphen
+
+
+def log_axis(ax, which: str = "y", values: list[float] | None = None, *, ratio: bool = False) -> None:
+    """A log axis labelled in plain numbers (``ratio``: η/S, in its one format); with a few known
+    ``values`` (η/S of the runs), ticks at them."""
     getattr(ax, f"set_{which}scale")("log")
     axis = ax.xaxis if which == "x" else ax.yaxis
+    text = eta_over_s if ratio else (lambda v: f"{v:.3g}")
     distinct = sorted({float(f"{v:.6g}") for v in values or []})
     if 0 < len(distinct) <= 6:
-        axis.set_ticks(distinct, [f"{v:.3g}" for v in distinct])
+        axis.set_ticks(distinct, [text(v) for v in distinct])
         axis.set_minor_locator(NullLocator())
     else:
-        axis.set_major_formatter(PlainLogFormatter(labelOnlyBase=False))
-        axis.set_minor_formatter(PlainLogFormatter(labelOnlyBase=False, minor_thresholds=(1.5, 0.6)))
+        formatter = RatioLogFormatter if ratio else PlainLogFormatter
+        axis.set_major_formatter(formatter(labelOnlyBase=False))
+        axis.set_minor_formatter(formatter(labelOnlyBase=False, minor_thresholds=(1.5, 0.6)))
 
 
 def epoch_axis(ax) -> None:

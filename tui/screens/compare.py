@@ -12,7 +12,7 @@ from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.widgets import Select, Static
 
-from tui import comparison
+from tui import comparison, fmt
 from tui.colours import PALETTE
 from tui.screens.base import AppScreen
 from tui.screens.modals import PathPrompt
@@ -43,7 +43,7 @@ class CompareScreen(AppScreen):
             yield Select([(v, k) for k, v in comparison.METRICS.items()], value=self.metric,
                          allow_blank=False, compact=True, id="metric")
         with Horizontal(id="compare-body"):
-            yield MetricPlot("", xlabel="η/S (log)", epochs=False, logx=True, id="scatter",
+            yield MetricPlot("", xlabel="η/S (log)", epochs=False, logx=True, x_format=fmt.sci, id="scatter",
                              empty="no finished runs with this metric yet")
             with Vertical(id="heat-box"):
                 yield Heatmap(id="heatmap")
@@ -66,7 +66,7 @@ class CompareScreen(AppScreen):
         if self.metric == "steps_to_target":
             self._show_steps_to_target(plot)
         else:
-            plot.xlabel, plot.logy = "η/S (log)", False
+            plot.xlabel, plot.logy, plot.x_format = "η/S (log)", False, fmt.sci
             by_size = comparison.scatter_series(self.rows, self.metric)
             traces = []
             for i, (size, (xs, ys)) in enumerate(by_size.items()):
@@ -80,7 +80,7 @@ class CompareScreen(AppScreen):
     def _show_steps_to_target(self, plot: MetricPlot) -> None:
         """Steps to the target against S (log-log): the best η per S, the other η, perfect scaling, missed S."""
         points = comparison.steps_to_target(self.rows)
-        plot.xlabel, plot.logy = "batch size S (log)", True
+        plot.xlabel, plot.logy, plot.x_format = "batch size S (log)", True, None
         best = [p for p in points if p.steps is not None]
         traces = []
         others = [(p.batch_size, v) for p in points for v in p.others]

@@ -12,6 +12,7 @@ from textual.binding import Binding, BindingType
 from textual.widgets import Static
 
 from tfminima import config as config_lib
+from tui import fmt
 from tui.formmodel import FormModel
 from tui.messages import LaunchRequested
 from tui.screens.base import AppScreen
@@ -86,7 +87,7 @@ class ConfigureScreen(AppScreen):
         problems = self.query_one("#problems", Static)
         if event.spec is not None:
             problems.update(Text("✓ valid", style="bold green") + Text(
-                f"  ·  η/S = {event.spec.noise_scale:.3g}  ·  ctrl+l launches", style="green"))
+                f"  ·  η/S = {fmt.sci(event.spec.noise_scale)}  ·  ctrl+l launches", style="green"))
             problems.remove_class("-invalid")
         else:
             n = len(event.problems)

@@ -2,8 +2,8 @@
 
 Loss and accuracy (train as a thin line, validation dotted); η, S and η/S per epoch when a
 schedule changes them (constant ones are in the run ids), η/S·(1−S/N) beside η/S; λ_max with each
-run's edge of stability 2(1+β)/η at its scheduled η (:mod:`tui.edge`), and Tr(H), when a sharpness
-monitor logs them; validation accuracy against memorisation (accuracy on the noisy-label subset)
+run's edge of stability 2(1+β)/η at its scheduled η (:mod:`tui.edge`), and Tr(H), each when a sharpness
+monitor logs it; validation accuracy against memorisation (accuracy on the noisy-label subset)
 when a memorisation monitor does. The panels shown share the screen in a grid sized to fit it
 (scrolling only when a panel would be too short to read), and every epoch panel the same x range.
 """
@@ -111,11 +111,11 @@ class MonitorScreen(AppScreen):
         has = lambda ch: any(ch in d for d in data.values())
         varies = lambda ch: any(ch in d and len(d[ch][1]) and np.ptp(d[ch][1]) > 0 for d in data.values())
         shown = {"curves": True, "schedule": any(varies(ch) for ch in SCHEDULE_CHANNELS),
-                 "sharpness": has("sharpness/lambda_max") or has("sharpness/trace"),
                  "memorization": has("memorization/noisy_accuracy")}
         for group, panels in GROUPS.items():
-            for pid in panels:
-                self.query_one(f"#plot-{pid}").display = shown[group]
+            for pid in panels:  # a sharpness panel when its own value is logged (trace: false logs no Tr(H))
+                show = has(PANELS[pid][1][0][0]) if group == "sharpness" else shown[group]
+                self.query_one(f"#plot-{pid}").display = show
         self._legend(keys, chosen, colours, states)
         self._arrange()
         self.call_after_refresh(self._arrange)  # again once the legend's new height is laid out

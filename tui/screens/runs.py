@@ -107,10 +107,11 @@ class RunsScreen(AppScreen):
         detail.update(text)
 
     def _targets(self) -> list[str]:
-        """The selected runs if the cursor is on one of them, else the run under the cursor."""
+        """The runs the user selected if the cursor is on one of them, else the run under the cursor (the
+        runs a launch selected for the Monitor are not a choice to cancel them all)."""
         key = self.table.cursor_key
         selected = self.app.selected
-        if key in selected:
+        if key in selected and self.app.selected_by_user:
             return sorted(k for k in selected if k in self.rows)
         return [key] if key else []
 

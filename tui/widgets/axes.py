@@ -127,3 +127,18 @@ def canvas_rows(panel_height: int, has_xlabel: bool) -> int:
 def canvas_columns(panel_width: int, y_labels: list[str]) -> int:
     """The data columns left beside the y labels and the two y axes."""
     return panel_width - 2 - max((len(s) for s in y_labels), default=0)
+
+
+def log_ticks(values: np.ndarray, columns: int, text) -> tuple[list[float], list[str]]:
+    """Ticks of a log axis (plotext places them) at the data's own distinct values, labelled by ``text``
+    (η/S as everywhere else), left to right, none nearer the previous one than a label's width."""
+    distinct = sorted({float(f"{v:.6g}") for v in np.asarray(values, float) if v > 0 and np.isfinite(v)})
+    if len(distinct) < 2:
+        return distinct, [text(v) for v in distinct]
+    lo, span = math.log(distinct[0]), math.log(distinct[-1] / distinct[0])
+    width = max(len(text(v)) for v in distinct) + 2
+    ticks: list[float] = []
+    for v in distinct:
+        if not ticks or (math.log(v) - math.log(ticks[-1])) / span * columns >= width:
+            ticks.append(v)
+    return ticks, [text(v) for v in ticks]

@@ -61,7 +61,7 @@ class MetricPlot(PlotextPlot):
 
     def __init__(self, title: str, *, xlabel: str | None = None, epochs: bool = True, logx: bool = False,
                  logy: bool = False, empty: str = "no data yet", min_interval: float = 1.0,
-                 legend_share: float | None = None, **kwargs):
+                 legend_share: float | None = None, x_format=None, **kwargs):
         super().__init__(**kwargs)
         # plotext draws its legend over the top left of the data; with ``legend_share`` it gets rows of its
         # own above the data, and the labels are left out when they would take more than that share of the
@@ -73,6 +73,7 @@ class MetricPlot(PlotextPlot):
         self._pending = False
         self.title_text, self.xlabel, self.logx, self.logy, self.empty = title, xlabel, logx, logy, empty
         self.epochs = epochs  # x is the epoch count: whole-number ticks
+        self.x_format = x_format  # a log x axis ticked at the data's values, labelled by it (η/S: fmt.sci)
         self.x_range: tuple[float, float] | None = None  # shared with other panels, else the data's
         self.traces: list[Trace] = []
         self._signature: tuple = ()
@@ -186,6 +187,9 @@ class MetricPlot(PlotextPlot):
             plt.xlabel(self.xlabel)
         if self.logx:
             plt.xscale("log")
+            if self.x_format is not None:
+                columns = axes.canvas_columns(self.size.width, yaxis.labels if yaxis else ["0.000"])
+                plt.xticks(*axes.log_ticks(np.concatenate([x for _, x, _ in drawn]), columns, self.x_format))
         if self.logy:
             plt.yscale("log")
         if yaxis:
