@@ -63,7 +63,9 @@ def load_run(run_dir: str | Path, epoch: int | None = None):
     try:
         with np.load(path / "variables.npz") as z:
             for i, v in enumerate(variables):
-                v.assign(z[f"m{i}"])
+                v.assign(ckpt.checked_array(z, f"m{i}", v, path))
+    except runfiles.CorruptFile as err:
+        raise runfiles.CorruptFile(f"{run.path}/{err.file}", err.reason, err.path) from None
     except (OSError, EOFError, KeyError, ValueError, zipfile.BadZipFile) as err:  # a damaged archive member
         raise runfiles.CorruptFile(f"{path}/variables.npz",
                                    f"cannot be loaded ({err.__class__.__name__}: {err})", path) from None
