@@ -201,6 +201,14 @@ def test_schedules_that_overflow_are_refused_without_listing_the_epochs():
     assert ok.epochs == 200
 
 
+def test_a_learning_rate_out_of_range_under_a_constant_schedule_is_pinned_on_optimizer_lr():
+    """No schedule to blame: the error points at the value given (its --set, or its line in the file)."""
+    assert problems(BASE, ["optimizer.lr=1e300"]).startswith(
+        f"--set: optimizer.lr: the learning rate reaches 1e+300 in epoch 1, {limits.beyond('lr')}")
+    assert problems(BASE.replace("lr: 0.05", "lr: 1.0e-40")).startswith(
+        "lim.yaml:5: optimizer.lr: the learning rate falls to 1e-40 in epoch 1, below float32's smallest normal")
+
+
 # ----------------------------------------------------------------------------- names
 @FUZZ
 @given(name=st.one_of(st.text(max_size=120), st.sampled_from(["..", ".", "a/b", "a\\b", "a\0b", "x" * 101, "ok-name"])))
