@@ -286,6 +286,7 @@ def test_path_arguments_get_one_line_and_the_right_status(tmp_path, capsys):
         (["report", str(runs), "--out", str(afile)], 2, f"--out {afile} is a file, not a directory"),
         (["report", str(runs), "--out", str(afile / "rep")], 1, f"cannot write {afile / 'rep'}: {afile} is a file"),
         (["analyze", str(afile)], 2, f"the run {afile} is a file, not a directory"),
+        (["tb", str(afile)], 2, f"RUNS_DIR {afile} is a file, not a directory"),
     ]
     from tfminima.cli import main
     from tui.app import main as tui_main
