@@ -66,6 +66,7 @@ def test_a_valid_tf_config_gives_the_role_and_an_index_as_text_is_accepted(monke
     ({"SLURM_PROCID": "0", "SLURM_NTASKS": "many"}, "SLURM_NTASKS='many' is not a whole number"),
     ({"SLURM_PROCID": "0", "SLURM_STEP_NUM_TASKS": "0"}, "SLURM_STEP_NUM_TASKS=0: a job has at least one task"),
     ({"SLURM_PROCID": "99999999999", "SLURM_NTASKS": "2"}, "SLURM_PROCID='99999999999' is not a whole number"),
+    ({"SLURM_PROCID": "", "SLURM_NTASKS": "2"}, "SLURM_PROCID is set but empty: it must be this task's rank"),
 ])
 def test_malformed_slurm_variables_name_the_variable(monkeypatch, env, message):
     for name, value in env.items():

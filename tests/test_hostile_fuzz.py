@@ -1,4 +1,5 @@
-"""A fuzz campaign against every reader of run folders: the report, the resume reader, the TUI store and app.
+"""A fuzz campaign against every reader of run folders: the report, the resume reader, analyze's checkpoint
+choice, the TUI store and app.
 
 Each example breaks one to three files of a valid group of runs (hostile_support: bytes that are not
 UTF-8, JSON that is not an object, wrong types, NaN / infinite / huge numbers, deep nesting, files
@@ -34,8 +35,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from tui_support import wait_for
 
-from tfminima import config, resume, runfiles
+from tfminima import analysis, config, resume, runfiles
 from tfminima.report import NoReadableRunsError, build_report, loading
+from tfminima.rundir import RunDir
 from tui.app import create_app
 from tui.screens.modals import ErrorModal, RunDetailModal
 from tui.store import RunStore
@@ -130,6 +132,15 @@ def check_readers(runs: Path, breaks, *, report: bool) -> None:
         assert all(t.spec is not None for t in targets)
     except (config.ConfigError, FileNotFoundError, resume.ResumeRefused):
         pass
+
+    # analyze's reading, up to the model it builds: each run's config and the checkpoint ``latest``
+    # names, checked; or one of the errors the CLI prints as one line (a config error, a corrupt file)
+    for run_dir in sorted(p for p in (runs / GROUP).iterdir() if p.is_dir() and p.name != "analysis"):
+        try:
+            config.load(run_dir / "config.yaml")
+            assert analysis.checkpoint_path(RunDir(run_dir), None).parent == run_dir / "checkpoints"
+        except (config.ConfigError, runfiles.CorruptFile, FileNotFoundError):
+            pass
 
     # the report: written outside the runs folder, or refused when no run is readable
     if report:

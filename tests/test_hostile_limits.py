@@ -201,6 +201,14 @@ def test_schedules_that_overflow_are_refused_without_listing_the_epochs():
     assert ok.epochs == 200
 
 
+def test_a_learning_rate_out_of_range_under_a_constant_schedule_is_pinned_on_optimizer_lr():
+    """No schedule to blame: the error points at the value given (its --set, or its line in the file)."""
+    assert problems(BASE, ["optimizer.lr=1e300"]).startswith(
+        f"--set: optimizer.lr: the learning rate reaches 1e+300 in epoch 1, {limits.beyond('lr')}")
+    assert problems(BASE.replace("lr: 0.05", "lr: 1.0e-40")).startswith(
+        "lim.yaml:5: optimizer.lr: the learning rate falls to 1e-40 in epoch 1, below float32's smallest normal")
+
+
 # ----------------------------------------------------------------------------- names
 @FUZZ
 @given(name=st.one_of(st.text(max_size=120), st.sampled_from(["..", ".", "a/b", "a\\b", "a\0b", "x" * 101, "ok-name"])))
@@ -278,6 +286,7 @@ def test_path_arguments_get_one_line_and_the_right_status(tmp_path, capsys):
         (["report", str(runs), "--out", str(afile)], 2, f"--out {afile} is a file, not a directory"),
         (["report", str(runs), "--out", str(afile / "rep")], 1, f"cannot write {afile / 'rep'}: {afile} is a file"),
         (["analyze", str(afile)], 2, f"the run {afile} is a file, not a directory"),
+        (["tb", str(afile)], 2, f"RUNS_DIR {afile} is a file, not a directory"),
     ]
     from tfminima.cli import main
     from tui.app import main as tui_main

@@ -9,8 +9,11 @@ ends bitwise where the undamaged run ended.
 """
 
 import hashlib
+import io
 import json
+import re
 import shutil
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -144,11 +147,30 @@ def test_resume_of_a_run_whose_checkpoints_are_gone_is_refused_and_restart_train
     assert again.keys() == first.keys() and all(np.array_equal(again[k], first[k]) for k in first)
 
 
+def npy(array: np.ndarray) -> bytes:
+    out = io.BytesIO()
+    np.save(out, array, allow_pickle=True)
+    return out.getvalue()
+
+
+def replace_member(archive: Path, name: str, data: bytes) -> None:
+    """Rewrite ``archive`` with member ``name`` holding ``data``: a whole zip, every CRC right."""
+    with zipfile.ZipFile(archive) as z:
+        members = {n: z.read(n) for n in z.namelist()}
+    members[name] = data
+    with zipfile.ZipFile(archive, "w") as z:
+        for n, d in members.items():
+            z.writestr(n, d)
+
+
 @pytest.mark.parametrize("damage, reason", [
     ("dangling", "checkpoints/latest: names epoch-9, and there is no such folder"),
     ("truncated", "checkpoints/epoch-3/variables.npz: cannot be read (File is not a zip file)"),
     ("flipped", "checkpoints/epoch-3/variables.npz: m0.npy is damaged (its CRC does not match)"),
     ("renamed", "checkpoints/epoch-3/state.json: says epochs_done 2, step_in_epoch 0: not the checkpoint"),
+    ("not_npy", "checkpoints/epoch-3/variables.npz: m0.npy is not a NumPy array (not a .npy header)"),
+    ("objects", "checkpoints/epoch-3/variables.npz: m0.npy holds object, not numbers"),
+    ("short", "checkpoints/epoch-3/variables.npz: m0.npy holds 8 bytes of data, its header says 2560"),
 ])
 def test_resume_refuses_a_checkpoint_it_cannot_trust_and_names_the_one_to_choose_instead(unfinished, damage, reason):
     """Through runner.resume_run too (the TUI's worker resumes that way): refused before any write."""
@@ -163,8 +185,15 @@ def test_resume_refuses_a_checkpoint_it_cannot_trust_and_names_the_one_to_choose
         data = bytearray((d / "epoch-3" / "variables.npz").read_bytes())
         data[120] ^= 0xFF  # inside the first array's bytes: the archive's index is intact
         (d / "epoch-3" / "variables.npz").write_bytes(bytes(data))
-    else:
+    elif damage == "renamed":
         (d / "epoch-3" / "state.json").write_text((d / "epoch-2" / "state.json").read_text())
+    else:  # an archive whole and CRC-correct, whose m0.npy is no array of numbers as save writes them
+        header = io.BytesIO()
+        np.lib.format.write_array_header_1_0(header, {"descr": "<f4", "fortran_order": False, "shape": (40, 16)})
+        member = {"not_npy": b"not an array at all",
+                  "objects": npy(np.array([{"a": 1}, None], dtype=object)),
+                  "short": header.getvalue() + bytes(8)}[damage]
+        replace_member(d / "epoch-3" / "variables.npz", "m0.npy", member)
     before = tree(unfinished)
     with pytest.raises(resume.ResumeRefused) as err:
         runner.resume_run(RunDir(unfinished))
@@ -223,6 +252,17 @@ def test_analyze_measures_the_pointer_s_checkpoint_and_names_a_damaged_one(train
     r = cli_here("analyze", unfinished, *args, "--checkpoint", "999")
     assert r.returncode == 1 and "Traceback" not in r.stderr
     assert f"{d / 'epoch-999'}/state.json: says epochs_done 2, step_in_epoch 0: not the checkpoint" in r.stderr
+
+
+def test_analyze_names_a_checkpoint_array_that_does_not_fit_the_model(unfinished, cli_here):
+    """A whole archive of numbers, one of the wrong shape (a checkpoint of another model): one short line."""
+    d = unfinished / "checkpoints" / "epoch-3"
+    replace_member(d / "variables.npz", "m0.npy", npy(np.zeros((3, 3), np.float32)))
+    r = cli_here("analyze", unfinished, "--k", "1", "--samples", "64", "--trace-probes", "2")
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    assert re.fullmatch(re.escape(f"tfminima analyze: {unfinished}/checkpoints/epoch-3/variables.npz: m0.npy has "
+                                  "shape (3, 3), the model's ") + r"dense\w*/kernel \(40, 16\)",
+                        r.stderr.strip().splitlines()[-1]), r.stderr[-500:]
 
 
 def test_keys_that_do_not_change_training_are_not_compared(unfinished):

@@ -23,7 +23,7 @@ from tfminima import runfiles
 from tfminima.rundir import RunDir, atomic_write_json
 
 
-def _checkpoint_path(run: RunDir, epoch: int | None) -> Path:
+def checkpoint_path(run: RunDir, epoch: int | None) -> Path:
     """The checkpoint to measure: the one ``checkpoints/latest`` names, or ``epoch-<epoch>``; checked
     (:func:`tfminima.checkpoint.verify`). CorruptFile (naming the file) or FileNotFoundError otherwise."""
     if epoch is None:
@@ -51,7 +51,7 @@ def load_run(run_dir: str | Path, epoch: int | None = None):
     run = run_dir if isinstance(run_dir, RunDir) else RunDir(run_dir)
     spec = config_lib.load(run.config_path)
     try:
-        path = _checkpoint_path(run, epoch)
+        path = checkpoint_path(run, epoch)
     except runfiles.CorruptFile as err:
         raise runfiles.CorruptFile(f"{run.path}/{err.file}", err.reason, err.path) from None
     splits = data.load(spec.dataset)
@@ -63,7 +63,9 @@ def load_run(run_dir: str | Path, epoch: int | None = None):
     try:
         with np.load(path / "variables.npz") as z:
             for i, v in enumerate(variables):
-                v.assign(z[f"m{i}"])
+                v.assign(ckpt.checked_array(z, f"m{i}", v, path))
+    except runfiles.CorruptFile as err:
+        raise runfiles.CorruptFile(f"{run.path}/{err.file}", err.reason, err.path) from None
     except (OSError, EOFError, KeyError, ValueError, zipfile.BadZipFile) as err:  # a damaged archive member
         raise runfiles.CorruptFile(f"{path}/variables.npz",
                                    f"cannot be loaded ({err.__class__.__name__}: {err})", path) from None

@@ -187,21 +187,63 @@ def verify(folder: Path) -> dict:
     try:
         if not stat.S_ISREG(os.stat(variables).st_mode):  # a FIFO would block the zip reader
             raise runfiles.CorruptFile(name, "is not a regular file", variables)
+        wanted = {f"m{i}.npy" for i in range(len(state["model_paths"]))}
+        wanted |= {f"o{i}.npy" for i in range(len(state["optimizer_paths"]))}
         with zipfile.ZipFile(variables) as archive:  # its index is at the end: a truncated file has none
             members = set(archive.namelist())
             damaged = archive.testzip()  # every member read against its CRC
-        if damaged is not None:
-            raise runfiles.CorruptFile(name, f"{damaged} is damaged (its CRC does not match)", variables)
+            if damaged is not None:
+                raise runfiles.CorruptFile(name, f"{damaged} is damaged (its CRC does not match)", variables)
+            if not wanted <= members:
+                missing = sorted(wanted - members)
+                raise runfiles.CorruptFile(
+                    name, f"lacks {len(missing)} of the {len(wanted)} arrays state.json lists "
+                    f"({', '.join(m[:-4] for m in missing[:3])}{' ...' if len(missing) > 3 else ''})", variables)
+            for member in sorted(wanted):
+                problem = _array_problem(archive, member)
+                if problem:
+                    raise runfiles.CorruptFile(name, f"{member} {problem}", variables)
     except (OSError, EOFError, zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError) as err:
         raise runfiles.CorruptFile(name, f"cannot be read ({getattr(err, 'strerror', None) or err})", variables) from None
-    wanted = {f"m{i}.npy" for i in range(len(state["model_paths"]))}
-    wanted |= {f"o{i}.npy" for i in range(len(state["optimizer_paths"]))}
-    if not wanted <= members:
-        missing = sorted(wanted - members)
-        raise runfiles.CorruptFile(name, f"lacks {len(missing)} of the {len(wanted)} arrays state.json lists "
-                                   f"({', '.join(m[:-4] for m in missing[:3])}{' ...' if len(missing) > 3 else ''})",
-                                   variables)
     return state
+
+
+def _array_problem(archive: zipfile.ZipFile, member: str) -> str | None:
+    """What keeps ``member`` from being an array of numbers as :func:`save` writes one (None: nothing).
+
+    A CRC only says the bytes are the ones written into the archive: a member that is no .npy, holds
+    pickled objects or less data than its header promises would otherwise fail deep inside a restore.
+    """
+    with archive.open(member) as f:
+        try:
+            version = np.lib.format.read_magic(f)
+            if version == (1, 0):
+                shape, _, dtype = np.lib.format.read_array_header_1_0(f)
+            elif version == (2, 0):
+                shape, _, dtype = np.lib.format.read_array_header_2_0(f)
+            else:
+                return f"is a .npy of version {version[0]}.{version[1]}, which tfminima does not write"
+        except (ValueError, EOFError, SyntaxError, TypeError) as err:
+            return f"is not a NumPy array ({'not a .npy header' if 'magic' in str(err) else err})"
+        if dtype.hasobject or dtype.kind not in "biuf":
+            return f"holds {dtype}, not numbers"
+        header = f.tell()
+    size = archive.getinfo(member).file_size - header
+    expected = int(np.prod(shape, dtype=object)) * dtype.itemsize
+    if size != expected:
+        return f"holds {size} bytes of data, its header says {expected}"
+    return None
+
+
+def checked_array(archive, key: str, variable, folder: Path) -> np.ndarray:
+    """``archive[key]`` for ``variable``; CorruptFile naming variables.npz if its shape does not fit
+    (a checkpoint of another model: assigning it would fail with the whole tensor in the message)."""
+    value = archive[key]
+    if tuple(value.shape) != tuple(variable.shape):
+        raise runfiles.CorruptFile(f"checkpoints/{folder.name}/variables.npz",
+                                   f"{key}.npy has shape {tuple(value.shape)}, the model's {variable.path} "
+                                   f"{tuple(variable.shape)}", folder / "variables.npz")
+    return value
 
 
 def position(path: Path) -> tuple[int, int]:
@@ -236,7 +278,7 @@ def restore(path: Path, model, optimizer) -> dict:
                 f"{len(mvars)} and {len(ovars)} now"
             )
         for i, v in enumerate(mvars):
-            v.assign(z[f"m{i}"])
+            v.assign(checked_array(z, f"m{i}", v, path))
         for i, v in enumerate(ovars):
-            v.assign(z[f"o{i}"])
+            v.assign(checked_array(z, f"o{i}", v, path))
     return state

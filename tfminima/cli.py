@@ -456,6 +456,11 @@ def cmd_report(args) -> int:
 
 # ----------------------------------------------------------------------------- tb
 def cmd_tb(args) -> int:
+    try:  # a folder not made yet is fine (TensorBoard waits for it); a file there is no logdir
+        paths.existing_directory(args.runs, "RUNS_DIR", must_exist=False)
+    except paths.PathError as err:
+        _err(f"tfminima tb: {err}")
+        return err.exit_code
     print(f"tensorboard --logdir {args.runs}", flush=True)
     if args.launch:
         _quiet_tensorflow()  # TensorBoard imports TensorFlow: quietly, in this process

@@ -116,11 +116,13 @@ def _slurm_int(name: str) -> int | None:
 
 def _slurm_role() -> Role:
     index = _slurm_int("SLURM_PROCID")
+    if index is None:  # present (role() came here) but empty
+        raise ClusterError("SLURM_PROCID is set but empty: it must be this task's rank (0, 1, ...)")
     counted = next(((name, n) for name in ("SLURM_STEP_NUM_TASKS", "SLURM_NTASKS")
                     if (n := _slurm_int(name)) is not None), None)
     name, count = counted if counted else ("SLURM_NTASKS", 1)
     if count < 1:
         raise ClusterError(f"{name}={count}: a job has at least one task")
-    if index is None or index >= count:
+    if index >= count:
         raise ClusterError(f"SLURM_PROCID={index} is out of range: {name}={count} tasks")
     return Role(index == 0, index, count)

@@ -509,6 +509,9 @@ def schedule_problem(spec: ExperimentSpec) -> str | None:
     else:
         lr_range = ((log_lr + lr_lo, lr_lo_at), (log_lr + lr_hi, lr_hi_at))
         bs_range = ((log_bs + bs_lo, bs_lo_at), (log_bs + bs_hi, bs_hi_at))
+        # a constant schedule leaves only the value given to blame: point at it (its line or its --set)
+        lr_key = "optimizer.lr" if spec.lr_schedule.kind == "constant" else lr_key
+        bs_key = "optimizer.batch_size" if spec.batch_size_schedule.kind == "constant" else bs_key
     (low, low_at), (high, high_at) = lr_range
     try:
         max_lr, max_bs = limits.value("lr"), limits.value("batch_size")
