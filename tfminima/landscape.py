@@ -56,7 +56,7 @@ def alpha_grid(points: int = 31, alpha_min: float = -1.0, alpha_max: float = 2.0
             grid[nearest] = end  # exactly, not 0.9999999999999998
         else:
             grid = np.sort(np.append(grid, end))
-    return grid
+    return np.round(grid, 12)  # −0.1, not −0.10000000000000009, in the results a user reads
 
 
 DEFAULT_ALPHAS = alpha_grid(31, -1.0, 2.0)  # the paper's E2 range, steps of 0.1 (0 and 1 included)
