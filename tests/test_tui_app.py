@@ -149,7 +149,17 @@ def test_runs_table_states_and_failed_run_details(tmp_path):
             assert await wait_for(pilot, lambda: isinstance(app.screen, RunDetailModal))
             text = " ".join(str(s.content) for s in app.screen.query("Static"))
             assert "ValueError: loss is NaN" in text and "Traceback" in text
+            failed = app.runs_dir / "quickstart" / "lr0.16-bs128-s0"
+            assert f"tfminima run --resume {failed}" in text and f"tfminima report {failed.parent}" in text
             await pilot.press("escape")
+            done = next(k for k, s in states.items() if s == "completed")  # resuming it would change nothing
+            table.move_cursor(row=table._order.index(done))
+            await pilot.press("enter")
+            assert await wait_for(pilot, lambda: isinstance(app.screen, RunDetailModal))
+            text = " ".join(str(s.content) for s in app.screen.query("Static"))
+            assert f"tfminima analyze {app.runs_dir / done}" in text and "--resume" not in text
+            await pilot.press("escape")
+            assert await wait_for(pilot, lambda: app.screen.TITLE == "Runs")
             await pilot.press("space", "space")  # select two runs for Monitor
             assert await wait_for(pilot, lambda: len(app.selected) == 2)
             # c / r / R act on the runs the user selected when the cursor is on one of them ...

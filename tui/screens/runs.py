@@ -143,10 +143,16 @@ class RunsScreen(AppScreen):
             ("Error", row.error),
             ("Traceback", status.get("traceback") or ""),
             (f"Log tail ({log.name})", log_tail(log, 30)),
-            ("Commands", (f"tfminima run --resume {self.app.runs_dir / row.key}\n"
-                          f"tensorboard --logdir {self.app.runs_dir / row.group}")),
+            ("Commands", self._commands(row)),
         ]
         self.app.push_screen(RunDetailModal(f"{row.key}: {row.state}", sections))
+
+    def _commands(self, row) -> str:
+        """What a user would type next: a finished run is analysed (resuming it changes nothing), any
+        other one resumed; its group is reported and viewed in TensorBoard."""
+        run, group = self.app.runs_dir / row.key, self.app.runs_dir / row.group
+        first = f"tfminima analyze {run}" if row.state == "completed" else f"tfminima run --resume {run}"
+        return f"{first}\ntfminima report {group}\ntensorboard --logdir {group}"
 
     def action_cancel(self) -> None:
         self.post_message(RunAction("cancel", self._targets()))
