@@ -22,8 +22,10 @@ STARTUP_SAMPLE = (
 
 
 def user_env(**changes):
-    """The environment of a user who set none of TensorFlow's log variables (the tests' conftest sets one)."""
-    env = {k: v for k, v in os.environ.items() if k not in ("TF_CPP_MIN_LOG_LEVEL", "TF_CPP_MAX_VLOG_LEVEL")}
+    """The environment of a user who set none of TensorFlow's log variables, nor TF_ENABLE_ONEDNN_OPTS (the
+    tests' conftest sets two)."""
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("TF_CPP_MIN_LOG_LEVEL", "TF_CPP_MAX_VLOG_LEVEL", "TF_ENABLE_ONEDNN_OPTS")}
     env.update(changes)
     return env
 
