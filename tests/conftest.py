@@ -3,6 +3,8 @@
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+# As the entry points run TensorFlow (tfminima.quiet.start_tensorflow), and ~5 % less CPU for the tests.
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 
 import pytest
 

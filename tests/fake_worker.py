@@ -97,8 +97,11 @@ class FakeWorker(real.Worker):
 
 
 def main() -> int:
-    """:func:`tfminima.worker.main` with :class:`FakeWorker`."""
-    time.sleep(START_SECONDS)
+    """:func:`tfminima.worker.main` with :class:`FakeWorker`, and its TensorFlow start replaced by a
+    sleep of ``TFMINIMA_FAKE_START_SECONDS`` (importing TensorFlow cost every fake worker ~7 CPU-s)."""
+    from tfminima import quiet
+
+    quiet.start_tensorflow = lambda: time.sleep(START_SECONDS)
     real.Worker = FakeWorker
     return real.main()
 

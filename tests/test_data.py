@@ -145,9 +145,15 @@ CLI = [sys.executable, "-m", "tfminima.cli"]
 
 
 def test_data_list_says_which_tfds_datasets_are_prepared_and_where(tmp_path):
+    """Also the quiet start of ``tfminima data list`` (test_quiet's check, on this process: one
+    TensorFlow start for both)."""
+    from test_quiet import assert_quiet, user_env
+
     where = _prepare_local_mnist(tmp_path / "tfds")
-    r = subprocess.run(CLI + ["data", "list", "--data-dir", str(tmp_path / "tfds")], capture_output=True, text=True)
+    r = subprocess.run(CLI + ["data", "list", "--data-dir", str(tmp_path / "tfds")], capture_output=True, text=True,
+                       env=user_env())
     assert r.returncode == 0, r.stderr[-3000:]
+    assert_quiet(r.stderr)
     rows = {line.split()[0]: line for line in r.stdout.splitlines()}
     assert rows["mnist"].split()[1] == "prepared" and where in rows["mnist"]
     assert "not prepared" in rows["cifar10"] and f"tfminima data prepare cifar10 --data-dir {tmp_path / 'tfds'}" \

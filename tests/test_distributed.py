@@ -82,39 +82,14 @@ def assert_close(a, b, atol=1e-5):
         np.testing.assert_allclose(a[k], b[k], atol=atol, err_msg=k)
 
 
-def test_two_workers_match_one_process_and_only_the_chief_writes(tmp_path):
-    text = "name: mw\nepochs: 2\n" + TINY + "distribution: {strategy: multi_worker}\n"
-    (tmp_path / "mw.yaml").write_text(text)
-    out = tmp_path / "out"
-    (out / "mw").mkdir(parents=True)  # taken: the chief picks mw-2 and the other worker must follow
-    procs = start_workers(["run", str(tmp_path / "mw.yaml"), "--out", str(out), "--quiet"])
-    reference = single_process_arrays(text, tmp_path)
-    results = finish(procs)
-    for code, stdout, stderr in results:
-        assert code == 0, stderr[-3000:]
-        assert "runs in " + str(out / "mw-2") in stdout
-    run = RunDir(out / "mw-2" / "lr0.05-bs32-s0")
-    status = run.status()
-    assert status["state"] == "completed"
-    dist = status["distribution"]
-    assert (dist["strategy"], dist["workers"], dist["replicas"]) == ("MultiWorkerMirroredStrategy", 2, 2)
-    assert (dist["global_batch_size"], dist["per_replica_batch_size"]) == (32, 16)
-    assert run.summary()["distribution"] == dist
-    assert_close(final_arrays(run.path), reference)  # the global batch of 32 split 16 + 16
-    # Only the chief wrote: one of each event, every file with a pid carries the chief's.
-    assert [e["epoch"] for e in read_events(run.metrics_path) if e["kind"] == "train"] == [1, 2]  # epochs completed
-    chief_pid = procs[0].pid
-    assert status["pid"] == chief_pid
-    tb_files = list((out / "mw-2").rglob("events.out.tfevents.*"))
-    assert tb_files and all(f".{chief_pid}." in f.name for f in tb_files)
-    assert json.loads((run.path / ".lock").read_text())["pid"] == chief_pid
-    assert sorted(p.name for p in out.iterdir()) == ["mw", "mw-2"] and not any((out / "mw").iterdir())
-
-
-def test_two_workers_stop_at_the_target_step_of_one_process(tmp_path):
-    """until: both workers check at the same steps and stop together, where one process stops."""
+@pytest.fixture(scope="module")
+def two_workers_with_a_target(tmp_path_factory):
+    """One 2-worker launch of a run with ``until`` (crossed during the second of 4 epochs), into a folder
+    whose group name ``mwt`` is taken, and the same run trained in this process on one device.
+    Two tests read it (one launch: two TensorFlow processes fewer than a launch for each)."""
     from tfminima.train import Trainer
 
+    tmp_path = tmp_path_factory.mktemp("mw")
     base = "name: mwt\nepochs: 4\n" + TINY
     history = Trainer(config.load_text(base, "ref.yaml")).fit().history
     assert history[1]["val_loss"] < history[0]["val_loss"]
@@ -122,12 +97,46 @@ def test_two_workers_stop_at_the_target_step_of_one_process(tmp_path):
     text = base + f"until: {{metric: val_loss, value: {value!r}, every_steps: 3}}\ndistribution: {{strategy: multi_worker}}\n"
     (tmp_path / "mwt.yaml").write_text(text)
     out = tmp_path / "out"
+    (out / "mwt").mkdir(parents=True)  # taken: the chief picks mwt-2 and the other worker must follow
     procs = start_workers(["run", str(tmp_path / "mwt.yaml"), "--out", str(out), "--quiet"])
     spec = config.load_text(text.replace("strategy: multi_worker", "strategy: one_device"), "one.yaml")
     (single,) = runner.run_sweep(spec, tmp_path / "single")
+    assert single.state == "completed"
     results = finish(procs)
-    assert [r[0] for r in results] == [0, 0], [r[2][-2000:] for r in results]
-    got, want = RunDir(out / "mwt" / "lr0.05-bs32-s0").summary(), single.run_dir.summary()
+    return {"procs": procs, "results": results, "out": out, "single": single.run_dir,
+            "run": RunDir(out / "mwt-2" / "lr0.05-bs32-s0")}
+
+
+def test_two_workers_match_one_process_and_only_the_chief_writes(two_workers_with_a_target):
+    launch = two_workers_with_a_target
+    out, run, single = launch["out"], launch["run"], launch["single"]
+    for code, stdout, stderr in launch["results"]:
+        assert code == 0, stderr[-3000:]
+        assert "runs in " + str(out / "mwt-2") in stdout
+    status = run.status()
+    assert status["state"] == "completed"
+    dist = status["distribution"]
+    assert (dist["strategy"], dist["workers"], dist["replicas"]) == ("MultiWorkerMirroredStrategy", 2, 2)
+    assert (dist["global_batch_size"], dist["per_replica_batch_size"]) == (32, 16)
+    assert run.summary()["distribution"] == dist
+    assert_close(final_arrays(run.path), final_arrays(single.path))  # the global batch of 32 split 16 + 16
+    # Only the chief wrote: one of each event, every file with a pid carries the chief's.
+    epochs = [e["epoch"] for e in read_events(run.metrics_path) if e["kind"] == "train"]
+    assert epochs == [e["epoch"] for e in read_events(single.metrics_path) if e["kind"] == "train"] and epochs
+    assert epochs == sorted(set(epochs))
+    chief_pid = launch["procs"][0].pid
+    assert status["pid"] == chief_pid
+    tb_files = list((out / "mwt-2").rglob("events.out.tfevents.*"))
+    assert tb_files and all(f".{chief_pid}." in f.name for f in tb_files)
+    assert json.loads((run.path / ".lock").read_text())["pid"] == chief_pid
+    assert sorted(p.name for p in out.iterdir()) == ["mwt", "mwt-2"] and not any((out / "mwt").iterdir())
+
+
+def test_two_workers_stop_at_the_target_step_of_one_process(two_workers_with_a_target):
+    """until: both workers check at the same steps and stop together, where one process stops."""
+    launch = two_workers_with_a_target
+    assert [r[0] for r in launch["results"]] == [0, 0], [r[2][-2000:] for r in launch["results"]]
+    got, want = launch["run"].summary(), launch["single"].summary()
     assert want["target_reached"] and 1 < want["epochs_to_target"] <= 2
     for key in ("target_reached", "steps_to_target", "epochs_to_target", "examples_to_target", "epochs_done"):
         assert got[key] == want[key], key

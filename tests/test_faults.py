@@ -40,7 +40,7 @@ def test_kill_campaign_of_21_sigkills():
 
 
 WRITER = """
-import sys, numpy as np
+import os, sys, numpy as np
 from tfminima import checkpoint as ckpt
 from tfminima.rundir import MetricsWriter, RunDir
 run = RunDir(sys.argv[1])
@@ -51,57 +51,87 @@ class V:  # a variable as checkpoint.save sees one
     def numpy(self):
         return self.value
 
-latest = ckpt.latest(run.checkpoints_dir)
-n = ckpt.position(latest)[0] if latest else 0
-writer = MetricsWriter(run.metrics_path, "run")
-while True:
-    n += 1
-    model = [V(f"w{i}", np.full((64, 64), n, np.float32)) for i in range(8)]  # 128 KiB a checkpoint
-    ckpt.save(run.checkpoints_dir, n, type("M", (), {"variables": model})(), type("O", (), {"variables": []})(),
-              {"n": n})
-    run.write_status("running", epochs_done=n, note="x" * 2000)
-    writer.write("train", n, n, loss=1.0 / n, pad="y" * 500)
+def write_until_killed():
+    latest = ckpt.latest(run.checkpoints_dir)
+    n = ckpt.position(latest)[0] if latest else 0
+    writer = MetricsWriter(run.metrics_path, "run")
+    while True:
+        n += 1
+        model = [V(f"w{i}", np.full((64, 64), n, np.float32)) for i in range(8)]  # 128 KiB a checkpoint
+        ckpt.save(run.checkpoints_dir, n, type("M", (), {"variables": model})(), type("O", (), {"variables": []})(),
+                  {"n": n})
+        run.write_status("running", epochs_done=n, note="x" * 2000)
+        writer.write("train", n, n, loss=1.0 / n, pad="y" * 500)
+
+for line in sys.stdin:  # a line: fork one writer (the imports above are paid once), say its pid, reap it
+    pid = os.fork()
+    if pid == 0:
+        write_until_killed()
+    print(pid, flush=True)
+    os.waitpid(pid, 0)
+    print("reaped", flush=True)
 """
 
 
 def test_run_files_survive_40_sigkills_at_random_moments(tmp_path):
-    """The storage layer alone (no TensorFlow, so each kill costs a fraction of a second): checkpoints,
-    status.json and metrics.jsonl written in a loop and SIGKILLed at random; after every kill the
-    files parse and the latest checkpoint's arrays all hold the number its name says."""
+    """The storage layer alone (no TensorFlow): checkpoints, status.json and metrics.jsonl written in a
+    loop and SIGKILLed at random; after every kill the files parse and the latest checkpoint's arrays all
+    hold the number its name says. Each writer is a process forked by one launcher (WRITER), so a kill
+    costs no interpreter start (40 starts importing numpy and tfminima were ~20 CPU-s)."""
     import random
 
     from tfminima import checkpoint as ckpt
-    from tfminima.rundir import RunDir, read_events
+    from tfminima.rundir import RunDir
 
     run = RunDir(tmp_path / "run")
     run.path.mkdir()
     rng = random.Random(0)
     saved = []
-    for _ in range(40):
-        proc = subprocess.Popen([sys.executable, "-c", WRITER, str(run.path)], cwd=ROOT)
-        # Kill only once this process has written a checkpoint of its own (however loaded the machine),
-        # then at a random moment of its writing.
-        previous = saved[-1] if saved else 0
-        deadline = time.time() + 120
-        while time.time() < deadline and proc.poll() is None:
-            latest = ckpt.latest(run.checkpoints_dir) if run.status_path.exists() else None
-            if latest is not None and ckpt.position(latest)[0] > previous:
-                break
-            time.sleep(0.01)
-        time.sleep(rng.uniform(0.0, 0.3))
-        proc.kill()
-        proc.wait()
-        json.loads(run.status_path.read_text())
-        epochs = [e["epoch"] for e in read_events(run.metrics_path)]
-        assert epochs == sorted(epochs)
-        latest = ckpt.latest(run.checkpoints_dir)
-        n = ckpt.position(latest)[0]
-        assert ckpt.read_state(latest)["n"] == n
-        with np.load(latest / "variables.npz") as z:
-            assert len(z.files) == 8 and all((z[k] == n).all() for k in z.files)
-        saved.append(n)
+    launcher = subprocess.Popen([sys.executable, "-c", WRITER, str(run.path)], cwd=ROOT, stdin=subprocess.PIPE,
+                                stdout=subprocess.PIPE, text=True)
+    pid = None  # the writer not reaped yet
+    try:
+        for _ in range(40):
+            launcher.stdin.write("fork\n")
+            launcher.stdin.flush()
+            pid = int(launcher.stdout.readline())
+            # Kill only once this process has written a checkpoint of its own (however loaded the machine),
+            # then at a random moment of its writing.
+            previous = saved[-1] if saved else 0
+            deadline = time.time() + 120
+            while time.time() < deadline:
+                latest = ckpt.latest(run.checkpoints_dir) if run.status_path.exists() else None
+                if latest is not None and ckpt.position(latest)[0] > previous:
+                    break
+                time.sleep(0.01)
+            time.sleep(rng.uniform(0.0, 0.3))
+            os.kill(pid, signal.SIGKILL)
+            assert launcher.stdout.readline() == "reaped\n"  # dead and reaped before its files are read
+            pid = None
+            saved.append(check_after_a_kill(run))
+    finally:
+        if pid is not None:  # a failure while it writes: the launcher waits for it
+            os.kill(pid, signal.SIGKILL)
+        launcher.stdin.close()
+        launcher.wait()
     assert all(a < b for a, b in zip(saved, saved[1:])), saved  # progress at every kill, never a step back
     assert len(list(run.checkpoints_dir.glob("epoch-*"))) <= 3  # pruning survives kills too
+
+
+def check_after_a_kill(run) -> int:
+    """The files of ``run`` parse and its latest checkpoint is whole; returns that checkpoint's number."""
+    from tfminima import checkpoint as ckpt
+    from tfminima.rundir import read_events
+
+    json.loads(run.status_path.read_text())
+    epochs = [e["epoch"] for e in read_events(run.metrics_path)]
+    assert epochs == sorted(epochs)
+    latest = ckpt.latest(run.checkpoints_dir)
+    n = ckpt.position(latest)[0]
+    assert ckpt.read_state(latest)["n"] == n
+    with np.load(latest / "variables.npz") as z:
+        assert len(z.files) == 8 and all((z[k] == n).all() for k in z.files)
+    return n
 
 
 # ------------------------------------------------------------------------- helpers

@@ -1,7 +1,7 @@
 """One source for the monitors: their specs (tfminima.monitor_specs) hold the options and defaults, the
 monitors are built from them, the YAML, the Python API and the TUI's form all read them."""
 
-import subprocess
+import importlib
 import sys
 import textwrap
 
@@ -111,15 +111,21 @@ def test_the_tui_form_shows_each_specs_options_and_defaults():
     assert set(fields) == expected
 
 
-def test_an_import_error_inside_a_monitor_module_surfaces_as_itself():
-    code = textwrap.dedent("""\
-        import sys
-        sys.modules['tfminima.noise'] = None  # what the noise monitor's module imports fails
-        try:
-            from tfminima.monitors import monitor_class
-        except ImportError as err:
-            print(err)
-        """)
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.strip() == "import of tfminima.noise halted; None in sys.modules"
+def test_an_import_error_inside_a_monitor_module_surfaces_as_itself(monkeypatch):
+    """The monitors package imported afresh in this process while what the noise monitor's module imports
+    fails; the modules it had (and the package attribute) are put back afterwards, the new ones dropped."""
+    import tfminima
+
+    package = [name for name in sys.modules if name == "tfminima.monitors" or name.startswith("tfminima.monitors.")]
+    for name in package:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setattr(tfminima, "monitors", sys.modules.get("tfminima.monitors", monitors))
+    monkeypatch.setitem(sys.modules, "tfminima.noise", None)
+    monkeypatch.delattr(tfminima, "noise", raising=False)  # else ``from tfminima import noise`` finds it
+    try:
+        with pytest.raises(ImportError) as err:
+            importlib.import_module("tfminima.monitors")
+    finally:
+        for name in [n for n in sys.modules if n.startswith("tfminima.monitors")]:
+            del sys.modules[name]  # the half-imported ones; monkeypatch restores the real ones
+    assert str(err.value) == "import of tfminima.noise halted; None in sys.modules"
