@@ -52,6 +52,30 @@ def test_digits_offline():
         data.load(unchecked)
 
 
+def test_shipped_digits_are_scikit_learns_load_digits():
+    """tfminima ships the digits file instead of depending on scikit-learn: the arrays are the ones
+    ``sklearn.datasets.load_digits()`` gave the committed E1 ResNet-8 runs (scikit-learn 1.9.1: float32
+    images of ``d.images``, int64 ``d.target``), fingerprinted here since CI does not install scikit-learn."""
+    import hashlib
+
+    from tfminima.data.sources import digits
+
+    x, y = digits()
+    assert x.shape == (1797, 8, 8, 1) and x.dtype == np.float32 and y.dtype == np.int64
+    assert x.min() == 0 and x.max() == 16 and np.bincount(y).tolist()[:3] == [178, 182, 177]
+    fingerprint = hashlib.sha256(x.tobytes() + y.tobytes()).hexdigest()
+    assert fingerprint == "faf2d98f61250c1cdc0b114323133d3c58da04f5c5d28bb78e4bde3c936a75b1"
+
+
+def test_no_dependency_on_scikit_learn():
+    """Keras imports scikit-learn at start-up whenever it is installed (~1 CPU-second a process)."""
+    import tomllib
+    from pathlib import Path
+
+    project = tomllib.loads((Path(__file__).parent.parent / "pyproject.toml").read_text())["project"]
+    assert not [d for d in project["dependencies"] if d.lower().startswith(("scikit-learn", "sklearn"))]
+
+
 def test_label_noise_fraction_mask_and_determinism():
     labels = np.arange(1000) % 10
     noisy, mask = corrupt_labels(labels, 0.25, 10, seed=3)

@@ -1,4 +1,4 @@
-"""Raw datasets as numpy arrays: offline generators (MNIST-1D, sklearn digits) and TFDS.
+"""Raw datasets as numpy arrays: offline generators (MNIST-1D, the 8x8 digits) and TFDS.
 
 TFDS sources return ``RawData`` (their own train and test splits; validation is carved out of the
 training split later). Offline sources return one pool that ``load`` splits three ways. Images stay
@@ -129,12 +129,24 @@ def offline_pool(name: str, total: int, seed: int) -> tuple[np.ndarray, np.ndarr
         x, y = mnist1d(total, seed)
         return x, y, 10
     if name == "digits":
-        from sklearn.datasets import load_digits
-
-        d = load_digits()
-        x = d.images.astype(np.float32)[..., None]  # 8x8x1 images, values 0..16
-        return x, d.target.astype(np.int64), 10
+        x, y = digits()
+        return x, y, 10
     raise KeyError(name)
+
+
+def digits() -> tuple[np.ndarray, np.ndarray]:
+    """The 1,797 8x8 handwritten digits (UCI "Optical Recognition of Handwritten Digits", Alpaydin and
+    Kaynak 1998, CC BY 4.0) as float32 ``(1797, 8, 8, 1)`` images of values 0..16 and int64 labels.
+
+    The file is scikit-learn's copy (``load_digits`` reads the same one), shipped with tfminima so that
+    scikit-learn need not be installed: Keras imports it at start-up when it is, ~1 CPU-second a process.
+    """
+    import gzip
+    from importlib.resources import files
+
+    with gzip.open(files("tfminima.data").joinpath("digits.csv.gz").open("rb")) as f:
+        table = np.loadtxt(f, delimiter=",")
+    return table[:, :-1].reshape(-1, 8, 8, 1).astype(np.float32), table[:, -1].astype(np.int64)
 
 
 def tfds_data(name: str, data_dir: str | None) -> RawData:
