@@ -145,7 +145,8 @@ def test_two_workers_stop_at_the_target_step_of_one_process(two_workers_with_a_t
 
 @pytest.mark.slow  # two 2-worker launches (~4 TensorFlow processes)
 def test_two_workers_stop_together_and_resume_from_the_shared_checkpoint(tmp_path):
-    text = "name: mwr\nepochs: 6\n" + TINY + "distribution: {strategy: multi_worker}\n"
+    # 40 epochs of 8 steps: the stop lands while the run still trains (with 6 it once finished first)
+    text = "name: mwr\nepochs: 40\n" + TINY + "distribution: {strategy: multi_worker}\n"
     (tmp_path / "mwr.yaml").write_text(text)
     out = tmp_path / "out"
     run = RunDir(out / "mwr" / "lr0.05-bs32-s0")
@@ -158,7 +159,7 @@ def test_two_workers_stop_together_and_resume_from_the_shared_checkpoint(tmp_pat
     assert [r[0] for r in results] == [130, 130], [r[2][-2000:] for r in results]
     assert run.status()["state"] == "cancelled"
     stopped_at = ckpt.latest(run.checkpoints_dir)
-    assert ckpt.position(stopped_at) < (6, 0)
+    assert ckpt.position(stopped_at) < (40, 0)
 
     # A worker that does not see the checkpoints (no shared file system): every worker refuses.
     # The path is relative, so each worker resolves it in its own directory.
@@ -175,7 +176,7 @@ def test_two_workers_stop_together_and_resume_from_the_shared_checkpoint(tmp_pat
     results = finish(procs)
     assert [r[0] for r in results] == [0, 0], [r[2][-2000:] for r in results]
     assert run.status()["state"] == "completed"
-    assert [e["epoch"] for e in read_events(run.metrics_path) if e["kind"] == "train"] == list(range(1, 7))  # epochs completed
+    assert [e["epoch"] for e in read_events(run.metrics_path) if e["kind"] == "train"] == list(range(1, 41))  # epochs completed
     assert_close(final_arrays(run.path), reference)
 
 
