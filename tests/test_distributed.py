@@ -143,6 +143,28 @@ def test_two_workers_stop_at_the_target_step_of_one_process(two_workers_with_a_t
     assert got["target_measured"] == pytest.approx(want["target_measured"], rel=1e-5)
 
 
+SIGTERM_AFTER_MULTI_WORKER = """
+import os, signal, threading
+from tfminima import distribute, interrupt
+stop = threading.Event()
+interrupt.install(stop)
+distribute._multi_worker()
+os.kill(os.getpid(), signal.SIGTERM)
+print("stop heard" if stop.wait(5) else "stop lost")
+"""
+
+
+def test_a_multi_worker_strategy_leaves_the_sigterm_handler_ours():
+    """TensorFlow's coordination service installs its own SIGTERM handler when a multi-worker strategy
+    starts: a SIGTERM sent to a worker was lost and the run trained on to the end (the slow stop test
+    below found it). One worker's cluster on localhost, in a fresh interpreter."""
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", TF_CONFIG=json.dumps(
+        {"cluster": {"worker": [f"localhost:{free_ports(1)[0]}"]}, "task": {"type": "worker", "index": 0}}))
+    r = subprocess.run([sys.executable, "-c", SIGTERM_AFTER_MULTI_WORKER], env=env, capture_output=True, text=True,
+                       timeout=300)
+    assert r.returncode == 0 and "stop heard" in r.stdout, (r.stdout, r.stderr[-2000:])
+
+
 @pytest.mark.slow  # two 2-worker launches (~4 TensorFlow processes)
 def test_two_workers_stop_together_and_resume_from_the_shared_checkpoint(tmp_path):
     # 40 epochs of 8 steps: the stop lands while the run still trains (with 6 it once finished first)
