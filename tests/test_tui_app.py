@@ -471,6 +471,14 @@ QUICKSTART_RUNS = {f"quickstart/{r}" for r in ("lr0.01-bs32-s0", "lr0.04-bs128-s
                                                "lr0.16-bs32-s0", "lr0.64-bs128-s0")}
 
 
+async def show_on_monitor(pilot, keys=None) -> None:
+    """Once the fixture's runs are read, select ``keys`` (default: every run) and draw the screen."""
+    app = pilot.app
+    assert await wait_for(pilot, lambda: loaded(app))
+    app.selected = set(app.store.records if keys is None else keys)
+    app.redraw()
+
+
 def test_monitor_fits_few_runs_on_one_screen_with_one_x_range(tmp_path):
     """The six quickstart runs at 100×30: every panel on screen (no scrolling) and tall enough to
     read, the constant schedules not drawn, every epoch panel over the same epochs with whole ticks."""
@@ -482,9 +490,7 @@ def test_monitor_fits_few_runs_on_one_screen_with_one_x_range(tmp_path):
     async def main():
         app = create_app(tmp_path / "runs", start="monitor")
         async with app.run_test(size=(100, 30)) as pilot:
-            assert await wait_for(pilot, lambda: loaded(app))
-            app.selected = set(QUICKSTART_RUNS)
-            app.redraw()
+            await show_on_monitor(pilot, QUICKSTART_RUNS)
             plots = app.screen.query_one("#plots")
             shown = lambda: [p for p in app.screen.query(MetricPlot) if p.display]
             # the layout settles (the legend's height, then the grid) with every panel built, unscrolled
@@ -524,9 +530,7 @@ def test_monitor_leaves_out_a_panel_no_run_logs(tmp_path):
     async def main():
         app = create_app(tmp_path / "runs", start="monitor")
         async with app.run_test(size=(100, 30)) as pilot:
-            assert await wait_for(pilot, lambda: loaded(app))
-            app.selected = set(QUICKSTART_RUNS)
-            app.redraw()
+            await show_on_monitor(pilot, QUICKSTART_RUNS)
             shown = lambda: [p.id for p in app.screen.query(MetricPlot) if p.display]
             assert await wait_for(pilot, lambda: "plot-lmax" in shown()), shown()
             await pilot.pause()
@@ -541,9 +545,7 @@ def test_monitor_legend_breaks_lines_only_between_runs(tmp_path):
     async def main():
         app = create_app(tmp_path / "runs", start="monitor")
         async with app.run_test(size=(100, 30)) as pilot:
-            assert await wait_for(pilot, lambda: loaded(app))
-            app.selected = set(app.store.records)
-            app.redraw()
+            await show_on_monitor(pilot)
             await pilot.pause()
             legend = app.screen.query_one("#legend")
             lines = screen_lines(legend)

@@ -13,12 +13,10 @@ decides and the others learn the answer, or the workers check they agree (both b
 from __future__ import annotations
 
 import os
-import signal
-import threading
 
 import tensorflow as tf
 
-from tfminima import cluster
+from tfminima import cluster, interrupt
 
 
 class DistributionError(RuntimeError):
@@ -148,21 +146,9 @@ def _multi_worker() -> tf.distribute.Strategy:
             "strategy multi_worker needs the cluster in TF_CONFIG (or a Slurm job); "
             "see the README section 'Several hosts'"
         )
-    ours = signal.getsignal(signal.SIGTERM)
-    _MULTI_WORKER = tf.distribute.MultiWorkerMirroredStrategy(cluster_resolver=resolver)
-    _keep_sigterm_handler(ours)
+    with interrupt.sigterm_kept():  # TensorFlow's coordination service would take SIGTERM over
+        _MULTI_WORKER = tf.distribute.MultiWorkerMirroredStrategy(cluster_resolver=resolver)
     return _MULTI_WORKER
-
-
-def _keep_sigterm_handler(handler) -> None:
-    """Put back the SIGTERM handler the process had (the CLI's and the TUI worker's stop at a step).
-
-    TensorFlow's coordination service, which a MultiWorkerMirroredStrategy starts, installs a SIGTERM
-    handler of its own in C++ (its preemption notifier), so a SIGTERM no longer reached ours: a worker
-    sent SIGTERM trained on to the end. Python's table still holds ours; setting it again re-arms it.
-    """
-    if callable(handler) and threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, handler)
 
 
 def is_chief(strategy: tf.distribute.Strategy) -> bool:

@@ -119,3 +119,19 @@ def ctrl_c_held() -> Iterator[None]:
         signal.signal(signal.SIGINT, previous)
         for frame in held if callable(previous) else ():
             previous(signal.SIGINT, frame)
+
+
+@contextlib.contextmanager
+def sigterm_kept() -> Iterator[None]:
+    """Keep the process's SIGTERM handler (the CLI's, the TUI worker's) through code that replaces it.
+
+    TensorFlow's coordination service, which a MultiWorkerMirroredStrategy starts, installs a SIGTERM
+    handler of its own in C++ (its preemption notifier): a worker sent SIGTERM trained on to the end.
+    Python's table still holds ours, and setting it again re-arms it.
+    """
+    ours = signal.getsignal(signal.SIGTERM)
+    try:
+        yield
+    finally:
+        if callable(ours) and threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, ours)
