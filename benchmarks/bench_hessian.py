@@ -2,6 +2,7 @@
 
     python benchmarks/bench_hessian.py [--seeds 10] [--epochs 5] [--rounds 5] [--skip-monitor] [--skip-cnn]
     python benchmarks/bench_hessian.py --only instantiation
+    python benchmarks/bench_hessian.py --only arithmetic
     pip install -e '.[bench]'     # torch + pyhessian, for the PyHessian rows (skipped without them)
 
 Workloads, float32, inference mode, the Hessian of the mean loss over the first 2,048 training examples:
@@ -26,6 +27,11 @@ batch norm (conv 32, conv 64, dense 128; its retained graph is larger) trained l
    after a seeding less a steady call, for each function a measurement uses, with Grappler's rewrites
    (as before), without them, and after ``tfminima.seeding.seed_run`` (what a run does now: the kernel
    caches are kept), and the steady products' CPU time each way, on the MLP and the CNN over 1,024 examples.
+7. The arithmetic (``--only arithmetic``): floating-point operations of the traced graphs, counted by
+   TensorFlow's profiler (matrix products, convolutions and the element-wise ops it knows): a gradient, a
+   recomputed HVP, a retained first gradient and each second backward pass over it, against a gradient.
+   What a product must cost whatever its speed; and the quickstart's once-a-run measurement against the
+   arithmetic of the run's training.
 """
 
 from __future__ import annotations
@@ -425,6 +431,71 @@ def bench_instantiation(model, label: str, rounds: int) -> None:
               f"{prod['with Grappler']:6.2f} / {prod['without']:6.2f} / {prod['seed_run']:6.2f} ms")
 
 
+def graph_flops(graph) -> int:
+    """Floating-point operations of a traced graph, as TensorFlow's profiler counts them (static shapes)."""
+    options = tf.compat.v1.profiler.ProfileOptionBuilder.float_operation()
+    options["output"] = "none"
+    return tf.compat.v1.profiler.profile(graph, options=options).total_float_ops
+
+
+def bench_arithmetic(model, label: str, quickstart: bool = False) -> None:
+    """[7]: FLOPs of a product against a gradient's, from the traced graphs (no timing: load-free)."""
+    from tfminima.hessian.products import model_state
+
+    data = (X[:SUBSET], Y[:SUBSET])
+    op = hessian.HessianOperator(model, data, batch_size=SUBSET, mode="reverse", hvp_mode="recomputed")
+    fns, state = op.fns, model_state(model)
+    (x, y), inv_n = op.batches.items[0], op.batches.inv_n
+
+    def retained(products: int):
+        def run(s, a, b, vectors):
+            values = list(s[0])
+            tape, grads = fns.retained_gradient(values, s[1], a, b, inv_n)
+            return [fns.second_backward(tape, grads, values, vectors[i]) for i in range(products)]
+
+        return tf.function(run, autograph=False).get_concrete_function(state, x, y, tf.zeros([2, op.n], tf.float64))
+
+    forward = tf.function(lambda s, a, b: fns.replica_loss(s, a, b, inv_n)[0], autograph=False)
+    flops = {
+        "forward pass": graph_flops(forward.get_concrete_function(state, x, y).graph),
+        "gradient": graph_flops(fns.grad.get_concrete_function(state, x, y, inv_n).graph),
+        "HVP recomputed, double backward": graph_flops(
+            fns.hvp.get_concrete_function(state, x, y, inv_n, tf.zeros([op.n], tf.float64)).graph),
+    }
+    one, two = (graph_flops(retained(k).graph) for k in (1, 2))
+    flops["retained: a second backward pass"] = two - one
+    flops["retained: the first gradient kept"] = one - (two - one)
+    gradient = flops["gradient"]
+    print(f"\n[7{label}] Arithmetic of the traced graphs over {SUBSET} examples, {op.n} parameters "
+          f"(TensorFlow's profiler; FLOPs)")
+    for name, value in flops.items():
+        print(f"  {name:40s} {value / 1e6:9.0f} MFLOP = {value / gradient:4.2f} gradients")
+    if quickstart:
+        a = tf.random.normal([2048, 2048])
+        times = []
+        for _ in range(7):
+            t0 = time.perf_counter()
+            tf.linalg.matmul(a, a).numpy()
+            times.append(time.perf_counter() - t0)
+        print(f"  what these cores give a large product: 2048 × 2048 float32 matmul at "
+              f"{2 * 2048**3 / statistics.median(times) / 1e9:.0f} GFLOP/s (median of 7)")
+        # The quickstart's once-a-run measurement: 10 Lanczos products (MIN_STEPS) and 20 probes over
+        # 1,024 examples, against its run's training: epochs × train_size example-gradients.
+        from tfminima import config
+        from tfminima.hessian.krylov import MIN_STEPS
+
+        spec = config.load(os.path.join(os.path.dirname(__file__), "..", "experiments", "quickstart.yaml"), [])
+        trained = spec.epochs * spec.dataset.train_size / 1024  # gradients over 1,024 examples
+        products = MIN_STEPS + 20
+        second = flops["retained: a second backward pass"] / gradient
+        recomputed = flops["HVP recomputed, double backward"] / gradient
+        print(f"  the quickstart's run trains {spec.epochs} × {spec.dataset.train_size} examples = {trained:.0f} "
+              f"gradients over 1,024 examples; a measurement of {products} products over 1,024 examples "
+              f"costs {products * recomputed:.0f} of them recomputed ({100 * products * recomputed / trained:.0f} % "
+              f"of the training's arithmetic), {1 + products * second:.0f} retained "
+              f"({100 * (1 + products * second) / trained:.0f} %)")
+
+
 def trained_cnn(epochs: int):
     from tfminima.models import cnn
 
@@ -444,7 +515,8 @@ def main() -> None:
     p.add_argument("--skip-monitor", action="store_true")
     p.add_argument("--skip-cnn", action="store_true")
     p.add_argument("--warm-epochs", type=int, default=8, help="epochs measured by the warm-start section")
-    p.add_argument("--only", choices=["instantiation"], help="section [6] alone, on the MLP and the CNN")
+    p.add_argument("--only", choices=["instantiation", "arithmetic"],
+                   help="section [6] or [7] alone, on the MLP and the CNN")
     args = p.parse_args()
     print(f"TensorFlow {tf.__version__}, Keras {keras.__version__}, {os.cpu_count()} CPU cores, "
           f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
@@ -452,6 +524,10 @@ def main() -> None:
         bench_instantiation(trained_mlp(args.epochs), "", args.rounds)
         bench_instantiation(trained_cnn(args.epochs), " CNN", args.rounds)
         print(f"\nload average at the end {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+        return
+    if args.only == "arithmetic":
+        bench_arithmetic(trained_mlp(args.epochs), "", quickstart=True)
+        bench_arithmetic(trained_cnn(args.epochs), " CNN")
         return
     model = trained_mlp(args.epochs)
     loss, acc = model.evaluate(X, Y, verbose=0)
@@ -473,6 +549,9 @@ def main() -> None:
     bench_instantiation(model, "", args.rounds)
     if not args.skip_cnn:
         bench_instantiation(cnn, " CNN", args.rounds)
+    bench_arithmetic(model, "", quickstart=True)
+    if not args.skip_cnn:
+        bench_arithmetic(cnn, " CNN")
     print(f"\nload average at the end {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
 
