@@ -349,15 +349,35 @@ def _kept_figures(runs: Path, out: Path) -> dict[str, object]:
     return figs
 
 
-def test_no_legend_covers_data_in_any_figure(report, tmp_path):
+def _build_eta_over_s_groups(runs: Path) -> None:
+    """Groups g3 (a few η/S values: a discrete key) and g<DISCRETE_RATIOS + 2> (many: a colour bar)."""
+    for n in (3, DISCRETE_RATIOS + 2):
+        for i in range(n):
+            bs = 16 * 2**i
+            make_run(runs / f"g{n}", f"lr0.1-bs{bs}-s0",
+                     config_yaml("x", lr=0.1, batch_size=bs, train_size=16 * 2**n, figures=["eta_over_s"]),
+                     summary={"val_accuracy": 0.5 + 0.01 * i})
+
+
+@pytest.fixture(scope="module")
+def every_figure(report, tmp_path_factory):
+    """Every figure kind (test_report's groups, the η/S key groups, the seed and pair groups), each drawn
+    once on its canvas: the legend, key and tick checks below all read these same drawn figures."""
     import test_report
 
-    runs = tmp_path / "runs"
+    runs = tmp_path_factory.mktemp("figruns")
     for name, make in test_report.GROUPS.items():
         make(runs / name)
-    figs = _kept_figures(runs, tmp_path / "out") | _kept_figures(report[0], tmp_path / "out2")
-    assert {k.split("/")[1] for k in figs} >= set(build.SECTIONS)  # every kind is checked
-    problems = {name: p for name, fig in figs.items() if (p := legend_problems(fig))}
+    _build_eta_over_s_groups(runs)
+    figs = _kept_figures(runs, runs.parent / "figout") | _kept_figures(report[0], runs.parent / "figout2")
+    for fig in figs.values():
+        fig.canvas.draw()
+    return figs
+
+
+def test_no_legend_covers_data_in_any_figure(every_figure):
+    assert {k.split("/")[1] for k in every_figure} >= set(build.SECTIONS)  # every kind is checked
+    problems = {name: p for name, fig in every_figure.items() if (p := legend_problems(fig, drawn=True))}
     assert problems == {}
 
 
@@ -374,17 +394,9 @@ def test_legend_check_catches_a_legend_over_data():
     assert any("top" in p for p in legend_problems(fig))
 
 
-def test_a_few_eta_over_s_values_get_a_discrete_key_and_many_a_colour_bar(tmp_path):
+def test_a_few_eta_over_s_values_get_a_discrete_key_and_many_a_colour_bar(every_figure):
     for n in (3, DISCRETE_RATIOS + 2):
-        group = tmp_path / f"g{n}"
-        for i in range(n):
-            bs = 16 * 2**i
-            rid = f"lr0.1-bs{bs}-s0"
-            make_run(group, rid, config_yaml("x", lr=0.1, batch_size=bs, train_size=16 * 2**n, figures=["eta_over_s"]),
-                     summary={"val_accuracy": 0.5 + 0.01 * i})
-    figs = _kept_figures(tmp_path, tmp_path / "out")
-    for n in (3, DISCRETE_RATIOS + 2):
-        fig = figs[f"g{n}/eta_over_s"]
+        fig = every_figure[f"g{n}/eta_over_s"]
         bars = [ax for ax in fig.axes if ax.get_ylabel() == ETA_S_LABEL]
         texts = {t.get_text() for leg in fig.legends for t in leg.get_texts()}
         if n <= DISCRETE_RATIOS:
@@ -393,24 +405,11 @@ def test_a_few_eta_over_s_values_get_a_discrete_key_and_many_a_colour_bar(tmp_pa
             assert len(bars) == 1 and ETA_S_LABEL not in texts
 
 
-def test_every_eta_over_s_axis_and_colour_bar_writes_the_one_format(report, tmp_path):
+def test_every_eta_over_s_axis_and_colour_bar_writes_the_one_format(every_figure):
     """Tick labels of η/S axes (the η/S figure, the schedule rows) and of the η/S colour bar as the
     legends, tables, CLI and TUI write η/S (3.12e-4), not 0.000313 beside a legend saying 3.12e-4."""
-    import test_report
-
-    runs = tmp_path / "runs"
-    for name, make in test_report.GROUPS.items():
-        make(runs / name)
-    for n in (3, DISCRETE_RATIOS + 2):  # a discrete key, and a colour bar
-        for i in range(n):
-            bs = 16 * 2**i
-            make_run(runs / f"g{n}", f"lr0.1-bs{bs}-s0",
-                     config_yaml("x", lr=0.1, batch_size=bs, train_size=16 * 2**n, figures=["eta_over_s"]),
-                     summary={"val_accuracy": 0.5 + 0.01 * i})
-    figs = _kept_figures(runs, tmp_path / "out") | _kept_figures(report[0], tmp_path / "out2")
     checked = []
-    for name, fig in figs.items():
-        fig.canvas.draw()
+    for name, fig in every_figure.items():
         for ax in fig.axes:
             for which, axis, label in (("x", ax.xaxis, ax.get_xlabel()), ("y", ax.yaxis, ax.get_ylabel())):
                 if not label.startswith(("η/S", "base η/S")):
