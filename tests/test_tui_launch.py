@@ -308,18 +308,25 @@ def test_resume_after_cancel_completes_the_run(make_app):
 def test_worker_on_sigterm_stops_its_run_records_the_waiting_one_and_exits(tmp_path):
     """The worker protocol without the app: two jobs given at once; SIGTERM during the first stops it
     at a step boundary (cancelled, with a checkpoint), the second is recorded cancelled unstarted,
-    and the worker exits 0."""
+    and the worker exits 0. The worker runs in the environment of a user who set none of TensorFlow's
+    log variables, and its stderr must hold none of TensorFlow's start-up lines: the worker's quiet
+    start is checked on this process (test_quiet's own worker process was a TensorFlow start more)."""
     import json
     import subprocess
     import sys
     import time
 
+    from test_quiet import assert_quiet, user_env
+
     from tfminima import config, sweep
 
     spec = config.load(QUICKSTART, tiny(400, runs=2))
     dirs = [rundir.create(tmp_path, "g", p.run_id, config.to_yaml(p.spec), p.hparams()) for p in sweep.expand(spec)]
-    worker = subprocess.Popen([sys.executable, "-m", "tfminima.worker"], stdin=subprocess.PIPE,
-                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, start_new_session=True)
+    stderr_path = tmp_path / "worker.stderr"
+    with open(stderr_path, "w") as stderr:
+        worker = subprocess.Popen([sys.executable, "-m", "tfminima.worker"], stdin=subprocess.PIPE,
+                                  stdout=subprocess.PIPE, stderr=stderr, text=True, start_new_session=True,
+                                  env=user_env())
     try:
         for d in dirs:
             worker.stdin.write(json.dumps({"op": "run", "run_dir": str(d.path), "log": str(d.path) + ".log"}) + "\n")
@@ -340,3 +347,4 @@ def test_worker_on_sigterm_stops_its_run_records_the_waiting_one_and_exits(tmp_p
     assert dirs[0].status()["state"] == "cancelled" and any(dirs[0].checkpoints_dir.glob("epoch-*"))
     assert dirs[1].status()["state"] == "cancelled" and dirs[1].status()["error"] == "cancelled before it started"
     assert not list(dirs[1].checkpoints_dir.iterdir())
+    assert_quiet(stderr_path.read_text())
