@@ -64,7 +64,8 @@ def test_cli_run_and_analyze_start_quietly(tiny_yaml, tmp_path):
     """epochs=2 over a sweep of 4 runs in one process: once the eval step was traced for every run's
     model, and TensorFlow warned that it retraced; the start-up lines came twice. (``data list``'s
     quiet start is checked on test_data's ``data list`` process, the TUI worker's on the worker process of
-    test_tui_launch's SIGTERM test.)"""
+    test_tui_launch's SIGTERM test; that a user who asks for TensorFlow's lines gets them, on test_cli's
+    SIGTERM process.)"""
     cfg = tiny_yaml("sweep: {grid: {optimizer.lr: [0.01, 0.02], optimizer.batch_size: [32, 64]}}\n")
     cli = [sys.executable, "-m", "tfminima.cli"]
     r = subprocess.run(cli + ["run", cfg, "--out", str(tmp_path / "out"), "--quiet"], capture_output=True,
@@ -76,13 +77,6 @@ def test_cli_run_and_analyze_start_quietly(tiny_yaml, tmp_path):
                        capture_output=True, text=True, env=user_env())
     assert r.returncode == 0, r.stderr[-3000:]
     assert_quiet(r.stderr)
-
-
-def test_a_user_who_asks_for_tensorflows_lines_gets_them():
-    code = "from tfminima import quiet; quiet.start_tensorflow()"
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                       env=user_env(TF_CPP_MIN_LOG_LEVEL="0"))
-    assert r.returncode == 0 and "absl::InitializeLog" in r.stderr, r.stderr[-3000:]
 
 
 def test_tensorboard_launch_starts_quietly(tmp_path):
