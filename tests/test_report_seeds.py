@@ -88,12 +88,23 @@ def build_pair_group(group: Path) -> None:
 
 @pytest.fixture(scope="module")
 def report(tmp_path_factory):
+    """(runs, out, the Report, each group's report.md, each figure by "group/kind"). The figures are built
+    but not written (writing every format is test_cli_prints_the_warnings_and_writes_every_format's):
+    the figure checks below draw them themselves."""
     runs = tmp_path_factory.mktemp("seedruns")
     build_seed_group(runs / "seeds")
     build_pair_group(runs / "pair")
     out = runs.parent / "seedout"
-    rep = build.build_report(runs, out, formats="png,svg")
-    return runs, out, rep, {g: (out / g / "report.md").read_text() for g in ("seeds", "pair")}
+    figs = {}
+
+    def keep(fig, stem, formats=("png",)):
+        figs[f"{stem.parent.name}/{stem.name}"] = fig
+        return stem.with_suffix(f".{formats[0]}")
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(build, "save", keep)
+        rep = build.build_report(runs, out, formats="png,svg")
+    return runs, out, rep, {g: (out / g / "report.md").read_text() for g in ("seeds", "pair")}, figs
 
 
 # ------------------------------------------------------------------------------- conditions
@@ -219,12 +230,8 @@ def test_stability_uses_the_epochs_scheduled_lr_and_momentum_unless_the_run_logg
 
 
 def test_sharpness_figures_draw_the_edge_for_every_eta(report):
-    runs = report[0]
-    (group,) = [g for g in loading.load_groups(runs) if g.name == "seeds"]
-    kept = {}
-    build.report_group(group, runs.parent / "kept", kept=kept)
     for kind in ("sharpness_vs_loss", "sharpness_trajectory"):
-        ax = kept[kind].axes[0]
+        ax = report[4][f"seeds/{kind}"].axes[0]
         levels = sorted({round(float(line.get_ydata()[0]), 6) for line in ax.lines
                          if len(set(np.asarray(line.get_ydata(), dtype=float))) == 1 and line.get_linestyle() == "--"})
         assert levels == sorted(round(sharpness.edge(lr), 6) for lr in {lr for lr, _ in GRID}), kind
@@ -295,7 +302,9 @@ def test_cli_prints_the_warnings_and_writes_every_format(tmp_path):
     assert "warning: g: the runs ended at very different training losses" in out.stderr
     for fmt in ("png", "pdf", "svg"):
         assert (tmp_path / "out" / "g" / f"eta_over_s.{fmt}").stat().st_size > 1000
-    assert "(g/eta_over_s.png)" in (tmp_path / "out" / "REPORT.md").read_text()
+    assert (tmp_path / "out" / "g" / "eta_over_s.svg").read_text().lstrip().startswith("<?xml")
+    text = (tmp_path / "out" / "REPORT.md").read_text()
+    assert "(g/eta_over_s.png)" in text and ".pdf)" not in text and ".svg)" not in text  # the first format is linked
     assert main(["report", str(tmp_path / "g"), "--format", "png,pdff"]) == 2
 
 
@@ -305,13 +314,6 @@ def test_formats_are_checked_with_the_nearest_valid_one():
         parse_formats("pdff")
     with pytest.raises(ValueError, match="choose from png, pdf, svg"):
         parse_formats("")
-
-
-def test_the_first_format_is_linked(report):
-    _, out, rep, _ = report
-    text = rep.path.read_text()
-    assert "(seeds/curves.png)" in text and ".svg)" not in text
-    assert (out / "seeds" / "curves.svg").read_text().lstrip().startswith("<?xml")
 
 
 # ----------------------------------------------------------------------------------- analyses
@@ -369,7 +371,7 @@ def every_figure(report, tmp_path_factory):
     for name, make in test_report.GROUPS.items():
         make(runs / name)
     _build_eta_over_s_groups(runs)
-    figs = _kept_figures(runs, runs.parent / "figout") | _kept_figures(report[0], runs.parent / "figout2")
+    figs = _kept_figures(runs, runs.parent / "figout") | report[4]
     for fig in figs.values():
         fig.canvas.draw()
     return figs
