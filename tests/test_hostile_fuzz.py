@@ -17,8 +17,6 @@ import asyncio
 import dataclasses
 import itertools
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -200,12 +198,12 @@ def gathered(template: Path, tmp_path: Path) -> tuple[Path, dict[str, object]]:
 
 
 # ----------------------------------------------------------------------------- the command line
-def test_cli_report_on_a_corrupt_folder_prints_warnings_and_exits_0(template, tmp_path):
-    """A run broken in each way, all in one group, through ``tfminima report``."""
+def test_cli_report_on_a_corrupt_folder_prints_warnings_and_exits_0(template, tmp_path, cli_here):
+    """A run broken in each way, all in one group, through ``tfminima report`` (in this process: what the
+    command prints and returns is tested, not a process)."""
     runs, cases = gathered(template, tmp_path)
     before = tree(runs)
-    r = subprocess.run([sys.executable, "-m", "tfminima.cli", "report", str(runs), "--out", str(tmp_path / "rep")],
-                       capture_output=True, text=True, timeout=900)
+    r = cli_here("report", runs, "--out", tmp_path / "rep")
     assert r.returncode == 0, r.stderr[-3000:]
     assert "Traceback" not in r.stderr and "report written to" in r.stdout
     for name, c in cases.items():
@@ -216,13 +214,12 @@ def test_cli_report_on_a_corrupt_folder_prints_warnings_and_exits_0(template, tm
     assert tree(runs) == before
 
 
-def test_cli_report_exits_1_when_no_run_is_readable(template, tmp_path):
+def test_cli_report_exits_1_when_no_run_is_readable(template, tmp_path, cli_here):
     runs = tmp_path / "runs"
     shutil.copytree(template, runs)
     for run_id in RUNS:
         (runs / GROUP / run_id / "status.json").write_bytes(b"\xff\xfe not json")
-    r = subprocess.run([sys.executable, "-m", "tfminima.cli", "report", str(runs)], capture_output=True, text=True,
-                       timeout=900)
+    r = cli_here("report", runs)
     assert r.returncode == 1 and "Traceback" not in r.stderr
     assert r.stderr.count("corrupt: status.json: is not UTF-8 text") == len(RUNS)
     assert "no readable run" in r.stderr and not (runs / "report").exists()
