@@ -290,21 +290,29 @@ def test_very_different_end_losses_are_warned_about_at_the_top_and_returned(tmp_
 
 
 def test_cli_prints_the_warnings_and_writes_every_format(tmp_path):
+    """In a fresh interpreter, which must not import TensorFlow, Keras or Textual for a report (the
+    report package reads files only; this process is the suite's check of that for the command)."""
     from tfminima.cli import main
 
     for lr, loss in ((0.01, 1.5), (0.16, 0.02)):
         make_run(tmp_path / "g", f"lr{lr:g}-bs32-s0", config_yaml("e1", lr=lr, batch_size=32, figures=["eta_over_s"]),
                  summary={"loss": loss, "val_accuracy": 0.5 + lr})
-    out = subprocess.run([sys.executable, "-c", "import sys; from tfminima.cli import main; sys.exit(main(sys.argv[1:]))",
+    code = ("import json, sys; from tfminima.cli import main; rc = main(sys.argv[1:]); "
+            "print(json.dumps(sorted({m.split('.')[0] for m in sys.modules} & {'tensorflow', 'keras', 'textual'}))); "
+            "sys.exit(rc)")
+    out = subprocess.run([sys.executable, "-c", code,
                           "report", str(tmp_path / "g"), "--out", str(tmp_path / "out"), "--format", "png,pdf,svg"],
                          capture_output=True, text=True, cwd=ROOT, timeout=300, check=False)
     assert out.returncode == 0, out.stderr[-2000:]
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == []
+    assert "report written to" in out.stdout
     assert "warning: g: the runs ended at very different training losses" in out.stderr
     for fmt in ("png", "pdf", "svg"):
         assert (tmp_path / "out" / "g" / f"eta_over_s.{fmt}").stat().st_size > 1000
     assert (tmp_path / "out" / "g" / "eta_over_s.svg").read_text().lstrip().startswith("<?xml")
     text = (tmp_path / "out" / "REPORT.md").read_text()
     assert "(g/eta_over_s.png)" in text and ".pdf)" not in text and ".svg)" not in text  # the first format is linked
+    assert "## g" in text
     assert main(["report", str(tmp_path / "g"), "--format", "png,pdff"]) == 2
 
 
