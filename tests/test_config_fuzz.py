@@ -27,6 +27,9 @@ FUZZ = settings(
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
 )
+# The commands' answer to a broken file is one path (the ConfigError printed, exit 2), whatever broke it;
+# the errors themselves are fuzzed with FUZZ's examples by the tests of config.load_text.
+CLI_FUZZ = settings(FUZZ, max_examples=EXAMPLES or 50)
 
 BASE = {
     "name": "fuzz",
@@ -210,7 +213,7 @@ def test_out_of_range_values_name_their_key(bad, in_sweep):
 
 
 @pytest.mark.parametrize("command", ["validate", "run"])
-@FUZZ
+@CLI_FUZZ
 @given(text=st.one_of(mutated_documents(), yaml_ish))
 def test_cli_exits_2_with_the_problem_and_no_traceback(tmp_path_factory, command, text):
     state, _ = outcome(text)
