@@ -195,7 +195,7 @@ def test_svag_counts_both_halves_of_every_step():
 
 def test_mirrored_replicas_stop_where_their_own_checks_say():
     extra = "distribution: {strategy: mirrored, cpu_replicas: 2}\n"
-    base = BASE.replace("epochs: 6", "epochs: 3")  # 3 epochs have checks enough inside epochs
+    base = BASE.replace("epochs: 6", "epochs: 2")  # 2 epochs have checks enough inside epochs (3 each)
     rows = reference(extra, base)
     value = a_target(rows, "train_loss")
     step, epochs, examples = expected_stop(rows, "train_loss", value)
