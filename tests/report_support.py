@@ -77,15 +77,17 @@ def make_run(group: Path, run_id: str, cfg: str, *, state: str = "completed", la
     return path
 
 
-def legend_problems(fig) -> list[str]:
-    """What a legend of ``fig`` covers, after drawing it: empty when every legend is clear.
+def legend_problems(fig, *, drawn: bool = False) -> list[str]:
+    """What a legend of ``fig`` covers, after drawing it (``drawn``: the caller already has): empty when
+    every legend is clear.
 
     A legend (of the figure or of an axes) may overlap an axes only where that axes has no data: no
     vertex of a line (segments sampled every pixel), no scatter point, band, error bar or span. A
     legend must also stay clear of the figure's title.
     """
 
-    fig.canvas.draw()
+    if not drawn:
+        fig.canvas.draw()
     renderer = fig.canvas.get_renderer()
     legends = list(fig.legends) + [ax.get_legend() for ax in fig.axes if ax.get_legend() is not None]
     problems = []

@@ -103,10 +103,14 @@ def test_sigkill_then_resume_is_bitwise_equal(tiny_yaml, tmp_path):
 
 
 def test_sigterm_cancels_with_checkpoint(tiny_yaml, tmp_path):
+    """Also: a user who asks for TensorFlow's own log lines (TF_CPP_MIN_LOG_LEVEL=0) gets its start-up
+    lines, which the entry points otherwise drop (test_quiet; checked on this process, a TensorFlow start
+    fewer than a process of its own)."""
     cfg = tiny_yaml(name="term")
     Path(cfg).write_text(Path(cfg).read_text().replace("epochs: 2", "epochs: 200"))
     proc = subprocess.Popen(CLI + ["run", cfg, "--out", str(tmp_path), "--quiet"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="0"))
     run_dir = tmp_path / "term" / "lr0.05-bs32-s0"
     deadline = time.time() + 300
     while time.time() < deadline and not (run_dir / "checkpoints" / "latest").exists():
@@ -118,6 +122,7 @@ def test_sigterm_cancels_with_checkpoint(tiny_yaml, tmp_path):
     assert status["state"] == "cancelled"
     assert ckpt.latest(run_dir / "checkpoints") is not None
     assert status["epochs_done"] < 200
+    assert "absl::InitializeLog" in err, err[-3000:]
 
 
 def test_resume_of_a_completed_run_changes_nothing(tiny_yaml, tmp_path, cli_here):

@@ -449,36 +449,8 @@ def test_ctrl_c_while_the_run_end_is_recorded_waits_for_it(tmp_path, monkeypatch
     assert_readable(run)
 
 
-def test_ctrl_c_while_the_interpreter_exits_after_a_run_is_quiet(tiny_yaml, tmp_path):
-    """Once the runs are recorded, a Ctrl-C can only land in the interpreter's exit (atexit callbacks:
-    matplotlib's, TensorFlow's): the program ends at once with 130, no "Exception ignored" traceback.
-    Deterministic: an atexit callback sends two SIGINTs (without the fix the first only asks the finished
-    run to stop, the second raises KeyboardInterrupt inside the callback: a traceback on stderr)."""
-    script = (
-        "import atexit, os, signal, sys, time\n"
-        "from tfminima.cli import main\n"
-        "code = main(sys.argv[1:])\n"
-        "def late_ctrl_c():\n"
-        "    os.kill(os.getpid(), signal.SIGINT)\n"
-        "    time.sleep(0.2)\n"
-        "    os.kill(os.getpid(), signal.SIGINT)\n"
-        "    time.sleep(0.5)\n"
-        "    print('still running after the Ctrl-C', file=sys.stderr)\n"
-        "atexit.register(late_ctrl_c)\n"
-        "sys.exit(code)\n"
-    )
-    r = subprocess.run([sys.executable, "-c", script, "run", tiny_yaml(name="late"), "--out", str(tmp_path),
-                        "--quiet"], capture_output=True, text=True, timeout=300)
-    assert r.returncode == 130, r.stderr[-3000:]
-    assert "Traceback" not in r.stderr and "still running" not in r.stderr, r.stderr[-3000:]
-    assert run_dir_in(tmp_path / "late").status()["state"] == "completed"
-
-
-def run_dir_in(group):
-    from tfminima.rundir import RunDir
-
-    (path,) = [p for p in group.iterdir() if p.is_dir()]
-    return RunDir(path)
+# A Ctrl-C while the interpreter exits after the runs are recorded: test_quiet's
+# test_ctrl_c_while_the_interpreter_exits_after_a_run_is_quiet (on its sweep process).
 
 
 @pytest.mark.parametrize("gap", [0.005, 0.5], ids=["inside-the-stop", "during-the-exit"])

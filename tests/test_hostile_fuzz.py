@@ -17,8 +17,6 @@ import asyncio
 import dataclasses
 import itertools
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -50,7 +48,10 @@ def fuzz_settings(examples: int, derandomize: bool = True):
                     suppress_health_check=list(HealthCheck))
 
 
-DEFAULT = fuzz_settings(45)
+# 30 examples (was 45, the suite's largest in-process cost after the figures): every corruption kind already
+# meets every reader in test_every_kind_of_corruption_once, and the report over every kind of a run's file in
+# the CLI test below; the default sample adds combinations of one to three breaks (the slow test: 500).
+DEFAULT = fuzz_settings(30)
 EXAMPLES = itertools.count()
 SLOW = fuzz_settings(500, derandomize=False)
 
@@ -157,6 +158,7 @@ def check_readers(runs: Path, breaks, *, report: bool) -> None:
 @DEFAULT
 @given(data=st.data())
 def test_readers_survive_corrupt_run_folders(template, tmp_path_factory, data):
+    """Random combinations of breaks through every reader (the whole report every tenth example: three)."""
     breaks = data.draw(st.lists(corruptions(), min_size=1, max_size=3), label="breaks")
     where = tmp_path_factory.mktemp("fuzz")
     runs = corrupted(template, where, breaks)
@@ -196,12 +198,12 @@ def gathered(template: Path, tmp_path: Path) -> tuple[Path, dict[str, object]]:
 
 
 # ----------------------------------------------------------------------------- the command line
-def test_cli_report_on_a_corrupt_folder_prints_warnings_and_exits_0(template, tmp_path):
-    """A run broken in each way, all in one group, through ``tfminima report``."""
+def test_cli_report_on_a_corrupt_folder_prints_warnings_and_exits_0(template, tmp_path, cli_here):
+    """A run broken in each way, all in one group, through ``tfminima report`` (in this process: what the
+    command prints and returns is tested, not a process)."""
     runs, cases = gathered(template, tmp_path)
     before = tree(runs)
-    r = subprocess.run([sys.executable, "-m", "tfminima.cli", "report", str(runs), "--out", str(tmp_path / "rep")],
-                       capture_output=True, text=True, timeout=900)
+    r = cli_here("report", runs, "--out", tmp_path / "rep")
     assert r.returncode == 0, r.stderr[-3000:]
     assert "Traceback" not in r.stderr and "report written to" in r.stdout
     for name, c in cases.items():
@@ -212,13 +214,12 @@ def test_cli_report_on_a_corrupt_folder_prints_warnings_and_exits_0(template, tm
     assert tree(runs) == before
 
 
-def test_cli_report_exits_1_when_no_run_is_readable(template, tmp_path):
+def test_cli_report_exits_1_when_no_run_is_readable(template, tmp_path, cli_here):
     runs = tmp_path / "runs"
     shutil.copytree(template, runs)
     for run_id in RUNS:
         (runs / GROUP / run_id / "status.json").write_bytes(b"\xff\xfe not json")
-    r = subprocess.run([sys.executable, "-m", "tfminima.cli", "report", str(runs)], capture_output=True, text=True,
-                       timeout=900)
+    r = cli_here("report", runs)
     assert r.returncode == 1 and "Traceback" not in r.stderr
     assert r.stderr.count("corrupt: status.json: is not UTF-8 text") == len(RUNS)
     assert "no readable run" in r.stderr and not (runs / "report").exists()

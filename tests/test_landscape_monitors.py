@@ -199,8 +199,9 @@ def test_measure_before_setup_fails_clearly(problem):
 
 def test_the_runs_of_a_sweep_share_the_monitors_traces():
     """Runs whose models are built alike (here: two learning rates) trace the Hessian and covariance
-    products once (both monitors measure 64 examples: one data shape, one trace); a run of another
-    architecture traces its own. Each run's numbers stay its own. (The traces are cached per architecture
+    products once (both monitors measure 64 examples: one data shape, one trace); a model of another
+    architecture gets products of its own (asked for, not trained: a third run's fit traced nothing this
+    test checks). Each run's numbers stay its own. (The traces are cached per architecture
     for the process: an mlp another test of the same worker trained first had traced them for its shapes.)"""
     from tfminima import config
     from tfminima.train import Trainer, per_example_loss as run_loss
@@ -214,7 +215,7 @@ def test_the_runs_of_a_sweep_share_the_monitors_traces():
     trainers = [Trainer(config.load_text(base + f"model: {{name: mlp, hidden: [{h}]}}\noptimizer: {{lr: {lr}}}\n",
                                          "t.yaml"))
                 for h, lr in [(19, 0.05), (19, 0.2), (11, 0.05)]]  # widths no other test uses: fresh traces
-    results = [t.fit() for t in trainers]
+    results = [t.fit() for t in trainers[:2]]
     fns = [hessian.traced_functions(t.model, loss=run_loss, mode="reverse", strategy=t.strategy,
                                     architecture=t.architecture()) for t in trainers]
     assert trainers[0].architecture() == trainers[1].architecture() != trainers[2].architecture()

@@ -9,8 +9,6 @@ from __future__ import annotations
 import json
 import math
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -483,22 +481,8 @@ def test_momentum_correlation_uses_the_momentum_corrected_ratio(tmp_path):
     assert corr[("val_accuracy", "eta_over_s_momentum")].rho == pytest.approx(1.0)
 
 
-def test_cli_report_exits_0_without_importing_tensorflow(tmp_path):
-    group = tmp_path / "tiny"
-    for lr, val in ((0.01, 0.4), (0.04, 0.6)):
-        rid = f"lr{lr:g}-bs32-s0"
-        make_run(group, rid, config_yaml("tiny", lr=lr, batch_size=32, figures=["eta_over_s"]),
-                 summary={"val_accuracy": val}, events=_curves(rid, [val], lr=lr, bs=32))
-    code = ("import json, sys; from tfminima.cli import main; rc = main(sys.argv[1:]); "
-            "print(json.dumps(sorted({m.split('.')[0] for m in sys.modules} & {'tensorflow', 'keras', 'textual'}))); "
-            "sys.exit(rc)")
-    out = subprocess.run([sys.executable, "-c", code, "report", str(group), "--out", str(tmp_path / "out")],
-                         check=False, capture_output=True, text=True, timeout=300, cwd=ROOT)
-    assert out.returncode == 0, out.stderr[-2000:]
-    assert json.loads(out.stdout.strip().splitlines()[-1]) == []
-    assert "report written to" in out.stdout
-    text = (tmp_path / "out" / "REPORT.md").read_text()
-    assert "## tiny" in text and (tmp_path / "out" / "tiny" / "eta_over_s.png").exists()
+# tfminima report in a fresh interpreter, without TensorFlow, Keras or Textual imported: test_report_seeds'
+# test_cli_prints_the_warnings_and_writes_every_format (its one report process).
 
 
 def test_cli_report_on_a_directory_without_runs_exits_2(tmp_path, capsys):

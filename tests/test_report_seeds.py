@@ -88,12 +88,23 @@ def build_pair_group(group: Path) -> None:
 
 @pytest.fixture(scope="module")
 def report(tmp_path_factory):
+    """(runs, out, the Report, each group's report.md, each figure by "group/kind"). The figures are built
+    but not written (writing every format is test_cli_prints_the_warnings_and_writes_every_format's):
+    the figure checks below draw them themselves."""
     runs = tmp_path_factory.mktemp("seedruns")
     build_seed_group(runs / "seeds")
     build_pair_group(runs / "pair")
     out = runs.parent / "seedout"
-    rep = build.build_report(runs, out, formats="png,svg")
-    return runs, out, rep, {g: (out / g / "report.md").read_text() for g in ("seeds", "pair")}
+    figs = {}
+
+    def keep(fig, stem, formats=("png",)):
+        figs[f"{stem.parent.name}/{stem.name}"] = fig
+        return stem.with_suffix(f".{formats[0]}")
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(build, "save", keep)
+        rep = build.build_report(runs, out, formats="png,svg")
+    return runs, out, rep, {g: (out / g / "report.md").read_text() for g in ("seeds", "pair")}, figs
 
 
 # ------------------------------------------------------------------------------- conditions
@@ -219,12 +230,8 @@ def test_stability_uses_the_epochs_scheduled_lr_and_momentum_unless_the_run_logg
 
 
 def test_sharpness_figures_draw_the_edge_for_every_eta(report):
-    runs = report[0]
-    (group,) = [g for g in loading.load_groups(runs) if g.name == "seeds"]
-    kept = {}
-    build.report_group(group, runs.parent / "kept", kept=kept)
     for kind in ("sharpness_vs_loss", "sharpness_trajectory"):
-        ax = kept[kind].axes[0]
+        ax = report[4][f"seeds/{kind}"].axes[0]
         levels = sorted({round(float(line.get_ydata()[0]), 6) for line in ax.lines
                          if len(set(np.asarray(line.get_ydata(), dtype=float))) == 1 and line.get_linestyle() == "--"})
         assert levels == sorted(round(sharpness.edge(lr), 6) for lr in {lr for lr, _ in GRID}), kind
@@ -283,19 +290,29 @@ def test_very_different_end_losses_are_warned_about_at_the_top_and_returned(tmp_
 
 
 def test_cli_prints_the_warnings_and_writes_every_format(tmp_path):
+    """In a fresh interpreter, which must not import TensorFlow, Keras or Textual for a report (the
+    report package reads files only; this process is the suite's check of that for the command)."""
     from tfminima.cli import main
 
     for lr, loss in ((0.01, 1.5), (0.16, 0.02)):
         make_run(tmp_path / "g", f"lr{lr:g}-bs32-s0", config_yaml("e1", lr=lr, batch_size=32, figures=["eta_over_s"]),
                  summary={"loss": loss, "val_accuracy": 0.5 + lr})
-    out = subprocess.run([sys.executable, "-c", "import sys; from tfminima.cli import main; sys.exit(main(sys.argv[1:]))",
+    code = ("import json, sys; from tfminima.cli import main; rc = main(sys.argv[1:]); "
+            "print(json.dumps(sorted({m.split('.')[0] for m in sys.modules} & {'tensorflow', 'keras', 'textual'}))); "
+            "sys.exit(rc)")
+    out = subprocess.run([sys.executable, "-c", code,
                           "report", str(tmp_path / "g"), "--out", str(tmp_path / "out"), "--format", "png,pdf,svg"],
                          capture_output=True, text=True, cwd=ROOT, timeout=300, check=False)
     assert out.returncode == 0, out.stderr[-2000:]
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == []
+    assert "report written to" in out.stdout
     assert "warning: g: the runs ended at very different training losses" in out.stderr
     for fmt in ("png", "pdf", "svg"):
         assert (tmp_path / "out" / "g" / f"eta_over_s.{fmt}").stat().st_size > 1000
-    assert "(g/eta_over_s.png)" in (tmp_path / "out" / "REPORT.md").read_text()
+    assert (tmp_path / "out" / "g" / "eta_over_s.svg").read_text().lstrip().startswith("<?xml")
+    text = (tmp_path / "out" / "REPORT.md").read_text()
+    assert "(g/eta_over_s.png)" in text and ".pdf)" not in text and ".svg)" not in text  # the first format is linked
+    assert "## g" in text
     assert main(["report", str(tmp_path / "g"), "--format", "png,pdff"]) == 2
 
 
@@ -305,13 +322,6 @@ def test_formats_are_checked_with_the_nearest_valid_one():
         parse_formats("pdff")
     with pytest.raises(ValueError, match="choose from png, pdf, svg"):
         parse_formats("")
-
-
-def test_the_first_format_is_linked(report):
-    _, out, rep, _ = report
-    text = rep.path.read_text()
-    assert "(seeds/curves.png)" in text and ".svg)" not in text
-    assert (out / "seeds" / "curves.svg").read_text().lstrip().startswith("<?xml")
 
 
 # ----------------------------------------------------------------------------------- analyses
@@ -349,15 +359,35 @@ def _kept_figures(runs: Path, out: Path) -> dict[str, object]:
     return figs
 
 
-def test_no_legend_covers_data_in_any_figure(report, tmp_path):
+def _build_eta_over_s_groups(runs: Path) -> None:
+    """Groups g3 (a few η/S values: a discrete key) and g<DISCRETE_RATIOS + 2> (many: a colour bar)."""
+    for n in (3, DISCRETE_RATIOS + 2):
+        for i in range(n):
+            bs = 16 * 2**i
+            make_run(runs / f"g{n}", f"lr0.1-bs{bs}-s0",
+                     config_yaml("x", lr=0.1, batch_size=bs, train_size=16 * 2**n, figures=["eta_over_s"]),
+                     summary={"val_accuracy": 0.5 + 0.01 * i})
+
+
+@pytest.fixture(scope="module")
+def every_figure(report, tmp_path_factory):
+    """Every figure kind (test_report's groups, the η/S key groups, the seed and pair groups), each drawn
+    once on its canvas: the legend, key and tick checks below all read these same drawn figures."""
     import test_report
 
-    runs = tmp_path / "runs"
+    runs = tmp_path_factory.mktemp("figruns")
     for name, make in test_report.GROUPS.items():
         make(runs / name)
-    figs = _kept_figures(runs, tmp_path / "out") | _kept_figures(report[0], tmp_path / "out2")
-    assert {k.split("/")[1] for k in figs} >= set(build.SECTIONS)  # every kind is checked
-    problems = {name: p for name, fig in figs.items() if (p := legend_problems(fig))}
+    _build_eta_over_s_groups(runs)
+    figs = _kept_figures(runs, runs.parent / "figout") | report[4]
+    for fig in figs.values():
+        fig.canvas.draw()
+    return figs
+
+
+def test_no_legend_covers_data_in_any_figure(every_figure):
+    assert {k.split("/")[1] for k in every_figure} >= set(build.SECTIONS)  # every kind is checked
+    problems = {name: p for name, fig in every_figure.items() if (p := legend_problems(fig, drawn=True))}
     assert problems == {}
 
 
@@ -374,17 +404,9 @@ def test_legend_check_catches_a_legend_over_data():
     assert any("top" in p for p in legend_problems(fig))
 
 
-def test_a_few_eta_over_s_values_get_a_discrete_key_and_many_a_colour_bar(tmp_path):
+def test_a_few_eta_over_s_values_get_a_discrete_key_and_many_a_colour_bar(every_figure):
     for n in (3, DISCRETE_RATIOS + 2):
-        group = tmp_path / f"g{n}"
-        for i in range(n):
-            bs = 16 * 2**i
-            rid = f"lr0.1-bs{bs}-s0"
-            make_run(group, rid, config_yaml("x", lr=0.1, batch_size=bs, train_size=16 * 2**n, figures=["eta_over_s"]),
-                     summary={"val_accuracy": 0.5 + 0.01 * i})
-    figs = _kept_figures(tmp_path, tmp_path / "out")
-    for n in (3, DISCRETE_RATIOS + 2):
-        fig = figs[f"g{n}/eta_over_s"]
+        fig = every_figure[f"g{n}/eta_over_s"]
         bars = [ax for ax in fig.axes if ax.get_ylabel() == ETA_S_LABEL]
         texts = {t.get_text() for leg in fig.legends for t in leg.get_texts()}
         if n <= DISCRETE_RATIOS:
@@ -393,24 +415,11 @@ def test_a_few_eta_over_s_values_get_a_discrete_key_and_many_a_colour_bar(tmp_pa
             assert len(bars) == 1 and ETA_S_LABEL not in texts
 
 
-def test_every_eta_over_s_axis_and_colour_bar_writes_the_one_format(report, tmp_path):
+def test_every_eta_over_s_axis_and_colour_bar_writes_the_one_format(every_figure):
     """Tick labels of η/S axes (the η/S figure, the schedule rows) and of the η/S colour bar as the
     legends, tables, CLI and TUI write η/S (3.12e-4), not 0.000313 beside a legend saying 3.12e-4."""
-    import test_report
-
-    runs = tmp_path / "runs"
-    for name, make in test_report.GROUPS.items():
-        make(runs / name)
-    for n in (3, DISCRETE_RATIOS + 2):  # a discrete key, and a colour bar
-        for i in range(n):
-            bs = 16 * 2**i
-            make_run(runs / f"g{n}", f"lr0.1-bs{bs}-s0",
-                     config_yaml("x", lr=0.1, batch_size=bs, train_size=16 * 2**n, figures=["eta_over_s"]),
-                     summary={"val_accuracy": 0.5 + 0.01 * i})
-    figs = _kept_figures(runs, tmp_path / "out") | _kept_figures(report[0], tmp_path / "out2")
     checked = []
-    for name, fig in figs.items():
-        fig.canvas.draw()
+    for name, fig in every_figure.items():
         for ax in fig.axes:
             for which, axis, label in (("x", ax.xaxis, ax.get_xlabel()), ("y", ax.yaxis, ax.get_ylabel())):
                 if not label.startswith(("η/S", "base η/S")):

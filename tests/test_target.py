@@ -195,7 +195,7 @@ def test_svag_counts_both_halves_of_every_step():
 
 def test_mirrored_replicas_stop_where_their_own_checks_say():
     extra = "distribution: {strategy: mirrored, cpu_replicas: 2}\n"
-    base = BASE.replace("epochs: 6", "epochs: 3")  # 3 epochs have checks enough inside epochs
+    base = BASE.replace("epochs: 6", "epochs: 2")  # 2 epochs have checks enough inside epochs (3 each)
     rows = reference(extra, base)
     value = a_target(rows, "train_loss")
     step, epochs, examples = expected_stop(rows, "train_loss", value)
@@ -236,10 +236,11 @@ until: {{metric: val_loss, value: {value!r}, every_steps: 7}}
 """
 
 
-def test_kill_9_and_resume_stop_at_the_same_step(tmp_path):
+def test_kill_9_and_resume_stop_at_the_same_step(tmp_path, cli_here):
     """A run killed (SIGKILL) after a few epochs and resumed stops at the step an uninterrupted run stops at.
-    The uninterrupted run is trained in this process (a TensorFlow start less); the killed and the
-    resumed runs are processes of the real entry point."""
+    The killed run is a process of the real entry point; the uninterrupted run and the resume (the entry
+    point's ``run --resume``, cli_here) run in this process: a TensorFlow start less. (Resumes by
+    processes after kills: test_faults' two-SIGKILL test.)"""
     probe = config.load_text(KILL_CONFIG.format(value=0.0).replace("epochs: 40", "epochs: 6"))
     value = Trainer(probe.model_copy(update={"until": None})).fit().history[5]["val_loss"]  # about epoch 6
     path = tmp_path / "kt.yaml"
@@ -271,8 +272,7 @@ def test_kill_9_and_resume_stop_at_the_same_step(tmp_path):
     victim.send_signal(signal.SIGKILL)
     victim.wait()
     assert not (metrics.parent / "summary.json").exists()
-    resumed = subprocess.run([sys.executable, "-m", "tfminima.cli", "run", "--resume", str(metrics.parent), "--quiet"],
-                             env=env, capture_output=True, text=True)
+    resumed = cli_here("run", "--resume", metrics.parent, "--quiet")
     assert resumed.returncode == 0, resumed.stderr
     got = json.loads((metrics.parent / "summary.json").read_text())
     for key in ("target_reached", "steps_to_target", "epochs_to_target", "examples_to_target", "target_measured"):

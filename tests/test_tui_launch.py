@@ -73,33 +73,6 @@ def record(app):
     return next(iter(app.store.records.values()), None)
 
 
-def test_launch_shows_metrics_in_runs_table_and_plots(make_app):
-    async def main():
-        app = make_app(epochs=2)
-        async with app.run_test(size=(100, 30)) as pilot:
-            await pilot.press("ctrl+l")
-            assert await wait_for(pilot, lambda: state(app) == "completed"), state(app)
-            app.redraw()
-            await pilot.pause()
-            key = f"quickstart/{RUN}"
-            assert app.screen.TITLE == "Runs" and key in app.selected
-            cells = app.screen.table.get_row(key)
-            assert str(cells[2]) == "completed" and cells[6] == "2/2"
-            assert cells[7] != "–" and cells[8] != "–"  # train and val accuracy
-            await pilot.press("3")
-            await pilot.pause()
-            loss = app.screen.query_one("#plot-loss")
-            assert sorted(t.key for t in loss.traces) == [f"{key}|train/loss", f"{key}|val/loss"]
-            assert all(len(t.y) == 2 for t in loss.traces)
-            ratio = app.screen.query_one("#plot-ratio").traces[0]
-            assert ratio.y[0] == pytest.approx(1.5625e-3)
-            assert not app.screen.query_one("#plot-lmax").display  # no sharpness monitor in this run
-        assert (app.runs_dir / "quickstart" / f"{RUN}.log").exists()
-        assert (app.runs_dir / "quickstart" / "experiment.yaml").exists()
-
-    asyncio.run(main())
-
-
 def status_of(app, run_id: str) -> dict:
     return rundir.RunDir(app.runs_dir / "quickstart" / run_id).status()
 
@@ -117,8 +90,9 @@ async def on_row(pilot, app, run_id: str) -> None:
     assert table.cursor_key == key
 
 
-def test_one_worker_trains_the_queued_runs_one_after_another(make_app):
-    """-j 1: one TensorFlow process trains the three runs; each run still logs to its own file."""
+def test_one_worker_trains_the_queued_runs_and_their_metrics_reach_the_table_and_plots(make_app):
+    """-j 1: one TensorFlow process trains the three runs; each run still logs to its own file. The runs'
+    metrics reach the Runs table and the Monitor's plots (one launch for both: a worker start is ~5 CPU-s)."""
 
     async def main():
         app = make_app(epochs=2, runs=3)
@@ -136,6 +110,24 @@ def test_one_worker_trains_the_queued_runs_one_after_another(make_app):
             pids = {status_of(app, r)["pid"] for r in RUNS}
             assert len(seen) == 1 and pids == seen and most[0] == 1
             assert await wait_for(pilot, lambda: not app.launcher.workers)  # nothing queued: it exits
+            app.redraw()
+            await pilot.pause()
+            keys = [f"quickstart/{r}" for r in RUNS]
+            assert app.screen.TITLE == "Runs" and set(keys) <= app.selected
+            for key in keys:
+                cells = app.screen.table.get_row(key)
+                assert str(cells[2]) == "completed" and cells[6] == "2/2"
+                assert cells[7] != "–" and cells[8] != "–"  # train and val accuracy
+            await pilot.press("3")
+            await pilot.pause()
+            loss = app.screen.query_one("#plot-loss")
+            assert sorted(t.key for t in loss.traces) == sorted(f"{k}|{m}" for k in keys for m in ("train/loss", "val/loss"))
+            assert all(len(t.y) == 2 for t in loss.traces)
+            ratios = {t.key: t.y[0] for t in app.screen.query_one("#plot-ratio").traces
+                      if t.key.endswith("|schedule/eta_over_s")}
+            assert ratios == {f"{k}|schedule/eta_over_s": pytest.approx(r)
+                              for k, r in zip(keys, [1.5625e-3, 3.125e-3, 6.25e-3])}
+            assert not app.screen.query_one("#plot-lmax").display  # no sharpness monitor in these runs
         group = app.runs_dir / "quickstart"
         for run_id in RUNS:
             log = (group / f"{run_id}.log").read_text()
@@ -143,6 +135,7 @@ def test_one_worker_trains_the_queued_runs_one_after_another(make_app):
             assert all(f"run {group / other}\n" not in log for other in RUNS if other != run_id)
             assert len(rundir.RunDir(group / run_id).events()) > 0
         assert list(group.glob("events.out.tfevents.*"))  # the sweep's HParams config, written once
+        assert (group / "experiment.yaml").exists()
 
     asyncio.run(main())
 
@@ -308,18 +301,25 @@ def test_resume_after_cancel_completes_the_run(make_app):
 def test_worker_on_sigterm_stops_its_run_records_the_waiting_one_and_exits(tmp_path):
     """The worker protocol without the app: two jobs given at once; SIGTERM during the first stops it
     at a step boundary (cancelled, with a checkpoint), the second is recorded cancelled unstarted,
-    and the worker exits 0."""
+    and the worker exits 0. The worker runs in the environment of a user who set none of TensorFlow's
+    log variables, and its stderr must hold none of TensorFlow's start-up lines: the worker's quiet
+    start is checked on this process (test_quiet's own worker process was a TensorFlow start more)."""
     import json
     import subprocess
     import sys
     import time
 
+    from test_quiet import assert_quiet, user_env
+
     from tfminima import config, sweep
 
     spec = config.load(QUICKSTART, tiny(400, runs=2))
     dirs = [rundir.create(tmp_path, "g", p.run_id, config.to_yaml(p.spec), p.hparams()) for p in sweep.expand(spec)]
-    worker = subprocess.Popen([sys.executable, "-m", "tfminima.worker"], stdin=subprocess.PIPE,
-                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, start_new_session=True)
+    stderr_path = tmp_path / "worker.stderr"
+    with open(stderr_path, "w") as stderr:
+        worker = subprocess.Popen([sys.executable, "-m", "tfminima.worker"], stdin=subprocess.PIPE,
+                                  stdout=subprocess.PIPE, stderr=stderr, text=True, start_new_session=True,
+                                  env=user_env())
     try:
         for d in dirs:
             worker.stdin.write(json.dumps({"op": "run", "run_dir": str(d.path), "log": str(d.path) + ".log"}) + "\n")
@@ -340,3 +340,4 @@ def test_worker_on_sigterm_stops_its_run_records_the_waiting_one_and_exits(tmp_p
     assert dirs[0].status()["state"] == "cancelled" and any(dirs[0].checkpoints_dir.glob("epoch-*"))
     assert dirs[1].status()["state"] == "cancelled" and dirs[1].status()["error"] == "cancelled before it started"
     assert not list(dirs[1].checkpoints_dir.iterdir())
+    assert_quiet(stderr_path.read_text())
