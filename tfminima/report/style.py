@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import warnings
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -104,8 +105,14 @@ def save(fig: Figure, stem: Path, formats: Sequence[str] = ("png",)) -> Path:
     """Write ``stem.<format>`` for every format; returns the first (the one REPORT.md links)."""
     stem.parent.mkdir(parents=True, exist_ok=True)
     paths = [stem.with_suffix(f".{fmt}") for fmt in formats]
-    for path in paths:
-        fig.savefig(path, dpi=DPI)
+    with warnings.catch_warnings():
+        # A run's or group's name may hold a character no font has (a tab, a control character) or be
+        # long enough to squeeze the axes: the figure is written all the same, and matplotlib's warnings
+        # would print Python warning lines among the report's own messages.
+        warnings.filterwarnings("ignore", message=r"Glyph \d+ .*missing from font")
+        warnings.filterwarnings("ignore", message="constrained_layout not applied")
+        for path in paths:
+            fig.savefig(path, dpi=DPI)
     return paths[0]
 
 
