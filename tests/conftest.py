@@ -10,11 +10,11 @@ import pytest
 
 
 # The files that take most of the suite's time, heaviest first (measured in CPU seconds a file; the suite
-# is CPU-bound). pytest-xdist hands whole files to its two workers in collection order
-# (--no-loadscope-reorder in pyproject's addopts), so the long files go out first and the many short
-# ones even out the end. xdist's own order, by number of tests, left these few-test files for last and
-# one worker idle while the other ran their tail (~40 s of a 4.6-minute suite). Order only: a file
-# missing here runs after them in its usual place; a stale list costs time, never coverage.
+# is CPU-bound). pytest-xdist hands whole files to its workers in collection order
+# (--no-loadscope-reorder in pyproject's addopts; its own order is by number of tests), so the long files
+# go out first and the many short ones even out the end: the three workers' last tests ended within 11 s
+# of each other. Order only: a file missing here runs after them in its usual place; a stale list costs
+# time, never coverage.
 RUN_FIRST = [
     "test_faults.py", "test_distributed.py", "test_hessian.py", "test_target.py", "test_hessian_retained.py",
     "test_tui_launch.py", "test_quiet.py", "test_hostile_fuzz.py", "test_report_seeds.py",
