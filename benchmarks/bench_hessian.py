@@ -479,14 +479,16 @@ def bench_arithmetic(model, label: str, quickstart: bool = False) -> None:
             times.append(time.perf_counter() - t0)
         print(f"  what these cores give a large product: 2048 × 2048 float32 matmul at "
               f"{2 * 2048**3 / statistics.median(times) / 1e9:.0f} GFLOP/s (median of 7)")
-        # The quickstart's once-a-run measurement: 10 Lanczos products (MIN_STEPS) and 20 probes over
-        # 1,024 examples, against its run's training: epochs × train_size example-gradients.
+        # The quickstart's once-a-run measurement (bench_monitors' "sharpness once a run": λ_max by Lanczos,
+        # MIN_STEPS products, and Tr(H) with 20 probes over 1,024 examples), against its run's training:
+        # epochs × train_size example-gradients.
         from tfminima import config
         from tfminima.hessian.krylov import MIN_STEPS
 
         spec = config.load(os.path.join(os.path.dirname(__file__), "..", "experiments", "quickstart.yaml"), [])
         trained = spec.epochs * spec.dataset.train_size / 1024  # gradients over 1,024 examples
-        products = MIN_STEPS + 20
+        trace_probes = 20
+        products = MIN_STEPS + trace_probes
         second = flops["retained: a second backward pass"] / gradient
         recomputed = flops["HVP recomputed, double backward"] / gradient
         print(f"  the quickstart's run trains {spec.epochs} × {spec.dataset.train_size} examples = {trained:.0f} "
