@@ -11,22 +11,13 @@ def _blas_threads() -> list[int]:
     return [pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"]
 
 
-def test_blas_runs_on_one_thread_inside_and_as_before_after(monkeypatch):
+def test_blas_runs_on_one_thread_inside_and_as_before_after():
     np.ones((4, 4)) @ np.ones((4, 4))  # NumPy's BLAS is loaded
     before = _blas_threads()
     assert before, "no BLAS library found to limit"
-    built = []
-    real = solvers._blas_controller
-    monkeypatch.setattr(solvers, "_BLAS_CONTROLLER", None)
-
-    def counting():
-        if solvers._BLAS_CONTROLLER is None:
-            built.append(1)
-        return real()
-
-    monkeypatch.setattr(solvers, "_blas_controller", counting)
+    solvers._blas_controller.cache_clear()
     for _ in range(3):
         with solvers.solver_context():
             assert _blas_threads() == [1] * len(before)
         assert _blas_threads() == before
-    assert len(built) == 1
+    assert solvers._blas_controller.cache_info().misses == 1  # one library scan for the three

@@ -14,6 +14,7 @@ matrices with known spectra and work on any symmetric operator (the Hessian, the
 from __future__ import annotations
 
 import contextlib
+import functools
 import time
 from collections.abc import Callable
 
@@ -67,19 +68,14 @@ def solver_context():
         yield
 
 
-_BLAS_CONTROLLER = None
-
-
+@functools.cache
 def _blas_controller():
     """The process's one threadpoolctl controller: building one scans the loaded libraries (~5 ms,
     twice a measurement), while limiting through a kept one takes ~0.1 ms. Libraries loaded after the
     first measurement are not limited (NumPy's and SciPy's BLAS are loaded by then)."""
-    global _BLAS_CONTROLLER
-    if _BLAS_CONTROLLER is None:
-        from threadpoolctl import ThreadpoolController
+    from threadpoolctl import ThreadpoolController
 
-        _BLAS_CONTROLLER = ThreadpoolController()
-    return _BLAS_CONTROLLER
+    return ThreadpoolController()
 
 
 @contextlib.contextmanager

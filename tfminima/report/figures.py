@@ -30,11 +30,11 @@ from tfminima.report.style import (
     MAX_ENTRIES,
     PAIR_COLOURS,
     SVAG_CMAP,
-    PlainLogFormatter,
     RunStyle,
     epoch_axis,
     epoch_limits,
     figure_legend,
+    label_log_ticks,
     log_axis,
     new_figure,
     schedule_xy,
@@ -288,8 +288,7 @@ def heatmap(runs: list[Run], metrics: list[str], norm: LogNorm, title: str) -> F
                              norm=cnorm, shading="flat")
         bar = fig.colorbar(mesh, ax=ax, label=METRIC_LABELS[metric], shrink=0.9)
         if cnorm is not None:
-            bar.ax.yaxis.set_major_formatter(PlainLogFormatter(labelOnlyBase=False))
-            bar.ax.yaxis.set_minor_formatter(PlainLogFormatter(labelOnlyBase=False, minor_thresholds=(1.5, 0.6)))
+            label_log_ticks(bar.ax.yaxis)
         for i, s in enumerate(sizes):
             for j, eta in enumerate(etas):
                 if counts[i, j]:

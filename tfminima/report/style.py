@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 import matplotlib
@@ -96,9 +96,7 @@ def colourbar(fig: Figure, axes, norm: LogNorm, label: str = ETA_S_LABEL, locati
     """The η/S colour bar shared by ``axes``, ticks as η/S is written everywhere (3.12e-4)."""
     bar = fig.colorbar(ScalarMappable(norm=norm, cmap=CMAP), ax=axes, label=label, shrink=0.9, location=location,
                        aspect=40 if location == "bottom" else 20)
-    axis = bar.ax.xaxis if location == "bottom" else bar.ax.yaxis
-    axis.set_major_formatter(RatioLogFormatter(labelOnlyBase=False))
-    axis.set_minor_formatter(RatioLogFormatter(labelOnlyBase=False, minor_thresholds=(1.5, 0.6)))
+    label_log_ticks(bar.ax.xaxis if location == "bottom" else bar.ax.yaxis, eta_over_s)
 
 
 def save(fig: Figure, stem: Path, formats: Sequence[str] = ("png",)) -> Path:
@@ -166,22 +164,31 @@ def figure_legend(fig: Figure, axes, sections: list[tuple[str | None, list]], *,
             text.set_fontweight("bold")
 
 
-class PlainLogFormatter(LogFormatter):
-    """Matplotlib's choice of which log ticks to label, printed as plain numbers (0.004, not 4e-03)."""
+def plain(value: float) -> str:
+    """A plain number on a log axis: 0.004, not 4e-03."""
+    return f"{value:.3g}"
+
+
+class TextLogFormatter(LogFormatter):
+    """Matplotlib's choice of which log ticks to label, each written by ``text`` (plain numbers, or η/S
+    as the tables, legends, CLI and TUI write it: 3.12e-4)."""
+
+    def __init__(self, text: Callable[[float], str] = plain, **kwargs):
+        super().__init__(**kwargs)
+        self.text = text
 
     def _num_to_string(self, x, vmin, vmax):
-        return f"{x:.3g}"
-
-
-class RatioLogFormatter(LogFormatter):
-    """Log ticks of a noise scale written as the tables, legends, CLI and TUI write it (3.12e-4)."""
-
-    def _num_to_string(self, x, vmin, vmax):
-        return eta_over_s(x)
+        return self.text(x)
 
     @staticmethod
     def fix_minus(s):
-        return s  # the legend beside it writes 3.12e-4 with a plain hyphen
+        return s  # the legends beside the axes write 3.12e-4 with a plain hyphen
+
+
+def label_log_ticks(axis, text: Callable[[float], str] = plain) -> None:
+    """Major and minor ticks of a log ``axis`` (of an Axes or a colour bar) written by ``text``."""
+    axis.set_major_formatter(TextLogFormatter(text, labelOnlyBase=False))
+    axis.set_minor_formatter(TextLogFormatter(text, labelOnlyBase=False, minor_thresholds=(1.5, 0.6)))
 
 
 def log_axis(ax, which: str = "y", values: list[float] | None = None, *, ratio: bool = False) -> None:
@@ -189,15 +196,13 @@ def log_axis(ax, which: str = "y", values: list[float] | None = None, *, ratio: 
     ``values`` (η/S of the runs), ticks at them."""
     getattr(ax, f"set_{which}scale")("log")
     axis = ax.xaxis if which == "x" else ax.yaxis
-    text = eta_over_s if ratio else (lambda v: f"{v:.3g}")
+    text = eta_over_s if ratio else plain
     distinct = sorted({float(f"{v:.6g}") for v in values or []})
     if 0 < len(distinct) <= 6:
         axis.set_ticks(distinct, [text(v) for v in distinct])
         axis.set_minor_locator(NullLocator())
     else:
-        formatter = RatioLogFormatter if ratio else PlainLogFormatter
-        axis.set_major_formatter(formatter(labelOnlyBase=False))
-        axis.set_minor_formatter(formatter(labelOnlyBase=False, minor_thresholds=(1.5, 0.6)))
+        label_log_ticks(axis, text)
 
 
 def epoch_axis(ax) -> None:
