@@ -30,6 +30,10 @@ def pytest_collection_modifyitems(config, items):
 
 def pytest_configure(config):
     # Must happen before any TensorFlow op runs; tests that need a fresh process use subprocesses.
+    # Not in xdist's controller, which runs no test: its TensorFlow import (~7 CPU-s) delayed the
+    # workers' start by as long.
+    if not hasattr(config, "workerinput") and getattr(config.option, "dist", "no") != "no":
+        return
     import tensorflow as tf
 
     cpus = tf.config.list_physical_devices("CPU")

@@ -217,7 +217,8 @@ def test_config_keeps_the_names_its_users_call_after_the_split():
     file_names = {"yaml", "py"}  # "config.yaml", "config.py" in text
     tf_and_keras = {n for n in used if n.startswith(("set_", "list_", "get_logical"))} | {
         "experimental", "floatx", "dtype_policy", "LogicalDeviceConfiguration", "optimizer"}  # tf.config, keras.config
-    not_ours = file_names | tf_and_keras
+    pytests = {"option"}  # pytest's config, in conftest's hooks
+    not_ours = file_names | tf_and_keras | pytests
     missing = sorted(n for n in used - not_ours if not hasattr(config, n))
     assert missing == []
 
