@@ -455,13 +455,17 @@ def test_ctrl_c_while_the_run_end_is_recorded_waits_for_it(tmp_path, monkeypatch
 
 def test_second_ctrl_c_inside_the_stop_still_leaves_a_readable_run_directory(tiny_yaml, tmp_path):
     """The second Ctrl-C lands while the first stop is handled (checkpoint, status). Later, while the
-    interpreter exits (0.5 s after the first stop request): on test_cli's SIGTERM process."""
+    interpreter exits (0.5 s after the first stop request): on test_cli's SIGTERM process.
+    Also the quiet start of ``tfminima run`` in a user's environment (test_quiet's check, on this
+    process: a TensorFlow start fewer)."""
+    from test_quiet import assert_quiet, user_env
+
     from tfminima.rundir import RunDir
 
     cfg = tiny_yaml(name="cc")
     Path(cfg).write_text(Path(cfg).read_text().replace("epochs: 2", "epochs: 500"))
     proc = subprocess.Popen(CLI + ["run", cfg, "--out", str(tmp_path), "--quiet"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=user_env())
     run = RunDir(tmp_path / "cc" / "lr0.05-bs32-s0")
     deadline = time.time() + 300
     while time.time() < deadline and not (run.checkpoints_dir / "epoch-2" / "state.json").exists():
@@ -474,3 +478,4 @@ def test_second_ctrl_c_inside_the_stop_still_leaves_a_readable_run_directory(tin
     assert "Traceback" not in err, err[-3000:]
     assert run.status()["state"] == "cancelled", (run.status(), err[-3000:])
     assert_readable(run)
+    assert_quiet(err)
