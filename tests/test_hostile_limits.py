@@ -304,7 +304,8 @@ def test_path_arguments_get_one_line_and_the_right_status(tmp_path, capsys):
     assert capsys.readouterr().err.strip() == f"tfminima-tui: RUNS_DIR {afile} is a file, not a directory"
 
 
-def test_report_out_that_cannot_be_written_exits_1(tmp_path):
+def test_report_out_that_cannot_be_written_exits_1(tmp_path, cli_here):
+    """In this process (cli_here): the command's message and status are what is tested."""
     from hostile_support import build_group
 
     runs = tmp_path / "runs"
@@ -314,7 +315,7 @@ def test_report_out_that_cannot_be_written_exits_1(tmp_path):
     report = locked / "report"
     report.mkdir()
     (report / "REPORT.md").mkdir()  # the report's index cannot be written: a folder holds its name
-    r = cli("report", str(runs), "--out", str(report))
+    r = cli_here("report", runs, "--out", report)
     assert r.returncode == 1 and "Traceback" not in r.stderr
     assert f"tfminima report: cannot write {report / 'REPORT.md'}" in r.stderr
 
