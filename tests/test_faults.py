@@ -381,7 +381,9 @@ def test_shared_group_never_overwrites_an_existing_run(tmp_path):
     assert second.state == "completed"
 
 
-def test_cli_refuses_a_busy_run_and_a_resume_with_another_config(tiny_yaml, tmp_path):
+def test_cli_refuses_a_busy_run_and_a_resume_with_another_config(tiny_yaml, tmp_path, cli_here):
+    """In this process (cli_here: the messages and exit statuses are tested; a flock taken on another
+    open file of this process conflicts as another process's does)."""
     from tfminima import config, resume, rundir
     from tfminima.locks import RunLock
 
@@ -389,14 +391,13 @@ def test_cli_refuses_a_busy_run_and_a_resume_with_another_config(tiny_yaml, tmp_
     spec = config.load(cfg)
     run = rundir.create(tmp_path / "runs", "tiny", "lr0.05-bs32-s0", config.to_yaml(spec))
     with RunLock(run.path):
-        r = subprocess.run(CLI + ["run", "--resume", str(run.path)], capture_output=True, text=True, timeout=300)
+        r = cli_here("run", "--resume", run.path)
     assert r.returncode == 2 and f"is being trained by process {os.getpid()}" in r.stderr
-    r = subprocess.run(CLI + ["run", cfg, "--set", "optimizer.lr=0.1", "--resume", str(run.path)],
-                       capture_output=True, text=True, timeout=300)
+    r = cli_here("run", cfg, "--set", "optimizer.lr=0.1", "--resume", run.path)
     assert r.returncode == 2 and "optimizer.lr: stored 0.05, given 0.1" in r.stderr and "Traceback" not in r.stderr
-    r = subprocess.run(CLI + ["run", "--resume", str(run.path), "--set", "epochs=5"],
-                       capture_output=True, text=True, timeout=300)
+    r = cli_here("run", "--resume", run.path, "--set", "epochs=5")
     assert r.returncode == 2 and "epochs: stored 2, given 5" in r.stderr
+    assert run.status()["state"] == "pending"  # untouched
     # the same config again (scripts that repeat their arguments) is accepted, and the stored one is used
     (target,) = resume.targets(run.path, cfg, ["epochs=2"])
     assert target.spec == config.load(run.config_path)
