@@ -89,9 +89,10 @@ def test_a_run_generating_a_large_dataset_stops_and_stays_resumable(tmp_path, si
                    "model: {name: mlp, hidden: [8]}\noptimizer: {lr: 0.05, batch_size: 32}\n")
     cache = tmp_path / "cache"
     env = user_env(TFMINIMA_CACHE=str(cache))
-    proc = subprocess.Popen([sys.executable, "-c", DATA_LIST_THEN_RUN, "data", "list", "--data-dir", str(tmp_path / "tfds"),
-                             "--then", "run", str(cfg), "--out", str(tmp_path / "runs"), "--quiet"], cwd=tmp_path,
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen([sys.executable, "-c", DATA_LIST_THEN_RUN, "data", "list", "--data-dir",
+                             str(tmp_path / "tfds"), "--then", "run", str(cfg), "--out", str(tmp_path / "runs"),
+                             "--quiet"], cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
     run = RunDir(tmp_path / "runs" / "big" / "lr0.05-bs32-s0")
     try:
         wait_for_state(run.status_path, "running", proc)

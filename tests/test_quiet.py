@@ -90,14 +90,14 @@ def analyze_then_sweep(tmp_path_factory):
     from tfminima import config, runner
 
     tmp_path = tmp_path_factory.mktemp("quiet")
-    model = "model: {name: mlp, hidden: [16]}\n"
-    base = ("epochs: 2\ndataset: {name: mnist1d, train_size: 256, val_size: 64, test_size: 64}\n"
-            + model + "optimizer: {lr: 0.05, batch_size: 32}\n")
-    spec = config.load_text("name: one\n" + base.replace("epochs: 2", "epochs: 1").replace("[16]", "[8]"), "one.yaml")
+    data = "dataset: {name: mnist1d, train_size: 256, val_size: 64, test_size: 64}\n"
+    spec = config.load_text("name: one\nepochs: 1\n" + data + "model: {name: mlp, hidden: [8]}\n", "one.yaml")
     (analysed,) = runner.run_sweep(spec, tmp_path / "analysed")
     assert analysed.state == "completed"
     cfg = tmp_path / "tiny.yaml"
-    cfg.write_text("name: tiny\n" + base + "sweep: {grid: {optimizer.lr: [0.01, 0.02], optimizer.batch_size: [32, 64]}}\n")
+    cfg.write_text("name: tiny\nepochs: 2\n" + data + "model: {name: mlp, hidden: [16]}\n"
+                   "optimizer: {lr: 0.05, batch_size: 32}\n"
+                   "sweep: {grid: {optimizer.lr: [0.01, 0.02], optimizer.batch_size: [32, 64]}}\n")
     r = subprocess.run([sys.executable, "-c", ANALYZE_RUN_THEN_LATE_CTRL_C,
                         "analyze", str(analysed.run_dir.path), "--k", "1", "--samples", "64", "--trace-probes", "2",
                         "--then", "run", str(cfg), "--out", str(tmp_path / "out"), "--quiet"],
@@ -110,8 +110,9 @@ def test_cli_analyze_and_a_sweep_in_one_process_run_quietly(analyze_then_sweep):
     """analyze starts TensorFlow without its start-up lines; epochs=2 over a sweep of 4 runs in one
     process: once the eval step was traced for every run's model, and TensorFlow warned that it
     retraced. (``run``'s quiet start is checked on test_faults' second Ctrl-C process, ``data list``'s
-    on test_hostile_signals' large-dataset process, the TUI worker's on the worker process of test_tui_launch's
-    SIGTERM test; that a user who asks for TensorFlow's lines gets them, on test_cli's SIGTERM process.)"""
+    on test_hostile_signals' large-dataset process, the TUI worker's on the worker process of
+    test_tui_launch's SIGTERM test; that a user who asks for TensorFlow's lines gets them, on test_cli's
+    SIGTERM process.)"""
     r, runs = analyze_then_sweep
     assert "analyze exit 0" in r.stdout, r.stderr[-3000:]
     assert len(runs) == 4 and all(run.status()["state"] == "completed" for run in runs), r.stderr[-3000:]
