@@ -70,11 +70,11 @@ def test_limits_are_raised_by_their_variable_and_a_bad_variable_is_named(monkeyp
         assert f"TFMINIMA_MAX_EPOCHS: {bad!r} is not a positive integer" in problems(BASE)
 
 
-def test_set_epochs_of_a_trillion_fails_validation_with_exit_2(tmp_path):
+def test_set_epochs_of_a_trillion_fails_validation_with_exit_2(tmp_path, cli_here):
     cfg = tmp_path / "lim.yaml"
     cfg.write_text(BASE)
     for command in (["validate", str(cfg)], ["run", str(cfg), "--out", str(tmp_path / "out")]):
-        r = cli(*command, "--set", "epochs=1000000000000")
+        r = cli_here(*command, "--set", "epochs=1000000000000")
         assert r.returncode == 2 and "Traceback" not in r.stderr
         assert r.stderr.strip() == (f"--set: epochs: 1000000000000 epochs is over the limit of "
                                     f"{int(limits.value('epochs'))} (set TFMINIMA_MAX_EPOCHS to raise it)")
