@@ -16,10 +16,10 @@ import pytest
 # of each other. Order only: a file missing here runs after them in its usual place; a stale list costs
 # time, never coverage.
 RUN_FIRST = [
-    "test_faults.py", "test_distributed.py", "test_hessian.py", "test_target.py", "test_hessian_retained.py",
-    "test_tui_launch.py", "test_quiet.py", "test_hostile_fuzz.py", "test_report_seeds.py",
-    "test_landscape_monitors.py", "test_noise.py", "test_tui_app.py", "test_train.py", "test_tui_tmux.py",
-    "test_cli.py", "test_reproduction.py", "test_critical.py", "test_hostile_signals.py",
+    "test_faults.py", "test_distributed.py", "test_hessian.py", "test_target.py", "test_hostile_fuzz.py",
+    "test_tui_launch.py", "test_hessian_retained.py", "test_report_seeds.py", "test_quiet.py", "test_train.py",
+    "test_tui_app.py", "test_landscape_monitors.py", "test_noise.py", "test_tui_tmux.py", "test_cli.py",
+    "test_critical.py", "test_reproduction.py", "test_hostile_signals.py", "test_config_fuzz.py",
 ]
 
 
@@ -30,6 +30,10 @@ def pytest_collection_modifyitems(config, items):
 
 def pytest_configure(config):
     # Must happen before any TensorFlow op runs; tests that need a fresh process use subprocesses.
+    # Not in xdist's controller, which runs no test: its TensorFlow import (~7 CPU-s) delayed the
+    # workers' start by as long.
+    if not hasattr(config, "workerinput") and getattr(config.option, "dist", "no") != "no":
+        return
     import tensorflow as tf
 
     cpus = tf.config.list_physical_devices("CPU")

@@ -103,9 +103,16 @@ def test_sigkill_then_resume_is_bitwise_equal(tiny_yaml, tmp_path):
 
 
 def test_sigterm_cancels_with_checkpoint(tiny_yaml, tmp_path):
-    """Also: a user who asks for TensorFlow's own log lines (TF_CPP_MIN_LOG_LEVEL=0) gets its start-up
-    lines, which the entry points otherwise drop (test_quiet; checked on this process, a TensorFlow start
-    fewer than a process of its own)."""
+    """Also, on this process (each a TensorFlow start fewer than a process of its own):
+
+    - a Ctrl-C 0.5 s after the SIGTERM, while the stop is recorded or the interpreter exits (where
+      Python has put SIGINT back to its default action: status -2 before), still ends with 130, no
+      traceback and a readable run directory (test_faults' second Ctrl-C; the handler takes a SIGINT
+      after a SIGTERM as a second Ctrl-C);
+    - a user who asks for TensorFlow's own log lines (TF_CPP_MIN_LOG_LEVEL=0) gets its start-up
+      lines, which the entry points otherwise drop (test_quiet)."""
+    from test_faults import assert_readable
+
     cfg = tiny_yaml(name="term")
     Path(cfg).write_text(Path(cfg).read_text().replace("epochs: 2", "epochs: 200"))
     proc = subprocess.Popen(CLI + ["run", cfg, "--out", str(tmp_path), "--quiet"],
@@ -116,12 +123,16 @@ def test_sigterm_cancels_with_checkpoint(tiny_yaml, tmp_path):
     while time.time() < deadline and not (run_dir / "checkpoints" / "latest").exists():
         time.sleep(0.05)
     proc.send_signal(signal.SIGTERM)
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err[-3000:]
+    assert "Traceback" not in err, err[-3000:]
     status = RunDir(run_dir).status()
     assert status["state"] == "cancelled"
     assert ckpt.latest(run_dir / "checkpoints") is not None
     assert status["epochs_done"] < 200
+    assert_readable(RunDir(run_dir))
     assert "absl::InitializeLog" in err, err[-3000:]
 
 

@@ -131,25 +131,25 @@ def test_conversion_needs_the_other_schedule_constant():
     assert "constant batch_size_schedule" in p.message
 
 
-def test_cli_validate_exit_status_and_no_traceback(tmp_path):
+def test_cli_validate_exit_status_and_no_traceback(tmp_path, cli_here):
+    """In this process (cli_here): an exception would fail the test as a traceback would show."""
     bad = tmp_path / "bad.yaml"
     bad.write_text("name: x\noptimizer:\n  momentun: 0.9\n")
     good = tmp_path / "good.yaml"
     good.write_text("name: x\nsweep: {ratio: [0.001, 0.002], grid: {optimizer.batch_size: [32, 64]}}\n")
-    r = subprocess.run([sys.executable, "-m", "tfminima.cli", "validate", str(bad)], capture_output=True, text=True)
+    r = cli_here("validate", bad)
     assert r.returncode == 2
     assert f"{bad}:3: optimizer.momentun: unknown key (did you mean 'momentum'?)" in r.stderr
     assert "Traceback" not in r.stderr + r.stdout
-    r = subprocess.run([sys.executable, "-m", "tfminima.cli", "validate", "--list", str(good)],
-                       capture_output=True, text=True)
+    r = cli_here("validate", "--list", good)
     assert r.returncode == 0, r.stderr
     assert "ok (4 runs)" in r.stdout and "lr0.064-bs64-s0" in r.stdout
 
 
-def test_cli_run_bad_config_exits_2_before_training(tmp_path):
+def test_cli_run_bad_config_exits_2_before_training(tmp_path, cli_here):
     bad = tmp_path / "bad.yaml"
     bad.write_text("epochs: 2\ndataset: {nme: mnist1d}\n")
-    r = subprocess.run([sys.executable, "-m", "tfminima.cli", "run", str(bad)], capture_output=True, text=True)
+    r = cli_here("run", bad)
     assert r.returncode == 2
     assert "dataset.nme: unknown key (did you mean 'name'?)" in r.stderr
     assert "Traceback" not in r.stderr
@@ -217,7 +217,8 @@ def test_config_keeps_the_names_its_users_call_after_the_split():
     file_names = {"yaml", "py"}  # "config.yaml", "config.py" in text
     tf_and_keras = {n for n in used if n.startswith(("set_", "list_", "get_logical"))} | {
         "experimental", "floatx", "dtype_policy", "LogicalDeviceConfiguration", "optimizer"}  # tf.config, keras.config
-    not_ours = file_names | tf_and_keras
+    pytests = {"option"}  # pytest's config, in conftest's hooks
+    not_ours = file_names | tf_and_keras | pytests
     missing = sorted(n for n in used - not_ours if not hasattr(config, n))
     assert missing == []
 

@@ -70,11 +70,11 @@ def test_limits_are_raised_by_their_variable_and_a_bad_variable_is_named(monkeyp
         assert f"TFMINIMA_MAX_EPOCHS: {bad!r} is not a positive integer" in problems(BASE)
 
 
-def test_set_epochs_of_a_trillion_fails_validation_with_exit_2(tmp_path):
+def test_set_epochs_of_a_trillion_fails_validation_with_exit_2(tmp_path, cli_here):
     cfg = tmp_path / "lim.yaml"
     cfg.write_text(BASE)
     for command in (["validate", str(cfg)], ["run", str(cfg), "--out", str(tmp_path / "out")]):
-        r = cli(*command, "--set", "epochs=1000000000000")
+        r = cli_here(*command, "--set", "epochs=1000000000000")
         assert r.returncode == 2 and "Traceback" not in r.stderr
         assert r.stderr.strip() == (f"--set: epochs: 1000000000000 epochs is over the limit of "
                                     f"{int(limits.value('epochs'))} (set TFMINIMA_MAX_EPOCHS to raise it)")
@@ -304,7 +304,8 @@ def test_path_arguments_get_one_line_and_the_right_status(tmp_path, capsys):
     assert capsys.readouterr().err.strip() == f"tfminima-tui: RUNS_DIR {afile} is a file, not a directory"
 
 
-def test_report_out_that_cannot_be_written_exits_1(tmp_path):
+def test_report_out_that_cannot_be_written_exits_1(tmp_path, cli_here):
+    """In this process (cli_here): the command's message and status are what is tested."""
     from hostile_support import build_group
 
     runs = tmp_path / "runs"
@@ -314,7 +315,7 @@ def test_report_out_that_cannot_be_written_exits_1(tmp_path):
     report = locked / "report"
     report.mkdir()
     (report / "REPORT.md").mkdir()  # the report's index cannot be written: a folder holds its name
-    r = cli("report", str(runs), "--out", str(report))
+    r = cli_here("report", runs, "--out", report)
     assert r.returncode == 1 and "Traceback" not in r.stderr
     assert f"tfminima report: cannot write {report / 'REPORT.md'}" in r.stderr
 

@@ -24,7 +24,6 @@ from tfminima import interrupt, resume
 from tfminima.rundir import RunDir
 
 ROOT = Path(__file__).resolve().parents[1]
-CLI = [sys.executable, "-m", "tfminima.cli"]
 HANG = 600  # seconds: only against a hang
 
 
@@ -60,6 +59,15 @@ def wait_for_state(status: Path, state: str, proc: subprocess.Popen) -> None:
     raise AssertionError(f"{status} never became {state!r} (exit {proc.poll()})")
 
 
+DATA_LIST_THEN_RUN = (
+    "import sys\n"
+    "from tfminima.cli import main\n"
+    "split = sys.argv.index('--then')\n"
+    "print('data list exit', main(sys.argv[1:split]), flush=True)\n"
+    "sys.exit(main(sys.argv[split + 1:]))\n"
+)
+
+
 @pytest.mark.parametrize("signum", [signal.SIGINT], ids=["SIGINT"])
 def test_a_run_generating_a_large_dataset_stops_and_stays_resumable(tmp_path, signum):
     """400,000 MNIST-1D examples take minutes to generate; the signal, sent once the run is recorded
@@ -67,15 +75,24 @@ def test_a_run_generating_a_large_dataset_stops_and_stays_resumable(tmp_path, si
     exit 130, before any example is trained and before the cache is written, and a resume may start
     it over. SIGINT only (a TensorFlow process fewer): a first SIGTERM takes the same branch of
     interrupt.install's handler, and test_generation_hears_the_stop_between_chunks sends SIGTERM
-    inside the generation."""
+    inside the generation.
+
+    The process, in a user's environment, first lists the datasets (``tfminima data list``, which
+    starts TensorFlow), then runs (DATA_LIST_THEN_RUN): the quiet start of ``data list`` is checked on
+    this process (test_data's ``data list`` process was a TensorFlow start more; what it prints is
+    checked in-process there)."""
+    from test_quiet import assert_quiet, user_env
+
     cfg = tmp_path / "big.yaml"
     cfg.write_text("name: big\nepochs: 2\n"
                    "dataset: {name: mnist1d, train_size: 400000, val_size: 64, test_size: 64}\n"
                    "model: {name: mlp, hidden: [8]}\noptimizer: {lr: 0.05, batch_size: 32}\n")
     cache = tmp_path / "cache"
-    env = dict(os.environ, TFMINIMA_CACHE=str(cache), TF_CPP_MIN_LOG_LEVEL="3")
-    proc = subprocess.Popen(CLI + ["run", str(cfg), "--out", str(tmp_path / "runs"), "--quiet"], cwd=tmp_path,
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    env = user_env(TFMINIMA_CACHE=str(cache))
+    proc = subprocess.Popen([sys.executable, "-c", DATA_LIST_THEN_RUN, "data", "list", "--data-dir",
+                             str(tmp_path / "tfds"), "--then", "run", str(cfg), "--out", str(tmp_path / "runs"),
+                             "--quiet"], cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
     run = RunDir(tmp_path / "runs" / "big" / "lr0.05-bs32-s0")
     try:
         wait_for_state(run.status_path, "running", proc)
@@ -86,6 +103,8 @@ def test_a_run_generating_a_large_dataset_stops_and_stays_resumable(tmp_path, si
         proc.kill()
     assert proc.returncode == 130, err
     assert "Traceback" not in err
+    assert "data list exit 0" in out and "not prepared" in out, out
+    assert_quiet(err)  # TensorFlow started in data list
     status = run.status()
     assert status["state"] == "cancelled"
     assert status["error"] in (f"{signal.Signals(signum).name} while loading the mnist1d dataset",

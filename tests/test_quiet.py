@@ -61,10 +61,12 @@ def test_the_users_own_log_variables_turn_the_filter_off(env, asked):
     assert quiet.user_asked_for_logs(env) is asked
 
 
-LATE_CTRL_C = (
+ANALYZE_RUN_THEN_LATE_CTRL_C = (
     "import atexit, os, signal, sys, time\n"
     "from tfminima.cli import main\n"
-    "code = main(sys.argv[1:])\n"
+    "split = sys.argv.index('--then')\n"
+    "print('analyze exit', main(sys.argv[1:split]), flush=True)\n"
+    "code = main(sys.argv[split + 1:])\n"
     "def late_ctrl_c():\n"
     "    os.kill(os.getpid(), signal.SIGINT)\n"
     "    time.sleep(0.2)\n"
@@ -77,44 +79,53 @@ LATE_CTRL_C = (
 
 
 @pytest.fixture(scope="module")
-def sweep_run(tmp_path_factory):
-    """``tfminima run`` of a 4-run sweep (epochs=2) in a user's environment, in a process that gets two
-    Ctrl-Cs from an atexit callback once its runs are recorded (LATE_CTRL_C). One TensorFlow process for
-    two tests: its quiet start, and the late Ctrl-C (test_faults' test of it had a process of its own)."""
+def analyze_then_sweep(tmp_path_factory):
+    """One process in a user's environment: ``tfminima analyze`` of a finished run (the command that
+    starts TensorFlow, so analyze's start is the one checked), then ``tfminima run`` of a 4-run sweep
+    (epochs=2), which gets two Ctrl-Cs from an atexit callback once its runs are recorded
+    (ANALYZE_RUN_THEN_LATE_CTRL_C). One TensorFlow process for three checks: analyze's quiet start, the
+    sweep's missing retracing warning, the late Ctrl-C (each had a process of its own; ``run``'s own
+    quiet start is checked on test_faults' second Ctrl-C process). The analysed run, trained here, has
+    another architecture than the sweep, whose traces therefore start afresh."""
+    from tfminima import config, runner
+
     tmp_path = tmp_path_factory.mktemp("quiet")
+    data = "dataset: {name: mnist1d, train_size: 256, val_size: 64, test_size: 64}\n"
+    spec = config.load_text("name: one\nepochs: 1\n" + data + "model: {name: mlp, hidden: [8]}\n", "one.yaml")
+    (analysed,) = runner.run_sweep(spec, tmp_path / "analysed")
+    assert analysed.state == "completed"
     cfg = tmp_path / "tiny.yaml"
-    cfg.write_text("name: tiny\nepochs: 2\n"
-                   "dataset: {name: mnist1d, train_size: 256, val_size: 64, test_size: 64}\n"
-                   "model: {name: mlp, hidden: [16]}\noptimizer: {lr: 0.05, batch_size: 32}\n"
+    cfg.write_text("name: tiny\nepochs: 2\n" + data + "model: {name: mlp, hidden: [16]}\n"
+                   "optimizer: {lr: 0.05, batch_size: 32}\n"
                    "sweep: {grid: {optimizer.lr: [0.01, 0.02], optimizer.batch_size: [32, 64]}}\n")
-    r = subprocess.run([sys.executable, "-c", LATE_CTRL_C, "run", str(cfg), "--out", str(tmp_path / "out"), "--quiet"],
+    r = subprocess.run([sys.executable, "-c", ANALYZE_RUN_THEN_LATE_CTRL_C,
+                        "analyze", str(analysed.run_dir.path), "--k", "1", "--samples", "64", "--trace-probes", "2",
+                        "--then", "run", str(cfg), "--out", str(tmp_path / "out"), "--quiet"],
                        capture_output=True, text=True, env=user_env(), timeout=600)
     runs = [RunDir(p) for p in sorted((tmp_path / "out" / "tiny").iterdir()) if p.is_dir()]
     return r, runs
 
 
-def test_cli_run_and_analyze_start_quietly(sweep_run):
-    """epochs=2 over a sweep of 4 runs in one process: once the eval step was traced for every run's
-    model, and TensorFlow warned that it retraced; the start-up lines came twice. (``data list``'s
-    quiet start is checked on test_data's ``data list`` process, the TUI worker's on the worker process of
+def test_cli_analyze_and_a_sweep_in_one_process_run_quietly(analyze_then_sweep):
+    """analyze starts TensorFlow without its start-up lines; epochs=2 over a sweep of 4 runs in one
+    process: once the eval step was traced for every run's model, and TensorFlow warned that it
+    retraced. (``run``'s quiet start is checked on test_faults' second Ctrl-C process, ``data list``'s
+    on test_hostile_signals' large-dataset process, the TUI worker's on the worker process of
     test_tui_launch's SIGTERM test; that a user who asks for TensorFlow's lines gets them, on test_cli's
     SIGTERM process.)"""
-    r, runs = sweep_run
+    r, runs = analyze_then_sweep
+    assert "analyze exit 0" in r.stdout, r.stderr[-3000:]
     assert len(runs) == 4 and all(run.status()["state"] == "completed" for run in runs), r.stderr[-3000:]
     assert_quiet(r.stderr)
-    r = subprocess.run([sys.executable, "-m", "tfminima.cli", "analyze", str(runs[0].path), "--k", "1",
-                        "--samples", "64", "--trace-probes", "2"], capture_output=True, text=True, env=user_env())
-    assert r.returncode == 0, r.stderr[-3000:]
-    assert_quiet(r.stderr)
 
 
-def test_ctrl_c_while_the_interpreter_exits_after_a_run_is_quiet(sweep_run):
+def test_ctrl_c_while_the_interpreter_exits_after_a_run_is_quiet(analyze_then_sweep):
     """Once the runs are recorded, a Ctrl-C can only land in the interpreter's exit (atexit callbacks:
     matplotlib's, TensorFlow's): the program ends at once with 130, no "Exception ignored" traceback.
     Deterministic: an atexit callback sends two SIGINTs (without the fix the first only asks the finished
     run to stop, the second raises KeyboardInterrupt inside the callback: a traceback on stderr).
     (From test_faults: on this file's sweep process.)"""
-    r, runs = sweep_run
+    r, runs = analyze_then_sweep
     assert r.returncode == 130, r.stderr[-3000:]
     assert "Traceback" not in r.stderr and "still running" not in r.stderr, r.stderr[-3000:]
     assert [run.status()["state"] for run in runs] == ["completed"] * 4
