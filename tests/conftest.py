@@ -1,13 +1,6 @@
 """Test setup: 2 logical CPU devices (for MirroredStrategy), quiet TensorFlow, a private cache."""
 
 import os
-import sys
-
-# The suite starts many interpreters that import tfminima (the tests of signals, kill -9, quiet start-up,
-# real workers, the CLI). With bytecode writing off (PYTHONDONTWRITEBYTECODE=1, as on the machines this
-# suite is timed on) each compiled tfminima's modules from source again: ~50 CPU-s over the suite. The
-# test workers write the bytecode (into __pycache__ folders, ignored by git) and the processes read it.
-sys.dont_write_bytecode = False
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 # As the entry points run TensorFlow (tfminima.quiet.start_tensorflow), and ~5 % less CPU for the tests.
