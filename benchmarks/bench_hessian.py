@@ -505,30 +505,22 @@ def bench_arithmetic(model, label: str, quickstart: bool = False) -> None:
 
 def bench_vectorized(model, label: str, rounds: int, sizes=(10, 20)) -> None:
     """[8]: a retained block's second backward passes vectorised by pfor against the instruments' map_fn."""
-    from tfminima.hessian.products import model_state, traced_functions
-    from tfminima.hessian.vectors import flatten_tensors, unflatten_vector
+    from tfminima.hessian.products import model_state
 
-    data = (X[:SUBSET], Y[:SUBSET])
-    op = hessian.HessianOperator(model, data, batch_size=SUBSET, hvp_mode="retained")
-    fns = traced_functions(model)
-    x, y = tf.constant(data[0]), tf.constant(data[1])
-    inv_n = tf.constant(1 / SUBSET, tf.float64)
+    op = hessian.HessianOperator(model, (X[:SUBSET], Y[:SUBSET]), batch_size=SUBSET, hvp_mode="retained")
+    fns, state = op.fns, model_state(model)
+    (x, y), inv_n = op.batches.items[0], op.batches.inv_n
 
     @tf.function(autograph=False, reduce_retracing=True)
-    def vectorized_block(state, x, y, inv_n, vectors):
+    def vectorized_block(state, vectors):
         values = list(state[0])
         tape, grads = fns.retained_gradient(values, state[1], x, y, inv_n)
-
-        def product(v):
-            return flatten_tensors(tape.gradient(grads, values, output_gradients=unflatten_vector(v, fns.specs),
-                                                 unconnected_gradients=tf.UnconnectedGradients.ZERO))
-
-        return tf.vectorized_map(product, vectors, fallback_to_while_loop=False)
+        return tf.vectorized_map(lambda v: fns.second_backward(tape, grads, values, v), vectors,
+                                 fallback_to_while_loop=False)
 
     print(f"\n[8{label}] A retained block: second backward passes vectorised by pfor (tf.vectorized_map) "
           f"against tf.map_fn (the instruments'), {SUBSET} examples; medians of {rounds} interleaved rounds")
     rng = np.random.default_rng(0)
-    state = model_state(model)
     for size in sizes:
         block = rng.standard_normal((size, op.n))
         reference = op.matmat(block)
@@ -536,7 +528,7 @@ def bench_vectorized(model, label: str, rounds: int, sizes=(10, 20)) -> None:
         level = tf_logger.level
         tf_logger.setLevel("CRITICAL")  # pfor logs the op it cannot convert as an ERROR before raising
         try:
-            out = vectorized_block(state, x, y, inv_n, tf.constant(block)).numpy()
+            out = vectorized_block(state, tf.constant(block)).numpy()
         except ValueError as err:  # pfor has no batched rule for an op: it would fall back to a loop
             print(f"  block of {size}: pfor cannot vectorise it ({str(err).splitlines()[0]})")
             return
@@ -546,13 +538,17 @@ def bench_vectorized(model, label: str, rounds: int, sizes=(10, 20)) -> None:
         tasks = {
             "gradient": (op.loss_and_gradient, 1),
             "map_fn": (lambda: op.matmat(block), size),
-            "vectorized_map": (lambda: vectorized_block(state, x, y, inv_n, tf.constant(block)).numpy(), size),
+            "vectorized_map": (lambda: vectorized_block(state, tf.constant(block)).numpy(), size),
         }
         wall, cpu = interleaved(tasks, rounds)
         g_wall, g_cpu = wall["gradient"], cpu["gradient"]
         print(f"  block of {size:3d}: map_fn {wall['map_fn'] / g_wall:4.2f} gradients a product (CPU "
               f"{cpu['map_fn'] / g_cpu:4.2f}), vectorized_map {wall['vectorized_map'] / g_wall:4.2f} (CPU "
               f"{cpu['vectorized_map'] / g_cpu:4.2f}); largest difference {error:.1e} of the largest entry")
+
+
+def load_average() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
 def trained_cnn(epochs: int):
@@ -578,11 +574,11 @@ def main() -> None:
                    help="section [6], [7] or [8] alone, on the MLP and the CNN")
     args = p.parse_args()
     print(f"TensorFlow {tf.__version__}, Keras {keras.__version__}, {os.cpu_count()} CPU cores, "
-          f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+          f"load average {load_average()}")
     if args.only == "instantiation":
         bench_instantiation(trained_mlp(args.epochs), "", args.rounds)
         bench_instantiation(trained_cnn(args.epochs), " CNN", args.rounds)
-        print(f"\nload average at the end {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+        print(f"\nload average at the end {load_average()}")
         return
     if args.only == "arithmetic":
         bench_arithmetic(trained_mlp(args.epochs), "", quickstart=True)
@@ -591,7 +587,7 @@ def main() -> None:
     if args.only == "vectorized":
         bench_vectorized(trained_mlp(args.epochs), "", args.rounds)
         bench_vectorized(trained_cnn(args.epochs), " CNN", args.rounds)
-        print(f"\nload average at the end {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+        print(f"\nload average at the end {load_average()}")
         return
     model = trained_mlp(args.epochs)
     loss, acc = model.evaluate(X, Y, verbose=0)
@@ -619,7 +615,7 @@ def main() -> None:
     bench_vectorized(model, "", args.rounds)
     if not args.skip_cnn:
         bench_vectorized(cnn, " CNN", args.rounds)
-    print(f"\nload average at the end {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    print(f"\nload average at the end {load_average()}")
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from process_support import assert_readable
 
 from tfminima import checkpoint as ckpt
 from tfminima.rundir import RunDir
@@ -111,8 +112,6 @@ def test_sigterm_cancels_with_checkpoint(tiny_yaml, tmp_path):
       after a SIGTERM as a second Ctrl-C);
     - a user who asks for TensorFlow's own log lines (TF_CPP_MIN_LOG_LEVEL=0) gets its start-up
       lines, which the entry points otherwise drop (test_quiet)."""
-    from test_faults import assert_readable
-
     cfg = tiny_yaml(name="term")
     Path(cfg).write_text(Path(cfg).read_text().replace("epochs: 2", "epochs: 200"))
     proc = subprocess.Popen(CLI + ["run", cfg, "--out", str(tmp_path), "--quiet"],

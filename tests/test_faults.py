@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from process_support import assert_quiet, assert_readable, user_env
 
 ROOT = Path(__file__).resolve().parents[1]
 CLI = [sys.executable, "-m", "tfminima.cli"]
@@ -155,23 +156,6 @@ def arrays(run):
 
     with np.load(ckpt.latest(run.checkpoints_dir) / "variables.npz") as z:
         return {k: z[k] for k in z.files}
-
-
-def assert_readable(run):
-    """What a reader needs: status.json and summary.json parse, metrics lines parse, latest checkpoint loads."""
-    from tfminima import checkpoint as ckpt
-
-    json.loads(run.status_path.read_text())
-    if run.summary_path.exists():
-        json.loads(run.summary_path.read_text())
-    for line in run.metrics_path.read_bytes().split(b"\n")[:-1]:
-        json.loads(line)
-    latest = ckpt.latest(run.checkpoints_dir)
-    assert latest is not None
-    ckpt.read_state(latest)
-    with np.load(latest / "variables.npz") as z:
-        assert all(np.isfinite(z[k]).all() for k in z.files if z[k].dtype.kind == "f")
-    assert not list(run.checkpoints_dir.glob(".tmp-*"))
 
 
 def make_unwritable(path):
@@ -459,8 +443,6 @@ def test_second_ctrl_c_inside_the_stop_still_leaves_a_readable_run_directory(tin
     interpreter exits (0.5 s after the first stop request): on test_cli's SIGTERM process.
     Also the quiet start of ``tfminima run`` in a user's environment (test_quiet's check, on this
     process: a TensorFlow start fewer)."""
-    from test_quiet import assert_quiet, user_env
-
     from tfminima.rundir import RunDir
 
     cfg = tiny_yaml(name="cc")

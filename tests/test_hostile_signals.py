@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from process_support import assert_quiet, user_env
 
 from tfminima import interrupt, resume
 from tfminima.rundir import RunDir
@@ -81,8 +82,6 @@ def test_a_run_generating_a_large_dataset_stops_and_stays_resumable(tmp_path, si
     starts TensorFlow), then runs (DATA_LIST_THEN_RUN): the quiet start of ``data list`` is checked on
     this process (test_data's ``data list`` process was a TensorFlow start more; what it prints is
     checked in-process there)."""
-    from test_quiet import assert_quiet, user_env
-
     cfg = tmp_path / "big.yaml"
     cfg.write_text("name: big\nepochs: 2\n"
                    "dataset: {name: mnist1d, train_size: 400000, val_size: 64, test_size: 64}\n"

@@ -5,12 +5,11 @@ import subprocess
 import sys
 
 import pytest
+from process_support import assert_quiet, user_env
 
 from tfminima import quiet
 from tfminima.rundir import RunDir
 
-NOISE = ("absl::InitializeLog", "Could not find cuda drivers", "oneDNN custom operations", "cuInit",
-         "rebuild TensorFlow with the appropriate compiler flags", "triggered tf.function retracing")
 STARTUP_SAMPLE = (
     "WARNING: All log messages before absl::InitializeLog() is called are written to STDERR\n"
     "I0000 00:00:1795938680.790092   29692 port.cc:153] oneDNN custom operations are on. You may see slightly "
@@ -20,20 +19,6 @@ STARTUP_SAMPLE = (
     "E0000 00:00:1795938721.882249   30005 cuda_platform.cc:52] failed call to cuInit: INTERNAL: CUDA error: "
     "Failed call to cuInit: UNKNOWN ERROR (303)\n"
 )
-
-
-def user_env(**changes):
-    """The environment of a user who set none of TensorFlow's log variables, nor TF_ENABLE_ONEDNN_OPTS (the
-    tests' conftest sets two)."""
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("TF_CPP_MIN_LOG_LEVEL", "TF_CPP_MAX_VLOG_LEVEL", "TF_ENABLE_ONEDNN_OPTS")}
-    env.update(changes)
-    return env
-
-
-def assert_quiet(stderr: str) -> None:
-    found = [n for n in NOISE if n in stderr]
-    assert not found, f"{found} in stderr:\n{stderr[-3000:]}"
 
 
 def test_filter_drops_startup_lines_and_passes_everything_else(capfd):

@@ -15,6 +15,7 @@ from pathlib import Path
 import fake_worker
 import pytest
 import tui_support
+from process_support import assert_quiet, user_env
 
 from tfminima import rundir
 from tui.app import create_app
@@ -308,8 +309,6 @@ def test_worker_on_sigterm_stops_its_run_records_the_waiting_one_and_exits(tmp_p
     import subprocess
     import sys
     import time
-
-    from test_quiet import assert_quiet, user_env
 
     from tfminima import config, sweep
 
