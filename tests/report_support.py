@@ -6,6 +6,7 @@ metrics.jsonl exactly as the runner lays them out, from per-epoch lists given by
 
 from __future__ import annotations
 
+import functools
 import itertools
 import json
 import struct
@@ -29,7 +30,13 @@ def config_yaml(name: str, *, lr: float, batch_size: int, momentum: float = 0.0,
         "optimizer": {"lr": lr, "batch_size": batch_size, "momentum": momentum, "svag": svag},
         "report": {"figures": figures or ["curves"], "pairs": pairs or []},
     }
-    return config.to_yaml(config.load_text(yaml.safe_dump(data)))
+    return config.to_yaml(_spec(yaml.safe_dump(data)))
+
+
+@functools.lru_cache(maxsize=None)
+def _spec(text: str) -> config.ExperimentSpec:
+    """The validated spec of a config text (the tests build hundreds of runs from a few configs)."""
+    return config.load_text(text)
 
 
 def epoch_events(run_id: str, *, train_loss=(), train_acc=(), val_loss=(), val_acc=(), lr=(), batch_size=(),
@@ -61,7 +68,7 @@ def monitor_events(run_id: str, kind: str, per_epoch: dict[int, dict]) -> list[d
 def make_run(group: Path, run_id: str, cfg: str, *, state: str = "completed", label: str | None = None,
              summary: dict | None = None, events: list[dict] = (), error: str | None = None) -> Path:
     """Write one run directory the way the runner does."""
-    spec = config.load_text(cfg)
+    spec = _spec(cfg)
     hparams = {"lr": spec.optimizer.lr, "batch_size": spec.optimizer.batch_size, "momentum": spec.optimizer.momentum,
                "eta_over_s": spec.noise_scale, "eta_over_s_momentum": spec.noise_scale_momentum, "seed": spec.seed}
     if label is not None:

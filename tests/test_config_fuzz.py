@@ -238,12 +238,14 @@ def test_files_that_are_not_yaml_text(tmp_path):
     binary.write_bytes(b"\xff\xfe\x00name: x\n\x80")
     deep = tmp_path / "deep.yaml"
     deep.write_text("a: " + "[" * 300 + "]" * 300 + "\n")
+    very_deep = tmp_path / "very_deep.yaml"  # libyaml's composer would overflow the C stack (a segfault)
+    very_deep.write_text("a: " + "[" * 100_000 + "]" * 100_000 + "\nb:\n  " + "- " * 100_000 + "1\n")
     laughs = tmp_path / "laughs.yaml"
     laughs.write_text("a: &a [1, 1, 1, 1, 1, 1, 1, 1, 1, 1]\n" + "".join(
         f"{c}: &{c} [{', '.join([f'*{p}'] * 10)}]\n" for p, c in zip("abcde", "bcdef")))
     recursive = tmp_path / "recursive.yaml"
     recursive.write_text("description: &x [*x]\n")
-    for path, message in ((binary, "not UTF-8"), (deep, "nested too deeply"), (laughs, "expands to more than"),
+    for path, message in ((binary, "not UTF-8"), (deep, "nested too deeply"), (very_deep, "nested too deeply"), (laughs, "expands to more than"),
                           (recursive, "refers to a node that contains it"), (tmp_path, "cannot read")):
         with pytest.raises(config.ConfigError, match=message):
             config.load(path)

@@ -129,6 +129,9 @@ def test_config_yaml_damage_gives_its_first_problem_and_line(group):
         ("- a\n- b\n", "config.yaml: line 1: the top level must be a mapping of keys"),
         ("a: [\n", "config.yaml: line 2: YAML syntax error"),
         ("x: &a [*a]\n", "a YAML alias refers to a node that contains it"),
+        # 100,000 levels in 200 kB: libyaml's composer would overflow the C stack (a segfault)
+        ("a: " + "[" * 100_000 + "]" * 100_000 + "\n", "config.yaml: the document is nested too deeply"),
+        ("a:\n  " + "- " * 100_000 + "1\n", "config.yaml: the document is nested too deeply"),
         (good + "sweep: {seeds: [0, 1]}\n", "config.yaml: holds a sweep: a run's config is one resolved run"),
     ]
     for text, reason in cases:

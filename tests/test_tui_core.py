@@ -89,6 +89,8 @@ def test_parse_and_format_values():
     assert fs.parse_text(fd, "  ") is fs.MISSING
     assert fs.format_value(fd, [100, 100]) == "[100, 100]"
     assert fs.parse_text(fs.FieldDef("name", "name", "text"), "1e-3") == "1e-3"
+    for pasted in ("[" * 5000, "[" * 5000 + "]" * 5000, "2024-13-01"):  # unparseable, too deep, unbuildable
+        assert fs.parse_text(fd, pasted) == pasted  # handed to the validator as text, no exception
 
 
 def test_store_reads_fixture_runs(tmp_path):

@@ -76,9 +76,53 @@ class _LineLoader(yaml.SafeLoader):
     """SafeLoader that also records the line of every mapping key and sequence item."""
 
 
-def _compose_lines(text: str) -> dict[tuple, int]:
-    """Map each path (tuple of keys / indices) in a YAML document to its 1-based line."""
-    node = yaml.compose(text, Loader=_LineLoader)
+_C_LOADER = getattr(yaml, "CSafeLoader", None)  # libyaml: the same constructor, a parser ~10x faster
+
+
+def nesting_within(text: str, limit: int = MAX_DEPTH) -> bool:
+    """Whether no collection in ``text`` nests deeper than ``limit`` (False for text YAML cannot parse).
+
+    Read from the parser's events, which need no recursion: libyaml's composer recurses in C, and a
+    ``[[[…]]]`` or ``- - - …`` of 100,000 levels (200 kB) overflows the C stack -- a segfault -- where
+    the pure-Python composer raises RecursionError. Only text that passes goes to libyaml.
+    """
+    depth = 0
+    try:
+        for event in yaml.parse(text, Loader=_C_LOADER or yaml.SafeLoader):
+            if isinstance(event, yaml.CollectionStartEvent):
+                depth += 1
+                if depth > limit:
+                    return False
+            elif isinstance(event, yaml.CollectionEndEvent):
+                depth -= 1
+    except yaml.YAMLError:
+        return False
+    return True
+
+
+def _document(loader_class, text: str):
+    """``(data, node)``: the document composed once and constructed from its node."""
+    loader = loader_class(text)
+    try:
+        node = loader.get_single_node()
+        return (loader.construct_document(node) if node is not None else None), node
+    finally:
+        loader.dispose()
+
+
+def _parse(text: str):
+    """``(data, node)`` by libyaml where the text is shallow enough; any problem is read again by the
+    pure-Python loader, whose errors (and lines) are the ones reported."""
+    if _C_LOADER is not None and nesting_within(text):
+        try:
+            return _document(_C_LOADER, text)
+        except (yaml.YAMLError, ValueError, OverflowError, RecursionError):
+            pass
+    return _document(_LineLoader, text)
+
+
+def _node_lines(node) -> dict[tuple, int]:
+    """Map each path (tuple of keys / indices) under ``node`` to its 1-based line."""
     lines: dict[tuple, int] = {}
     seen: set[int] = set()
 
@@ -114,8 +158,8 @@ def line_for(lines: dict[tuple, int], path: tuple) -> int | None:
 def read_yaml(text: str, file: str = "<config>") -> tuple[dict, dict[tuple, int]]:
     """Parse YAML into (data, lines); syntax errors become a ConfigError with the line."""
     try:
-        data = yaml.load(text, Loader=_LineLoader)
-        lines = _compose_lines(text)
+        data, node = _parse(text)
+        lines = _node_lines(node)
     except yaml.MarkedYAMLError as err:
         mark = err.problem_mark or err.context_mark
         line = mark.line + 1 if mark else None

@@ -41,6 +41,7 @@ from pydantic import (
 
 from tfminima import config as config_lib
 from tfminima import limits, safe_io
+from tfminima.config_yaml import nesting_within
 
 FINAL_STATES = ("completed", "failed", "diverged", "cancelled", "crashed")
 STATES = ("pending", "running") + FINAL_STATES
@@ -200,6 +201,7 @@ def read_summary(run_path: str | Path) -> dict:
 _FAST_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
+
 def read_config(run_path: str | Path) -> config_lib.ExperimentSpec:
     """The run's config.yaml, validated; CorruptFile with its first problem (``line N: key: message``).
 
@@ -211,6 +213,8 @@ def read_config(run_path: str | Path) -> config_lib.ExperimentSpec:
         text = config_lib.read_text(path)
         if not text.strip():
             raise CorruptFile("config.yaml", "is empty", path)
+        if not nesting_within(text):  # libyaml would recurse past the C stack (config_yaml.nesting_within)
+            return config_lib.load_text(text, "config.yaml")  # the pure-Python loader's clean refusal
         try:
             data = yaml.load(text, Loader=_FAST_LOADER)
         except (yaml.YAMLError, RecursionError, ValueError, OverflowError):

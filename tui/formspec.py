@@ -272,6 +272,6 @@ def parse_text(fd: FieldDef, text: str) -> Any:
         return text
     try:
         value = yaml.safe_load(text)
-    except yaml.YAMLError:
+    except (yaml.YAMLError, RecursionError, ValueError, OverflowError):  # not YAML, nested past the stack, unbuildable
         return text  # the validator says what is wrong with it
     return _numbers(value)

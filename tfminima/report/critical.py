@@ -190,7 +190,8 @@ def fit_critical(batch_sizes: Sequence[float], steps: Sequence[float]) -> tuple[
 
     lo, hi = math.log(s.min() / 1000), math.log(s.max() * 1000)
     grid = np.linspace(lo, hi, 121)
-    i = int(np.argmin([loss(g) for g in grid]))
+    r = y - np.log1p(np.exp(grid)[:, None] / s)  # loss() at every grid point at once
+    i = int(np.argmin(np.sum((r - r.mean(axis=1, keepdims=True)) ** 2, axis=1)))
     a, b = grid[max(i - 1, 0)], grid[min(i + 1, len(grid) - 1)]
     log_b = float(minimize_scalar(loss, bounds=(a, b), method="bounded", options={"xatol": 1e-10}).x)
     r = y - np.log1p(math.exp(log_b) / s)

@@ -23,6 +23,7 @@ numpy and scipy only; no plotting, no run files.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import itertools
 import math
 import warnings
@@ -120,6 +121,7 @@ def _finite_array(values: Sequence[float]) -> np.ndarray:
     return arr[np.isfinite(arr)]
 
 
+@functools.lru_cache(maxsize=1024)  # scipy's distributions cost ~0.2 ms a call; reports ask thousands of times
 def expanded_alpha(n: int, level: float = LEVEL, factor: float | None = None, df: float | None = None) -> float:
     """The lower percentile (as a fraction) of the expanded percentile interval.
 
@@ -264,6 +266,14 @@ def _ranks(y: np.ndarray) -> np.ndarray:
     return rankdata(y, axis=-1)
 
 
+@functools.lru_cache(maxsize=EXACT_RANKS)
+def _orderings(n: int) -> np.ndarray:
+    """Every ordering of ``range(n)``, one a row (8! = 40,320 rows: built once, not at every ρ)."""
+    orderings = np.array(list(itertools.permutations(range(n))))
+    orderings.flags.writeable = False
+    return orderings
+
+
 def _pearson_rows(rx: np.ndarray, ry: np.ndarray) -> np.ndarray:
     """Pearson correlation of ``rx`` (1-D) with every row of ``ry``; NaN for constant rows."""
     cx = rx - rx.mean()
@@ -288,7 +298,7 @@ def spearman(x: Sequence[float], y: Sequence[float]) -> RankCorrelation | None:
     rho = float(_pearson_rows(rx, ry))
     n = len(xs)
     if n <= EXACT_RANKS:
-        perms = ry[np.array(list(itertools.permutations(range(n))))]
+        perms = ry[_orderings(n)]
         stats = np.abs(_pearson_rows(rx, perms))
         return RankCorrelation(rho, float(np.mean(stats >= abs(rho) - 1e-12)), n, exact=True)
     from scipy.stats import spearmanr
