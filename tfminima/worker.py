@@ -34,7 +34,6 @@ import signal
 import sys
 import threading
 import traceback
-from pathlib import Path
 
 from tfminima import config as config_lib
 from tfminima import rundir as rd

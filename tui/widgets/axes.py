@@ -135,7 +135,7 @@ def log_ticks(values: np.ndarray, columns: int, text) -> tuple[list[float], list
     distinct = sorted({float(f"{v:.6g}") for v in np.asarray(values, float) if v > 0 and np.isfinite(v)})
     if len(distinct) < 2:
         return distinct, [text(v) for v in distinct]
-    lo, span = math.log(distinct[0]), math.log(distinct[-1] / distinct[0])
+    span = math.log(distinct[-1] / distinct[0])
     width = max(len(text(v)) for v in distinct) + 2
     ticks: list[float] = []
     for v in distinct:
