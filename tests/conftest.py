@@ -1,5 +1,6 @@
 """Test setup: 2 logical CPU devices (for MirroredStrategy), quiet TensorFlow, a private cache."""
 
+import gc
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -26,6 +27,13 @@ RUN_FIRST = [
 def pytest_collection_modifyitems(config, items):
     rank = {name: i for i, name in enumerate(RUN_FIRST)}
     items.sort(key=lambda item: rank.get(item.path.name, len(RUN_FIRST)))  # stable: a file's tests keep their order
+
+
+def pytest_collection_finish(session):
+    # What collection imported (TensorFlow, Keras, the test modules: over a million objects) lives to the
+    # end; frozen, the garbage collector stops walking it in each of a worker's ~50 full collections
+    # (0.1-0.3 s each).
+    gc.freeze()
 
 
 def pytest_configure(config):
