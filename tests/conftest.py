@@ -31,9 +31,10 @@ def pytest_collection_modifyitems(config, items):
 
 def pytest_collection_finish(session):
     # What collection imported (TensorFlow, Keras, the test modules: over a million objects) lives to the
-    # end; frozen, the garbage collector stops walking it in each full collection (0.1-0.3 s each, ~22
-    # CPU-s over a suite). A full collection every 100 young ones instead of 10 halves what is left (the
-    # traces tests keep) for ~25 % more memory: ~1.4 GB a worker.
+    # end; frozen, the garbage collector stops walking it in each full collection (0.1-0.3 s each: 22
+    # CPU-s of a suite's workers, 14 once frozen). A full collection every 100 collections of the middle
+    # generation instead of 10 leaves 8 CPU-s (the traces the tests keep alive are still walked), for
+    # ~1.3-1.8 GB a worker (~25 % more).
     gc.freeze()
     gc.set_threshold(gc.get_threshold()[0], gc.get_threshold()[1], 100)
 

@@ -41,7 +41,7 @@ from pydantic import (
 
 from tfminima import config as config_lib
 from tfminima import limits, safe_io
-from tfminima.config_yaml import nesting_within
+from tfminima.config_yaml import FAST_LOADER, nesting_within
 
 FINAL_STATES = ("completed", "failed", "diverged", "cancelled", "crashed")
 STATES = ("pending", "running") + FINAL_STATES
@@ -198,10 +198,6 @@ def read_summary(run_path: str | Path) -> dict:
 
 
 # ----------------------------------------------------------------------------- config.yaml
-_FAST_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-
-
-
 def read_config(run_path: str | Path) -> config_lib.ExperimentSpec:
     """The run's config.yaml, validated; CorruptFile with its first problem (``line N: key: message``).
 
@@ -216,7 +212,7 @@ def read_config(run_path: str | Path) -> config_lib.ExperimentSpec:
         if not nesting_within(text):  # libyaml would recurse past the C stack (config_yaml.nesting_within)
             return config_lib.load_text(text, "config.yaml")  # the pure-Python loader's clean refusal
         try:
-            data = yaml.load(text, Loader=_FAST_LOADER)
+            data = yaml.load(text, Loader=FAST_LOADER)
         except (yaml.YAMLError, RecursionError, ValueError, OverflowError):
             return config_lib.load_text(text, "config.yaml")  # the slow way: the same verdict, with its line
         sweep = data.get("sweep") if isinstance(data, dict) else None
