@@ -245,8 +245,9 @@ def test_files_that_are_not_yaml_text(tmp_path):
         f"{c}: &{c} [{', '.join([f'*{p}'] * 10)}]\n" for p, c in zip("abcde", "bcdef")))
     recursive = tmp_path / "recursive.yaml"
     recursive.write_text("description: &x [*x]\n")
-    for path, message in ((binary, "not UTF-8"), (deep, "nested too deeply"), (very_deep, "nested too deeply"), (laughs, "expands to more than"),
-                          (recursive, "refers to a node that contains it"), (tmp_path, "cannot read")):
+    for path, message in ((binary, "not UTF-8"), (deep, "nested too deeply"), (very_deep, "nested too deeply"),
+                          (laughs, "expands to more than"), (recursive, "refers to a node that contains it"),
+                          (tmp_path, "cannot read")):
         with pytest.raises(config.ConfigError, match=message):
             config.load(path)
         err = io.StringIO()

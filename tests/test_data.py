@@ -1,6 +1,8 @@
 """Datasets: offline generation, splits, normalisation, label noise, TFDS (mocked) and fail-fast."""
 
+import re
 import time
+import warnings
 
 import numpy as np
 import pytest
@@ -37,6 +39,44 @@ def test_mnist1d_generation_leaves_global_rngs_alone(tmp_path, monkeypatch):
     data.load(DatasetSpec(name="mnist1d", train_size=50, val_size=10, test_size=10, split_seed=5))
     assert (np.random.rand(), random.random()) == (expect_np, expect_py)
     assert list(tmp_path.glob("mnist1d-*.npz"))
+
+
+def test_a_damaged_cache_entry_is_named_generated_again_and_replaced(tmp_path, monkeypatch):
+    """The cache is a file anyone can write: what is not the examples as generated is never trained on,
+    never waited on (a FIFO) and never a crash; a cache that cannot be written leaves the run uncached."""
+    import os
+
+    from tfminima.data import sources
+
+    monkeypatch.setenv("TFMINIMA_CACHE", str(tmp_path))
+    x, y = sources.mnist1d(120, 3)
+    (path,) = tmp_path.glob("mnist1d-*.npz")
+    cases = [
+        (lambda: path.write_bytes(b"garbage"), "is not an .npz archive"),
+        (lambda: path.write_bytes(path.read_bytes()[:-40]), "cannot be read as the cached examples"),
+        (lambda: np.savez(path, x=np.zeros((5, 3)), y=np.zeros(2)), "holds x (5, 3) float64 and y (2,) float64"),
+        (lambda: np.savez(path, x=x, y=y + 20), "holds values no generated example has"),
+        (lambda: np.savez(path, x=np.array([None, 1], dtype=object), y=y), "Object arrays cannot be loaded"),
+        (lambda: (path.unlink(), os.mkfifo(path)), "is not a regular file"),
+        (lambda: (path.unlink(), path.mkdir()), "is a directory"),
+    ]
+    for damage, reason in cases:
+        damage()
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            x2, y2 = sources.mnist1d(120, 3)
+        said = [str(w.message) for w in caught]
+        assert any(re.match(f".*{path.name}: .*{re.escape(reason)}.*generating the examples again", m) for m in said), said
+        np.testing.assert_array_equal(x2, x)
+        np.testing.assert_array_equal(y2, y)
+        if path.is_dir():  # the folder in the way stays; the examples are used uncached
+            assert any(f"{path.name}: cannot be written" in m for m in said), said
+            path.rmdir()
+            sources.mnist1d(120, 3)
+        assert path.is_file()  # replaced by a whole entry
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a good entry is read without a word
+        np.testing.assert_array_equal(sources.mnist1d(120, 3)[0], x)
 
 
 def test_digits_offline():

@@ -9,13 +9,18 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import io
 import os
 import socket
 import threading
 import urllib.parse
+import warnings
+import zipfile
 from pathlib import Path
 
 import numpy as np
+
+from tfminima import safe_io
 
 
 class DataNotPrepared(RuntimeError):
@@ -54,6 +59,7 @@ def cache_dir() -> Path:
     return path
 
 
+MNIST1D_LENGTH = 40  # mnist1d's final_seq_length: the length of every generated example (a cache entry is checked for it)
 GENERATION_CHUNK = 1000  # examples generated between two checks of the stop request
 
 
@@ -66,18 +72,49 @@ def mnist1d(total: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """
     key = hashlib.sha1(f"mnist1d-v2-{total}-{seed}".encode()).hexdigest()[:12]
     path = cache_dir() / f"mnist1d-{key}.npz"
-    if path.exists():
-        with np.load(path) as z:
-            x, y = z["x"], z["y"]
+    cached = _cached_mnist1d(path, total)
+    if cached is not None:
+        x, y = cached
     else:
         x, y = generate_mnist1d(total, seed)
         tmp = path.with_name(f".{path.name}.{os.getpid()}.npz")
         try:
             np.savez(tmp, x=x, y=y)
             os.replace(tmp, path)
+        except OSError as err:  # a full disk, a folder in the way: the examples are used uncached
+            warnings.warn(f"{path}: cannot be written ({err.strerror or err}); the examples are not cached",
+                          stacklevel=2)
         finally:
             tmp.unlink(missing_ok=True)
     return x, y
+
+
+def _cached_mnist1d(path: Path, total: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """The cache entry at ``path`` when it holds ``total`` MNIST-1D examples as :func:`mnist1d` writes
+    them; None when there is none, and None with a warning naming it when it is anything else (not a
+    regular file, not an archive of two arrays, other shapes, types or values): it is generated again
+    and replaced, never trained on and never waited on (a FIFO)."""
+    if not os.path.lexists(path):
+        return None
+    limit = total * (MNIST1D_LENGTH * 4 + 8) + (1 << 16)  # the two arrays and the archive's headers
+    try:
+        data = safe_io.read_bytes(path, limit)
+        if not data.startswith(b"PK\x03\x04"):
+            raise safe_io.FileProblem("is not an .npz archive")
+        with np.load(io.BytesIO(data), allow_pickle=False) as z:
+            x, y = z["x"], z["y"]
+        if x.shape != (total, MNIST1D_LENGTH) or x.dtype != np.float32 or y.shape != (total,) or y.dtype != np.int64:
+            reason = f"holds x {x.shape} {x.dtype} and y {y.shape} {y.dtype}, not {total} examples"
+        elif not np.isfinite(x).all() or y.min(initial=0) < 0 or y.max(initial=0) > 9:
+            reason = "holds values no generated example has"
+        else:
+            return x, y
+    except safe_io.FileProblem as err:
+        reason = str(err)
+    except (OSError, EOFError, KeyError, ValueError, zipfile.BadZipFile) as err:
+        reason = f"cannot be read as the cached examples ({type(err).__name__}: {str(err)[:120]})"
+    warnings.warn(f"{path}: {reason}; generating the examples again", stacklevel=3)
+    return None
 
 
 def generate_mnist1d(total: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
