@@ -95,3 +95,24 @@ def test_cli_refuses_a_malformed_tf_config_before_tensorflow(tmp_path):
 
 def _env() -> dict:
     return {k: v for k, v in os.environ.items() if not k.startswith("SLURM_")}
+
+
+@pytest.mark.parametrize("where, message", [
+    ("a_file", "TFMINIMA_CACHE={cache}: is a file, not a folder"),
+    ("a_file/below", "TFMINIMA_CACHE={cache}: cannot be made or written: {root}/a_file is a file, not a directory"),
+])
+def test_a_dataset_cache_that_is_no_folder_is_named_before_any_run(tmp_path, monkeypatch, tiny_yaml, cli_here,
+                                                                    where, message):
+    (tmp_path / "a_file").write_text("not a folder")
+    cache = tmp_path / where
+    monkeypatch.setenv("TFMINIMA_CACHE", str(cache))
+    done = cli_here("run", tiny_yaml(), "--quiet")
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert message.format(cache=cache, root=tmp_path) in done.stderr, done.stderr
+    assert not (tmp_path / "runs").exists()  # refused before any run directory
+    # The library, used directly, trains on the examples all the same, uncached, and says why.
+    from tfminima.data import sources
+
+    with pytest.warns(UserWarning, match="the examples are not cached"):
+        x, _ = sources.mnist1d(30, 0)
+    assert x.shape == (30, sources.MNIST1D_LENGTH)

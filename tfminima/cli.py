@@ -355,7 +355,14 @@ def _data_list(data_dir: str | None) -> int:
 
 
 def _unprepared_datasets(specs) -> list[str]:
-    """Every TFDS dataset the runs need and nobody prepared, each once (before any run starts)."""
+    """Every TFDS dataset the runs need and nobody prepared, each once, and a dataset cache MNIST-1D
+    cannot use (before any run starts)."""
+    if any(s.dataset.name == "mnist1d" for s in specs):
+        from tfminima.data.sources import cache_problem
+
+        problem = cache_problem()
+        if problem:
+            return [f"{problem} (set TFMINIMA_CACHE to a folder for the generated datasets)"]
     if not any(s.dataset.name not in ("mnist1d", "digits") for s in specs):
         return []
     from tfminima.data import check_prepared

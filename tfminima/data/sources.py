@@ -52,11 +52,38 @@ CONNECT_TIMEOUT = 5.0  # seconds for the name lookup and the connection together
 
 
 def cache_dir() -> Path:
-    """Where generated offline data is cached (TFMINIMA_CACHE, else ~/.cache/tfminima)."""
-    root = os.environ.get("TFMINIMA_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "tfminima")
-    path = Path(root)
-    path.mkdir(parents=True, exist_ok=True)
+    """Where generated offline data is cached (TFMINIMA_CACHE, else ~/.cache/tfminima), made if missing;
+    ``OSError`` naming the variable when it cannot be (:func:`cache_problem` says why before any work)."""
+    path = _cache_root()
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise OSError(err.errno, cache_problem() or f"{_cache_name(path)}: {err.strerror or err}") from None
     return path
+
+
+def _cache_root() -> Path:
+    return Path(os.environ.get("TFMINIMA_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "tfminima"))
+
+
+def _cache_name(path: Path) -> str:
+    return f"TFMINIMA_CACHE={path}" if os.environ.get("TFMINIMA_CACHE") else f"the dataset cache {path}"
+
+
+def cache_problem() -> str | None:
+    """Why the dataset cache folder cannot be used (a file, below a file, not writable), naming
+    TFMINIMA_CACHE when it is set; None when it can. Checked by ``tfminima run`` before any run."""
+    from tfminima import paths
+
+    path = _cache_root()
+    name = _cache_name(path)
+    if path.exists() and not path.is_dir():
+        return f"{name}: is a file, not a folder"
+    try:
+        paths.output_directory(path, name)
+    except paths.PathError as err:  # "cannot write PATH: why"
+        return f"{name}: cannot be made or written: {str(err).split(': ', 1)[-1]}"
+    return None
 
 
 MNIST1D_LENGTH = 40  # mnist1d's final_seq_length: the length of every generated example (a cache entry is checked for it)
@@ -71,7 +98,11 @@ def mnist1d(total: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     write is interrupted, so a cache entry is whole or absent.
     """
     key = hashlib.sha1(f"mnist1d-v2-{total}-{seed}".encode()).hexdigest()[:12]
-    path = cache_dir() / f"mnist1d-{key}.npz"
+    try:
+        path = cache_dir() / f"mnist1d-{key}.npz"
+    except OSError as err:  # the examples are generated all the same, uncached
+        warnings.warn(f"{err.strerror or err}; the examples are not cached", stacklevel=2)
+        return generate_mnist1d(total, seed)
     cached = _cached_mnist1d(path, total)
     if cached is not None:
         x, y = cached
