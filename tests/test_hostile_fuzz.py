@@ -228,6 +228,25 @@ def test_cli_report_exits_1_when_no_run_is_readable(template, tmp_path, cli_here
     assert "no readable run" in r.stderr and not (runs / "report").exists()
 
 
+def test_cli_report_replaces_fifos_where_it_writes_instead_of_waiting(template, tmp_path, cli_here):
+    """Every file the report writes is written beside and renamed into place: a FIFO left where
+    REPORT.md, a group's report.md or a figure goes is replaced (writing into it would block forever)."""
+    import os
+
+    runs = tmp_path / "runs"
+    shutil.copytree(template, runs)
+    out = tmp_path / "rep"
+    (out / GROUP).mkdir(parents=True)
+    fifos = [out / "REPORT.md", out / GROUP / "report.md", out / GROUP / "curves.png"]
+    for fifo in fifos:
+        os.mkfifo(fifo)
+    r = cli_here("report", runs, "--out", out)
+    assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr[-3000:]
+    assert all(f.is_file() for f in fifos)
+    assert (out / GROUP / "curves.png").read_bytes().startswith(b"\x89PNG")
+    assert not [p for p in out.rglob(".*.tmp*")]  # no temporary file left behind
+
+
 # ----------------------------------------------------------------------------- the TUI
 async def _open_app(runs: Path):
     """The app on ``runs``: it polls a few rounds, shows every screen and the details of a corrupt run."""

@@ -32,6 +32,7 @@ from tfminima.report import (
 )
 from tfminima.report.loading import Group, Run, load_groups, slug
 from tfminima.report.style import parse_formats, ratio_norm, run_styles, save
+from tfminima.rundir import atomic_write_text
 from tfminima.runfiles import CORRUPT
 
 
@@ -378,7 +379,7 @@ def report_group(group: Group, out: Path, formats: Sequence[str] = ("png",),
                   run_styles(seeds.conditions(runs), norm), tuple(formats), kept, kinds)
     sections = [SECTIONS[kind](ctx) for kind in kinds]
     rep = GroupReport(group, out, sections, checks.group_warnings(group))
-    (out / "report.md").write_text(f"# {group.name}\n\n" + rep.markdown())
+    atomic_write_text(out / "report.md", f"# {group.name}\n\n" + rep.markdown())
     return rep
 
 
@@ -415,7 +416,7 @@ def build_report(runs_dir: str | Path, out: str | Path | None = None, formats: s
         used.add(folder)
         reports.append((folder, report_group(group, out / folder, formats)))
     path = out / "REPORT.md"
-    path.write_text(_index(runs_dir, reports))
+    atomic_write_text(path, _index(runs_dir, reports))  # renamed into place: never half a file, never a FIFO's wait
     warnings = [f"{rep.group.name}: {w}" for _, rep in reports for w in rep.warnings]
     return Report(path, warnings, [rep for _, rep in reports])
 
