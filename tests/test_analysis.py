@@ -97,13 +97,10 @@ def test_a_sweep_into_a_shared_group_does_the_same_end_of_sweep_work(tmp_path):
 
 def test_the_interpolation_figure_writes_eta_over_s_as_everywhere_else(tmp_path, monkeypatch):
     """The one η/S format of the CLI, the TUI and the reports (5.00e-3, 3.12e-4), not 0.005 and 0.000313."""
-    import matplotlib.figure
-
     from tfminima.formats import eta_over_s
 
     titles = []
-    monkeypatch.setattr(matplotlib.figure.Figure, "savefig",
-                        lambda fig, *a, **k: titles.append(fig._suptitle.get_text()))
+    monkeypatch.setattr(analysis, "atomic_savefig", lambda fig, path, **k: titles.append(fig._suptitle.get_text()))
     alphas = [-1.0, 0.0, 1.0, 2.0]
     analysis.plot_interpolation({"run_a": "a", "run_b": "b", "eta_over_s_a": 0.16 / 32, "eta_over_s_b": 0.01 / 32,
                                  "alphas": alphas, "train_loss": [2.0, 1.0, 1.5, 3.0],

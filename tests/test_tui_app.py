@@ -120,6 +120,12 @@ def test_load_save_round_trip_through_the_screen(tmp_path):
                 assert app.screen.open(tmp_path / f"saved-{path.name}")
                 await pilot.pause()
                 app.screen.save(tmp_path / f"again-{path.name}")
+            os.mkfifo(tmp_path / "fifo.yaml")  # nothing reads it: writing would wait forever
+            said = []
+            app.screen.notify = lambda message, **options: said.append(message)
+            app.screen.save(tmp_path / "fifo.yaml")  # refused at once with a notice; the screen keeps its file
+            assert app.screen.path == tmp_path / f"again-{EXPERIMENTS[-1].name}"
+            assert said == [f"{tmp_path / 'fifo.yaml'}: is a FIFO, not a file"], said
         for path in EXPERIMENTS:
             assert config.load(tmp_path / f"saved-{path.name}") == config.load(path), path.name
             assert config.load(tmp_path / f"again-{path.name}") == config.load(path), path.name
@@ -267,6 +273,8 @@ def test_monitor_and_compare_on_fixture_runs(tmp_path):
             path = compare.export(tmp_path / "compare.csv")
             lines = path.read_text().splitlines()
             assert len(lines) == 9 and "eta_over_s" in lines[0]
+            os.mkfifo(tmp_path / "fifo.csv")  # nothing reads it: writing would wait forever
+            assert compare.export(tmp_path / "fifo.csv") is None  # refused at once, the app goes on
 
             titles = [c.title for c in app.get_system_commands(app.screen)]
             for title in ("Launch sweep", "Cancel runs", "Export comparison CSV", "TensorBoard command", "Go to Monitor"):

@@ -20,7 +20,7 @@ import numpy as np
 from tfminima import checkpoint as ckpt
 from tfminima import config as config_lib
 from tfminima import runfiles
-from tfminima.rundir import RunDir, atomic_write_json
+from tfminima.rundir import RunDir, atomic_savefig, atomic_write_json
 
 
 def checkpoint_path(run: RunDir, epoch: int | None) -> Path:
@@ -128,7 +128,7 @@ def _save_density_png(dens, path: Path, run_id: str, epoch: int) -> None:
     hessian.plot_density(dens, ax=ax)
     ax.set_title(f"Hessian spectral density — {run_id}, epoch {epoch}")
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    atomic_savefig(fig, path, dpi=120)
     plt.close(fig)
 
 
@@ -210,7 +210,7 @@ def plot_interpolation(result: dict, path: Path) -> None:
         f"B = {result['run_b']} (η/S={eta_over_s(result['eta_over_s_b'])})", fontsize=9
     )
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    atomic_savefig(fig, path, dpi=120)
     plt.close(fig)
 
 

@@ -69,6 +69,18 @@ def atomic_write_text(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
+def atomic_savefig(fig, path: Path, **savefig_options) -> None:
+    """``fig.savefig`` beside ``path``, then renamed into place: a viewer never reads half a figure, and a
+    FIFO left where the figure goes is replaced instead of blocking the writer forever."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
+    try:
+        fig.savefig(tmp, format=path.suffix.lstrip(".") or None, **savefig_options)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 def atomic_write_json(path: Path, obj: Any) -> None:
     atomic_write_text(path, json.dumps(_jsonable(obj), indent=2) + "\n")
 

@@ -64,6 +64,28 @@ def read_bytes(path: str | Path, limit: int) -> bytes:
         os.close(fd)
 
 
+def write_text(path: str | Path, text: str) -> None:
+    """Write ``text`` to ``path`` (a user's choice: a symbolic link is followed, not replaced) without ever
+    waiting: a FIFO with no reader is refused at once by a non-blocking open, and anything that is not a
+    regular file (a FIFO, a device) is refused before a byte is written. OSError says why."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0), 0o666)
+    except OSError as err:
+        if err.errno == errno.ENXIO:  # a FIFO nothing reads: a blocking open would wait for a reader forever
+            raise OSError(errno.ENXIO, "is a FIFO, not a file", str(path)) from None
+        raise
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(errno.EINVAL, "is not a regular file (a FIFO or a device)", str(path))
+        os.set_blocking(fd, True)
+        os.ftruncate(fd, 0)
+        data = text.encode("utf-8")
+        while data:
+            data = data[os.write(fd, data):]
+    finally:
+        os.close(fd)
+
+
 def _open(path: str | Path) -> int:
     """A read-only descriptor of ``path``, opened without blocking (a FIFO would wait for a writer
     forever); FileProblem when it cannot be opened."""

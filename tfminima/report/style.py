@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import os
 import warnings
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -25,6 +24,7 @@ from matplotlib.lines import Line2D
 from matplotlib.ticker import LogFormatter, MaxNLocator, NullLocator
 
 from tfminima.formats import eta_over_s
+from tfminima.rundir import atomic_savefig
 from tfminima.report import seeds
 from tfminima.report.numbers import ratio_key
 
@@ -110,15 +110,8 @@ def save(fig: Figure, stem: Path, formats: Sequence[str] = ("png",)) -> Path:
         # would print Python warning lines among the report's own messages.
         warnings.filterwarnings("ignore", message=r"Glyph \d+ .*missing from font")
         warnings.filterwarnings("ignore", message="constrained_layout not applied")
-        for path, fmt in zip(paths, formats):
-            # Written beside and renamed: a viewer never reads half a figure, and a FIFO left where the
-            # figure goes is replaced instead of blocking the report forever.
-            tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
-            try:
-                fig.savefig(tmp, dpi=DPI, format=fmt)
-                os.replace(tmp, path)
-            finally:
-                tmp.unlink(missing_ok=True)
+        for path in paths:
+            atomic_savefig(fig, path, dpi=DPI)
     return paths[0]
 
 

@@ -12,6 +12,7 @@ from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.widgets import Select, Static
 
+from tfminima import safe_io
 from tui import comparison, fmt
 from tui.colours import PALETTE
 from tui.screens.base import AppScreen
@@ -123,7 +124,7 @@ class CompareScreen(AppScreen):
         path = Path(path)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(comparison.to_csv(self.rows))
+            safe_io.write_text(path, comparison.to_csv(self.rows))
         except OSError as err:
             self.notify(f"{path}: {err.strerror}", title="Cannot export", severity="error")
             return None

@@ -12,6 +12,7 @@ from textual.binding import Binding, BindingType
 from textual.widgets import Static
 
 from tfminima import config as config_lib
+from tfminima import safe_io
 from tui import fmt
 from tui.formmodel import FormModel
 from tui.messages import LaunchRequested
@@ -143,7 +144,7 @@ class ConfigureScreen(AppScreen):
         text = self.form.model.to_yaml()
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(text)
+            safe_io.write_text(path, text)
         except OSError as err:
             self.notify(f"{path}: {err.strerror}", title="Cannot save", severity="error")
             return
