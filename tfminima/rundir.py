@@ -22,6 +22,7 @@ wrong call :mod:`tfminima.runfiles` directly.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import math
@@ -59,14 +60,17 @@ class StorageError(OSError):
 
 
 def atomic_write_text(path: Path, text: str) -> None:
-    """Write via a temporary file and rename, so readers never see half a file."""
+    """Write via a temporary file and rename, so readers never see half a file (and a FIFO where the file
+    goes is replaced, never waited on)."""
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+
+    _write_beside(path, path.with_name(f".{path.name}.{os.getpid()}.tmp"), write)
 
 
 def atomic_savefig(fig, path: Path, **savefig_options) -> None:
@@ -74,11 +78,23 @@ def atomic_savefig(fig, path: Path, **savefig_options) -> None:
     FIFO left where the figure goes is replaced instead of blocking the writer forever."""
     path = Path(path)
     tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
+    _write_beside(path, tmp, lambda tmp: fig.savefig(tmp, format=path.suffix.lstrip(".") or None, **savefig_options))
+
+
+def _write_beside(path: Path, tmp: Path, write) -> None:
+    """``write(tmp)``, then rename ``tmp`` to ``path``; an error names ``path`` (the file meant, not the
+    temporary one) and leaves no temporary file behind."""
     try:
-        fig.savefig(tmp, format=path.suffix.lstrip(".") or None, **savefig_options)
+        write(tmp)
         os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    except OSError as err:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        raise OSError(err.errno, err.strerror, str(path)) from None
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        raise
 
 
 def atomic_write_json(path: Path, obj: Any) -> None:
