@@ -175,7 +175,7 @@ def _start_up(args):
         run_specs = [p.spec for p in (select_shard(plans, *shard) if shard is not None else plans)]
     else:
         run_specs = [t.spec for t in targets]
-    problems = _unprepared_datasets(run_specs)
+    problems = _dataset_problems(run_specs)
     if problems:  # once for the sweep, before its first run (not once a run)
         for problem in problems:
             _err(f"tfminima run: {problem}")
@@ -354,7 +354,7 @@ def _data_list(data_dir: str | None) -> int:
     return 0
 
 
-def _unprepared_datasets(specs) -> list[str]:
+def _dataset_problems(specs) -> list[str]:
     """Every TFDS dataset the runs need and nobody prepared, each once, and a dataset cache MNIST-1D
     cannot use (before any run starts)."""
     if any(s.dataset.name == "mnist1d" for s in specs):

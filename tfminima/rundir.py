@@ -22,7 +22,6 @@ wrong call :mod:`tfminima.runfiles` directly.
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import json
 import math
@@ -32,7 +31,7 @@ import time
 from pathlib import Path
 from typing import Any, Iterator
 
-from tfminima import runfiles
+from tfminima import runfiles, safe_io
 from tfminima.runfiles import FINAL_STATES, STATES, MetricsTail  # noqa: F401  (rundir.MetricsTail, rundir.STATES)
 
 # errno values that mean "this storage cannot take the run's files", not a bug in the run
@@ -70,7 +69,7 @@ def atomic_write_text(path: Path, text: str) -> None:
             f.flush()
             os.fsync(f.fileno())
 
-    _write_beside(path, path.with_name(f".{path.name}.{os.getpid()}.tmp"), write)
+    safe_io.write_beside(path, path.with_name(f".{path.name}.{os.getpid()}.tmp"), write)
 
 
 def atomic_savefig(fig, path: Path, **savefig_options) -> None:
@@ -78,23 +77,7 @@ def atomic_savefig(fig, path: Path, **savefig_options) -> None:
     FIFO left where the figure goes is replaced instead of blocking the writer forever."""
     path = Path(path)
     tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
-    _write_beside(path, tmp, lambda tmp: fig.savefig(tmp, format=path.suffix.lstrip(".") or None, **savefig_options))
-
-
-def _write_beside(path: Path, tmp: Path, write) -> None:
-    """``write(tmp)``, then rename ``tmp`` to ``path``; an error names ``path`` (the file meant, not the
-    temporary one) and leaves no temporary file behind."""
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except OSError as err:
-        with contextlib.suppress(OSError):
-            tmp.unlink(missing_ok=True)
-        raise OSError(err.errno, err.strerror, str(path)) from None
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink(missing_ok=True)
-        raise
+    safe_io.write_beside(path, tmp, lambda tmp: fig.savefig(tmp, format=path.suffix.lstrip(".") or None, **savefig_options))
 
 
 def atomic_write_json(path: Path, obj: Any) -> None:

@@ -10,13 +10,14 @@ read past the limit.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import math
 import os
 import stat
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from tfminima.limits import JSON_DEPTH
 
@@ -79,11 +80,27 @@ def write_text(path: str | Path, text: str) -> None:
             raise OSError(errno.EINVAL, "is not a regular file (a FIFO or a device)", str(path))
         os.set_blocking(fd, True)
         os.ftruncate(fd, 0)
-        data = text.encode("utf-8")
+        data = memoryview(text.encode("utf-8"))
         while data:
             data = data[os.write(fd, data):]
     finally:
         os.close(fd)
+
+
+def write_beside(path: str | Path, tmp: str | Path, write: Callable[[Path], None]) -> None:
+    """``write(tmp)``, then rename ``tmp`` onto ``path``: readers never see half a file, and a FIFO where
+    the file goes is replaced, never waited on. An error names ``path`` (the file meant, not the
+    temporary one) and leaves no temporary file behind, also when interrupted."""
+    path, tmp = Path(path), Path(tmp)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException as err:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        if isinstance(err, OSError):
+            raise OSError(err.errno, err.strerror, str(path)) from None
+        raise
 
 
 def _open(path: str | Path) -> int:

@@ -108,15 +108,12 @@ def mnist1d(total: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
         x, y = cached
     else:
         x, y = generate_mnist1d(total, seed)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.npz")
-        try:
-            np.savez(tmp, x=x, y=y)
-            os.replace(tmp, path)
+        try:  # np.savez adds .npz to a name without it
+            safe_io.write_beside(path, path.with_name(f".{path.name}.{os.getpid()}.npz"),
+                                 lambda tmp: np.savez(tmp, x=x, y=y))
         except OSError as err:  # a full disk, a folder in the way: the examples are used uncached
             warnings.warn(f"{path}: cannot be written ({err.strerror or err}); the examples are not cached",
                           stacklevel=2)
-        finally:
-            tmp.unlink(missing_ok=True)
     return x, y
 
 
