@@ -76,7 +76,7 @@ class _LineLoader(yaml.SafeLoader):
     """SafeLoader that also records the line of every mapping key and sequence item."""
 
 
-FAST_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_FAST_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 """libyaml where PyYAML has it: SafeLoader's constructor over a parser ~10x faster. Only for text that
 :func:`nesting_within` has passed."""
 
@@ -90,7 +90,7 @@ def nesting_within(text: str, limit: int = MAX_DEPTH) -> bool:
     """
     depth = 0
     try:
-        for event in yaml.parse(text, Loader=FAST_LOADER):
+        for event in yaml.parse(text, Loader=_FAST_LOADER):
             if isinstance(event, yaml.CollectionStartEvent):
                 depth += 1
                 if depth > limit:
@@ -117,10 +117,16 @@ def _parse(text: str):
     pure-Python loader, whose errors (and lines) are the ones reported."""
     if nesting_within(text):
         try:
-            return _document(FAST_LOADER, text)
+            return _document(_FAST_LOADER, text)
         except (yaml.YAMLError, ValueError, OverflowError, RecursionError):
             pass  # read again below, for the pure-Python loader's message and line
     return _document(_LineLoader, text)
+
+
+def load_data(text: str):
+    """The document's data (no lines): libyaml where the text is shallow enough, else the pure-Python
+    loader, whose YAMLError or RecursionError the caller turns into a problem."""
+    return _parse(text)[0]
 
 
 def _node_lines(node) -> dict[tuple, int]:

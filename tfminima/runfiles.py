@@ -41,7 +41,7 @@ from pydantic import (
 
 from tfminima import config as config_lib
 from tfminima import limits, safe_io
-from tfminima.config_yaml import FAST_LOADER, nesting_within
+from tfminima.config_yaml import load_data
 
 FINAL_STATES = ("completed", "failed", "diverged", "cancelled", "crashed")
 STATES = ("pending", "running") + FINAL_STATES
@@ -209,10 +209,8 @@ def read_config(run_path: str | Path) -> config_lib.ExperimentSpec:
         text = config_lib.read_text(path)
         if not text.strip():
             raise CorruptFile("config.yaml", "is empty", path)
-        if not nesting_within(text):  # libyaml would recurse past the C stack (config_yaml.nesting_within)
-            return config_lib.load_text(text, "config.yaml")  # the pure-Python loader's clean refusal
         try:
-            data = yaml.load(text, Loader=FAST_LOADER)
+            data = load_data(text)  # libyaml unless nested too deeply for it (config_yaml.nesting_within)
         except (yaml.YAMLError, RecursionError, ValueError, OverflowError):
             return config_lib.load_text(text, "config.yaml")  # the slow way: the same verdict, with its line
         sweep = data.get("sweep") if isinstance(data, dict) else None

@@ -24,9 +24,9 @@ from matplotlib.lines import Line2D
 from matplotlib.ticker import LogFormatter, MaxNLocator, NullLocator
 
 from tfminima.formats import eta_over_s
-from tfminima.rundir import atomic_savefig
 from tfminima.report import seeds
 from tfminima.report.numbers import ratio_key
+from tfminima.rundir import atomic_savefig
 
 CMAP = matplotlib.colormaps["viridis"]
 SVAG_CMAP = matplotlib.colormaps["plasma"]  # l is not a noise scale: a different map
