@@ -322,3 +322,33 @@ def test_a_log_that_is_no_file_shows_nothing_instead_of_hanging(tmp_path):
     log.unlink()
     os.symlink("/dev/zero", log)  # endless
     assert log_tail(log, 3) == ""
+
+
+@pytest.mark.parametrize("special", ["fifo", "dev_zero", "directory"])
+def test_a_log_that_is_no_file_is_not_written_and_nothing_waits(tmp_path, special):
+    """A run's log in a group folder someone else made may be a FIFO (opening it to append would wait for
+    a reader forever), a device or a folder. The worker trains with its output sent to /dev/null, the
+    launcher starts the worker with its start-up output there, and the real log is untouched; a regular
+    log is appended to, never truncated."""
+    import subprocess
+    import sys
+
+    from tfminima.worker import redirected
+    from tui.launcher import WorkerProcess
+
+    log = tmp_path / "run.log"
+    log.write_text("before\n")
+    with redirected(str(log)):
+        os.write(1, b"into the log\n")
+    assert log.read_text() == "before\ninto the log\n"
+    log.unlink()
+    {"fifo": lambda: os.mkfifo(log), "dev_zero": lambda: os.symlink("/dev/zero", log), "directory": log.mkdir}[special]()
+    with redirected(str(log)):
+        os.write(1, b"nowhere\n")
+    with pytest.raises(OSError) as err:
+        safe_io.open_for_writing(log, append=True)
+    assert err.value.filename == str(log)
+    worker = WorkerProcess([sys.executable, "-c", "import sys; sys.stderr.write('start-up'); print('up')"],
+                           ("cpu", 1), log, {**os.environ}, str(tmp_path))
+    assert worker.proc.wait(timeout=60) == 0 and worker.proc.stdout is not None
+    assert special != "fifo" or subprocess.run(["test", "-p", str(log)]).returncode == 0  # still the FIFO

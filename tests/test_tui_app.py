@@ -13,7 +13,7 @@ from types import SimpleNamespace
 import numpy as np
 from tui_support import build_edge_runs, build_runs, wait_for
 
-from tfminima import config, rundir, sweep
+from tfminima import config, limits, rundir, sweep
 from tfminima.formats import eta_over_s
 from tui.app import create_app
 from tui.screens.modals import ErrorModal, RunDetailModal
@@ -126,6 +126,14 @@ def test_load_save_round_trip_through_the_screen(tmp_path):
             app.screen.save(tmp_path / "fifo.yaml")  # refused at once with a notice; the screen keeps its file
             assert app.screen.path == tmp_path / f"again-{EXPERIMENTS[-1].name}"
             assert said == [f"{tmp_path / 'fifo.yaml'}: is a FIFO, not a file"], said
+            # Opening reads as the CLI does: a FIFO (open would wait for a writer forever) or a file over
+            # the config limit is a notice, and the screen keeps its file.
+            (tmp_path / "huge.yaml").write_bytes(b"#" * (limits.value("config_bytes") + 1))
+            for name, reason in (("fifo.yaml", "FIFO"), ("huge.yaml", "over the limit")):
+                said.clear()
+                assert not app.screen.open(tmp_path / name)
+                assert len(said) == 1 and name in said[0] and reason in said[0], said
+                assert app.screen.path == tmp_path / f"again-{EXPERIMENTS[-1].name}"
         for path in EXPERIMENTS:
             assert config.load(tmp_path / f"saved-{path.name}") == config.load(path), path.name
             assert config.load(tmp_path / f"again-{path.name}") == config.load(path), path.name

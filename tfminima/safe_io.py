@@ -69,22 +69,36 @@ def write_text(path: str | Path, text: str) -> None:
     """Write ``text`` to ``path`` (a user's choice: a symbolic link is followed, not replaced) without ever
     waiting: a FIFO with no reader is refused at once by a non-blocking open, and anything that is not a
     regular file (a FIFO, a device) is refused before a byte is written. OSError says why."""
+    fd = open_for_writing(path, truncate=True)
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0), 0o666)
+        data = memoryview(text.encode("utf-8"))
+        while data:
+            data = data[os.write(fd, data):]
+    finally:
+        os.close(fd)
+
+
+def open_for_writing(path: str | Path, *, truncate: bool = False, append: bool = False) -> int:
+    """A blocking write descriptor of the regular file ``path``, created if missing: a FIFO or a device
+    there is an OSError at once (a blocking open of a FIFO waits for a reader forever), and only a
+    regular file is truncated. For the files users name and the logs a worker appends to."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0) | (os.O_APPEND if append else 0)
+    try:
+        fd = os.open(path, flags, 0o666)
     except OSError as err:
-        if err.errno == errno.ENXIO:  # a FIFO nothing reads: a blocking open would wait for a reader forever
+        if err.errno == errno.ENXIO:  # a FIFO nothing reads
             raise OSError(errno.ENXIO, "is a FIFO, not a file", str(path)) from None
         raise
     try:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             raise OSError(errno.EINVAL, "is not a regular file (a FIFO or a device)", str(path))
         os.set_blocking(fd, True)
-        os.ftruncate(fd, 0)
-        data = memoryview(text.encode("utf-8"))
-        while data:
-            data = data[os.write(fd, data):]
-    finally:
+        if truncate:
+            os.ftruncate(fd, 0)
+        return fd
+    except BaseException:
         os.close(fd)
+        raise
 
 
 def write_beside(path: str | Path, tmp: str | Path, write: Callable[[Path], None]) -> None:

@@ -37,6 +37,7 @@ import traceback
 
 from tfminima import config as config_lib
 from tfminima import rundir as rd
+from tfminima import safe_io
 
 
 class Worker:
@@ -176,14 +177,19 @@ def cancel_unstarted(run_dir: rd.RunDir) -> dict:
 
 @contextlib.contextmanager
 def redirected(log: str | None):
-    """File descriptors 1 and 2 (Python's and C++'s output) appended to ``log`` for the block."""
+    """File descriptors 1 and 2 (Python's and C++'s output) appended to ``log`` for the block; to
+    /dev/null when ``log`` is no file that can be appended to (a FIFO there would hang the run; the
+    run's metrics and status are in its run directory either way)."""
     if not log:
         yield
         return
     for stream in (sys.stdout, sys.stderr):
         stream.flush()
+    try:
+        fd = safe_io.open_for_writing(log, append=True)
+    except OSError:
+        fd = os.open(os.devnull, os.O_WRONLY)
     saved = os.dup(1), os.dup(2)
-    fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
     try:
         os.dup2(fd, 1)
         os.dup2(fd, 2)

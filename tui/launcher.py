@@ -98,11 +98,18 @@ class WorkerProcess:
     """One ``python -m tfminima.worker`` child, its reply reader, and the job it holds."""
 
     def __init__(self, argv: list[str], device: tuple, log_path: Path, env: dict, cwd: str):
-        with open(log_path, "ab") as log:  # its start-up output goes to its first run's log
+        try:  # its start-up output goes to its first run's log: a regular file, never a FIFO to wait on
+            log = safe_io.open_for_writing(log_path, append=True)
+        except OSError:
+            log = subprocess.DEVNULL
+        try:
             self.proc = subprocess.Popen(
                 argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, start_new_session=True,
                 env=env, cwd=cwd, text=True, bufsize=1,
             )
+        finally:
+            if log != subprocess.DEVNULL:
+                os.close(log)
         self.device = device
         self.job: Job | None = None
         self.closing = False

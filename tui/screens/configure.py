@@ -28,10 +28,7 @@ def load_model(path: str | Path, overrides: list[str] = (), profile: str | None 
     Raises ConfigError on unreadable YAML or an unknown profile; other problems show in the form.
     """
     path = Path(path)
-    try:
-        text = path.read_text()
-    except OSError as err:
-        raise config_lib.ConfigError([config_lib.Problem(str(path), None, "", f"cannot read: {err.strerror}")])
+    text = config_lib.read_text(path)  # as the CLI reads it: a FIFO, a directory or a huge file is a ConfigError
     data, lines = config_lib.read_yaml(text, str(path))
     if profile:
         config_lib.apply_profile(data, lines, profile, str(path))
