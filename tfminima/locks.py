@@ -13,6 +13,7 @@ import fcntl
 import json
 import os
 import socket
+import stat
 import time
 from pathlib import Path
 
@@ -20,7 +21,7 @@ LOCK_NAME = ".lock"
 
 
 class RunBusy(RuntimeError):
-    """Another process is training this run."""
+    """The run cannot be taken: another process trains it, or its lock file is no file that can be locked."""
 
 
 class RunLock:
@@ -36,7 +37,7 @@ class RunLock:
         self._f = None
 
     def acquire(self) -> "RunLock":
-        f = open(self.path, "a+")
+        f = _open_lock_file(self.path)
         try:
             fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -64,6 +65,22 @@ class RunLock:
 
     def __exit__(self, *exc) -> None:
         self.release()
+
+
+def _open_lock_file(path: Path):
+    """``path`` opened to read and write, created if missing; RunBusy, naming the file, when it is no
+    regular file (a FIFO, device or folder someone left there can be neither locked nor rewritten)."""
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0), 0o644)
+    except OSError as err:
+        raise RunBusy(f"cannot lock {path.parent}: its {path.name} cannot be opened "
+                      f"({err.strerror or err}); remove it to train this run") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise RunBusy(f"cannot lock {path.parent}: its {path.name} is not a regular file (a FIFO or a "
+                      "device); remove it to train this run")
+    os.set_blocking(fd, True)
+    return os.fdopen(fd, "r+")
 
 
 def _holder(f) -> str:
