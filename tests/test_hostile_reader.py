@@ -289,6 +289,11 @@ def test_a_limit_variable_that_is_no_number_is_named_by_the_readers(group, monke
     ("variables_fifo", "checkpoints/epoch-2/variables.npz: is not a regular file"),
     ("metrics_dir", "metrics.jsonl is a directory, not a file"),
     ("metrics_big", "only the first 64 were read (set TFMINIMA_MAX_METRICS_BYTES to read more)"),
+    # what the resume writes, occupied by what it cannot write over (the status was written, and failed)
+    ("status_dir", "status.json is a folder, which the resume cannot replace with the file"),
+    ("summary_dir", "summary.json is a folder, which the resume cannot replace with the file"),
+    ("tb_file", "tb is not a folder, and the resume writes TensorBoard's events into tb/"),
+    ("tb_fifo", "tb is not a folder"),
 ])
 def test_resume_refuses_what_it_cannot_continue_from_faithfully(group, monkeypatch, damage, reason):
     run = group / UNFINISHED
@@ -303,11 +308,21 @@ def test_resume_refuses_what_it_cannot_continue_from_faithfully(group, monkeypat
     elif damage == "metrics_dir":
         (run / "metrics.jsonl").unlink()
         (run / "metrics.jsonl").mkdir()
+    elif damage in ("status_dir", "summary_dir"):
+        name = damage.replace("_dir", ".json")
+        (run / name).unlink(missing_ok=True)
+        (run / name / "x").mkdir(parents=True)
+    elif damage.startswith("tb_"):
+        shutil.rmtree(run / "tb", ignore_errors=True)
+        (run / "tb").write_text("x") if damage == "tb_file" else os.mkfifo(run / "tb")
     else:
         monkeypatch.setenv("TFMINIMA_MAX_METRICS_BYTES", "64")
     with pytest.raises(resume.ResumeRefused) as err:
         resume.targets(run)
     assert str(err.value).startswith(f"cannot continue {run} faithfully: ") and reason in str(err.value)
+    if damage in ("status_dir", "summary_dir") or damage.startswith("tb_"):  # --restart clears the way
+        assert resume.start_over(rundir.RunDir(run))
+        assert resume.refusal(rundir.RunDir(run), config.load(run / "config.yaml")) is None
 
 
 def test_a_log_that_is_no_file_shows_nothing_instead_of_hanging(tmp_path):

@@ -22,7 +22,9 @@ resume drops such lines and rewrites those files).
 from __future__ import annotations
 
 import dataclasses
+import os
 import shutil
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -96,6 +98,9 @@ def refusal(run_dir: rd.RunDir, spec: config_lib.ExperimentSpec) -> str | None:
     events = runfiles.read_events(run_dir.metrics_path)
     if events.problem:
         return events.problem
+    occupied = _occupied(run_dir)
+    if occupied:
+        return occupied
     from tfminima import checkpoint  # numpy only
 
     try:
@@ -116,6 +121,26 @@ def refusal(run_dir: rd.RunDir, spec: config_lib.ExperimentSpec) -> str | None:
                 "missing); a resume would train from epoch 0 and drop them")
     return (f"metrics.jsonl logs {epochs}, and the checkpoint checkpoints/latest names ({path.name}) holds {done}; "
             f"a resume would drop the {past} after it")
+
+
+def _occupied(run_dir: rd.RunDir) -> str | None:
+    """A name the resume writes that holds something it cannot write over: status.json or summary.json
+    as a folder (a file, even a FIFO, is replaced by a rename; a folder is not), tb/ as anything but a
+    folder (TensorBoard's writer fails inside TensorFlow)."""
+    for name in ("status.json", "summary.json"):
+        if _is_folder(run_dir.path / name):
+            return f"{name} is a folder, which the resume cannot replace with the file"
+    tb = run_dir.tb_dir
+    if os.path.lexists(tb) and not _is_folder(tb):
+        return "tb is not a folder, and the resume writes TensorBoard's events into tb/"
+    return None
+
+
+def _is_folder(path: Path) -> bool:
+    try:
+        return stat.S_ISDIR(os.lstat(path).st_mode)
+    except OSError:
+        return False
 
 
 def _others(run_dir: rd.RunDir, checkpoint, broken: str) -> str:
@@ -204,8 +229,8 @@ def start_over(run_dir: rd.RunDir) -> list[str]:
     removed = []
     lock = RunLock(run_dir.path).acquire()
     try:
-        for name in RECORD:
-            target = run_dir.path / name
+        for name in RECORD + (("status.json",) if _is_folder(run_dir.path / "status.json") else ()):
+            target = run_dir.path / name  # a folder at status.json: the new status could not replace it
             if target.is_dir() and not target.is_symlink():
                 shutil.rmtree(target)
             elif target.exists() or target.is_symlink():
