@@ -283,6 +283,8 @@ def test_path_arguments_get_one_line_and_the_right_status(tmp_path, capsys):
         (["run", str(cfg), "--out", str(afile)], 2, f"--out {afile} is a file, not a directory"),
         (["run", str(cfg), "--out", str(afile / "runs")], 1, f"cannot write {afile / 'runs'}: {afile} is a file"),
         (["run", str(cfg), "--out", str(runs), "--group", str(tmp_path / "g")], 2, f"{tmp_path / 'g'} is outside {runs}"),
+        (["run", str(cfg), "--group", str(afile)], 2, f"--group {afile} is a file, not a directory"),
+        (["run", str(cfg), "--group", str(afile / "g")], 1, f"cannot write {afile / 'g'}: {afile} is a file"),
         (["run", str(tmp_path / "missing.yaml")], 2, f"{tmp_path / 'missing.yaml'}: cannot read: no such file"),
         (["validate", str(tmp_path / "missing.yaml")], 2, "cannot read: no such file"),
         (["run", "--resume", str(afile)], 2, f"--resume {afile} is a file, not a directory"),

@@ -139,6 +139,8 @@ def _start_up(args):
 
         try:
             paths.output_directory(args.out or spec.output_dir, "--out" if args.out else "output_dir")
+            if args.group:
+                paths.output_directory(args.group, "--group")
             if args.group and args.out:
                 paths.check_inside(args.out, args.group)
         except paths.PathError as err:
