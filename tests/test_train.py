@@ -193,11 +193,12 @@ def test_divergence_is_recorded_and_the_sweep_goes_on(tmp_path):
 
 
 def test_failed_run_is_recorded_and_the_sweep_goes_on(tmp_path):
-    s = spec("name: fail\nmodel: {name: resnet, depth: 8}\nsweep: {grid: {dataset.name: [mnist1d, digits]}}\n"
-             "dataset: {name: digits, train_size: 256, val_size: 64, test_size: 64}\n")
+    """A run that fails when it starts (CIFAR-10 not prepared in its TFDS data_dir: validation cannot know)."""
+    s = spec("name: fail\nmodel: {name: resnet, depth: 8}\nsweep: {grid: {dataset.name: [cifar10, digits]}}\n"
+             f"dataset: {{name: digits, train_size: 256, val_size: 64, test_size: 64, data_dir: '{tmp_path / 'tfds'}'}}\n")
     outcomes = runner.run_sweep(s, tmp_path)
     assert [o.state for o in outcomes] == ["failed", "completed"]
-    assert "needs image inputs" in outcomes[0].run_dir.status()["error"]
+    assert "not prepared" in outcomes[0].run_dir.status()["error"]
 
 
 @pytest.mark.parametrize("extra", ["distribution: {jit_compile: 'on'}\n",

@@ -215,7 +215,7 @@ def _check_sweep_runs(spec: ExperimentSpec, data: dict, lines, file) -> list[Pro
     if spec.sweep.is_empty:
         return []
     try:
-        runs = sweep_lib.expand_data(data, defaults=ExperimentSpec().model_dump(mode="json"))
+        runs = sweep_lib.expand_data(data, defaults=ExperimentSpec.default_data())
     except sweep_lib.SweepError as err:
         return [Problem(file, line_for(lines, ("sweep",)), "sweep", str(err))]
     runs_with: dict[Problem, list[str]] = {}

@@ -22,7 +22,7 @@ from pydantic import (
     model_validator,
 )
 
-from tfminima import limits, paths, schedules
+from tfminima import limits, model_shapes, paths, schedules
 from tfminima.monitor_specs import (
     MemorizationMonitorSpec,
     MonitorItem,
@@ -445,10 +445,16 @@ class ExperimentSpec(Spec):
             raise ValueError(f"until.metric: {self.until.metric} needs a validation split, and dataset.val_size is 0")
         if self.optimizer.nesterov and self.optimizer.momentum == 0:
             raise ValueError("optimizer.nesterov: needs optimizer.momentum > 0")
-        problem = schedule_problem(self)
+        problem = schedule_problem(self) or model_shapes.problem(self.model, self.dataset.name)
         if problem:
             raise ValueError(problem)
         return self
+
+    @classmethod
+    def default_data(cls) -> dict[str, Any]:
+        """Every key at its default, as JSON data: what a run that leaves a key out gets. Not checked as a
+        run (a limit lowered by its variable may refuse the default model; each run is checked itself)."""
+        return cls.model_validate({}, context={"sweep_base": True}).model_dump(mode="json")
 
     def replicas_known(self) -> int | None:
         """Replica count when the config alone fixes it (None when it depends on the machine)."""

@@ -35,6 +35,8 @@ LIMITS: dict[str, Limit] = {limit.name: limit for limit in (
     Limit("batch_size", 1_000_000, "TFMINIMA_MAX_BATCH_SIZE",
           "batch size at any epoch of its schedule (and eval_batch_size)"),
     Limit("lr", 1e6, "TFMINIMA_MAX_LR", "learning rate at any epoch of its schedule", integer=False),
+    Limit("parameters", 1_000_000_000, "TFMINIMA_MAX_PARAMETERS",
+          "parameters of the model (Keras' count_params), counted from its section and the dataset's input"),
     Limit("config_bytes", 1 << 20, "TFMINIMA_MAX_CONFIG_BYTES",
           "size of a config YAML file (and of a run's config.yaml), checked before parsing"),
     Limit("run_file_bytes", 16 << 20, "TFMINIMA_MAX_RUN_FILE_BYTES",

@@ -9,7 +9,7 @@ from __future__ import annotations
 import keras
 from keras import layers
 
-VGG11 = [64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"]
+from tfminima.model_shapes import VGG11
 
 
 def build_model(spec, input_shape: tuple[int, ...], num_classes: int) -> keras.Model:

@@ -140,7 +140,7 @@ def expand_data(data: dict, *, defaults: dict) -> list[RunPlan]:
     """Expand raw config data (a dict, sweep section included) into run plans (unvalidated).
 
     ``defaults`` is a resolved config (every key at the schema's default, e.g.
-    ``ExperimentSpec().model_dump()``): ids and η/S ratios read it where a run leaves a key out.
+    ``ExperimentSpec.default_data()``): ids and η/S ratios read it where a run leaves a key out.
     """
     sweep = data.get("sweep") or {}
     base = copy.deepcopy(data)
@@ -257,7 +257,7 @@ def expand(spec: "ExperimentSpec") -> list[RunPlan]:
     Each run is validated by the spec's own class, so this module needs no import of the schema.
     """
     schema = type(spec)
-    plans = expand_data(spec.model_dump(mode="json"), defaults=schema().model_dump(mode="json"))
+    plans = expand_data(spec.model_dump(mode="json"), defaults=schema.default_data())
     for plan in plans:
         plan.data.pop("sweep", None)
         plan.data.pop("profiles", None)  # a run's config is resolved: no variants left in it
