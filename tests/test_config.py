@@ -235,3 +235,17 @@ def test_yaml_values_that_cannot_be_built_name_their_line(tmp_path, value, why):
     shown = value if len(value) <= 40 else value[:37] + "..."
     assert str(err.value) == f"{path}:3: YAML value {shown!r} ({why}) cannot be read"
     assert config.parse_override(f"description={value}") == ("description", value)  # --set: kept as text
+
+
+@pytest.mark.parametrize("item, key, words", [
+    ("sweep.grid.optimizer.lr=[" + ",".join(["0.1"] * 100_001) + "]", "sweep.grid.optimizer.lr",
+     "the value expands to more than 100000 values"),
+    ("seed=&a [*a]", "seed", "refers to a node that contains it"),
+    ("a" + ".b" * 200 + "=1", "a.b.b.b", "the key is nested too deeply"),
+])
+def test_an_oversized_set_value_is_named_as_the_set_not_as_the_file(item, key, words):
+    """It was reported as the config file's problem ("tiny.yaml: the document expands ..."), once merged."""
+    with pytest.raises(config.ConfigError) as err:
+        config.load_text("epochs: 1\n", "f.yaml", [item])
+    (problem,) = err.value.problems
+    assert problem.file == "--set" and problem.key.startswith(key) and words in problem.message, problem

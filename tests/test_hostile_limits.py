@@ -19,7 +19,7 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tfminima import config, config_yaml, limits, paths, schedules, sweep
+from tfminima import config, config_yaml, limits, paths, safe_io, schedules, sweep
 
 # Text of any Unicode character but a lone surrogate: the alphabet of st.text()'s default (its codec
 # utf-8), given without naming the codec, for which Hypothesis would first encode every code point
@@ -126,10 +126,16 @@ def problems_from_file(path: Path) -> str:
     return str(err.value)
 
 
-@pytest.mark.parametrize("special", ["fifo", "directory", "dev_zero", "loop"])
+@pytest.mark.parametrize("special", ["fifo", "directory", "dev_zero", "loop", "nul"])
 def test_a_config_path_that_is_no_file_is_refused_without_blocking(tmp_path, special):
+    """(A NUL byte cannot come from a shell, but can be pasted into the TUI's path fields, which read and
+    write through the same functions.)"""
     path = tmp_path / "c.yaml"
-    if special == "fifo":
+    if special == "nul":
+        path = tmp_path / "c\0.yaml"
+        with pytest.raises(OSError, match="NUL byte"):
+            safe_io.write_text(path, "epochs: 1\n")
+    elif special == "fifo":
         os.mkfifo(path)  # reading it would wait for a writer forever
     elif special == "directory":
         path.mkdir()
@@ -138,7 +144,7 @@ def test_a_config_path_that_is_no_file_is_refused_without_blocking(tmp_path, spe
     else:
         os.symlink(path.name, path)
     expected = {"fifo": "not a regular file", "directory": "is a directory", "dev_zero": "not a regular file",
-                "loop": "symbolic-link loop"}[special]
+                "loop": "symbolic-link loop", "nul": "has a NUL byte in its name"}[special]
     assert expected in problems_from_file(path)
 
 

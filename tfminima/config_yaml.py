@@ -211,22 +211,23 @@ def _unbuildable_scalar(text: str) -> tuple[int | None, str]:
     return None, "of the document"
 
 
-def check_document_shape(data: Any, file: str) -> None:
+def check_document_shape(data: Any, file: str, key: str = "") -> None:
     """YAML aliases can make a document refer to itself or expand exponentially: refuse both,
-    and documents nested deeper than anything the schema holds."""
+    and documents nested deeper than anything the schema holds. ``key``: the --set key of a value."""
+    what = "the value" if key else "the document"
     count, stack = 0, [(data, frozenset())]
     while stack:
         node, ancestors = stack.pop()
         count += 1
         if count > MAX_NODES:
-            raise ConfigError([Problem(file, None, "", f"the document expands to more than {MAX_NODES} values "
-                                                       "(YAML aliases repeated inside each other?)")])
+            raise ConfigError([Problem(file, None, key, f"{what} expands to more than {MAX_NODES} values "
+                                                        "(a list that long, or YAML aliases repeated inside each other?)")])
         if len(ancestors) > MAX_DEPTH:
-            raise ConfigError([Problem(file, None, "", f"the document is nested too deeply (more than {MAX_DEPTH} levels)")])
+            raise ConfigError([Problem(file, None, key, f"{what} is nested too deeply (more than {MAX_DEPTH} levels)")])
         if isinstance(node, (dict, list)):
             if id(node) in ancestors:
-                raise ConfigError([Problem(file, None, "", "a YAML alias refers to a node that contains it "
-                                                           "(a recursive document)")])
+                raise ConfigError([Problem(file, None, key, "a YAML alias refers to a node that contains it "
+                                                            "(a recursive document)")])
             inner = ancestors | {id(node)}
             stack.extend((v, inner) for v in (node.values() if isinstance(node, dict) else node))
 
@@ -236,11 +237,15 @@ def parse_override(item: str) -> tuple[str, Any]:
     if "=" not in item:
         raise ConfigError([Problem("--set", None, item, "expected key=value")])
     key, _, raw = item.partition("=")
+    key = key.strip()
+    if key.count(".") >= MAX_DEPTH:
+        raise ConfigError([Problem("--set", None, key[:60] + "...", f"the key is nested too deeply (more than {MAX_DEPTH} levels)")])
     try:
         value = yaml.safe_load(raw) if raw.strip() else None
     except (yaml.YAMLError, RecursionError, ValueError, OverflowError):  # not YAML, or a value YAML cannot build
         value = raw
-    return key.strip(), value
+    check_document_shape(value, "--set", key)  # named here, not as the config file's problem once merged into it
+    return key, value
 
 
 # --------------------------------------------------------------------------- writing

@@ -21,6 +21,7 @@ from typing import Any, Callable
 
 from tfminima.limits import JSON_DEPTH
 
+NUL_IN_PATH = "has a NUL byte in its name, which no file can have"
 MAX_INT_DIGITS = 20  # a JSON integer longer than this is no count, epoch or seed of ours
 
 
@@ -89,6 +90,8 @@ def open_for_writing(path: str | Path, *, truncate: bool = False, append: bool =
         if err.errno == errno.ENXIO:  # a FIFO nothing reads
             raise OSError(errno.ENXIO, "is a FIFO, not a file", str(path)) from None
         raise
+    except ValueError:  # a NUL byte (typed or pasted into a path field)
+        raise OSError(errno.EINVAL, NUL_IN_PATH, str(path)) from None
     try:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             raise OSError(errno.EINVAL, "is not a regular file (a FIFO or a device)", str(path))
@@ -126,6 +129,8 @@ def _open(path: str | Path) -> int:
         raise FileProblem("missing", missing=True) from None
     except OSError as err:
         raise FileProblem(_os_reason(err)) from None
+    except ValueError:  # a NUL byte, which no path can hold
+        raise FileProblem(NUL_IN_PATH) from None
 
 
 def _os_reason(err: OSError) -> str:
