@@ -46,6 +46,15 @@ def test_unknown_only_and_bad_shard_exit_2(tiny_yaml, cli_here):
     assert r.returncode == 2 and "--shard" in r.stderr
 
 
+def test_a_shard_with_no_run_says_so_and_exits_0(tiny_yaml, tmp_path, cli_here):
+    """A job array with more tasks than the sweep has runs: the idle tasks succeed, and say why they did
+    nothing (they exited 0 silently, each leaving a group folder)."""
+    r = cli_here("run", tiny_yaml(), "--shard", "3/5", "--out", tmp_path / "out")
+    assert r.returncode == 0, r.stderr
+    assert "shard 3/5 holds none of the sweep's 1 run: nothing to train" in r.stderr
+    assert not (tmp_path / "out").exists()
+
+
 def test_resuming_a_folder_prints_that_a_busy_run_was_skipped(tiny_yaml, tmp_path, cli_here):
     """The runner reports a run another process trains (it prints nothing itself); the CLI prints it."""
     from tfminima import config, runner, sweep

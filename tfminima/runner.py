@@ -292,6 +292,10 @@ def run_sweep(
         plans = [p for p in plans if p.run_id in set(only)]
     if shard is not None:
         plans = sweep_lib.select_shard(plans, *shard)
+        if not plans:  # a job array with more tasks than runs: this one has nothing to do
+            _notify(on_notice, f"shard {shard[0]}/{shard[1]} holds none of the sweep's {len(all_plans)} "
+                               f"run{'s' if len(all_plans) != 1 else ''}: nothing to train")
+            return []
     out = Path(out or spec.output_dir)
     shared = group is not None or shard is not None or bool(only)
     me = cluster.role(spec.distribution)
