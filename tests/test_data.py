@@ -41,6 +41,21 @@ def test_mnist1d_generation_leaves_global_rngs_alone(tmp_path, monkeypatch):
     assert list(tmp_path.glob("mnist1d-*.npz"))
 
 
+def _write_npz_claiming(path, shape) -> None:
+    """An archive whose x.npy header claims ``shape`` (float32) over a few bytes of data: NumPy allocates
+    what a header claims before it reads (a 1.6 PB array here)."""
+    import io
+    import zipfile
+
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, {"descr": "<f4", "fortran_order": False, "shape": shape})
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("x.npy", header.getvalue() + b"\0" * 64)
+        y = io.BytesIO()
+        np.save(y, np.zeros(3, np.int64))
+        archive.writestr("y.npy", y.getvalue())
+
+
 def test_a_damaged_cache_entry_is_named_generated_again_and_replaced(tmp_path, monkeypatch):
     """The cache is a file anyone can write: what is not the examples as generated is never trained on,
     never waited on (a FIFO) and never a crash; a cache that cannot be written leaves the run uncached."""
@@ -58,6 +73,7 @@ def test_a_damaged_cache_entry_is_named_generated_again_and_replaced(tmp_path, m
         (lambda: np.savez(path, x=x, y=y + 20), "holds values no generated example has"),
         (lambda: np.savez(path, x=np.array([None, 1], dtype=object), y=y), "Object arrays cannot be loaded"),
         (lambda: (path.unlink(), os.mkfifo(path)), "is not a regular file"),
+        (lambda: _write_npz_claiming(path, (10**13, 40)), "cannot be read as the cached examples (MemoryError"),
         (lambda: (path.unlink(), path.mkdir()), "is a directory"),
     ]
     for damage, reason in cases:

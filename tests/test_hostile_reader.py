@@ -287,6 +287,7 @@ def test_a_limit_variable_that_is_no_number_is_named_by_the_readers(group, monke
     ("state", "checkpoints/epoch-2/state.json: is not JSON"),
     ("variables", "checkpoints/epoch-2/variables.npz: cannot be read (File is not a zip file)"),
     ("variables_fifo", "checkpoints/epoch-2/variables.npz: is not a regular file"),
+    ("variables_compressed", "checkpoints/epoch-2/variables.npz: m0.npy is compressed, which tfminima never writes"),
     ("metrics_dir", "metrics.jsonl is a directory, not a file"),
     ("metrics_big", "only the first 64 were read (set TFMINIMA_MAX_METRICS_BYTES to read more)"),
     # what the resume writes, occupied by what it cannot write over (the status was written, and failed)
@@ -302,6 +303,12 @@ def test_resume_refuses_what_it_cannot_continue_from_faithfully(group, monkeypat
         (ckpt / "state.json").write_text('{"epochs_done": 2')
     elif damage == "variables":
         (ckpt / "variables.npz").write_bytes((ckpt / "variables.npz").read_bytes()[:-5])  # truncated
+    elif damage == "variables_compressed":  # the same arrays, deflated (a zip bomb loads the same way)
+        import numpy as np
+
+        with np.load(ckpt / "variables.npz") as z:
+            arrays = {k: z[k] for k in z.files}
+        np.savez_compressed(ckpt / "variables.npz", **arrays)
     elif damage == "variables_fifo":
         (ckpt / "variables.npz").unlink()
         os.mkfifo(ckpt / "variables.npz")

@@ -174,7 +174,7 @@ def latest(directory: Path) -> Path | None:
 def verify(folder: Path) -> dict:
     """The state of checkpoint ``folder`` once its files are checked: state.json valid and agreeing
     with the folder's name, variables.npz a whole zip archive (every member's CRC checked) holding
-    every array state.json lists. CorruptFile otherwise."""
+    every array state.json lists, stored as save writes them (not compressed). CorruptFile otherwise."""
     folder = Path(folder)
     state = runfiles.read_checkpoint_state(folder)
     if (state["epochs_done"], state.get("step_in_epoch", 0)) != position(folder):
@@ -191,6 +191,10 @@ def verify(folder: Path) -> dict:
         wanted |= {f"o{i}.npy" for i in range(len(state["optimizer_paths"]))}
         with zipfile.ZipFile(variables) as archive:  # its index is at the end: a truncated file has none
             members = set(archive.namelist())
+            packed = next((i.filename for i in archive.infolist() if i.compress_type != zipfile.ZIP_STORED), None)
+            if packed is not None:  # save writes stored arrays: a compressed one could expand without bound
+                raise runfiles.CorruptFile(name, f"{packed} is compressed, which tfminima never writes (a small file "
+                                                 "could expand to any size when loaded)", variables)
             damaged = archive.testzip()  # every member read against its CRC
             if damaged is not None:
                 raise runfiles.CorruptFile(name, f"{damaged} is damaged (its CRC does not match)", variables)

@@ -139,8 +139,10 @@ def _cached_mnist1d(path: Path, total: int) -> tuple[np.ndarray, np.ndarray] | N
             return x, y
     except safe_io.FileProblem as err:
         reason = str(err)
-    except (OSError, EOFError, KeyError, ValueError, zipfile.BadZipFile) as err:
-        reason = f"cannot be read as the cached examples ({type(err).__name__}: {str(err)[:120]})"
+    except (OSError, EOFError, KeyError, ValueError, MemoryError, zipfile.BadZipFile) as err:
+        # MemoryError: NumPy allocates the shape an array's header claims before reading its data
+        name = "MemoryError" if isinstance(err, MemoryError) else type(err).__name__
+        reason = f"cannot be read as the cached examples ({name}: {str(err)[:120]})"
     warnings.warn(f"{path}: {reason}; generating the examples again", stacklevel=3)
     return None
 
