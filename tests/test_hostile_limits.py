@@ -312,6 +312,27 @@ def test_path_arguments_get_one_line_and_the_right_status(tmp_path, capsys):
     assert capsys.readouterr().err.strip() == f"tfminima-tui: RUNS_DIR {afile} is a file, not a directory"
 
 
+@pytest.mark.parametrize("args, words", [
+    (["--k", "0"], "argument --k: 0 is less than 1"),
+    (["--k", "x"], "argument --k: 'x' is not an integer"),
+    (["--samples", "0"], "argument --samples: 0 is less than 1"),
+    (["--samples", "99999999999"], "argument --samples: 99999999999 is over the limit of 1000000 (set TFMINIMA_MAX_EXAMPLES"),
+    (["--trace-probes", "-1"], "argument --trace-probes: -1 is less than 1"),
+    (["--points", "10000000000"], "argument --points: 10000000000 is more than 100000"),
+    (["--checkpoint", "-1"], "argument --checkpoint: -1 is less than 0"),
+])
+def test_analyze_numbers_are_usage_errors_before_any_work(tmp_path, capsys, args, words):
+    """Checked by the argument parser (they were checked after TensorFlow had started and the model was
+    built, or not at all: --points 10¹⁰ would have evaluated that many points)."""
+    from tfminima.cli import main
+
+    with pytest.raises(SystemExit) as done:
+        main(["analyze", str(tmp_path), *args])
+    assert done.value.code == 2
+    err = capsys.readouterr().err
+    assert words in err and "Traceback" not in err, err
+
+
 def test_report_out_that_cannot_be_written_exits_1(tmp_path, cli_here):
     """In this process (cli_here): the command's message and status are what is tested."""
     from hostile_support import build_group

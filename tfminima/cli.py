@@ -18,6 +18,34 @@ from tfminima import cluster, interrupt, paths
 from tfminima import config as config_lib
 
 
+MAX_POINTS = 100_000  # as the config's report.interpolation_points
+MAX_PROBES = 100_000  # Hutchinson probes: a Hessian-vector product each
+
+
+def _count(low: int, limit: str | None = None, high: int | None = None):
+    """An argparse type: an integer >= ``low`` and within ``high`` or the limit named ``limit``, so that
+    a bad value is a usage error (exit 2) before TensorFlow starts."""
+    from tfminima import limits
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"{value} is less than {low}")
+        if high is not None and value > high:
+            raise argparse.ArgumentTypeError(f"{value} is more than {high}")
+        if limit is not None:
+            try:
+                limits.check(limit, value)
+            except ValueError as err:
+                raise argparse.ArgumentTypeError(str(err)) from None
+        return value
+
+    return parse
+
+
 def _err(msg: str) -> None:
     print(msg, file=sys.stderr)
 
@@ -519,15 +547,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     a = sub.add_parser("analyze", help="Hessian spectrum of a finished run, or interpolation between two runs")
     a.add_argument("run", help="a run directory (or, with --pairs, a sweep's folder)")
-    a.add_argument("--checkpoint", type=int, metavar="N", help="the checkpoint after epoch N (default: the last)")
+    a.add_argument("--checkpoint", type=_count(0), metavar="N", help="the checkpoint after epoch N (default: the last)")
     a.add_argument("--hessian", action="store_true", help="top-k eigenvalues and trace (the default)")
     a.add_argument("--density", action="store_true", help="also the spectral density (SLQ) and its plot")
     a.add_argument("--interpolate", metavar="OTHER_RUN", help="loss/accuracy along the line to OTHER_RUN")
     a.add_argument("--pairs", action="store_true", help="interpolate the report.pairs of a sweep folder")
-    a.add_argument("--k", type=int, default=5, help="eigenvalues (default 5)")
-    a.add_argument("--samples", type=int, default=2048, help="training examples used (default 2048)")
-    a.add_argument("--trace-probes", type=int, default=100)
-    a.add_argument("--points", type=int, default=31, help="α values in [-1, 2] (default 31); α = 0 and 1 (the two minima) are always added")
+    a.add_argument("--k", type=_count(1), default=5, help="eigenvalues (default 5)")
+    a.add_argument("--samples", type=_count(1, "examples"), default=2048, help="training examples used (default 2048)")
+    a.add_argument("--trace-probes", type=_count(1, high=MAX_PROBES), default=100)
+    a.add_argument("--points", type=_count(3, high=MAX_POINTS), default=31,
+                   help="α values in [-1, 2] (default 31); α = 0 and 1 (the two minima) are always added")
     a.set_defaults(func=cmd_analyze)
 
     rp = sub.add_parser("report", help="figures (PNG) and markdown from a runs directory (no TensorFlow)")
