@@ -300,6 +300,7 @@ def test_path_arguments_get_one_line_and_the_right_status(tmp_path, capsys):
         (["report", str(runs), "--out", str(afile / "rep")], 1, f"cannot write {afile / 'rep'}: {afile} is a file"),
         (["analyze", str(afile)], 2, f"the run {afile} is a file, not a directory"),
         (["tb", str(afile)], 2, f"RUNS_DIR {afile} is a file, not a directory"),
+        (["tb", str(afile / "runs"), "--launch"], 1, f"RUNS_DIR {afile / 'runs'} can never be a directory: {afile} is not"),
     ]
     from tfminima.cli import main
     from tui.app import main as tui_main
@@ -310,6 +311,12 @@ def test_path_arguments_get_one_line_and_the_right_status(tmp_path, capsys):
         assert message in err and len(err.strip().splitlines()) == 1, (args, err)
     assert tui_main([str(afile)]) == 2
     assert capsys.readouterr().err.strip() == f"tfminima-tui: RUNS_DIR {afile} is a file, not a directory"
+    assert tui_main([str(afile / "runs")]) == 1  # may be missing (runs will appear there), never below a file
+    assert capsys.readouterr().err.strip() == (f"tfminima-tui: RUNS_DIR {afile / 'runs'} can never be a directory: "
+                                               f"{afile} is not a directory")
+    with pytest.raises(SystemExit) as done:  # TensorBoard said "cannot bind to port 99999 > 65535", exit 255
+        main(["tb", str(runs), "--launch", "--port", "99999"])
+    assert done.value.code == 2 and "argument --port: 99999 is more than 65535" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("args, words", [

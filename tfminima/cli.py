@@ -569,7 +569,7 @@ def build_parser() -> argparse.ArgumentParser:
     t = sub.add_parser("tb", help="print (or --launch) the TensorBoard command for a runs directory")
     t.add_argument("runs", nargs="?", default="runs")
     t.add_argument("--launch", action="store_true", help="start TensorBoard here (quietly)")
-    t.add_argument("--port", type=int, default=6006, help="TensorBoard's port with --launch (0: any free port)")
+    t.add_argument("--port", type=_count(0, high=65535), default=6006, help="TensorBoard's port with --launch (0: any free port)")
     t.set_defaults(func=cmd_tb)
     return p
 

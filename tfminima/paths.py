@@ -81,6 +81,11 @@ def existing_directory(path: str | Path, what: str, *, must_exist: bool = True) 
         raise PathError(f"{what} {path} is {kind}, not a directory")
     if must_exist:
         raise PathError(f"{what} {path}: no such directory")
+    ancestor = path.parent  # it may appear later, unless something that is no folder is in its way
+    while not ancestor.exists() and ancestor.parent != ancestor:
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise PathError(f"{what} {path} can never be a directory: {ancestor} is not a directory", ENVIRONMENT)
     return path
 
 
