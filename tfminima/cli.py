@@ -14,7 +14,7 @@ import sys
 import threading
 from pathlib import Path
 
-from tfminima import cluster, interrupt, paths
+from tfminima import cluster, interrupt, limits, paths
 from tfminima import config as config_lib
 
 
@@ -25,8 +25,6 @@ MAX_PROBES = 100_000  # Hutchinson probes: a Hessian-vector product each
 def _count(low: int, limit: str | None = None, high: int | None = None):
     """An argparse type: an integer >= ``low`` and within ``high`` or the limit named ``limit``, so that
     a bad value is a usage error (exit 2) before TensorFlow starts."""
-    from tfminima import limits
-
     def parse(text: str) -> int:
         try:
             value = int(text)

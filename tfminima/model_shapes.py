@@ -1,4 +1,4 @@
-"""What a config's model asks of the machine, known before anything is built. Standard library only.
+"""What a config's model asks of the machine, known before anything is built. No TensorFlow.
 
 Validation must refuse a model that cannot be trained before TensorFlow starts: a ResNet on
 MNIST-1D's sequences fails only when Keras builds it, after the data is loaded, and an MLP with
@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import math
 from typing import Any
+
+from tfminima import limits
 
 # (input shape of one example, number of classes) of each dataset, as tfminima.data delivers them
 DATASET_INPUTS: dict[str, tuple[tuple[int, ...], int]] = {
@@ -40,8 +42,6 @@ def input_problem(model: Any, dataset: str) -> str | None:
 def problem(model: Any, dataset: str) -> str | None:
     """Why ``model`` cannot be trained on ``dataset`` here (None when it can): it takes no such input,
     or it has more parameters than the ``parameters`` limit."""
-    from tfminima import limits
-
     wrong_input = input_problem(model, dataset)
     if wrong_input:
         return wrong_input
