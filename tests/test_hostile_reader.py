@@ -376,7 +376,7 @@ def test_a_log_that_is_no_file_is_not_written_and_nothing_waits(tmp_path, specia
     assert special != "fifo" or subprocess.run(["test", "-p", str(log)]).returncode == 0  # still the FIFO
 
 
-@pytest.mark.parametrize("special", ["fifo", "dev_null", "directory"])
+@pytest.mark.parametrize("special", ["fifo", "dev_null", "directory", "loop"])
 def test_a_lock_file_that_is_no_file_refuses_the_run_with_its_name(tiny_yaml, tmp_path, cli_here, special):
     """``<run>/.lock`` left as a FIFO, a device or a folder: ``--resume`` says which file to remove, exit 2,
     no traceback (it was an io.UnsupportedOperation traceback); nothing waits on the FIFO."""
@@ -387,7 +387,8 @@ def test_a_lock_file_that_is_no_file_refuses_the_run_with_its_name(tiny_yaml, tm
     (run,) = runner.prepare_runs(spec, tmp_path / "g", sweep.expand(spec))
     lock = run.path / LOCK_NAME
     lock.unlink(missing_ok=True)
-    {"fifo": lambda: os.mkfifo(lock), "dev_null": lambda: os.symlink(os.devnull, lock), "directory": lock.mkdir}[special]()
+    {"fifo": lambda: os.mkfifo(lock), "dev_null": lambda: os.symlink(os.devnull, lock), "directory": lock.mkdir,
+     "loop": lambda: os.symlink(lock.name, lock)}[special]()
     with pytest.raises(RunBusy, match=f"its {LOCK_NAME} .*remove it"):
         RunLock(run.path).acquire()
     r = cli_here("run", "--resume", run.path, "--quiet")

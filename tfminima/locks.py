@@ -9,6 +9,7 @@ POSIX byte-range locks, which NFSv4 servers honour across hosts.
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import json
 import os
@@ -73,6 +74,8 @@ def _open_lock_file(path: Path):
     try:
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0), 0o644)
     except OSError as err:
+        if err.errno not in (errno.EISDIR, errno.ELOOP):
+            raise  # a read-only or full disk: the caller's storage error, not this file's fault
         raise RunBusy(f"cannot lock {path.parent}: its {path.name} cannot be opened "
                       f"({err.strerror or err}); remove it to train this run") from None
     if not stat.S_ISREG(os.fstat(fd).st_mode):
