@@ -18,7 +18,6 @@ from tfminima import cluster, interrupt, limits, paths
 from tfminima import config as config_lib
 
 
-MAX_POINTS = 100_000  # as the config's report.interpolation_points
 MAX_PROBES = 100_000  # Hutchinson probes: a Hessian-vector product each
 
 
@@ -553,7 +552,7 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--k", type=_count(1), default=5, help="eigenvalues (default 5)")
     a.add_argument("--samples", type=_count(1, "examples"), default=2048, help="training examples used (default 2048)")
     a.add_argument("--trace-probes", type=_count(1, high=MAX_PROBES), default=100)
-    a.add_argument("--points", type=_count(3, high=MAX_POINTS), default=31,
+    a.add_argument("--points", type=_count(3, high=config_lib.MAX_INTERPOLATION_POINTS), default=31,
                    help="α values in [-1, 2] (default 31); α = 0 and 1 (the two minima) are always added")
     a.set_defaults(func=cmd_analyze)
 

@@ -45,6 +45,7 @@ __all__ = [  # what tfminima.config re-exports
     "FIGURES",
     "IMAGE_DATASETS",
     "LinearSchedule",
+    "MAX_INTERPOLATION_POINTS",
     "MLPSpec",
     "ModelSpec",
     "OptimizerSpec",
@@ -63,6 +64,7 @@ __all__ = [  # what tfminima.config re-exports
 ]
 
 SEED_MAX = 2**32 - 1  # NumPy's and Keras' seeds are 32-bit unsigned
+MAX_INTERPOLATION_POINTS = 100_000  # report.interpolation_points and analyze --points
 
 
 def _limited(name: str, what: str):
@@ -349,7 +351,7 @@ class ReportSpec(Spec):
         default_factory=list,
         description="run ids (or labels) compared pairwise: interpolated between, or overlaid",
     )
-    interpolation_points: int = Field(31, ge=3, le=100_000,
+    interpolation_points: int = Field(31, ge=3, le=MAX_INTERPOLATION_POINTS,
                                       description="α values in [alpha_min, alpha_max]; α = 0 and 1 are always added")
     alpha_min: float = -1.0
     alpha_max: float = 2.0

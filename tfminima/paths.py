@@ -22,9 +22,10 @@ USAGE, ENVIRONMENT = 2, 1  # exit statuses: the command was wrong / the machine 
 class PathError(ValueError):
     """A path argument or a folder name that cannot be used; ``exit_code`` says whose fault it is."""
 
-    def __init__(self, message: str, exit_code: int = USAGE):
+    def __init__(self, message: str, exit_code: int = USAGE, reason: str = ""):
         super().__init__(message)
         self.exit_code = exit_code
+        self.reason = reason or message  # the why alone ("/x is a file, not a directory"), for callers' own wording
 
 
 def component_problem(name: object) -> str | None:
@@ -104,9 +105,9 @@ def output_directory(path: str | Path, what: str = "--out") -> Path:
             break
         ancestor = ancestor.parent
     if ancestor != path and ancestor.exists() and not ancestor.is_dir():
-        raise PathError(f"cannot write {path}: {ancestor} is a file, not a directory", ENVIRONMENT)
+        raise PathError(f"cannot write {path}: {ancestor} is a file, not a directory", ENVIRONMENT, f"{ancestor} is a file, not a directory")
     if ancestor.is_symlink() and not ancestor.exists():
-        raise PathError(f"cannot write {path}: {ancestor} is a broken symbolic link", ENVIRONMENT)
+        raise PathError(f"cannot write {path}: {ancestor} is a broken symbolic link", ENVIRONMENT, f"{ancestor} is a broken symbolic link")
     if ancestor.is_dir() and not os.access(ancestor, os.W_OK | os.X_OK):
-        raise PathError(f"cannot write {path}: {ancestor} is not writable (permission denied)", ENVIRONMENT)
+        raise PathError(f"cannot write {path}: {ancestor} is not writable (permission denied)", ENVIRONMENT, f"{ancestor} is not writable (permission denied)")
     return path

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from tfminima import safe_io
+from tfminima.model_shapes import DATASET_INPUTS
 
 
 class DataNotPrepared(RuntimeError):
@@ -81,12 +82,12 @@ def cache_problem() -> str | None:
         return f"{name}: is a file, not a folder"
     try:
         paths.output_directory(path, name)
-    except paths.PathError as err:  # "cannot write PATH: why"
-        return f"{name}: cannot be made or written: {str(err).split(': ', 1)[-1]}"
+    except paths.PathError as err:
+        return f"{name}: cannot be made or written: {err.reason}"
     return None
 
 
-MNIST1D_LENGTH = 40  # mnist1d's final_seq_length: the length of every generated example (a cache entry is checked for it)
+MNIST1D_LENGTH = DATASET_INPUTS["mnist1d"][0][0]  # mnist1d's final_seq_length: every generated example's (a cache entry is checked for it)
 GENERATION_CHUNK = 1000  # examples generated between two checks of the stop request
 
 
@@ -213,7 +214,7 @@ def digits() -> tuple[np.ndarray, np.ndarray]:
 
     with gzip.open(files("tfminima.data").joinpath("digits.csv.gz").open("rb")) as f:
         table = np.loadtxt(f, delimiter=",")
-    return table[:, :-1].reshape(-1, 8, 8, 1).astype(np.float32), table[:, -1].astype(np.int64)
+    return table[:, :-1].reshape(-1, *DATASET_INPUTS["digits"][0]).astype(np.float32), table[:, -1].astype(np.int64)
 
 
 def tfds_data(name: str, data_dir: str | None) -> RawData:
@@ -232,7 +233,7 @@ def tfds_data(name: str, data_dir: str | None) -> RawData:
         raise DataNotPrepared(not_prepared_message(name, str(builder.data_dir), data_dir)) from None
     x_tr, y_tr = _to_numpy(train)
     x_te, y_te = _to_numpy(test)
-    num_classes = 100 if name == "cifar100" else 10
+    num_classes = DATASET_INPUTS[name][1]
     return RawData(x_tr, y_tr, x_te, y_te, num_classes)
 
 
