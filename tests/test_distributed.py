@@ -50,13 +50,20 @@ def start_workers(args, n=2, cwd=None, command=CLI):
 
 
 def finish(procs, timeout=600):
-    """Wait for every worker; kill the rest if one hangs. Returns [(returncode, stdout, stderr)]."""
+    """Wait for every worker; if one hangs, kill them all and fail with what each wrote to stderr (a hang
+    under load once left nothing to read). Returns [(returncode, stdout, stderr)]."""
     out = []
     deadline = time.time() + timeout
     try:
         for p in procs:
             o, e = p.communicate(timeout=max(1, deadline - time.time()))
             out.append((p.returncode, o, e))
+    except subprocess.TimeoutExpired:
+        for p in procs:
+            if p.poll() is None:
+                os.killpg(p.pid, signal.SIGKILL)
+        tails = [(p.pid, (p.communicate()[1] or "")[-3000:]) for p in procs[len(out):]]
+        raise AssertionError(f"workers still running after {timeout} s; their stderr: {tails}") from None
     finally:
         for p in procs:
             if p.poll() is None:
