@@ -33,7 +33,7 @@ import tensorflow as tf  # noqa: E402
 from tfminima import config  # noqa: E402
 from tfminima.callbacks import BatchSizeScheduler  # noqa: E402
 from tfminima.data import Splits  # noqa: E402
-from tfminima.data.pipeline import train_dataset  # noqa: E402
+from tfminima.data.pipeline import host_tensors, train_dataset  # noqa: E402
 from tfminima.optim import make_optimizer  # noqa: E402
 from tfminima.train import Trainer  # noqa: E402
 
@@ -96,7 +96,8 @@ def time_fit(spec, splits, epochs: int) -> tuple[list[float], float]:
     model.compile(optimizer=opt, loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                   metrics=["accuracy"])
     bs = spec.optimizer.batch_size
-    epochs_data = [train_dataset(splits.x_train, splits.y_train, bs, epoch=e, seed=spec.seed) for e in range(epochs)]
+    x, y = host_tensors(splits.x_train, splits.y_train)  # as the Trainer keeps them
+    epochs_data = [train_dataset(x, y, bs, epoch=e, seed=spec.seed) for e in range(epochs)]
     ds = epochs_data[0]
     for more in epochs_data[1:]:
         ds = ds.concatenate(more)
@@ -152,10 +153,10 @@ def schedule_ratios(text: str, name: str, splits, rounds: int) -> dict[str, list
 
 def pipeline_rebuild_seconds(splits, batch_size: int, distribute, repeats: int = 20) -> float:
     """Build the epoch's dataset, ``distribute`` it and fetch the first batch: the per-epoch overhead."""
-    times = []
+    times, (x, y) = [], host_tensors(splits.x_train, splits.y_train)
     for e in range(repeats):
         t0 = time.perf_counter()
-        ds = train_dataset(splits.x_train, splits.y_train, batch_size + (e % 2), epoch=e, seed=0)
+        ds = train_dataset(x, y, batch_size + (e % 2), epoch=e, seed=0)
         it = iter(distribute(ds))
         next(it)
         times.append(time.perf_counter() - t0)

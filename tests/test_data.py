@@ -10,7 +10,7 @@ import pytest
 from tfminima import data
 from tfminima.config import DatasetSpec
 from tfminima.data.noise import corrupt_labels
-from tfminima.data.pipeline import epoch_permutation, steps_per_epoch, train_dataset
+from tfminima.data.pipeline import epoch_permutation, host_tensors, steps_per_epoch, svag_dataset, train_dataset
 
 
 def test_mnist1d_is_deterministic_and_split_disjointly():
@@ -170,6 +170,26 @@ def test_augmentation_is_stateless_and_per_example():
     assert any(not np.array_equal(u, v) for u, v in zip(a, plain))
     other_epoch = [b[0].numpy() for b in train_dataset(x, y, 8, epoch=3, seed=1, augmentation="shift_flip")]
     assert any(not np.array_equal(u, v) for u, v in zip(a, other_epoch))
+
+
+@pytest.mark.parametrize("augmentation", ["none", "shift_flip"])
+def test_batches_gathered_from_host_tensors_are_the_arrays_batches(augmentation):
+    # The trainer keeps the training set as tensors and gathers each epoch's order from them; the
+    # batches must be the same bits as from the arrays (resumes and seeds compare them exactly).
+    x = np.random.default_rng(0).normal(size=(21, 8, 8, 3)).astype(np.float32)
+    y = np.arange(21).astype(np.int32)
+    tx, ty = host_tensors(x, y)
+    for epoch in (0, 3):
+        arrays = list(train_dataset(x, y, 8, epoch=epoch, seed=1, augmentation=augmentation))
+        tensors = list(train_dataset(tx, ty, 8, epoch=epoch, seed=1, augmentation=augmentation))
+        assert [len(b[1]) for b in tensors] == [8, 8, 5]
+        for (ax, ay), (bx, by) in zip(arrays, tensors, strict=True):
+            np.testing.assert_array_equal(ax.numpy(), bx.numpy())
+            np.testing.assert_array_equal(ay.numpy(), by.numpy())
+    halves = zip(svag_dataset(x, y, 4, epoch=1, seed=2, l=2), svag_dataset(tx, ty, 4, epoch=1, seed=2, l=2), strict=True)
+    for a, b in halves:
+        for u, v in zip(a, b, strict=True):
+            np.testing.assert_array_equal(u.numpy(), v.numpy())
 
 
 def test_tfds_path_with_mock_data():

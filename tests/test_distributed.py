@@ -3,10 +3,12 @@ per-replica batch under MirroredStrategy, and how a process learns its role in a
 
 import json
 import os
+import random
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -26,13 +28,31 @@ TINY = (
 
 
 def free_ports(n):
-    socks = [socket.socket() for _ in range(n)]
-    for s in socks:
-        s.bind(("localhost", 0))
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
+    """``n`` ports free now, chosen below Linux's ephemeral range (32768 up): a port the system hands out
+    (``bind(("", 0))``, any outgoing connection) can be taken by another process between this check and
+    the workers' own bind, and gRPC binds with SO_REUSEPORT, so two servers could share it."""
+    rng, ports = random.Random(), []
+    while len(ports) < n:
+        port = rng.randrange(15000, 32000)
+        with socket.socket() as s:
+            try:
+                s.bind(("localhost", port))
+            except OSError:
+                continue
+        if port not in ports:
+            ports.append(port)
     return ports
+
+
+def spawn(argv, env, cwd=None):
+    """Start a process with its output going to files, not pipes: a worker blocked on a full pipe that
+    the test is not reading yet (it waits on the other worker, which waits on this one in a collective)
+    would hang them all."""
+    files = tempfile.TemporaryFile("w+"), tempfile.TemporaryFile("w+")  # noqa: SIM115 (closed by finish)
+    proc = subprocess.Popen(argv, env=env, cwd=cwd, stdout=files[0], stderr=files[1], text=True,
+                            start_new_session=True)
+    proc.output_files = files
+    return proc
 
 
 def start_workers(args, n=2, cwd=None, command=CLI):
@@ -41,35 +61,38 @@ def start_workers(args, n=2, cwd=None, command=CLI):
     hosts = [f"localhost:{p}" for p in free_ports(n)]
     procs = []
     for i in range(n):
-        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3",
+        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2",  # TensorFlow's errors stay, for a failure's message
                    TF_CONFIG=json.dumps({"cluster": {"worker": hosts}, "task": {"type": "worker", "index": i}}))
-        procs.append(subprocess.Popen(command + list(args), env=env, cwd=cwd[i] if cwd else None,
-                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                      start_new_session=True))
+        procs.append(spawn(command + list(args), env, cwd[i] if cwd else None))
     return procs
 
 
 def finish(procs, timeout=600):
-    """Wait for every worker; if one hangs, kill them all and fail with what each wrote to stderr (a hang
-    under load once left nothing to read). Returns [(returncode, stdout, stderr)]."""
-    out = []
-    deadline = time.time() + timeout
+    """Wait for every process (made by :func:`spawn`); if one hangs, kill them all and fail with what each
+    wrote to stderr. Returns [(returncode, stdout, stderr)]."""
+    deadline, hung = time.time() + timeout, False
     try:
         for p in procs:
-            o, e = p.communicate(timeout=max(1, deadline - time.time()))
-            out.append((p.returncode, o, e))
+            p.wait(timeout=max(1, deadline - time.time()))
     except subprocess.TimeoutExpired:
-        for p in procs:
-            if p.poll() is None:
-                os.killpg(p.pid, signal.SIGKILL)
-        tails = [(p.pid, (p.communicate()[1] or "")[-3000:]) for p in procs[len(out):]]
-        raise AssertionError(f"workers still running after {timeout} s; their stderr: {tails}") from None
+        hung = True
     finally:
         for p in procs:
             if p.poll() is None:
                 os.killpg(p.pid, signal.SIGKILL)
                 p.wait()
-    return out
+    results = []
+    for p in procs:
+        texts = []
+        for f in p.output_files:
+            f.seek(0)
+            texts.append(f.read())
+            f.close()
+        results.append((p.returncode, *texts))
+    if hung:
+        tails = [(p.pid, code, err[-3000:]) for p, (code, _, err) in zip(procs, results)]
+        raise AssertionError(f"processes still running after {timeout} s were killed; their stderr: {tails}")
+    return results
 
 
 def final_arrays(run_path):
@@ -224,10 +247,8 @@ def test_two_workers_stop_together_and_resume_from_the_shared_checkpoint(tmp_pat
 def test_three_shard_processes_make_the_full_sweep(tiny_yaml, tmp_path):
     cfg = tiny_yaml("epochs: 1\nsweep: {grid: {optimizer.batch_size: [16, 32, 64]}, seeds: [0, 1]}\n", name="sh")
     out = tmp_path / "shards"
-    procs = [subprocess.Popen(CLI + ["run", cfg, "--out", str(out), "--shard", f"{i}/3", "--quiet"],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                              env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"), start_new_session=True)
-             for i in range(3)]
+    procs = [spawn(CLI + ["run", cfg, "--out", str(out), "--shard", f"{i}/3", "--quiet"],
+                   dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")) for i in range(3)]
     full = runner.run_sweep(config.load(cfg), tmp_path / "full")
     results = finish(procs)
     assert all(code == 0 for code, _, _ in results), [e[-2000:] for _, _, e in results]

@@ -28,7 +28,7 @@ import tensorflow as tf
 from tfminima import data as data_lib
 from tfminima import schedules, seeding
 from tfminima.callbacks import BatchSizeScheduler, LearningRateScheduler
-from tfminima.data.pipeline import steps_per_epoch, svag_dataset, train_dataset
+from tfminima.data.pipeline import host_tensors, steps_per_epoch, svag_dataset, train_dataset
 from tfminima.distribute import describe, is_chief, is_multi_worker, make_strategy
 from tfminima.evaluation import Evaluator
 from tfminima.fit_state import FitCallbacks, FitState
@@ -107,6 +107,7 @@ class Trainer:
         self.user_callbacks = list(callbacks)
         self.stop_event = stop_event
         self.splits = splits if splits is not None else data_lib.load(spec.dataset)
+        self.train_tensors = host_tensors(self.splits.x_train, self.splits.y_train)  # each epoch gathers from them
         setup_determinism(spec.seed, spec.deterministic)
         self.strategy = strategy or make_strategy(spec.distribution)
         self.replicas = self.strategy.num_replicas_in_sync
@@ -289,7 +290,7 @@ class Trainer:
         bs = state.callbacks.batch_size.current
         if bs % self.replicas:
             raise ValueError(f"batch size {bs} of epoch {epoch + 1} is not divisible by {self.replicas} replicas")
-        ds, n_steps = epoch_data(spec, s, bs, epoch, self.replicas, self.batch_norm)
+        ds, n_steps = epoch_data(spec, self.train_tensors, bs, epoch, self.replicas, self.batch_norm)
         skip = state.skip
         if skip:
             ds = ds.skip(skip)
@@ -392,24 +393,24 @@ def build_model_and_optimizer(spec, splits: data_lib.Splits, strategy: tf.distri
     return model, optimizer
 
 
-def epoch_data(spec, splits: data_lib.Splits, batch_size: int, epoch: int, replicas: int,
+def epoch_data(spec, train: tuple, batch_size: int, epoch: int, replicas: int,
                batch_norm: bool) -> tuple[tf.data.Dataset, int]:
-    """Epoch ``epoch``'s training pipeline at ``batch_size`` and its number of steps.
+    """Epoch ``epoch``'s training pipeline at ``batch_size`` and its number of steps, from the training
+    ``(x, y)`` (arrays, or their :func:`tfminima.data.pipeline.host_tensors`).
 
     SVAG (l > 1) takes l passes of pairs of batches; otherwise the shuffled, augmented epoch, less
     a last batch that would leave a replica empty under batch norm (:func:`leaves_a_replica_empty`).
     """
-    s, svag = splits, spec.optimizer.svag
+    (x, y), svag, n = train, spec.optimizer.svag, int(train[0].shape[0])
     if svag > 1:
-        ds = svag_dataset(s.x_train, s.y_train, batch_size, epoch=epoch, seed=spec.seed, l=svag)
-        return ds, svag * (len(s.x_train) // batch_size)
+        ds = svag_dataset(x, y, batch_size, epoch=epoch, seed=spec.seed, l=svag)
+        return ds, svag * (n // batch_size)
     ds = train_dataset(
-        s.x_train, s.y_train, batch_size, epoch=epoch, seed=spec.seed,
+        x, y, batch_size, epoch=epoch, seed=spec.seed,
         augmentation=spec.dataset.augmentation, drop_remainder=spec.dataset.drop_remainder,
     )
-    steps = steps_per_epoch(len(s.x_train), batch_size, spec.dataset.drop_remainder)
-    if batch_norm and not spec.dataset.drop_remainder and \
-            leaves_a_replica_empty(len(s.x_train) % batch_size, replicas):
+    steps = steps_per_epoch(n, batch_size, spec.dataset.drop_remainder)
+    if batch_norm and not spec.dataset.drop_remainder and leaves_a_replica_empty(n % batch_size, replicas):
         ds, steps = ds.take(steps - 1), steps - 1
     return ds, steps
 
