@@ -86,7 +86,7 @@ def splits_for(name: str, spec) -> Splits:
     return Splits(x, y, y.copy(), np.zeros(n, bool), empty_x, empty_y, empty_x, empty_y, 10, "random32")
 
 
-def time_fit(spec, splits, epochs: int) -> tuple[list[float], float]:
+def time_fit(spec, splits, epochs: int, timer=None) -> tuple[list[float], float]:
     """Per-epoch seconds of model.fit on the same per-epoch pipelines; peak RSS."""
     keras.utils.set_random_seed(spec.seed)
     from tfminima.models import build_model
@@ -102,7 +102,7 @@ def time_fit(spec, splits, epochs: int) -> tuple[list[float], float]:
     for more in epochs_data[1:]:
         ds = ds.concatenate(more)
     steps = -(-len(splits.x_train) // bs)
-    timer = EpochTimer()
+    timer = timer or EpochTimer()
     with PeakRSS() as mem:  # one fit call, as a user would write it: no per-call overhead counted
         model.fit(ds, epochs=epochs, steps_per_epoch=steps, verbose=0, callbacks=[timer])
     return timer.seconds, mem.peak
@@ -120,8 +120,42 @@ class EpochTimer(keras.callbacks.Callback):
         self.seconds.append(time.perf_counter() - self._t0)
 
 
-def time_ours(spec, splits, callbacks=()) -> tuple[list[float], float]:
-    timer = EpochTimer()  # the same clock as for fit: epoch begin to epoch end, pipeline build included
+class StepTimer(EpochTimer):
+    """Also each step's time (batch hooks on: both loops then pay the same per-step callback cost)."""
+
+    def __init__(self):
+        super().__init__()
+        self.steps: list[list[float]] = []
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.steps.append([])
+        super().on_epoch_begin(epoch, logs)
+
+    def on_train_batch_begin(self, batch, logs=None):
+        self._s0 = time.perf_counter()
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.steps[-1].append(time.perf_counter() - self._s0)
+
+
+def epoch_parts(spec, splits, rounds: int) -> None:
+    """Where an epoch's time goes, each loop in turn: the steps, the first step (the trainer's fills a new
+    pipeline), and the rest of the epoch outside the steps (the trainer builds its pipeline there)."""
+    for r in range(rounds):
+        for which in ("fit", "ours") if r % 2 == 0 else ("ours", "fit"):
+            timer = StepTimer()
+            if which == "fit":
+                time_fit(spec, splits, spec.epochs, timer)
+            else:
+                time_ours(spec, splits, timer=timer)
+            epochs, steps = timer.seconds[1:], timer.steps[1:]
+            print(f"  round {r + 1} {which:4s}: steps {statistics.median(sum(s) for s in steps):6.3f} s an epoch "
+                  f"(median), first step {statistics.median(s[0] for s in steps) * 1e3:5.0f} ms, outside the steps "
+                  f"{statistics.median(e - sum(s) for e, s in zip(epochs, steps)) * 1e3:5.1f} ms")
+
+
+def time_ours(spec, splits, callbacks=(), timer=None) -> tuple[list[float], float]:
+    timer = timer or EpochTimer()  # the same clock as for fit: epoch begin to epoch end, pipeline build included
     trainer = Trainer(spec, splits=splits, callbacks=[timer, *callbacks])
     with PeakRSS() as mem:
         trainer.fit()
@@ -163,19 +197,49 @@ def pipeline_rebuild_seconds(splits, batch_size: int, distribute, repeats: int =
     return statistics.median(times)
 
 
+def pipeline_copy(repeats: int = 6) -> None:
+    """An epoch's pipeline build (and first batch) from the arrays, as the trainer did until it kept host
+    tensors, against from the host tensors, on random 32×32×3 images of the benchmark's and CIFAR-10's size."""
+    print("\n[pipeline] an epoch's build and first batch, batch 128: from NumPy arrays against host tensors "
+          f"(median of {repeats})")
+    rng = np.random.default_rng(0)
+    for n in (2048, 50000):
+        x = rng.normal(size=(n, 32, 32, 3)).astype(np.float32)
+        y = rng.integers(0, 10, n).astype(np.int32)
+        sources = {"arrays": (x, y), "host tensors": host_tensors(x, y)}
+        times: dict[str, list[float]] = {k: [] for k in sources}
+        for e in range(repeats):
+            for label, (a, b) in sources.items():
+                t0 = time.perf_counter()
+                next(iter(train_dataset(a, b, 128, epoch=e, seed=0)))
+                times[label].append(time.perf_counter() - t0)
+        print(f"  {n:6d} images: " + ", ".join(f"{k} {statistics.median(v) * 1e3:6.1f} ms" for k, v in times.items()))
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--epochs", type=int, default=4)
     p.add_argument("--only", choices=list(WORKLOADS))
     p.add_argument("--schedule-rounds", type=int, default=3)
+    p.add_argument("--epoch-parts", type=int, default=0, metavar="ROUNDS",
+                   help="only time each loop's epochs in parts (steps, first step, outside the steps)")
+    p.add_argument("--pipeline-copy", action="store_true",
+                   help="only time an epoch's pipeline build from arrays against host tensors")
     args = p.parse_args()
+    if args.pipeline_copy:
+        pipeline_copy()
+        return
     print(f"TensorFlow {tf.__version__}, Keras {keras.__version__}, {os.cpu_count()} CPU cores")
     for name, text in WORKLOADS.items():
         if args.only and name != args.only:
             continue
         spec = config.load_text(f"epochs: {args.epochs}\ndeterministic: false\n" + text, name)
         splits = splits_for(name, spec)
+        if args.epoch_parts:
+            print(f"\n[{name}] epochs in parts, {args.epochs - 1} steady epochs a loop and round")
+            epoch_parts(spec, splits, args.epoch_parts)
+            continue
         n = len(splits.x_train)
         fit_tp, our_tp, fit_mem, our_mem = [], [], [], []
         for r in range(args.rounds):
