@@ -29,6 +29,15 @@ def pytest_collection_modifyitems(config, items):
     items.sort(key=lambda item: rank.get(item.path.name, len(RUN_FIRST)))  # stable: a file's tests keep their order
 
 
+def pytest_make_parametrize_id(config, val, argname):
+    """Short test ids for long hostile inputs (a 200 kB JSON text, 100,001 list items): pytest would put
+    them whole in every id, report line and xdist message. Same-looking ids are numbered by pytest."""
+    if isinstance(val, (str, bytes)) and len(val) > 60:
+        text = val.decode("latin-1") if isinstance(val, bytes) else val
+        return f"{text[:40]}...({len(val)} long)"
+    return None
+
+
 def pytest_collection_finish(session):
     # What collection imported (TensorFlow, Keras, the test modules: over a million objects) lives to the
     # end; frozen, the garbage collector stops walking it in each full collection (0.1-0.3 s each: 22

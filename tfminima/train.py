@@ -107,7 +107,6 @@ class Trainer:
         self.user_callbacks = list(callbacks)
         self.stop_event = stop_event
         self.splits = splits if splits is not None else data_lib.load(spec.dataset)
-        self.train_tensors = host_tensors(self.splits.x_train, self.splits.y_train)  # each epoch gathers from them
         setup_determinism(spec.seed, spec.deterministic)
         self.strategy = strategy or make_strategy(spec.distribution)
         self.replicas = self.strategy.num_replicas_in_sync
@@ -121,6 +120,7 @@ class Trainer:
         self.multi_worker = is_multi_worker(self.strategy)
         self.writes_run_dir = recorder is not None and self.chief  # only the chief writes the run directory
         self.model, self.optimizer = build_model_and_optimizer(spec, self.splits, self.strategy)
+        self.train_tensors = host_tensors(self.splits.x_train, self.splits.y_train)  # each epoch gathers from them
         self.steps = ReplicaSteps(self.model, self.optimizer, self.strategy, svag=spec.optimizer.svag,
                                   jit_compile=spec.distribution.jit_compile)
         self.evaluator = Evaluator(self.steps, self.splits, spec.eval_batch_size, self.architecture())
