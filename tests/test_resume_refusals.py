@@ -270,3 +270,58 @@ def test_keys_that_do_not_change_training_are_not_compared(unfinished):
     assert target.spec.description == ""  # the stored config is the one resumed
     with pytest.raises(resume.ResumeConflict, match=r"optimizer\.lr: stored 0\.05, given 0\.1"):
         resume.targets(unfinished, None, ["description=another text", "optimizer.lr=0.1"])
+
+
+# ----------------------------------------------------------------------------- multi-worker
+def test_only_the_chief_worker_probes_the_lock_of_a_multi_worker_resume(unfinished, monkeypatch):
+    """The workers of a cluster start ``run --resume`` at the same moment, and only the chief takes the
+    run's lock. A worker that probed the lock too could hold it just when the chief probed: the chief
+    exited "being trained by another process" and the other worker waited for it in its first collective
+    until killed (the slow suite's two-worker resume, twice). Here the lock is held while each worker
+    starts up (``distribute.prepare`` stubbed: it would start a cluster)."""
+    from tfminima import cli
+    from tfminima.locks import RunLock
+
+    multi_worker(unfinished, monkeypatch)
+    args = cli.build_parser().parse_args(["run", "--resume", str(unfinished), "--quiet"])
+    held = RunLock(unfinished).acquire()
+    try:
+        for index, refused in ((0, True), (1, False)):
+            as_worker(index, monkeypatch)
+            ready = cli._start_up(args)
+            assert (ready == 2) is refused, (index, ready)
+    finally:
+        held.release()
+
+
+def test_only_the_chief_worker_clears_a_run_for_restart(unfinished, monkeypatch):
+    """``--restart`` under multi-worker: the chief discards the record (under the lock); the other
+    workers leave it to the chief, and read the run only after it, in step with it."""
+    from cli_support import main_here
+
+    from tfminima import cli
+
+    multi_worker(unfinished, monkeypatch)
+    monkeypatch.setattr(cli, "_run", lambda *a: 0)  # training would start the cluster
+    before = tree(unfinished)
+    as_worker(1, monkeypatch)
+    assert main_here("run", "--resume", unfinished, "--restart", "--quiet") == 0
+    assert tree(unfinished) == before
+    as_worker(0, monkeypatch)
+    assert main_here("run", "--resume", unfinished, "--restart", "--quiet") == 0
+    assert not (unfinished / "metrics.jsonl").exists() and not (unfinished / "checkpoints").exists()
+
+
+def multi_worker(run: Path, monkeypatch) -> None:
+    """Make ``run`` a multi-worker run, with ``distribute.prepare`` stubbed (it would start a cluster)."""
+    from tfminima import distribute
+
+    config = run / "config.yaml"
+    config.write_text(config.read_text().replace("strategy: auto", "strategy: multi_worker"))
+    monkeypatch.setattr(distribute, "prepare", lambda dist: None)
+
+
+def as_worker(index: int, monkeypatch) -> None:
+    """This process as worker ``index`` of a two-worker cluster (TF_CONFIG)."""
+    monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": {"worker": ["localhost:1", "localhost:2"]},
+                                                "task": {"type": "worker", "index": index}}))

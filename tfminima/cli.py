@@ -110,8 +110,8 @@ def cmd_run(args) -> int:
     if isinstance(ready, int):
         return ready
     spec, shard, targets = ready
-    if args.restart:
-        status = _start_over(targets)
+    if args.restart:  # by the chief alone; the other workers read the run after it, in step with it
+        status = _start_over([t for t in targets if cluster.role(t.spec.distribution).chief])
         if status:
             return status
     return _run(args, spec, shard, targets, stop)
@@ -146,14 +146,6 @@ def _start_up(args):
             return getattr(err, "exit_code", 2)
         for warning in (w for t in targets for w in t.warnings):
             _err(f"warning: {warning}")
-        if len(targets) == 1 and (Path(args.resume) / "config.yaml").exists():
-            from tfminima.locks import RunBusy, RunLock
-
-            try:  # refuse before TensorFlow starts; train_run takes the lock for real
-                RunLock(targets[0].run_dir.path).acquire().release()
-            except RunBusy as err:
-                _err(f"tfminima run --resume: {err}")
-                return 2
     else:
         try:
             spec = config_lib.load(args.config, args.set, args.profile)
@@ -182,10 +174,21 @@ def _start_up(args):
             return 2
     dist = (spec or targets[0].spec).distribution
     try:
-        cluster.role(dist)  # TF_CONFIG / Slurm's variables, checked before TensorFlow reads them
+        me = cluster.role(dist)  # TF_CONFIG / Slurm's variables, checked before TensorFlow reads them
     except cluster.ClusterError as err:
         _err(f"tfminima run: {err}")
         return 2
+    if me.chief and len(targets) == 1 and (Path(args.resume) / "config.yaml").exists():
+        from tfminima.locks import RunBusy, RunLock
+
+        # Refuse before TensorFlow starts; train_run takes the lock for real, on the chief alone. The other
+        # workers must not probe it: they start at the same moment, and a probe that held it while the
+        # chief probed made the chief exit "busy", leaving them waiting for it in their first collective.
+        try:
+            RunLock(targets[0].run_dir.path).acquire().release()
+        except RunBusy as err:
+            _err(f"tfminima run --resume: {err}")
+            return 2
     _quiet_tensorflow()
     if dist.strategy == "multi_worker" or dist.cpu_replicas > 1:
         from tfminima.distribute import DistributionError, prepare
