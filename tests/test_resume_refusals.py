@@ -316,8 +316,8 @@ def multi_worker(run: Path, monkeypatch) -> None:
     """Make ``run`` a multi-worker run, with ``distribute.prepare`` stubbed (it would start a cluster)."""
     from tfminima import distribute
 
-    config = run / "config.yaml"
-    config.write_text(config.read_text().replace("strategy: auto", "strategy: multi_worker"))
+    stored = run / "config.yaml"
+    stored.write_text(stored.read_text().replace("strategy: auto", "strategy: multi_worker"))
     monkeypatch.setattr(distribute, "prepare", lambda dist: None)
 
 
