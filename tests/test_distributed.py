@@ -17,6 +17,7 @@ import pytest
 
 from tfminima import checkpoint as ckpt
 from tfminima import cluster, config, runner
+from tfminima.locks import RunBusy
 from tfminima.rundir import RunDir, read_events
 
 CLI = [sys.executable, "-m", "tfminima.cli"]
@@ -329,6 +330,42 @@ def test_role_from_tf_config_and_slurm(monkeypatch):
     monkeypatch.setenv("SLURM_STEP_NUM_TASKS", "4")
     assert cluster.role(mw) == cluster.Role(False, 3, 4)
     assert cluster.role(config.load_text("").distribution) == cluster.Role()  # not multi-worker: its own chief
+
+
+@pytest.mark.parametrize("chief_error, others_raise", [
+    (RunBusy("a:1 trains it"), RunBusy), (OSError("disk full"), runner.WorkerStopped)])
+def test_every_worker_follows_the_chiefs_decision(monkeypatch, chief_error, others_raise):
+    """The chief decides (takes a run's lock, picks the group folder) and one agreement tells the others.
+    A run the chief finds busy is skipped by every worker alike: the others raised WorkerStopped and ended
+    the whole sweep or folder resume while the chief went on to the next run and waited for them there.
+    The agreement is played here by hand: the chief's values are what the others receive."""
+    from tfminima import distribute
+
+    spec = config.load_text("distribution: {strategy: multi_worker}\n")
+    monkeypatch.delenv("SLURM_PROCID", raising=False)
+    monkeypatch.setattr(distribute, "make_strategy", lambda dist: None)  # no cluster: the values are passed by hand
+    sent = []
+
+    def as_worker(index):
+        monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": {"worker": ["a:1", "b:2"]},
+                                                    "task": {"type": "worker", "index": index}}))
+        chief_agree = lambda strategy, values: (sent.append(values) or values, True)  # noqa: E731
+        worker_agree = lambda strategy, values: (sent[-1], values == sent[-1])  # noqa: E731
+        monkeypatch.setattr(distribute, "agree", chief_agree if index == 0 else worker_agree)
+
+    def fail():
+        raise chief_error
+
+    as_worker(0)
+    with pytest.raises(type(chief_error)):
+        runner._chief_decides(spec, fail)
+    as_worker(1)
+    with pytest.raises(others_raise):
+        runner._chief_decides(spec, lambda: pytest.fail("only the chief decides"))
+    as_worker(0)
+    assert runner._chief_decides(spec, lambda: "mwt-3", lambda made: 3) == "mwt-3"
+    as_worker(1)
+    assert runner._chief_decides(spec, lambda: pytest.fail("only the chief decides"), lambda made: 3) == 3
 
 
 def test_a_users_own_mirrored_strategy_does_not_collide_with_ours():

@@ -237,8 +237,9 @@ def _chief_decides(spec: config_lib.ExperimentSpec, decide: Callable[[], object]
     """Run ``decide`` on the chief only; under multi-worker, the other workers learn its outcome.
 
     Returns ``decide()``'s result on the chief and, on the others, ``value(result)`` as the chief
-    computed it (a non-negative int). If the chief's ``decide`` raises, every worker raises:
-    the chief its own error, the others :class:`WorkerStopped`.
+    computed it (a non-negative int). If the chief's ``decide`` raises, every worker raises: the chief
+    its own error, the others :class:`tfminima.locks.RunBusy` when the chief's was one (a run another
+    process trains: every worker skips it alike) and :class:`WorkerStopped` otherwise.
     """
     me = cluster.role(spec.distribution)
     if me.workers <= 1:
@@ -253,9 +254,11 @@ def _chief_decides(spec: config_lib.ExperimentSpec, decide: Callable[[], object]
             code = value(result) + 1
         except Exception as err:  # re-raised below, after the others heard of it
             error = err
-    (chief_code,), _ = distribute.agree(strategy, [code])
+    (chief_code, busy), _ = distribute.agree(strategy, [code, int(isinstance(error, RunBusy))])
     if error is not None:
         raise error
+    if busy:
+        raise RunBusy("the chief worker found this run trained by another process (its output names it)")
     if chief_code == 0:
         raise WorkerStopped("the chief worker stopped (its output says why)")
     return result if me.chief else chief_code - 1
