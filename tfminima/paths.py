@@ -104,10 +104,13 @@ def output_directory(path: str | Path, what: str = "--out") -> Path:
         if ancestor.parent == ancestor:
             break
         ancestor = ancestor.parent
+    why = None
     if ancestor != path and ancestor.exists() and not ancestor.is_dir():
-        raise PathError(f"cannot write {path}: {ancestor} is a file, not a directory", ENVIRONMENT, f"{ancestor} is a file, not a directory")
-    if ancestor.is_symlink() and not ancestor.exists():
-        raise PathError(f"cannot write {path}: {ancestor} is a broken symbolic link", ENVIRONMENT, f"{ancestor} is a broken symbolic link")
-    if ancestor.is_dir() and not os.access(ancestor, os.W_OK | os.X_OK):
-        raise PathError(f"cannot write {path}: {ancestor} is not writable (permission denied)", ENVIRONMENT, f"{ancestor} is not writable (permission denied)")
+        why = "is a file, not a directory"
+    elif ancestor.is_symlink() and not ancestor.exists():
+        why = "is a broken symbolic link"
+    elif ancestor.is_dir() and not os.access(ancestor, os.W_OK | os.X_OK):
+        why = "is not writable (permission denied)"
+    if why is not None:
+        raise PathError(f"cannot write {path}: {ancestor} {why}", ENVIRONMENT, f"{ancestor} {why}")
     return path
