@@ -9,13 +9,14 @@ a measurement costs the same whatever the epoch's length); ``--runs N`` keeps th
 
 Each round trains every run of the experiment once without a monitor and once with each selected row's
 monitors, in an order rotated every round, so the rows are measured side by side against one baseline;
-the overhead is (time with − time without) / time without, over the whole fit (tracing included, and
-the instantiation of the traced functions, which TensorFlow redoes after each run's seeding). Beside
-it, ``measuring`` is the monitors' own ``seconds`` (their measurements, timed inside the run) over the
-training time: the same share with less of the machine's noise. The sharpness monitor is measured as
-it chooses (at the quickstart's settings it recomputes its products: too few a run to pay for
-retaining them), with its products retained, and as before issue 15 (Grappler rewriting its functions
-at every run's instantiation).
+the overhead is (time with − time without) / time without, over the whole fit (tracing included: the
+monitors' functions are traced once a process, in the first run that measures). Beside it,
+``measuring`` is the monitors' own ``seconds`` (their measurements, timed inside the run) over the
+training time: the same share with less of the machine's noise; then each row's first measuring run
+(the traces) and the median of the others. The sharpness monitor is measured as it chooses
+(:data:`~tfminima.monitors.sharpness.RETAIN_FROM`: the quickstart's every-epoch λ_max retains its
+products, one measurement a run recomputes them), with its products retained, and as before issue 15
+(Grappler rewriting its functions).
 """
 
 from __future__ import annotations
@@ -161,6 +162,11 @@ def main() -> None:
               f"{total_on / args.rounds:6.1f} s: overhead {100 * (total_on - total_off) / total_off:5.1f} % "
               f"(per run median {100 * statistics.median(per_run):5.1f} %); measuring "
               f"{100 * sum(measuring[label]) / total_off:5.1f} %")
+    for label in rows:
+        first, rest = measuring[label][0], measuring[label][1:]
+        if rest:  # the process's first run pays the traces (once a sweep); the others are warm
+            print(f"  {label:55s} measuring a run: {1e3 * first:5.0f} ms the first (traces), then median "
+                  f"{1e3 * statistics.median(rest):5.0f} ms (range {1e3 * min(rest):.0f}–{1e3 * max(rest):.0f})")
 
 
 if __name__ == "__main__":
