@@ -79,27 +79,33 @@ def _seen(folder: Path, prefix: str, suffix: str = "") -> bool:
 
 
 def wait_and_kill(proc: subprocess.Popen, run: RunDir, mode: str, rng: random.Random, epoch_seconds: float,
-                  timeout: float = 600) -> dict:
-    """Kill ``proc`` at a moment chosen by ``mode``; returns what happened (``killed`` False if it finished first)."""
+                  timeout: float = 600, checkpoint_tries: int = 2) -> dict:
+    """Kill ``proc`` at a moment chosen by ``mode``; returns what happened (``killed`` False if it finished first).
+
+    ``checkpoint`` mode watches the checkpoint writes of up to ``checkpoint_tries`` + 1 epochs for one
+    in progress before it gives up and kills anyway (a miss, reported as not a hit)."""
     start = time.time()
     trigger = None
     if mode == "startup":
         trigger = start + rng.uniform(0.5, 12.0)
-    before = _train_events(run)
+    before, logged, counted_at = _train_events(run), 0, start
     while proc.poll() is None and time.time() - start < timeout:
         now = time.time()
         if mode == "checkpoint" and _seen(run.checkpoints_dir, ".tmp-"):
             break
         if mode == "write" and _seen(run.path, ".", ".tmp"):
             break
-        logged = _train_events(run) - before
+        # A write's window lasts milliseconds: between checks of the folder only a scandir, and the
+        # metrics file (which grows) is read every 20 ms, not at every check.
+        if mode not in ("checkpoint", "write") or now - counted_at > 0.02:
+            logged, counted_at = _train_events(run) - before, now
         if mode == "epoch" and trigger is None and logged > 0:
             trigger = now + rng.uniform(0.0, epoch_seconds)
-        if (mode == "checkpoint" and logged > 2) or (mode == "write" and logged > 0):
-            break  # the window was missed this time: kill now (reported as not a hit)
+        if (mode == "checkpoint" and logged > checkpoint_tries) or (mode == "write" and logged > 0):
+            break  # every window was missed: kill now (reported as not a hit)
         if trigger is not None and now >= trigger:
             break
-        time.sleep(0.0005 if mode in ("checkpoint", "write") else 0.01)
+        time.sleep(0.0001 if mode in ("checkpoint", "write") else 0.01)
     if proc.poll() is not None:
         return {"mode": mode, "killed": False, "returncode": proc.returncode}
     os.killpg(proc.pid, signal.SIGKILL)
@@ -151,7 +157,7 @@ def final_arrays(run: RunDir) -> dict[str, np.ndarray]:
 
 
 def victim(index: int, kills: int, cfg: Path, work: Path, reference: dict, rng: random.Random,
-           epoch_seconds: float, log) -> dict:
+           epoch_seconds: float, log, epochs: int) -> dict:
     """One run: launch, kill ``kills`` times (resuming after each), let it finish, compare."""
     out = work / f"victim-{index}"
     run = RunDir(out / "kt" / RUN_ID)
@@ -169,7 +175,10 @@ def victim(index: int, kills: int, cfg: Path, work: Path, reference: dict, rng: 
             code = proc.wait(timeout=900)
             break
         mode = modes[len([e for e in events if e["killed"]])]
-        event = wait_and_kill(proc, run, mode, rng, epoch_seconds)
+        # a checkpoint kill may watch the writes of the epochs that the later kills do not need (~3 each)
+        later = kills - 1 - len([e for e in events if e["killed"]])
+        tries = max(2, epochs - _train_events(run) - 3 - 3 * later)
+        event = wait_and_kill(proc, run, mode, rng, epoch_seconds, checkpoint_tries=tries)
         events.append(event)
         if not event["killed"]:
             code = event["returncode"]
@@ -217,7 +226,7 @@ def run_campaign(runs: int = 4, kills: int = 6, epochs: int = 30, seed: int = 0,
         reference = final_arrays(ref_run)
         train = [e for e in ref_run.events() if e["kind"] == "train"]
         epoch_seconds = float(np.median([e["seconds"] for e in train])) + 0.05
-        results = [victim(i, kills, cfg, work, reference, rng, epoch_seconds, log) for i in range(runs)]
+        results = [victim(i, kills, cfg, work, reference, rng, epoch_seconds, log, epochs) for i in range(runs)]
     killed = [e for r in results for e in r["events"] if e["killed"]]
     summary = {
         "runs": runs,

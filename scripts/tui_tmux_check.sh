@@ -15,6 +15,10 @@ WORK=$(mktemp -d "${TMPDIR:-/tmp}/tui-tmux-check.XXXXXX")
 SESSION="tfminima-tui-check-$$"
 W=100
 H=30
+# Enough epochs that a run is seen running (the app polls its status every 0.5 s) and that runs are
+# still queued when the script quits (~1 s a run on an idle machine; at 2 epochs all six could finish
+# before the quit, and the app then quits without asking)
+EPOCHS=40
 
 command -v tmux >/dev/null || { echo "tmux not found" >&2; exit 2; }
 TUI=$(command -v tfminima-tui) || { echo "tfminima-tui not installed (pip install -e .)" >&2; exit 2; }
@@ -57,7 +61,7 @@ cd "$WORK"
 # PYTHONPATH is passed on explicitly (a running tmux server keeps the environment it started with)
 tmux new-session -d -s "$SESSION" -x "$W" -y "$H" \
     "env -u COLUMNS -u LINES ${PYTHONPATH:+PYTHONPATH='$PYTHONPATH'} '$TUI' runs --config '$REPO/experiments/quickstart.yaml' -j 1 \
-     --set epochs=2 --set dataset.train_size=256 --set dataset.val_size=64 --set dataset.test_size=64 \
+     --set epochs=$EPOCHS --set dataset.train_size=256 --set dataset.val_size=64 --set dataset.test_size=64 \
      --set 'model.hidden=[16]' --set 'monitors=[]'; echo TUI-EXITED-\$?; sleep 600"
 
 wait_for "1 Configure.*quickstart.yaml" 30 "the app starts on Configure with the quickstart"
@@ -67,7 +71,7 @@ wait_for "2 Runs .*runs: 6 runs" 20 "launch: the Runs screen lists the 6 runs of
 wait_for "queued" 10 "runs beyond the concurrency limit are queued"
 wait_for "(starting|pending|running)" 30 "the first runs start"
 wait_for "running" 90 "a run reports running"
-wait_for " [12]/2 " 90 "epoch progress appears in the table"
+wait_for " [1-9][0-9]?/$EPOCHS " 90 "epoch progress appears in the table"
 wait_for "completed" 90 "a run completes"
 
 tmux send-keys -t "$SESSION" 3

@@ -27,7 +27,8 @@ def kill_test():
 
 
 def test_two_sigkills_one_inside_a_checkpoint_write_then_resume_bitwise(tmp_path):
-    summary = kill_test().run_campaign(runs=1, kills=2, epochs=8, work=tmp_path, in_process_reference=True)
+    # 14 epochs (0.2 s each): the checkpoint kill may wait through several epochs for a write in progress
+    summary = kill_test().run_campaign(runs=1, kills=2, epochs=14, work=tmp_path, in_process_reference=True)
     brief = {k: v for k, v in summary.items() if k != "results"}
     assert summary["ok"], brief
     assert summary["kills_by_mode"]["checkpoint"] == 1 and summary["checkpoint_writes_hit"] == 1, brief
