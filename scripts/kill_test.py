@@ -171,13 +171,13 @@ def victim(index: int, kills: int, cfg: Path, work: Path, reference: dict, rng: 
             argv = cli("run", str(cfg), "--out", str(out))
         proc = launch(argv, log)
         launches += 1
-        if len([e for e in events if e["killed"]]) >= kills:
+        done = sum(e["killed"] for e in events)
+        if done >= kills:
             code = proc.wait(timeout=900)
             break
-        mode = modes[len([e for e in events if e["killed"]])]
+        mode = modes[done]
         # a checkpoint kill may watch the writes of the epochs that the later kills do not need (~3 each)
-        later = kills - 1 - len([e for e in events if e["killed"]])
-        tries = max(2, epochs - _train_events(run) - 3 - 3 * later)
+        tries = max(2, epochs - _train_events(run) - 3 - 3 * (kills - 1 - done))
         event = wait_and_kill(proc, run, mode, rng, epoch_seconds, checkpoint_tries=tries)
         events.append(event)
         if not event["killed"]:
